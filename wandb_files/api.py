@@ -1,0 +1,247 @@
+"""`Api`: the entry point, configured like `wandb.Api()`."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import re
+import secrets
+import string
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from wandb_files import queries
+from wandb_files.errors import AuthenticationError, ConfigurationError, NotFoundError
+from wandb_files.graphql import GraphQLClient
+from wandb_files.runs import Run, Runs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+DEFAULT_TIMEOUT = 30.0
+_PART = re.compile(r"^[^/\s:]+$")
+_RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
+_PATH_FORMS = "entity/project/run_id, entity/project/runs/run_id, entity/project:run_id or project/run_id"
+
+
+def _netrc_key(host: str) -> tuple[str, str] | None:
+    """The password for `host` in the netrc file, with where it was found."""
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    if not path.is_file():
+        return None
+    try:
+        entry = netrc.netrc(str(path)).authenticators(host)
+    except (netrc.NetrcParseError, OSError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return None
+    if entry and entry[2]:
+        return entry[2], f"{path} (machine {host})"
+    return None
+
+
+def _resolve_key(api_key: str | None, base_url: str) -> tuple[str, str]:
+    if api_key is not None:
+        if not isinstance(api_key, str):
+            raise TypeError(f"api_key must be a string, not {type(api_key).__name__}")
+        if not api_key.strip():
+            raise ConfigurationError("api_key is empty")
+        return api_key.strip(), "the api_key argument"
+    if os.environ.get("WANDB_API_KEY", "").strip():
+        return os.environ["WANDB_API_KEY"].strip(), "the WANDB_API_KEY environment variable"
+    host = urlsplit(base_url).hostname or ""
+    found = _netrc_key(host)
+    if found:
+        return found
+    raise ConfigurationError(
+        f"No API key for {base_url}: pass Api(api_key=...), set WANDB_API_KEY, "
+        f"or add 'machine {host} login user password <key>' to ~/.netrc."
+    )
+
+
+def _check_base_url(base_url: Any) -> str:
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, got {base_url!r}")
+    return base_url.strip().rstrip("/")
+
+
+class Api:
+    """A connection to a W&B (or `wandb-files server`) API.
+
+    Args:
+        api_key: The API key. Defaults to `WANDB_API_KEY`, then the `~/.netrc` entry for the base URL's host.
+        base_url: The server. Defaults to `overrides["base_url"]`, then `WANDB_BASE_URL`, then
+            ``https://api.wandb.ai``.
+        timeout: Seconds to wait for the server to answer one request.
+        overrides: W&B-style defaults: ``entity``, ``project`` and ``base_url``.
+
+    Raises:
+        ConfigurationError: no API key could be found, or the base URL is not an http(s) URL.
+        TypeError: an argument has the wrong type.
+
+    Nothing is sent until the first call that needs the server.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise TypeError(f"overrides must be a dict, not {type(overrides).__name__}")
+        self.settings: dict[str, Any] = dict(overrides or {})
+        self.base_url = _check_base_url(
+            base_url or self.settings.get("base_url") or os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
+        )
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+            raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        key, source = _resolve_key(api_key, self.base_url)
+        self.client = GraphQLClient(
+            self.base_url, key, timeout=float(timeout or DEFAULT_TIMEOUT), key_source=source
+        )
+
+    def __repr__(self) -> str:
+        return f"<Api {self.base_url}>"
+
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.client.close()
+
+    @cached_property
+    def viewer(self) -> dict[str, Any]:
+        """The user the API key belongs to (``id``, ``username``, ``entity``, …).
+
+        Raises:
+            AuthenticationError: the key was not accepted.
+        """
+        viewer = self.client.execute(queries.VIEWER).get("viewer")
+        if viewer is None:
+            raise AuthenticationError(
+                f"{self.base_url} did not accept the API key from {self.client.key_source}.", status_code=401
+            )
+        return dict(viewer)
+
+    @property
+    def default_entity(self) -> str:
+        """The entity used when a path leaves it out: `overrides["entity"]`, else the key's own."""
+        return str(self.settings.get("entity") or os.environ.get("WANDB_ENTITY") or self.viewer["entity"])
+
+    def _split_run_path(self, path: str) -> tuple[str, str, str]:
+        if not isinstance(path, str):
+            raise TypeError(f"path must be a string like 'entity/project/run_id', not {type(path).__name__}")
+        text = path.strip()
+        parts_url = urlsplit(text)
+        if parts_url.scheme in ("http", "https"):
+            text = parts_url.path
+        parts = [p for p in text.strip("/").split("/")]
+        if len(parts) == 4 and parts[2] == "runs":
+            parts = [parts[0], parts[1], parts[3]]
+        elif len(parts) == 2 and ":" in parts[1]:
+            parts = [parts[0], *parts[1].split(":", 1)]
+        elif len(parts) == 2:
+            parts = [self.default_entity, *parts]
+        elif len(parts) == 1 and self.settings.get("project"):
+            parts = [self.default_entity, self.settings["project"], parts[0]]
+        if len(parts) != 3 or not all(_PART.match(p) for p in parts):
+            raise ValueError(f"run path {path!r} is not one of: {_PATH_FORMS}")
+        return parts[0], parts[1], parts[2]
+
+    def _split_project_path(self, path: str | None) -> tuple[str, str]:
+        if path is None:
+            path = self.settings.get("project")
+            if not path:
+                raise ValueError("pass a project path like 'entity/project', or set overrides={'project': ...}")
+        if not isinstance(path, str):
+            raise TypeError(f"path must be a string like 'entity/project', not {type(path).__name__}")
+        parts = path.strip().strip("/").split("/")
+        if len(parts) == 1:
+            parts = [self.default_entity, parts[0]]
+        if len(parts) != 2 or not all(_PART.match(p) for p in parts):
+            raise ValueError(f"project path {path!r} is not 'entity/project' or 'project'")
+        return parts[0], parts[1]
+
+    def run(self, path: str) -> Run:
+        """The run at `path`.
+
+        Args:
+            path: ``entity/project/run_id``, ``entity/project/runs/run_id``, ``entity/project:run_id``,
+                ``project/run_id`` (the default entity), or a run's web URL.
+
+        Returns:
+            The run, with its attributes loaded.
+
+        Raises:
+            TypeError: `path` is not a string.
+            ValueError: `path` is not one of the forms above.
+            NotFoundError: the project or run does not exist.
+            PermissionDeniedError: the key may not see that entity.
+        """
+        entity, project, run_id = self._split_run_path(path)
+        return Run(self.client, entity, project, run_id)
+
+    def runs(self, path: str | None = None, per_page: int = 50, order: str | None = None) -> Runs:
+        """The runs of a project, newest first, fetched lazily.
+
+        Args:
+            path: ``entity/project`` or ``project`` (the default entity); defaults to `overrides["project"]`.
+            per_page: How many runs one request fetches (1 to 10,000).
+            order: ``"-createdAt"`` (default) or ``"+createdAt"``.
+
+        Raises:
+            TypeError, ValueError: a bad path or `per_page`.
+        """
+        entity, project = self._split_project_path(path)
+        return Runs(self.client, entity, project, per_page=per_page, order=order)
+
+    def create_run(
+        self,
+        run_id: str | None = None,
+        project: str | None = None,
+        entity: str | None = None,
+        *,
+        display_name: str | None = None,
+    ) -> Run:
+        """Create a run (and its project when missing), or return the existing run with that id.
+
+        Args:
+            run_id: The run's id; a random 8-character one when omitted.
+            project: The project; defaults to `overrides["project"]`, then ``"uncategorized"``.
+            entity: The entity; defaults to `default_entity`.
+            display_name: The run's display name.
+
+        Returns:
+            The run.
+
+        Raises:
+            BadRequestError: the server refused a name.
+            PermissionDeniedError: the key may not write to that entity.
+        """
+        for argument, value in (("run_id", run_id), ("project", project), ("entity", entity)):
+            if value is not None and (not isinstance(value, str) or not _PART.match(value)):
+                raise ValueError(f"{argument} must be a non-empty name without '/', ':' or spaces, got {value!r}")
+        run_id = run_id or "".join(secrets.choice(_RUN_ID_ALPHABET) for _ in range(8))
+        project = project or self.settings.get("project") or "uncategorized"
+        entity = entity or self.default_entity
+        bucket = self.client.execute(
+            queries.UPSERT_RUN,
+            {"name": run_id, "project": project, "entity": entity, "displayName": display_name},
+            retry_safe=True,  # upserting the same id twice is harmless
+        )["upsertBucket"]["bucket"]
+        if bucket is None:
+            raise NotFoundError(f"the server did not create run {entity}/{project}/{run_id}")
+        return Run(self.client, entity, project, bucket["name"], attrs=bucket)

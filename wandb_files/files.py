@@ -1,0 +1,300 @@
+"""`File` and `Files`: the files of a run, as in `wandb.apis.public.files`."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, TextIO
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from wandb_files import queries, transfer
+from wandb_files.errors import NotFoundError
+from wandb_files.paginator import Paginator
+
+if TYPE_CHECKING:
+    from wandb_files.api import Api
+    from wandb_files.graphql import GraphQLClient
+    from wandb_files.runs import Run
+
+_S3_VIRTUAL_HOST = re.compile(r"^(?P<bucket>[^.]+(?:\.[^.]+)*?)\.s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com$")
+_S3_PATH_HOST = re.compile(r"^s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com$")
+
+
+class FileAttrs(BaseModel):
+    """A file's metadata as the server sends it; unknown fields and nulls are tolerated.
+
+    Both the GraphQL names (`sizeBytes`, `directUrl`, `updatedAt`) and the snake_case names of W&B's examples
+    (`direct_url`, `updated_at`) are accepted.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    id: str | None = None
+    url: str | None = None
+    direct_url: str | None = Field(None, validation_alias=AliasChoices("directUrl", "direct_url"))
+    size: int | None = Field(None, validation_alias=AliasChoices("sizeBytes", "size_bytes", "size"))
+    md5: str | None = None
+    mimetype: str | None = None
+    updated_at: str | None = Field(None, validation_alias=AliasChoices("updatedAt", "updated_at"))
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+def s3_uri(url: str | None) -> str:
+    """`s3://bucket/key` for an S3 URL (virtual-host or path style, or any presigned S3-compatible URL), else ''."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    path = unquote(parts.path).lstrip("/")
+    virtual = _S3_VIRTUAL_HOST.match(host)
+    if virtual and path:
+        return f"s3://{virtual.group('bucket')}/{path}"
+    presigned = any(k.lower() in ("x-amz-signature", "x-amz-credential") for k in parse_qs(parts.query))
+    if (_S3_PATH_HOST.match(host) or presigned) and "/" in path:
+        bucket, key = path.split("/", 1)
+        return f"s3://{bucket}/{key}"
+    return ""
+
+
+class File:
+    """A file saved to a run.
+
+    Args:
+        client: The GraphQL client (`Api.client`).
+        attrs: The file's attributes: `name` and any of `id`, `url`, `directUrl`/`direct_url`, `sizeBytes`,
+            `md5`, `mimetype`, `updatedAt`/`updated_at`.
+        run: The run the file belongs to (needed by `delete()` and bulk downloads).
+
+    Raises:
+        ValueError: `attrs` has no usable `name` or a field of the wrong type.
+    """
+
+    def __init__(self, client: GraphQLClient, attrs: Mapping[str, Any], run: Run | None = None) -> None:
+        try:
+            self._attrs = FileAttrs.model_validate(dict(attrs))
+        except ValidationError as exc:
+            raise ValueError(f"invalid file attributes: {exc.errors(include_url=False)}") from None
+        self.client = client
+        self.run = run
+
+    @property
+    def id(self) -> str | None:
+        """The file's node id on the server."""
+        return self._attrs.id
+
+    @property
+    def name(self) -> str:
+        """The file's path inside its run, e.g. ``media/images/pred_3_ab12.png``."""
+        return self._attrs.name
+
+    @property
+    def url(self) -> str | None:
+        """The download URL (needs the API key)."""
+        return self._attrs.url
+
+    @property
+    def direct_url(self) -> str | None:
+        """The storage URL: short-lived and signed, needs no key."""
+        return self._attrs.direct_url
+
+    @property
+    def size(self) -> int:
+        """The size in bytes (0 when the server did not say)."""
+        return self._attrs.size or 0
+
+    @property
+    def md5(self) -> str | None:
+        """The base64 md5 of the bytes, as W&B stores it."""
+        return self._attrs.md5
+
+    @property
+    def mimetype(self) -> str | None:
+        """The MIME type, e.g. ``image/png``."""
+        return self._attrs.mimetype
+
+    @property
+    def updated_at(self) -> str | None:
+        """When the file was last written, as the server's ISO-8601 string."""
+        return self._attrs.updated_at
+
+    @property
+    def path_uri(self) -> str:
+        """`s3://bucket/key` when the bytes live in an S3 bucket, else the empty string."""
+        return s3_uri(self.direct_url)
+
+    def __repr__(self) -> str:
+        return f"<File {self.name} ({self.mimetype or 'unknown type'}, {_human_size(self.size)})>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, File) and (self.id, self.name) == (other.id, other.name) and self.id is not None
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.name))
+
+    def download(
+        self,
+        root: str | os.PathLike[str] = ".",
+        replace: bool = False,
+        exist_ok: bool = False,
+        api: Api | None = None,
+    ) -> TextIO:
+        """Download the file to `root`/`name` and return it opened for reading, as W&B does.
+
+        The bytes go to a temp file beside the target and are checked against the server's size and md5
+        before they replace anything; an interrupted attempt is resumed and failures are retried.
+
+        Args:
+            root: The folder to save into (created if missing). Defaults to ".".
+            replace: Overwrite a local file of the same name.
+            exist_ok: If the local file exists, return it without downloading (unless `replace`).
+            api: The `Api` to download with; defaults to the one this file came from.
+
+        Returns:
+            The downloaded file, opened in text mode (as `wandb` returns it); close it when done.
+
+        Raises:
+            ValueError: the file exists and neither `replace` nor `exist_ok` is set; or `root` is a file; or the
+                name would land outside `root`.
+            IntegrityError: the bytes did not match the server's size or md5, after retries.
+            APIError, TransportError: the server refused or could not be reached.
+        """
+        client = api.client if api is not None else self.client
+        target = transfer.target_path(root, self.name)
+        if target.exists() and not replace:
+            if exist_ok:
+                return open(target)  # noqa: SIM115 - returned to the caller, as W&B does
+            raise ValueError(
+                f"File {str(target)!r} already exists; pass replace=True to overwrite it "
+                "or exist_ok=True to keep it as is."
+            )
+        if not self.url:
+            raise ValueError(f"file {self.name!r} has no download url")
+        transfer.download(client, self.url, target, name=self.name, size=self._attrs.size, md5=self.md5)
+        return open(target)  # noqa: SIM115
+
+    def delete(self) -> None:
+        """Delete the file (and its bytes) on the server.
+
+        Raises:
+            ValueError: the file has no id (it was built from attributes without one).
+            NotFoundError: it was already deleted.
+            PermissionDeniedError: the key may not delete it.
+        """
+        if not self.id:
+            raise ValueError(f"file {self.name!r} has no id, so it cannot be deleted")
+        project_id = self.run.project_id if self.run is not None else None
+        self.client.execute(queries.DELETE_FILES, {"files": [self.id], "projectId": project_id})
+
+
+def check_names(names: Iterable[str] | None) -> list[str]:
+    """Validate a `names` filter.
+
+    Raises:
+        TypeError: `names` is a single string or holds something other than strings.
+    """
+    if names is None:
+        return []
+    if isinstance(names, (str, bytes)):
+        raise TypeError("names must be a list of file names, not a single string; use names=[name]")
+    result = list(names)
+    for name in result:
+        if not isinstance(name, str):
+            raise TypeError(f"names must hold strings, got {type(name).__name__}: {name!r}")
+    return result
+
+
+class Files(Paginator[File]):
+    """The files of a run, fetched page by page as they are used.
+
+    Args:
+        client: The GraphQL client (`Api.client`).
+        run: The run whose files these are.
+        names: Only these file names (None or [] for all).
+        per_page: How many files one request fetches (1 to 10,000).
+        upload: Ask for upload URLs instead of download URLs in `File.url`.
+        pattern: Only names matching this SQL LIKE pattern (``%`` any run, ``_`` one character),
+            e.g. ``media/%.png``. Cannot be combined with `names`.
+
+    Raises:
+        TypeError: `names` is not a list of strings, `pattern` not a string, or `per_page` not an int.
+        ValueError: `names` and `pattern` are both given, or `per_page` is out of range.
+
+    `len(files)` is exact for the filtered collection (W&B's client returns the whole run's count).
+    """
+
+    QUERY = queries.RUN_FILES
+    CURSOR_VARIABLE = "fileCursor"
+    LIMIT_VARIABLE = "fileLimit"
+
+    def __init__(
+        self,
+        client: GraphQLClient,
+        run: Run,
+        names: Iterable[str] | None = None,
+        per_page: int = 50,
+        upload: bool = False,
+        pattern: str | None = None,
+    ) -> None:
+        self.names = check_names(names)
+        if pattern is not None and not isinstance(pattern, str):
+            raise TypeError(f"pattern must be a string, not {type(pattern).__name__}")
+        if self.names and pattern:
+            raise ValueError("pass names or pattern, not both")
+        self.run = run
+        self.pattern = pattern or None
+        self.upload = bool(upload)
+        super().__init__(
+            client,
+            {
+                "project": run.project,
+                "entity": run.entity,
+                "name": run.id,
+                "fileNames": self.names,
+                "upload": self.upload,
+                "pattern": self.pattern,
+            },
+            per_page,
+        )
+
+    def _connection(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        return _run_of(data, self.run)["files"]
+
+    def _total(self, data: Mapping[str, Any]) -> int | None:
+        if self.names or self.pattern:
+            return None  # fileCount counts the whole run
+        count = _run_of(data, self.run).get("fileCount")
+        return int(count) if count is not None else None
+
+    def _convert_node(self, node: Mapping[str, Any]) -> File:
+        return File(self.client, node, self.run)
+
+    def __repr__(self) -> str:
+        filters = f" names={self.names!r}" if self.names else f" pattern={self.pattern!r}" if self.pattern else ""
+        return f"<Files {'/'.join(self.run.path)}{filters} ({self._known_count()} files)>"
+
+
+def _run_of(data: Mapping[str, Any], run: Run) -> Mapping[str, Any]:
+    project = data.get("project")
+    if project is None:
+        raise NotFoundError(f"Project {run.entity}/{run.project} not found")
+    found = project.get("run")
+    if found is None:
+        raise NotFoundError(f"Run {'/'.join(run.path)} not found")
+    return found  # type: ignore[no-any-return]
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"  # pragma: no cover
+

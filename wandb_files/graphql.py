@@ -1,0 +1,265 @@
+"""The GraphQL transport: one `gql` client over one pooled `requests` session, retries, and error mapping.
+
+Everything that talks HTTP to the server goes through `GraphQLClient`: GraphQL calls use `execute`, and byte
+transfers borrow its `session` and ask `auth_for(url)` whether a URL may see the API key.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import requests
+from gql import Client, GraphQLRequest
+from gql.transport.exceptions import (
+    TransportConnectionFailed,
+    TransportProtocolError,
+    TransportQueryError,
+    TransportServerError,
+)
+from gql.transport.requests import RequestsHTTPTransport
+from requests.adapters import HTTPAdapter
+from requests.auth import HTTPBasicAuth
+
+from wandb_files._version import __version__
+from wandb_files.errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    ServerError,
+    TransportError,
+)
+from wandb_files.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"wandb-files/{__version__}"
+
+_CODE_TO_ERROR: dict[str, type[APIError]] = {
+    "UNAUTHENTICATED": AuthenticationError,
+    "PERMISSION_DENIED": PermissionDeniedError,
+    "FORBIDDEN": PermissionDeniedError,
+    "NOT_FOUND": NotFoundError,
+    "BAD_USER_INPUT": BadRequestError,
+    "GRAPHQL_VALIDATION_FAILED": BadRequestError,
+    "GRAPHQL_PARSE_FAILED": BadRequestError,
+    "INTERNAL": ServerError,
+    "INTERNAL_SERVER_ERROR": ServerError,
+}
+_STATUS_TO_ERROR: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+}
+
+
+def error_for_status(status: int | None) -> type[APIError]:
+    """The exception class that stands for an HTTP status."""
+    if status is None:
+        return APIError
+    if status >= 500:
+        return ServerError
+    return _STATUS_TO_ERROR.get(status, APIError)
+
+
+def _error_class(errors: list[Any], status: int | None) -> type[APIError]:
+    for error in errors:
+        code = (error.get("extensions") or {}).get("code") if isinstance(error, Mapping) else None
+        if code in _CODE_TO_ERROR:
+            return _CODE_TO_ERROR[code]
+    return error_for_status(status)
+
+
+def _messages(errors: list[Any]) -> str:
+    return "; ".join(str(e.get("message", e)) if isinstance(e, Mapping) else str(e) for e in errors)
+
+
+class _HTTPError(Exception):
+    """Raised inside the transport for a non-2xx answer, carrying what the mapping needs."""
+
+    def __init__(self, status: int, errors: list[Any], retry_after: float | None, text: str) -> None:
+        super().__init__(status)
+        self.status = status
+        self.errors = errors
+        self.retry_after = retry_after
+        self.text = text
+
+
+class _Transport(RequestsHTTPTransport):
+    """gql's requests transport, made to keep the HTTP status of error answers (gql drops it for JSON bodies)."""
+
+    def _prepare_result(self, response: requests.Response) -> Any:
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                errors = list(body.get("errors") or []) if isinstance(body, dict) else []
+            except ValueError:
+                errors = []
+            raise _HTTPError(response.status_code, errors, parse_retry_after(response.headers), response.text[:500])
+        return super()._prepare_result(response)
+
+
+def make_session(pool_size: int = 16) -> requests.Session:
+    """A `requests` session with a connection pool big enough for `pool_size` concurrent transfers."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+class GraphQLClient:
+    """A GraphQL client for one server and one API key (what `Api.client` is).
+
+    Args:
+        base_url: The server, e.g. ``https://api.wandb.ai``; GraphQL is at ``{base_url}/graphql``.
+        api_key: The API key, sent as HTTP Basic auth (user ``api``) to `base_url` only.
+        timeout: Seconds to wait for the server to answer one request.
+        retry: When to try again after a connection failure, a timeout, 408, 429 or 5xx.
+        key_source: Where the key came from, for error messages (never the key itself).
+        session: A `requests` session to share; a pooled one is made when omitted.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        key_source: str = "the api_key argument",
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.key_source = key_source
+        self.session = session or make_session()
+        self._auth = HTTPBasicAuth("api", api_key)
+        transport = _Transport(url=f"{self.base_url}/graphql", auth=self._auth, timeout=timeout)  # type: ignore[arg-type]
+        transport.session = self.session  # gql builds its own session only when none is set
+        self._gql = Client(transport=transport, fetch_schema_from_transport=False)
+        self._gql_session = self._gql.connect_sync()
+
+    def __repr__(self) -> str:
+        return f"<GraphQLClient {self.base_url}>"
+
+    def auth_for(self, url: str) -> HTTPBasicAuth | None:
+        """The API key's auth when `url` is on the server's exact scheme, host and port; otherwise None.
+
+        The key must never travel to another host (a storage bucket, a CDN, a redirect target).
+        """
+        return self._auth if _origin(url) == _origin(self.base_url) else None
+
+    def execute(
+        self,
+        document: GraphQLRequest,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        retry_safe: bool | None = None,
+    ) -> dict[str, Any]:
+        """Run a GraphQL operation and return its `data`.
+
+        Args:
+            document: A parsed operation (see `wandb_files.queries`).
+            variables: The operation's variables.
+            retry_safe: Whether the operation may be sent again after a failure whose outcome is unknown.
+                Defaults to True for queries and False for mutations.
+
+        Returns:
+            The `data` object of the answer.
+
+        Raises:
+            AuthenticationError: the key was missing or refused.
+            PermissionDeniedError, NotFoundError, BadRequestError: the server refused the operation.
+            ServerError: the server kept failing, or did not answer with GraphQL.
+            TransportError: the server could not be reached after all retries.
+        """
+        if retry_safe is None:
+            retry_safe = not _is_mutation(document)
+        request = GraphQLRequest(document, variable_values=dict(variables or {}))
+        started = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                return self._gql_session.execute(request)
+            except TransportQueryError as exc:
+                errors = list(exc.errors or [])
+                cls = _error_class(errors, None)
+                raise cls(self._describe(cls, _messages(errors)), errors=errors) from None
+            except _HTTPError as exc:
+                cls = _error_class(exc.errors, exc.status)
+                message = _messages(exc.errors) if exc.errors else f"HTTP {exc.status}: {exc.text.strip()[:200]}"
+                error = cls(self._describe(cls, message), status_code=exc.status, errors=exc.errors)
+                if exc.status not in RETRYABLE_STATUS or not retry_safe:
+                    raise error from None
+                failures += 1
+                wait = self.retry.delay(failures, exc.retry_after)
+                if not self.retry.should_retry(failures, started, wait):
+                    raise error from None
+            except (TransportConnectionFailed, requests.RequestException) as exc:
+                failures += 1
+                wait = self.retry.delay(failures)
+                if not retry_safe or not self.retry.should_retry(failures, started, wait):
+                    raise TransportError(
+                        f"Could not reach {self.base_url} after {failures} attempt(s): {exc}. "
+                        "Check the base URL (WANDB_BASE_URL) and that the server is running."
+                    ) from None
+            except (TransportServerError, TransportProtocolError) as exc:
+                raise ServerError(f"{self.base_url} did not answer with GraphQL: {exc}") from None
+            log.debug("retrying %s in %.2fs after failure %d", _operation_name(document), wait, failures)
+            time.sleep(wait)
+
+    def _describe(self, cls: type[APIError], message: str) -> str:
+        if cls is AuthenticationError:
+            return (
+                f"{self.base_url} did not accept the API key from {self.key_source} ({message}). "
+                "Check the key, or pass api_key= / set WANDB_API_KEY."
+            )
+        return message
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._gql.close_sync()
+        self.session.close()
+
+
+def _is_mutation(document: GraphQLRequest) -> bool:
+    return any(getattr(d, "operation", None) and d.operation.value == "mutation" for d in document.document.definitions)
+
+
+def _operation_name(document: GraphQLRequest) -> str:
+    for d in document.document.definitions:
+        name = getattr(d, "name", None)
+        if getattr(d, "operation", None) and name is not None:
+            return str(name.value)
+    return "operation"
+
+
+def raise_for_status(response: requests.Response, what: str) -> None:
+    """Raise the mapped `APIError` for a non-2xx byte-transfer response.
+
+    Args:
+        response: The response to check.
+        what: What was being transferred, for the message (a file name, never a signed URL).
+
+    Raises:
+        APIError: a subclass chosen by the status.
+    """
+    if response.status_code < 400:
+        return
+    cls = error_for_status(response.status_code)
+    detail = response.text.strip()[:200] if "json" in response.headers.get("Content-Type", "") else response.reason
+    raise cls(f"{what}: HTTP {response.status_code} {detail}", status_code=response.status_code)

@@ -1,0 +1,208 @@
+"""One lazy, cursor-paginated sequence that every collection (files, runs) is built on.
+
+A collection says only which query it sends, how to build the variables of a page, where the connection sits
+in the answer and how a node becomes an object. Everything else lives here:
+
+- Pages are fetched on demand. `len()`, indexing and slicing fetch only as far as they must.
+- Each `for` loop walks the pages with its own cursor, so two nested loops over one collection do not
+  disturb each other, and a loop does not keep every object it has yielded (memory stays flat on huge runs).
+- Pages fetched for indexing are kept, so `files[3]` after `files[2]` costs no request.
+- The W&B names (`variables`, `last_response`, `cursor`, `more`, `update_variables()`, `convert_objects()`)
+  keep their meaning, for code written against `wandb.apis.public`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Iterator, Mapping, TypeVar, overload
+
+if TYPE_CHECKING:
+    from gql import GraphQLRequest
+
+    from wandb_files.graphql import GraphQLClient
+
+T = TypeVar("T")
+
+#: The largest page the server gives (and W&B's servers accept).
+MAX_PER_PAGE = 10_000
+
+
+def check_per_page(per_page: object) -> int:
+    """Return `per_page` if it is a usable page size.
+
+    Raises:
+        TypeError: it is not an int.
+        ValueError: it is not between 1 and `MAX_PER_PAGE`.
+    """
+    if isinstance(per_page, bool) or not isinstance(per_page, int):
+        raise TypeError(f"per_page must be an int, not {type(per_page).__name__}")
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise ValueError(f"per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}")
+    return per_page
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a connection: its objects, the cursor after it, and whether more follow."""
+
+    objects: list[T]
+    cursor: str | None
+    has_next: bool
+    total: int | None
+
+
+class Paginator(Generic[T], abc.ABC):
+    """A lazy sequence over a GraphQL connection.
+
+    Args:
+        client: The GraphQL client (`Api.client`).
+        variables: The query's variables other than the cursor and page size.
+        per_page: How many objects one request fetches.
+
+    Raises:
+        TypeError, ValueError: `per_page` is not an int from 1 to 10,000.
+    """
+
+    QUERY: ClassVar[GraphQLRequest]
+    #: The names of the query's cursor and page-size variables.
+    CURSOR_VARIABLE: ClassVar[str] = "cursor"
+    LIMIT_VARIABLE: ClassVar[str] = "perPage"
+
+    def __init__(self, client: GraphQLClient, variables: Mapping[str, Any], per_page: int = 50) -> None:
+        self.client = client
+        self.per_page = check_per_page(per_page)
+        self.variables: dict[str, Any] = dict(variables)
+        self.last_response: dict[str, Any] | None = None
+        self.objects: list[T] = []
+        self._last_page: Page[T] | None = None  # last_response, parsed once
+        self._length: int | None = None
+
+    # -- what a collection says -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _connection(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The connection (`edges`, `pageInfo`) inside a response; raise NotFoundError where it is null."""
+
+    @abc.abstractmethod
+    def _convert_node(self, node: Mapping[str, Any]) -> T:
+        """Turn one edge's node into an object."""
+
+    def _total(self, data: Mapping[str, Any]) -> int | None:
+        """The exact size of the whole collection when the response tells it, else None."""
+        return None
+
+    # -- W&B's names --------------------------------------------------------------------------------
+
+    @property
+    def cursor(self) -> str | None:
+        """The cursor of the last edge fetched into `objects` (None before the first page)."""
+        return self._last_page.cursor if self._last_page is not None else None
+
+    @property
+    def more(self) -> bool:
+        """True while pages beyond those in `objects` may exist."""
+        return self._last_page is None or self._last_page.has_next
+
+    @property
+    def length(self) -> int:
+        """The exact number of objects in the collection (fetches what it needs to know it)."""
+        if self._length is None:
+            if self._last_page is None:
+                self._load_page()
+            assert self._last_page is not None
+            total = self._last_page.total
+            if total is None:  # a filtered collection: count what is left without keeping it
+                total = len(self.objects) + (sum(1 for _ in self._walk(self.cursor)) if self.more else 0)
+            self._length = total
+        return self._length
+
+    def update_variables(self) -> None:
+        """Set the page size and cursor variables for the next page after `objects`."""
+        self.variables.update(self._page_variables(self.cursor))
+
+    def convert_objects(self) -> list[T]:
+        """The objects of `last_response`'s edges."""
+        return self._page(self.last_response).objects if self.last_response is not None else []
+
+    # -- the machinery --------------------------------------------------------------------------------
+
+    def _page_variables(self, cursor: str | None) -> dict[str, Any]:
+        return {self.CURSOR_VARIABLE: cursor, self.LIMIT_VARIABLE: self.per_page}
+
+    def _page(self, data: Mapping[str, Any]) -> Page[T]:
+        connection = self._connection(data)
+        edges = connection.get("edges") or []
+        info = connection.get("pageInfo") or {}
+        # W&B's client continues from the last edge's cursor; endCursor is the fallback.
+        cursor = edges[-1].get("cursor") if edges else None
+        return Page(
+            objects=[self._convert_node(edge["node"]) for edge in edges],
+            cursor=cursor or info.get("endCursor"),
+            has_next=bool(info.get("hasNextPage")) and bool(edges),
+            total=self._total(data),
+        )
+
+    def _fetch(self, cursor: str | None) -> dict[str, Any]:
+        return self.client.execute(self.QUERY, {**self.variables, **self._page_variables(cursor)})
+
+    def _load_page(self) -> bool:
+        """Fetch the page after `objects` into `objects`; False when there was none."""
+        if not self.more:
+            return False
+        self.update_variables()
+        self.last_response = self.client.execute(self.QUERY, self.variables)
+        self._last_page = self._page(self.last_response)
+        self.objects.extend(self._last_page.objects)
+        return True
+
+    def _walk(self, cursor: str | None) -> Iterator[T]:
+        """Yield every object after `cursor`, page by page, keeping none of them."""
+        while True:
+            page = self._page(self._fetch(cursor))
+            yield from page.objects
+            if not page.has_next:
+                return
+            cursor = page.cursor
+
+    def __iter__(self) -> Iterator[T]:
+        if self._last_page is None:
+            self._load_page()
+        index = 0
+        while index < len(self.objects):  # re-read each time: indexing elsewhere may extend the cache
+            yield self.objects[index]
+            index += 1
+        if self.more:
+            yield from self._walk(self.cursor)
+
+    def __len__(self) -> int:
+        return self.length
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"indices must be integers or slices, not {type(index).__name__}")
+        position = index + len(self) if index < 0 else index
+        while position >= len(self.objects) and self._load_page():
+            pass
+        if not 0 <= position < len(self.objects):
+            raise IndexError(f"index {index} is out of range")
+        return self.objects[position]
+
+    def _known_count(self) -> str:
+        """The count for a repr, without fetching anything."""
+        if self._length is not None:
+            return str(self._length)
+        if self._last_page is not None:
+            if self._last_page.total is not None:
+                return str(self._last_page.total)
+            return f"{len(self.objects)}+" if self.more else str(len(self.objects))
+        return "?"
+

@@ -1,0 +1,118 @@
+"""The GraphQL operations the SDK sends, written as W&B's own client writes them.
+
+Keeping them identical to the real `wandb` client's documents (see shared/reference/wandb-wire.md) means both
+clients exercise the same server paths. The test suite validates each one against the server's schema.
+"""
+
+from __future__ import annotations
+
+from gql import GraphQLRequest, gql
+
+VIEWER: GraphQLRequest = gql(
+    """
+    query Viewer {
+      viewer { id entity username email flags teams { edges { node { name } } } }
+    }
+    """
+)
+
+SERVER_FEATURES: GraphQLRequest = gql(
+    """
+    query ServerFeaturesQuery {
+      serverInfo { features { name isEnabled } }
+    }
+    """
+)
+
+_RUN_FIELDS = """
+fragment RunFragment on Run {
+  id tags name displayName sweepName state config group jobType commit readOnly createdAt heartbeatAt
+  description notes systemMetrics summaryMetrics historyLineCount user { name username } historyKeys
+}
+"""
+
+RUN: GraphQLRequest = gql(
+    """
+    query Run($project: String!, $entity: String!, $name: String!) {
+      project(name: $project, entityName: $entity) { run(name: $name) { projectId ...RunFragment } }
+    }
+    """
+    + _RUN_FIELDS
+)
+
+RUNS: GraphQLRequest = gql(
+    """
+    query Runs($project: String!, $entity: String!, $cursor: String, $perPage: Int = 50, $order: String,
+               $filters: JSONString) {
+      project(name: $project, entityName: $entity) {
+        internalId runCount(filters: $filters) readOnly
+        runs(filters: $filters, after: $cursor, first: $perPage, order: $order) {
+          edges { node { projectId ...RunFragment } cursor }
+          pageInfo { endCursor hasNextPage }
+        }
+      }
+    }
+    """
+    + _RUN_FIELDS
+)
+
+RUN_FILES: GraphQLRequest = gql(
+    """
+    query RunFiles($project: String!, $entity: String!, $name: String!, $fileCursor: String,
+                   $fileLimit: Int = 50, $fileNames: [String] = [], $upload: Boolean = false, $pattern: String) {
+      project(name: $project, entityName: $entity) {
+        internalId
+        run(name: $name) { fileCount ...RunFilesFragment }
+      }
+    }
+    fragment RunFilesFragment on Run {
+      files(names: $fileNames, after: $fileCursor, first: $fileLimit, pattern: $pattern) {
+        edges { node { id name url(upload: $upload) directUrl sizeBytes mimetype updatedAt md5 } cursor }
+        pageInfo { endCursor hasNextPage }
+      }
+    }
+    """
+)
+
+UPSERT_RUN: GraphQLRequest = gql(
+    """
+    mutation UpsertBucket($name: String, $project: String, $entity: String, $displayName: String,
+                          $config: JSONString) {
+      upsertBucket(input: {name: $name, modelName: $project, entityName: $entity, displayName: $displayName,
+                           config: $config}) {
+        bucket { projectId ...RunFragment }
+        inserted
+      }
+    }
+    """
+    + _RUN_FIELDS
+)
+
+CREATE_RUN_FILES: GraphQLRequest = gql(
+    """
+    mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, $files: [String!]!) {
+      createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run, files: $files}) {
+        runID uploadHeaders files { name uploadUrl }
+      }
+    }
+    """
+)
+
+DELETE_FILES: GraphQLRequest = gql(
+    """
+    mutation deleteFiles($files: [ID!]!, $projectId: Int) {
+      deleteFiles(input: {files: $files, projectId: $projectId}) { success }
+    }
+    """
+)
+
+ALL: dict[str, GraphQLRequest] = {
+    "VIEWER": VIEWER,
+    "SERVER_FEATURES": SERVER_FEATURES,
+    "RUN": RUN,
+    "RUNS": RUNS,
+    "RUN_FILES": RUN_FILES,
+    "UPSERT_RUN": UPSERT_RUN,
+    "CREATE_RUN_FILES": CREATE_RUN_FILES,
+    "DELETE_FILES": DELETE_FILES,
+}

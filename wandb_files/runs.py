@@ -1,0 +1,246 @@
+"""`Run` and `Runs`: a run and the runs of a project."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from urllib.parse import urljoin
+
+from wandb_files import queries, transfer
+from wandb_files.errors import IntegrityError, NotFoundError
+from wandb_files.files import File, Files
+from wandb_files.paginator import Paginator
+
+if TYPE_CHECKING:
+    from wandb_files.graphql import GraphQLClient
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {}
+
+
+class Run:
+    """A run: its metadata and its files.
+
+    Args:
+        client: The GraphQL client (`Api.client`).
+        entity: The entity (user or team) that owns the project.
+        project: The project's name.
+        run_id: The run's id (the last part of ``entity/project/run_id``).
+        attrs: The run's attributes as the server sent them; fetched now when omitted.
+
+    Raises:
+        NotFoundError: `attrs` is omitted and the run does not exist.
+    """
+
+    def __init__(
+        self,
+        client: GraphQLClient,
+        entity: str,
+        project: str,
+        run_id: str,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.client = client
+        self.entity = entity
+        self.project = project
+        self.id = run_id
+        self._attrs: dict[str, Any] = dict(attrs) if attrs is not None else {}
+        if attrs is None:
+            self.load()
+
+    def load(self) -> dict[str, Any]:
+        """Fetch the run's attributes again and return them.
+
+        Raises:
+            NotFoundError: the project or the run does not exist.
+        """
+        data = self.client.execute(queries.RUN, {"entity": self.entity, "project": self.project, "name": self.id})
+        project = data.get("project")
+        if project is None:
+            raise NotFoundError(f"Project {self.entity}/{self.project} not found")
+        if project.get("run") is None:
+            raise NotFoundError(f"Run {self.entity}/{self.project}/{self.id} not found")
+        self._attrs = dict(project["run"])
+        return self._attrs
+
+    @property
+    def name(self) -> str:
+        """The run's display name (its id when it has none)."""
+        return str(self._attrs.get("displayName") or self.id)
+
+    @property
+    def path(self) -> list[str]:
+        """``[entity, project, run_id]``, as in W&B."""
+        return [self.entity, self.project, self.id]
+
+    @property
+    def storage_id(self) -> str | None:
+        """The run's opaque node id on the server."""
+        return self._attrs.get("id")
+
+    @property
+    def project_id(self) -> int | None:
+        """The integer id of the run's project."""
+        value = self._attrs.get("projectId")
+        return int(value) if value is not None else None
+
+    @property
+    def state(self) -> str | None:
+        """``running``, ``finished``, ``crashed`` or ``failed``."""
+        return self._attrs.get("state")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's config."""
+        return _json_object(self._attrs.get("config"))
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The run's summary metrics."""
+        return _json_object(self._attrs.get("summaryMetrics"))
+
+    @property
+    def created_at(self) -> str | None:
+        """When the run was created (ISO-8601)."""
+        return self._attrs.get("createdAt")
+
+    def __repr__(self) -> str:
+        return f"<Run {'/'.join(self.path)} ({self.state or 'unknown'})>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and self.path == other.path and self.client is other.client
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.path))
+
+    def files(
+        self,
+        names: Iterable[str] | None = None,
+        per_page: int = 50,
+        upload: bool = False,
+        pattern: str | None = None,
+    ) -> Files:
+        """The run's files, fetched lazily page by page.
+
+        Args:
+            names: Only these file names (None for all).
+            per_page: How many files one request fetches (1 to 10,000).
+            upload: Ask for upload URLs in `File.url` instead of download URLs.
+            pattern: Only names matching this SQL LIKE pattern, e.g. ``%.json``; not with `names`.
+
+        Returns:
+            A lazy `Files` collection; nothing is fetched until it is used.
+
+        Raises:
+            TypeError, ValueError: bad `names`, `pattern` or `per_page`.
+        """
+        return Files(self.client, self, names=names, per_page=per_page, upload=upload, pattern=pattern)
+
+    def file(self, name: str) -> File:
+        """The file called `name`.
+
+        Raises:
+            TypeError: `name` is not a string.
+            NotFoundError: the run has no such file.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, not {type(name).__name__}")
+        found = self.files(names=[name], per_page=1)
+        for file in found:
+            if file.name == name:
+                return file
+        raise NotFoundError(f"Run {'/'.join(self.path)} has no file {name!r}")
+
+    def upload_file(self, path: str | os.PathLike[str], root: str | os.PathLike[str] = ".") -> File:
+        """Upload a local file to the run; its name in the run is `path` relative to `root`.
+
+        Uploading a name that exists replaces that file.
+
+        Args:
+            path: The local file.
+            root: The folder names are relative to. Defaults to ".".
+
+        Returns:
+            The uploaded file as the server now lists it.
+
+        Raises:
+            TypeError: `path` or `root` is not a path.
+            ValueError: `path` is not a file, or is not inside `root`.
+            IntegrityError: the server stored bytes with another md5 than the ones sent.
+            APIError, TransportError: the server refused or could not be reached.
+        """
+        for argument, value in (("path", path), ("root", root)):
+            if not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"{argument} must be a path, not {type(value).__name__}")
+        local = Path(path).expanduser().resolve()
+        if not local.is_file():
+            raise ValueError(f"path {str(path)!r} is not a file")
+        base = Path(root).expanduser().resolve()
+        if not local.is_relative_to(base):
+            raise ValueError(f"path {str(path)!r} is not inside root {str(root)!r}")
+        name = local.relative_to(base).as_posix()
+        data = self.client.execute(
+            queries.CREATE_RUN_FILES,
+            {"entity": self.entity, "project": self.project, "run": self.id, "files": [name]},
+            retry_safe=True,  # it only signs URLs
+        )["createRunFiles"]
+        headers = dict(h.split(":", 1) for h in data.get("uploadHeaders") or [] if ":" in h)
+        upload_url = urljoin(self.client.base_url + "/", data["files"][0]["uploadUrl"])
+        _size, md5 = transfer.upload(self.client, upload_url, local, name=name, headers=headers)
+        uploaded = self.file(name)
+        if uploaded.md5 and uploaded.md5 != md5:
+            raise IntegrityError(f"{name}: the server stored md5 {uploaded.md5}, but {md5} was sent")
+        return uploaded
+
+
+class Runs(Paginator[Run]):
+    """The runs of a project, newest first, fetched lazily page by page.
+
+    Args:
+        client: The GraphQL client (`Api.client`).
+        entity: The entity that owns the project.
+        project: The project's name.
+        per_page: How many runs one request fetches (1 to 10,000).
+        order: ``"-createdAt"`` (newest first, the default) or ``"+createdAt"``.
+    """
+
+    QUERY = queries.RUNS
+    CURSOR_VARIABLE = "cursor"
+    LIMIT_VARIABLE = "perPage"
+
+    def __init__(
+        self, client: GraphQLClient, entity: str, project: str, per_page: int = 50, order: str | None = None
+    ) -> None:
+        self.entity = entity
+        self.project = project
+        super().__init__(client, {"entity": entity, "project": project, "order": order}, per_page)
+
+    def _project(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        project = data.get("project")
+        if project is None:
+            raise NotFoundError(f"Project {self.entity}/{self.project} not found")
+        return project  # type: ignore[no-any-return]
+
+    def _connection(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        return self._project(data)["runs"]
+
+    def _total(self, data: Mapping[str, Any]) -> int | None:
+        count = self._project(data).get("runCount")
+        return int(count) if count is not None else None
+
+    def _convert_node(self, node: Mapping[str, Any]) -> Run:
+        return Run(self.client, self.entity, self.project, node["name"], attrs=node)
+
+    def __repr__(self) -> str:
+        return f"<Runs {self.entity}/{self.project} ({self._known_count()} runs)>"

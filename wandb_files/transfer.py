@@ -1,0 +1,342 @@
+"""All byte movement: every download and upload of the SDK goes through this module.
+
+Download discipline (the same for `File.download`, bulk downloads and the CLI):
+- the target must stay inside the destination folder, whatever name the server sends;
+- bytes stream in 1 MiB chunks into a hidden temp file beside the target, never into memory;
+- a failed attempt keeps its temp file and the next attempt continues with `Range` (+ `If-Range`);
+- size and md5 are checked against the server's record before `os.replace` puts the file under its name,
+  so a crash, a truncated body or a flipped byte never leaves a wrong file under a final name;
+- connection errors, timeouts, 408/429/5xx, truncated bodies and md5 mismatches are retried with backoff;
+- the API key goes only to the server's own origin (`GraphQLClient.auth_for`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
+
+import requests
+
+from wandb_files.errors import IntegrityError, TransportError
+from wandb_files.graphql import raise_for_status
+from wandb_files.retry import RETRYABLE_STATUS, parse_retry_after
+
+if TYPE_CHECKING:
+    from wandb_files.graphql import GraphQLClient
+
+CHUNK_SIZE = 1024 * 1024
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+ProgressCallback = Callable[[int], None]
+
+
+def md5_base64(digest: bytes) -> str:
+    """W&B's form of an md5: the base64 of the binary digest."""
+    return base64.b64encode(digest).decode("ascii")
+
+
+def md5_matches(digest: bytes, expected: str) -> bool:
+    """Whether `digest` equals `expected`, given as base64 (W&B's form) or as hex."""
+    expected = expected.strip()
+    try:
+        if len(expected) == 32 and all(c in "0123456789abcdefABCDEF" for c in expected):
+            return binascii.unhexlify(expected) == digest
+        return base64.b64decode(expected, validate=True) == digest
+    except (binascii.Error, ValueError):
+        return False
+
+
+def file_md5(path: Path) -> bytes:
+    """The binary md5 digest of a local file, read in chunks."""
+    hasher = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK_SIZE), b""):
+            hasher.update(chunk)
+    return hasher.digest()
+
+
+def target_path(root: str | os.PathLike[str], name: str) -> Path:
+    """Where a file called `name` goes under `root`, refusing any name that would land outside it.
+
+    Args:
+        root: The destination folder (created later if missing).
+        name: The file's name in its run, a relative POSIX path such as ``media/images/a.png``.
+
+    Returns:
+        The absolute target path.
+
+    Raises:
+        TypeError: `root` is not a path or `name` is not a string.
+        ValueError: `root` is an existing file, or `name` is empty, absolute, has a drive letter, a backslash,
+            a NUL byte or a `..` part, or would resolve outside `root` (e.g. through a symlink).
+    """
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path, not {type(root).__name__}")
+    if not isinstance(name, str):
+        raise TypeError(f"file name must be a string, not {type(name).__name__}")
+    base = Path(root).expanduser()
+    if base.exists() and not base.is_dir():
+        raise ValueError(f"root {str(base)!r} is a file, not a folder")
+    problem = _name_problem(name)
+    if problem:
+        raise ValueError(f"refusing to write file {name!r}: {problem}")
+    base = base.resolve()
+    target = (base / name).resolve()
+    if not target.is_relative_to(base) or target == base:
+        raise ValueError(f"refusing to write file {name!r}: it resolves outside {str(base)!r}")
+    return target
+
+
+def _name_problem(name: str) -> str | None:
+    if not name:
+        return "the name is empty"
+    if "\x00" in name:
+        return "the name contains a NUL byte"
+    if "\\" in name:
+        return "the name contains a backslash"
+    if name.startswith("/") or _DRIVE.match(name):
+        return "the name is an absolute path"
+    if any(part == ".." for part in PurePosixPath(name).parts):
+        return "the name contains a '..' part"
+    return None
+
+
+def _part_path(target: Path) -> Path:
+    # Hidden and short whatever the target's name, so it never exceeds the file system's name limit.
+    key = hashlib.sha1(target.name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return target.with_name(f".{key}.wandb-files.part")
+
+
+@dataclass
+class _Attempt:
+    """What one download attempt learned: the validator to resume against and the wait before the next."""
+
+    etag: str | None = None
+    wait_hint: float | None = None
+
+
+def download(
+    client: GraphQLClient,
+    url: str,
+    target: Path,
+    *,
+    name: str,
+    size: int | None,
+    md5: str | None,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Download `url` to `target`: temp file, resume, retries, size and md5 check, atomic rename.
+
+    Args:
+        client: Supplies the pooled session, the timeout, the retry policy and the key (for its own origin).
+        url: Where the bytes are.
+        target: The final path (see `target_path`); parent folders are created.
+        name: The file's name, for messages (a URL may carry a signature and never appears in messages).
+        size: The expected size in bytes, or None when unknown.
+        md5: The expected md5 (base64 or hex), or None when unknown.
+        progress: Called with the number of new bytes as they arrive (negative when an attempt starts over).
+
+    Returns:
+        `target`.
+
+    Raises:
+        IntegrityError: the bytes kept disagreeing with `size`/`md5`.
+        TransportError: the server could not be reached or kept breaking the connection.
+        APIError: the server refused the download (401, 403, 404, …) or kept failing.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = _part_path(target)
+    policy = client.retry
+    started = time.monotonic()
+    failures = 0
+    attempt = _Attempt()
+    while True:
+        try:
+            digest, received = _fetch_into(client, url, part, name, attempt, progress)
+            problem = _integrity_problem(received, digest, size, md5)
+            if problem is None:
+                os.replace(part, target)
+                return target
+            _discard(part, progress, received)
+            attempt.etag = None
+            error: Exception = IntegrityError(f"{name}: {problem}; the download was discarded")
+        except _Retryable as exc:
+            error = exc.error
+            attempt.wait_hint = exc.retry_after
+        failures += 1
+        wait = policy.delay(failures, attempt.wait_hint)
+        attempt.wait_hint = None
+        if not policy.should_retry(failures, started, wait):
+            raise error
+        time.sleep(wait)
+
+
+class _Retryable(Exception):
+    def __init__(self, error: Exception, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+def _fetch_into(
+    client: GraphQLClient,
+    url: str,
+    part: Path,
+    name: str,
+    attempt: _Attempt,
+    progress: ProgressCallback | None,
+) -> tuple[bytes, int]:
+    """One GET into `part`, continuing what is there. Returns the md5 digest and size of the whole part file."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"Accept-Encoding": "identity"}  # the md5 is of the stored bytes, not of a re-encoding
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        if attempt.etag:
+            headers["If-Range"] = attempt.etag
+    try:
+        response = client.session.get(
+            url, headers=headers, auth=client.auth_for(url), stream=True, timeout=client.timeout
+        )
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise _Retryable(TransportError(f"{name}: could not connect to download it ({type(exc).__name__})")) from None
+    with response:
+        if response.status_code in RETRYABLE_STATUS:
+            retry_after = parse_retry_after(response.headers)
+            try:
+                raise_for_status(response, name)
+            except Exception as exc:  # noqa: BLE001 - wrapped to be retried; re-raised if retries run out
+                raise _Retryable(exc, retry_after) from None
+        if response.status_code == 416 and offset:  # our part is longer than the file: start over
+            _discard(part, progress, offset)
+            raise _Retryable(TransportError(f"{name}: the remote file changed during the download"))
+        raise_for_status(response, name)
+        attempt.etag = response.headers.get("ETag") or attempt.etag
+        hasher = hashlib.md5(usedforsecurity=False)
+        if response.status_code == 206 and _range_start(response) == offset:
+            with open(part, "rb") as existing:
+                for chunk in iter(lambda: existing.read(CHUNK_SIZE), b""):
+                    hasher.update(chunk)
+            mode, received = "ab", offset
+        else:
+            if offset:
+                _discard(part, progress, offset)
+            mode, received = "wb", 0
+        try:
+            with open(part, mode) as out:
+                for chunk in _chunks(response):
+                    out.write(chunk)
+                    hasher.update(chunk)
+                    received += len(chunk)
+                    if progress:
+                        progress(len(chunk))
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            raise _Retryable(TransportError(f"{name}: the connection broke mid-download ({type(exc).__name__})"))
+    return hasher.digest(), received
+
+
+def _chunks(response: requests.Response) -> Iterator[bytes]:
+    # decode_content=False: write the bytes exactly as stored, whatever Content-Encoding says.
+    yield from response.raw.stream(CHUNK_SIZE, decode_content=False)
+
+
+def _range_start(response: requests.Response) -> int | None:
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+def _integrity_problem(received: int, digest: bytes, size: int | None, md5: str | None) -> str | None:
+    if size is not None and received != size:
+        return f"received {received} bytes, expected {size}"
+    if md5 and not md5_matches(digest, md5):
+        return f"md5 {md5_base64(digest)} does not match the server's {md5}"
+    return None
+
+
+def _discard(part: Path, progress: ProgressCallback | None, received: int) -> None:
+    part.unlink(missing_ok=True)
+    if progress and received:
+        progress(-received)
+
+
+class _HashingReader:
+    """A file wrapper that hashes what is read, so an upload computes its md5 while it streams."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self._f = f
+        self._size = size
+        self.hasher = hashlib.md5(usedforsecurity=False)
+
+    def __len__(self) -> int:  # lets requests send Content-Length instead of chunked encoding
+        return self._size
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n if n and n > 0 else CHUNK_SIZE)
+        self.hasher.update(data)
+        return data
+
+
+def upload(
+    client: GraphQLClient,
+    url: str,
+    path: Path,
+    *,
+    name: str,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """PUT the bytes of `path` to an upload URL, retrying on connection failures, 408, 429 and 5xx.
+
+    Args:
+        client: Supplies the pooled session, timeout, retry policy and the key (for its own origin).
+        url: The (signed) upload URL.
+        path: The local file.
+        name: The file's name in its run, for messages.
+        headers: Extra headers the server asked for.
+
+    Returns:
+        The size and the base64 md5 of the bytes sent.
+
+    Raises:
+        TransportError: the server could not be reached after all retries.
+        APIError: the server refused the upload.
+    """
+    policy = client.retry
+    started = time.monotonic()
+    failures = 0
+    while True:
+        size = path.stat().st_size
+        retry_after = None
+        with open(path, "rb") as f:
+            reader = _HashingReader(f, size)
+            try:
+                response = client.session.put(
+                    url,
+                    data=reader,
+                    headers={**(headers or {}), "Content-Length": str(size)},
+                    auth=client.auth_for(url),
+                    timeout=client.timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                error: Exception = TransportError(f"{name}: the upload failed ({type(exc).__name__})")
+            else:
+                with response:
+                    if response.status_code not in RETRYABLE_STATUS:
+                        raise_for_status(response, name)
+                        return size, md5_base64(reader.hasher.digest())
+                    retry_after = parse_retry_after(response.headers)
+                    try:
+                        raise_for_status(response, name)
+                    except Exception as exc:  # noqa: BLE001 - kept to re-raise when retries run out
+                        error = exc
+        failures += 1
+        wait = policy.delay(failures, retry_after)
+        if not policy.should_retry(failures, started, wait):
+            raise error
+        time.sleep(wait)

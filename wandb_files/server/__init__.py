@@ -1,0 +1,9 @@
+"""The embedded W&B-compatible file server (GraphQL over Starlette, SQLite, local blob store).
+
+This package imports nothing from the rest of `wandb_files`; schema.graphql is the only shared piece.
+"""
+
+from .app import create_app
+from .config import ServerConfig
+
+__all__ = ["ServerConfig", "create_app"]

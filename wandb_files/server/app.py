@@ -1,0 +1,382 @@
+"""The Starlette application: GraphQL endpoint, upload and download routes."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ariadne import graphql_sync
+from graphql import GraphQLSchema
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from .auth import api_key_from_authorization
+from .config import ServerConfig
+from .database import create_db_engine, make_session_factory, write_transaction
+from .errors import UNAUTHENTICATED, error_body, format_error
+from .models import Entity, File, Project, Run, utcnow
+from .names import InvalidName, validate_file_name
+from .resolvers import RequestContext, Viewer, build_schema
+from .signing import ExpiredToken, InvalidToken, UrlSigner, load_or_create_secret
+from .storage import BlobStore, LocalBlobStore
+from .users import authenticate
+
+logger = logging.getLogger("wandb_files.server")
+
+MAX_GRAPHQL_BODY_BYTES = 10 * 1024 * 1024
+WRITE_BUFFER_BYTES = 1024 * 1024
+STALE_TEMP_SECONDS = 24 * 3600
+
+# Ariadne logs every GraphQL error, including expected ones, with tracebacks; format_error logs the
+# unexpected ones instead, so Ariadne's own logging goes to a silenced logger.
+_ariadne_logger = logging.getLogger("wandb_files.server.ariadne")
+_ariadne_logger.propagate = False
+_ariadne_logger.addHandler(logging.NullHandler())
+
+
+class BlobResponse(FileResponse):
+    """FileResponse (Range, If-Range, HEAD, multipart ranges) streaming in 1 MiB chunks."""
+
+    chunk_size = 1024 * 1024
+
+
+class _HttpError(Exception):
+    """Ends a non-GraphQL request with a JSON error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _json_error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+@dataclass
+class _Server:
+    """The state shared by all requests of one app."""
+
+    config: ServerConfig
+    engine: Engine
+    sessions: sessionmaker[Session]
+    signer: UrlSigner
+    store: BlobStore
+    schema: GraphQLSchema
+
+    def public_url(self, request: Request) -> str:
+        """The base of absolute URLs: --public-url, else the URL this request came in on."""
+        return self.config.public_url or str(request.base_url).rstrip("/")
+
+    # --- GraphQL -----------------------------------------------------------------------------------
+
+    def execute_graphql(self, api_key: str, body: dict[str, Any], public_url: str) -> tuple[int, dict[str, Any]]:
+        """Authenticate and execute one GraphQL request (runs in a worker thread, one session)."""
+        with self.sessions() as session:
+            user = authenticate(session, api_key)
+            if user is None:
+                return 401, error_body(UNAUTHENTICATED, "the API key is not valid")
+            ctx = RequestContext(
+                session=session,
+                viewer=Viewer(id=user.id, name=user.name, admin=user.admin),
+                signer=self.signer,
+                store=self.store,
+                public_url=public_url,
+            )
+            data = {
+                "query": body.get("query"),
+                "variables": body.get("variables"),
+                # W&B's Python layer sends "" for anonymous operations; graphql-core wants None.
+                "operationName": body.get("operationName") or None,
+            }
+            _, result = graphql_sync(
+                self.schema,
+                data,
+                context_value=ctx,
+                debug=False,
+                logger=_ariadne_logger,
+                error_formatter=format_error,
+            )
+        errors = result.get("errors") or []
+        executed = "data" in result and (result["data"] is not None or any("path" in e for e in errors))
+        return (200 if executed else 400), result
+
+    async def graphql(self, request: Request) -> Response:
+        """POST /graphql."""
+        api_key = api_key_from_authorization(request.headers.get("authorization"))
+        if api_key is None:
+            return JSONResponse(error_body(UNAUTHENTICATED, "an API key is missing (HTTP Basic auth)"), 401)
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_GRAPHQL_BODY_BYTES:
+                return JSONResponse(error_body("BAD_USER_INPUT", "request body too large"), 413)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return JSONResponse(error_body("BAD_USER_INPUT", "request body is not valid JSON"), 400)
+        if not isinstance(body, dict):
+            return JSONResponse(error_body("BAD_USER_INPUT", "request body must be a JSON object"), 400)
+        status, result = await run_in_threadpool(self.execute_graphql, api_key, body, self.public_url(request))
+        return JSONResponse(result, status)
+
+    # --- uploads -----------------------------------------------------------------------------------
+
+    def _read_token(self, read: Any, token: str) -> Any:
+        try:
+            return read(token)
+        except ExpiredToken:
+            raise _HttpError(403, "the signed URL has expired") from None
+        except InvalidToken:
+            raise _HttpError(403, "the signed URL is not valid") from None
+
+    def commit_upload(self, run_id: int, name: str, temp_path: Path, size: int, md5_b64: str) -> None:
+        """Move a finished upload into the blob store and point the file row at it."""
+        key = uuid.uuid4().hex
+        self.store.put(key, temp_path)
+        old_key: str | None = None
+        try:
+            with self.sessions() as session, write_transaction(session):
+                if session.get(Run, run_id) is None:
+                    raise _HttpError(404, "the run of this upload URL no longer exists")
+                existing = session.scalar(select(File).where(File.run_id == run_id, File.name == name))
+                mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                if existing is None:
+                    session.add(
+                        File(
+                            run_id=run_id,
+                            name=name,
+                            size_bytes=size,
+                            md5=md5_b64,
+                            mimetype=mimetype,
+                            blob_key=key,
+                            updated_at=utcnow(),
+                        )
+                    )
+                else:
+                    old_key = existing.blob_key
+                    existing.blob_key = key
+                    existing.size_bytes = size
+                    existing.md5 = md5_b64
+                    existing.mimetype = mimetype
+                    existing.updated_at = utcnow()
+        except BaseException:
+            # The row never pointed at the new blob; do not leave it behind.
+            self.store.delete(key)
+            raise
+        if old_key is not None:
+            self.store.delete(old_key)
+
+    async def upload(self, request: Request) -> Response:
+        """PUT /uploads/{token}: stream the body to a temp file, then store it as the file's bytes."""
+        try:
+            run_id, name = self._read_token(self.signer.read_upload_token, request.path_params["token"])
+            validate_file_name(name)
+            declared = self._content_length(request)
+            if declared is not None and declared > self.config.max_upload_bytes:
+                raise _HttpError(413, f"upload is larger than the limit of {self.config.max_upload_bytes} bytes")
+            temp_path, size, md5_b64 = await self._spool(request, declared)
+            try:
+                await run_in_threadpool(self.commit_upload, run_id, name, temp_path, size, md5_b64)
+            finally:
+                temp_path.unlink(missing_ok=True)  # already moved on success
+        except _HttpError as exc:
+            return _json_error(exc.status, exc.message)
+        except InvalidName:
+            return _json_error(403, "the signed URL is not valid")
+        return JSONResponse({"name": name, "sizeBytes": size, "md5": md5_b64})
+
+    @staticmethod
+    def _content_length(request: Request) -> int | None:
+        header = request.headers.get("content-length")
+        if header is None:
+            return None
+        if not header.isdigit():
+            raise _HttpError(400, "invalid Content-Length")
+        return int(header)
+
+    async def _spool(self, request: Request, declared: int | None) -> tuple[Path, int, str]:
+        """Write the request body to a temp file in tmp/, hashing as it goes; never holds the body in memory."""
+        fd, name = tempfile.mkstemp(dir=self.config.tmp_dir, prefix="upload-")
+        temp_path = Path(name)
+        md5 = hashlib.md5()
+        size = 0
+        buffer = bytearray()
+
+        def flush(fh: Any, data: bytes) -> None:
+            # Disk writes and hashing off the event loop; hashlib releases the GIL on big buffers.
+            md5.update(data)
+            fh.write(data)
+
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                try:
+                    async for chunk in request.stream():
+                        size += len(chunk)
+                        if size > self.config.max_upload_bytes:
+                            raise _HttpError(
+                                413, f"upload is larger than the limit of {self.config.max_upload_bytes} bytes"
+                            )
+                        buffer += chunk
+                        if len(buffer) >= WRITE_BUFFER_BYTES:
+                            await run_in_threadpool(flush, fh, bytes(buffer))
+                            buffer.clear()
+                except ClientDisconnect:
+                    raise _HttpError(400, "upload body ended early") from None
+                if buffer:
+                    await run_in_threadpool(flush, fh, bytes(buffer))
+            if declared is not None and size != declared:
+                raise _HttpError(400, "upload body ended early")
+        except BaseException:
+            temp_path.unlink(missing_ok=True)
+            raise
+        return temp_path, size, base64.b64encode(md5.digest()).decode()
+
+    # --- downloads ---------------------------------------------------------------------------------
+
+    def _blob_response(self, file: File) -> Response:
+        path = self.store.resolve(file.blob_key)
+        try:
+            stat_result = os.stat(path)
+        except FileNotFoundError:
+            logger.error("file row %s points at missing blob %s", file.id, file.blob_key)
+            return _json_error(404, "the file's bytes are missing")
+        etag = '"' + base64.b64decode(file.md5).hex() + '"'
+        return BlobResponse(
+            path,
+            headers={"etag": etag},
+            media_type=file.mimetype,
+            filename=file.name.rsplit("/", 1)[-1],
+            stat_result=stat_result,
+        )
+
+    def find_file(self, api_key: str | None, entity: str, project: str, run: str, name: str) -> File:
+        """The file behind a /files URL, checking the key and the entity's owner."""
+        with self.sessions() as session:
+            user = authenticate(session, api_key) if api_key else None
+            if user is None:
+                raise _HttpError(401, "an API key is missing or not valid")
+            entity_row = session.scalar(select(Entity).where(Entity.name == entity))
+            if entity_row is None:
+                raise _HttpError(404, "no such file")
+            if entity_row.owner_id != user.id:
+                raise _HttpError(403, f"permission denied: you do not have access to entity {entity!r}")
+            file = session.scalar(
+                select(File)
+                .join(Run, File.run_id == Run.id)
+                .join(Project, Run.project_id == Project.id)
+                .where(Project.entity_id == entity_row.id, Project.name == project, Run.name == run, File.name == name)
+            )
+            if file is None:
+                raise _HttpError(404, "no such file")
+            return file
+
+    async def download(self, request: Request) -> Response:
+        """GET|HEAD /files/{entity}/{project}/{run}/{path}: the file's bytes, for its owner."""
+        p = request.path_params
+        api_key = api_key_from_authorization(request.headers.get("authorization"))
+        try:
+            file = await run_in_threadpool(self.find_file, api_key, p["entity"], p["project"], p["run"], p["path"])
+        except _HttpError as exc:
+            response = _json_error(exc.status, exc.message)
+            if exc.status == 401:
+                response.headers["www-authenticate"] = 'Basic realm="wandb-files"'
+            return response
+        return self._blob_response(file)
+
+    def find_blob_file(self, blob_key: str) -> File | None:
+        """The file row currently using a blob key."""
+        with self.sessions() as session:
+            return session.scalar(select(File).where(File.blob_key == blob_key))
+
+    async def direct(self, request: Request) -> Response:
+        """GET|HEAD /blobs/{token}: a blob by signed token, no API key."""
+        try:
+            blob_key = self._read_token(self.signer.read_blob_token, request.path_params["token"])
+        except _HttpError as exc:
+            return _json_error(exc.status, exc.message)
+        file = await run_in_threadpool(self.find_blob_file, blob_key)
+        if file is None:
+            # The file was deleted or re-uploaded since the URL was made.
+            return _json_error(404, "no such file")
+        return self._blob_response(file)
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = {404: "not found", 405: "method not allowed"}.get(status, "error")
+    return _json_error(status, message)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return _json_error(500, "internal server error")
+
+
+def _remove_stale_temp_files(tmp_dir: Path) -> None:
+    # Other server processes may be writing here right now, so only clearly abandoned files go.
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for path in tmp_dir.iterdir():
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    """Build the server app over `config.data_dir` (creating the database and directories as needed)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.tmp_dir.mkdir(exist_ok=True)
+    _remove_stale_temp_files(config.tmp_dir)
+    engine = create_db_engine(config.db_path)
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        secret = load_or_create_secret(session)
+    server = _Server(
+        config=config,
+        engine=engine,
+        sessions=sessions,
+        signer=UrlSigner(secret, config.signed_url_ttl),
+        store=LocalBlobStore(config.blob_dir),
+        schema=build_schema(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    routes = [
+        Route("/healthz", _healthz, methods=["GET"]),
+        Route("/graphql", server.graphql, methods=["POST"]),
+        Route("/uploads/{token}", server.upload, methods=["PUT"]),
+        Route("/files/{entity}/{project}/{run}/{path:path}", server.download, methods=["GET", "HEAD"]),
+        Route("/blobs/{token}", server.direct, methods=["GET", "HEAD"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.server = server
+    return app

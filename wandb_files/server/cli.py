@@ -1,0 +1,115 @@
+"""The `wandb-files server` and `wandb-files user` commands."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from .config import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_SIGNED_URL_TTL, ServerConfig
+from .database import create_db_engine, make_session_factory
+from .users import UserError, create_user, ensure_admin
+
+_LOG_LEVELS = click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False)
+_data_dir_option = click.option(
+    "--data-dir",
+    envvar="WANDB_FILES_DATA_DIR",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory holding the database and the files' bytes.",
+)
+
+
+@click.command("server")
+@click.option("--host", envvar="WANDB_FILES_HOST", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", envvar="WANDB_FILES_PORT", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@_data_dir_option
+@click.option("--api-key", envvar="WANDB_FILES_API_KEY", help="API key of the admin user (set on every start).")
+@click.option("--public-url", envvar="WANDB_FILES_PUBLIC_URL", help="Base URL clients reach this server at.")
+@click.option(
+    "--signed-url-ttl",
+    default=DEFAULT_SIGNED_URL_TTL,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Lifetime of signed upload and direct URLs, in seconds.",
+)
+@click.option(
+    "--max-upload-bytes",
+    default=DEFAULT_MAX_UPLOAD_BYTES,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Largest accepted upload.",
+)
+@click.option("--log-level", default="info", show_default=True, type=_LOG_LEVELS)
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="Log every request (the log then contains signed URL tokens).",
+)
+def server_command(
+    host: str,
+    port: int,
+    data_dir: Path,
+    api_key: str | None,
+    public_url: str | None,
+    signed_url_ttl: int,
+    max_upload_bytes: int,
+    log_level: str,
+    access_log: bool,
+) -> None:
+    """Run the W&B-compatible file server in the foreground."""
+    import uvicorn
+
+    from .app import create_app
+
+    config = ServerConfig(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        public_url=public_url,
+        signed_url_ttl=signed_url_ttl,
+        max_upload_bytes=max_upload_bytes,
+        log_level=log_level.lower(),
+        access_log=access_log,
+    )
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(config)
+    engine = create_db_engine(config.db_path)
+    try:
+        with make_session_factory(engine)() as session:
+            generated = ensure_admin(session, api_key)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    if generated is not None:
+        # Shown once: only its hash is stored.
+        click.echo(f"admin API key: {generated}")
+        sys.stdout.flush()
+    uvicorn.run(app, host=host, port=port, log_level=config.log_level, access_log=access_log)
+
+
+@click.group("user")
+def user_group() -> None:
+    """Manage the users of a wandb-files server."""
+
+
+@user_group.command("add")
+@click.argument("name")
+@_data_dir_option
+@click.option("--api-key", help="Use this API key instead of generating one.")
+def add_user_command(name: str, data_dir: Path, api_key: str | None) -> None:
+    """Create user NAME with an entity of the same name, and print its API key."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_db_engine(data_dir / ServerConfig(data_dir=data_dir).db_path.name)
+    try:
+        with make_session_factory(engine)() as session:
+            _, key = create_user(session, name, api_key)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"API key for {name}: {key}")

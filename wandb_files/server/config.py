@@ -1,0 +1,49 @@
+"""The settings one server process runs with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SIGNED_URL_TTL = 3600
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024**3
+DB_FILE_NAME = "wandb-files.db"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `create_app` needs; the CLI fills it from options and environment variables."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Base of the absolute URLs handed to clients; None means "the URL the request came in on".
+    public_url: str | None = None
+    signed_url_ttl: int = DEFAULT_SIGNED_URL_TTL
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    log_level: str = "info"
+    access_log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.signed_url_ttl < 1:
+            raise ValueError("signed_url_ttl must be at least 1 second")
+        if self.max_upload_bytes < 0:
+            raise ValueError("max_upload_bytes must not be negative")
+        if self.public_url is not None:
+            # A trailing slash would give URLs with "//" in them.
+            object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file."""
+        return self.data_dir / DB_FILE_NAME
+
+    @property
+    def blob_dir(self) -> Path:
+        """Where finished blobs live."""
+        return self.data_dir / "blobs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Where uploads are spooled; on the same filesystem as blob_dir so a rename is atomic."""
+        return self.data_dir / "tmp"

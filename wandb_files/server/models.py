@@ -1,0 +1,116 @@
+"""The database tables (SQLAlchemy 2.0 declarative ORM)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """The current time as a naive UTC datetime (SQLite keeps no time zone)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    """Base class of all tables."""
+
+
+class Setting(Base):
+    """Server-wide key/value settings, e.g. the URL-signing secret shared by every server process."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class User(Base):
+    """A person or program holding an API key."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # Only the hash is kept, so a copy of the database does not leak usable keys.
+    api_key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Entity(Base):
+    """A namespace of projects (W&B's user or team); owned by one user."""
+
+    __tablename__ = "entities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+
+
+class Project(Base):
+    """A project of an entity."""
+
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("entity_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entity_id: Mapped[int] = mapped_column(ForeignKey("entities.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    # Always loaded with the project: every project answer names its entity.
+    entity: Mapped[Entity] = relationship(lazy="joined", innerjoin=True)
+
+
+class Run(Base):
+    """A run (W&B's bucket) of a project."""
+
+    __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    display_name: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(32), default="running")
+    config: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text)
+    group: Mapped[str | None] = mapped_column(Text)
+    job_type: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[str | None] = mapped_column(Text)  # a JSON list
+    commit: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+    # Joined eagerly so a page of runs is one query (a run answer names its project, entity and user).
+    project: Mapped[Project] = relationship(lazy="joined", innerjoin=True)
+    user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+
+class File(Base):
+    """A file of a run; its bytes live in the blob store under blob_key."""
+
+    __tablename__ = "files"
+    __table_args__ = (
+        # Listing pages walk this index: WHERE run_id = ? AND name > ? ORDER BY name.
+        Index("ix_files_run_name", "run_id", "name", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    md5: Mapped[str] = mapped_column(String(24))
+    mimetype: Mapped[str] = mapped_column(String(255))
+    # Unique: a signed direct URL names a blob key and is resolved back to its file row.
+    blob_key: Mapped[str] = mapped_column(String(64), unique=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    # Never loaded implicitly: resolvers pass the run along, so listing stays one query.
+    run: Mapped[Run] = relationship(lazy="raise")

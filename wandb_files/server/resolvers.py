@@ -1,0 +1,632 @@
+"""The executable GraphQL schema: schema.graphql bound to resolvers (Ariadne, schema-first)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ariadne import MutationType, ObjectType, QueryType, ScalarType, make_executable_schema
+from graphql import GraphQLResolveInfo, GraphQLSchema
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .database import write_transaction
+from .errors import bad_input, not_found, permission_denied
+from .ids import decode_cursor, decode_node_id, encode_cursor, encode_node_id
+from .models import Entity, File, Project, Run, User, utcnow
+from .names import InvalidName, validate_file_name, validate_run_or_project_name
+from .signing import UrlSigner
+from .storage import BlobStore
+
+SCHEMA_PATH = Path(__file__).parent / "schema.graphql"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 10_000
+DEFAULT_PROJECT = "uncategorized"  # W&B's project when none is named
+_RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The authenticated user, as plain values (immune to session expiry)."""
+
+    id: int
+    name: str
+    admin: bool
+
+
+@dataclass
+class RequestContext:
+    """What every resolver of one GraphQL request shares."""
+
+    session: Session
+    viewer: Viewer
+    signer: UrlSigner
+    store: BlobStore
+    public_url: str
+
+
+@dataclass(frozen=True)
+class FileView:
+    """A file row with its run (and through it project and entity), so URLs need no further queries."""
+
+    file: File
+    run: Run
+
+
+def _ctx(info: GraphQLResolveInfo) -> RequestContext:
+    return info.context  # type: ignore[no-any-return]
+
+
+# --- scalars ---------------------------------------------------------------------------------------
+
+datetime_scalar = ScalarType("DateTime")
+int64_scalar = ScalarType("Int64")
+
+
+@datetime_scalar.serializer
+def serialize_datetime(value: datetime) -> str:
+    """Naive UTC datetimes as ISO-8601 with a Z."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@int64_scalar.serializer
+def serialize_int64(value: int) -> int:
+    """Sizes beyond 2**31 as plain JSON integers."""
+    return int(value)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _page_size(first: int | None) -> int:
+    if first is None:
+        return DEFAULT_PAGE_SIZE
+    if not 0 <= first <= MAX_PAGE_SIZE:
+        raise bad_input(f"`first` must be between 0 and {MAX_PAGE_SIZE}, got {first}")
+    return first
+
+
+def _entity_for(ctx: RequestContext, entity_name: str | None) -> Entity:
+    """The entity named (or the viewer's own), if the viewer may use it."""
+    name = entity_name or ctx.viewer.name
+    entity = ctx.session.scalar(select(Entity).where(Entity.name == name))
+    if entity is None:
+        raise not_found(f"entity {name!r} not found")
+    if entity.owner_id != ctx.viewer.id:
+        raise permission_denied(name)
+    return entity
+
+
+def _project(ctx: RequestContext, entity: Entity, name: str) -> Project | None:
+    return ctx.session.scalar(select(Project).where(Project.entity_id == entity.id, Project.name == name))
+
+
+def _run(ctx: RequestContext, project: Project, name: str) -> Run | None:
+    return ctx.session.scalar(select(Run).where(Run.project_id == project.id, Run.name == name))
+
+
+def _json_object_text(value: object, field: str) -> str:
+    """Check a JSONString input holds a JSON object; return it re-serialized compactly."""
+    if not isinstance(value, str):
+        raise bad_input(f"`{field}` must be a JSON string of an object")
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise bad_input(f"`{field}` is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise bad_input(f"`{field}` must be a JSON object")
+    return json.dumps(parsed, separators=(",", ":"))
+
+
+def _check_filters(filters: str | None) -> None:
+    # Only the empty filter is implemented; refusing others beats answering with unfiltered runs.
+    if filters in (None, ""):
+        return
+    try:
+        parsed = json.loads(filters)  # type: ignore[arg-type]
+    except ValueError:
+        raise bad_input("`filters` is not valid JSON") from None
+    if parsed not in ({}, None):
+        raise bad_input("`filters` other than {} are not supported")
+
+
+def _check_like_pattern(pattern: str) -> None:
+    escaped = False
+    for ch in pattern:
+        escaped = not escaped and ch == "\\"
+    if escaped:
+        raise bad_input("`pattern` ends with an unpaired backslash")
+
+
+def _file_url(ctx: RequestContext, view: FileView) -> str:
+    run = view.run
+    parts = (run.project.entity.name, run.project.name, run.name)
+    prefix = "/".join(quote(p, safe="") for p in parts)
+    return f"{ctx.public_url}/files/{prefix}/{quote(view.file.name, safe='/')}"
+
+
+def _upload_url(ctx: RequestContext, run_id: int, name: str) -> str:
+    return f"{ctx.public_url}/uploads/{ctx.signer.upload_token(run_id, name)}"
+
+
+def _name_error(field: str, exc: InvalidName) -> Exception:
+    return bad_input(f"invalid {field}: {exc}")
+
+
+# --- Query -----------------------------------------------------------------------------------------
+
+query = QueryType()
+
+
+@query.field("viewer")
+def resolve_viewer(_: None, info: GraphQLResolveInfo) -> Viewer:
+    """The authenticated user."""
+    return _ctx(info).viewer
+
+
+@query.field("project")
+def resolve_project(_: None, info: GraphQLResolveInfo, name: str, entityName: str | None = None) -> Project | None:
+    """A project of an accessible entity, or null."""
+    ctx = _ctx(info)
+    return _project(ctx, _entity_for(ctx, entityName), name)
+
+
+@query.field("serverInfo")
+def resolve_server_info(_: None, info: GraphQLResolveInfo) -> dict[str, Any]:
+    """No optional features yet: the upload PUT itself commits files."""
+    return {"features": []}
+
+
+# --- User / Entity ---------------------------------------------------------------------------------
+
+user_type = ObjectType("User")
+
+
+@user_type.field("id")
+def resolve_user_id(user: Viewer | User, info: GraphQLResolveInfo) -> str:
+    """Opaque user id."""
+    return encode_node_id("User", user.id)
+
+
+@user_type.field("username")
+@user_type.field("entity")
+def resolve_user_name(user: Viewer | User, info: GraphQLResolveInfo) -> str:
+    """A user's name doubles as username and default entity."""
+    return user.name
+
+
+@user_type.field("email")
+def resolve_user_email(user: Viewer | User, info: GraphQLResolveInfo) -> None:
+    """No e-mail addresses are kept."""
+    return None
+
+
+@user_type.field("flags")
+def resolve_user_flags(user: Viewer | User, info: GraphQLResolveInfo) -> str:
+    """No feature flags."""
+    return "{}"
+
+
+@user_type.field("teams")
+def resolve_user_teams(user: Viewer | User, info: GraphQLResolveInfo, first: int | None = None) -> dict[str, Any]:
+    """The entities the user owns."""
+    stmt = select(Entity).where(Entity.owner_id == user.id).order_by(Entity.name)
+    if first is not None:
+        stmt = stmt.limit(_page_size(first))
+    entities = _ctx(info).session.scalars(stmt).all()
+    return {"edges": [{"node": e, "cursor": encode_cursor("entity", e.name)} for e in entities]}
+
+
+entity_type = ObjectType("Entity")
+
+
+@entity_type.field("id")
+def resolve_entity_id(entity: Entity, info: GraphQLResolveInfo) -> str:
+    """Opaque entity id."""
+    return encode_node_id("Entity", entity.id)
+
+
+# --- Project ---------------------------------------------------------------------------------------
+
+project_type = ObjectType("Project")
+
+
+@project_type.field("id")
+def resolve_project_id(project: Project, info: GraphQLResolveInfo) -> str:
+    """Opaque project id."""
+    return encode_node_id("Project", project.id)
+
+
+@project_type.field("internalId")
+def resolve_project_internal_id(project: Project, info: GraphQLResolveInfo) -> str:
+    """The integer id as a string."""
+    return str(project.id)
+
+
+@project_type.field("entityName")
+def resolve_project_entity_name(project: Project, info: GraphQLResolveInfo) -> str:
+    """The owning entity's name."""
+    return project.entity.name
+
+
+@project_type.field("createdAt")
+def resolve_project_created_at(project: Project, info: GraphQLResolveInfo) -> datetime:
+    """Creation time."""
+    return project.created_at
+
+
+@project_type.field("readOnly")
+def resolve_read_only(obj: Any, info: GraphQLResolveInfo) -> bool:
+    """Everything accessible is writable by its owner."""
+    return False
+
+
+@project_type.field("runCount")
+def resolve_run_count(project: Project, info: GraphQLResolveInfo, filters: str | None = None) -> int:
+    """The number of runs in the project."""
+    _check_filters(filters)
+    return _ctx(info).session.scalar(select(func.count()).select_from(Run).where(Run.project_id == project.id)) or 0
+
+
+@project_type.field("run")
+def resolve_project_run(project: Project, info: GraphQLResolveInfo, name: str) -> Run | None:
+    """A run by its run id, or null."""
+    return _run(_ctx(info), project, name)
+
+
+@project_type.field("runs")
+def resolve_project_runs(
+    project: Project,
+    info: GraphQLResolveInfo,
+    filters: str | None = None,
+    after: str | None = None,
+    first: int | None = None,
+    order: str | None = None,
+) -> dict[str, Any]:
+    """A page of runs, keyset-paged on the run row id (creation order)."""
+    _check_filters(filters)
+    limit = _page_size(first)
+    if order in (None, "", "-createdAt", "-created_at"):
+        newest_first = True
+    elif order in ("+createdAt", "createdAt", "+created_at", "created_at"):
+        newest_first = False
+    else:
+        raise bad_input(f"`order` {order!r} is not supported; use -createdAt or +createdAt")
+    stmt = select(Run).where(Run.project_id == project.id)
+    if after is not None:
+        raw = decode_cursor("run", after)
+        if not raw.isdigit():
+            raise bad_input("invalid cursor")
+        stmt = stmt.where(Run.id < int(raw) if newest_first else Run.id > int(raw))
+    stmt = stmt.order_by(Run.id.desc() if newest_first else Run.id.asc()).limit(limit + 1)
+    runs = list(_ctx(info).session.scalars(stmt))
+    page = runs[:limit]
+    edges = [{"node": r, "cursor": encode_cursor("run", str(r.id))} for r in page]
+    return {
+        "edges": edges,
+        "pageInfo": {
+            "startCursor": edges[0]["cursor"] if edges else None,
+            "endCursor": edges[-1]["cursor"] if edges else None,
+            "hasNextPage": len(runs) > limit,
+            "hasPreviousPage": False,
+        },
+    }
+
+
+# --- Run -------------------------------------------------------------------------------------------
+
+run_type = ObjectType("Run")
+run_type.set_field("readOnly", resolve_read_only)
+run_type.set_alias("createdAt", "created_at")
+run_type.set_alias("heartbeatAt", "heartbeat_at")
+run_type.set_alias("updatedAt", "updated_at")
+run_type.set_alias("jobType", "job_type")
+run_type.set_alias("projectId", "project_id")
+
+
+@run_type.field("id")
+def resolve_run_id(run: Run, info: GraphQLResolveInfo) -> str:
+    """Opaque run id."""
+    return encode_node_id("Run", run.id)
+
+
+@run_type.field("displayName")
+def resolve_run_display_name(run: Run, info: GraphQLResolveInfo) -> str:
+    """The display name, defaulting to the run id."""
+    return run.display_name or run.name
+
+
+@run_type.field("config")
+def resolve_run_config(run: Run, info: GraphQLResolveInfo) -> str:
+    """The config as a JSON string."""
+    return run.config or "{}"
+
+
+@run_type.field("summaryMetrics")
+def resolve_run_summary(run: Run, info: GraphQLResolveInfo) -> str:
+    """The summary as a JSON string."""
+    return run.summary or "{}"
+
+
+@run_type.field("systemMetrics")
+def resolve_run_system_metrics(run: Run, info: GraphQLResolveInfo) -> str:
+    """System metrics are not recorded."""
+    return "{}"
+
+
+@run_type.field("tags")
+def resolve_run_tags(run: Run, info: GraphQLResolveInfo) -> list[str]:
+    """The tags list."""
+    return list(json.loads(run.tags)) if run.tags else []
+
+
+@run_type.field("sweepName")
+@run_type.field("historyKeys")
+def resolve_none(obj: Any, info: GraphQLResolveInfo) -> None:
+    """Sweeps and history are not kept by this server."""
+    return None
+
+
+@run_type.field("historyLineCount")
+def resolve_history_line_count(run: Run, info: GraphQLResolveInfo) -> int:
+    """No history is kept."""
+    return 0
+
+
+@run_type.field("fileCount")
+def resolve_file_count(run: Run, info: GraphQLResolveInfo) -> int:
+    """All files of the run, whatever a files() call filters."""
+    return _ctx(info).session.scalar(select(func.count()).select_from(File).where(File.run_id == run.id)) or 0
+
+
+@run_type.field("files")
+def resolve_run_files(
+    run: Run,
+    info: GraphQLResolveInfo,
+    names: list[str | None] | None = None,
+    after: str | None = None,
+    first: int | None = None,
+    pattern: str | None = None,
+) -> dict[str, Any]:
+    """A page of files ordered by name: one keyset query (never OFFSET), first+1 rows to see if more follow."""
+    limit = _page_size(first)
+    wanted = [n for n in names or [] if n is not None]
+    if pattern == "":
+        pattern = None
+    if wanted and pattern is not None:
+        raise bad_input("`names` and `pattern` cannot be combined")
+    stmt = select(File).where(File.run_id == run.id)
+    if after is not None:
+        stmt = stmt.where(File.name > decode_cursor("file", after))
+    if wanted:
+        stmt = stmt.where(File.name.in_(set(wanted)))
+    if pattern is not None:
+        _check_like_pattern(pattern)
+        stmt = stmt.where(File.name.like(pattern, escape="\\"))
+    rows = list(_ctx(info).session.scalars(stmt.order_by(File.name).limit(limit + 1)))
+    edges = [{"node": FileView(f, run), "cursor": encode_cursor("file", f.name)} for f in rows[:limit]]
+    return {
+        "edges": edges,
+        "pageInfo": {
+            "startCursor": edges[0]["cursor"] if edges else None,
+            "endCursor": edges[-1]["cursor"] if edges else None,
+            "hasNextPage": len(rows) > limit,
+            "hasPreviousPage": False,
+        },
+    }
+
+
+# --- File ------------------------------------------------------------------------------------------
+
+file_type = ObjectType("File")
+
+
+@file_type.field("id")
+def resolve_file_id(view: FileView, info: GraphQLResolveInfo) -> str:
+    """Opaque file id (deleteFiles takes it)."""
+    return encode_node_id("File", view.file.id)
+
+
+@file_type.field("name")
+def resolve_file_name(view: FileView, info: GraphQLResolveInfo) -> str:
+    """The path inside the run."""
+    return view.file.name
+
+
+@file_type.field("url")
+def resolve_file_url(view: FileView, info: GraphQLResolveInfo, upload: bool | None = None) -> str:
+    """The authenticated download URL, or with upload: true a signed upload URL for the same file."""
+    ctx = _ctx(info)
+    if upload:
+        return _upload_url(ctx, view.run.id, view.file.name)
+    return _file_url(ctx, view)
+
+
+@file_type.field("directUrl")
+def resolve_file_direct_url(view: FileView, info: GraphQLResolveInfo) -> str:
+    """A short-lived signed URL of the file's current blob."""
+    ctx = _ctx(info)
+    return f"{ctx.public_url}/blobs/{ctx.signer.blob_token(view.file.blob_key)}"
+
+
+@file_type.field("sizeBytes")
+def resolve_file_size(view: FileView, info: GraphQLResolveInfo) -> int:
+    """Size in bytes."""
+    return view.file.size_bytes
+
+
+@file_type.field("mimetype")
+def resolve_file_mimetype(view: FileView, info: GraphQLResolveInfo) -> str:
+    """The MIME type guessed from the name at upload."""
+    return view.file.mimetype
+
+
+@file_type.field("updatedAt")
+def resolve_file_updated_at(view: FileView, info: GraphQLResolveInfo) -> datetime:
+    """When the bytes were last stored."""
+    return view.file.updated_at
+
+
+@file_type.field("md5")
+def resolve_file_md5(view: FileView, info: GraphQLResolveInfo) -> str:
+    """base64 of the binary MD5 digest."""
+    return view.file.md5
+
+
+# --- Mutations -------------------------------------------------------------------------------------
+
+mutation = MutationType()
+
+
+def _optional_text(inp: dict[str, Any], field: str) -> str | None:
+    value = inp.get(field)
+    if value is not None and not isinstance(value, str):
+        raise bad_input(f"`{field}` must be a string")
+    return value
+
+
+@mutation.field("upsertBucket")
+def resolve_upsert_bucket(_: None, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
+    """Create the project if needed, then create or update the run."""
+    ctx = _ctx(info)
+    try:
+        project_name = validate_run_or_project_name(input.get("modelName") or DEFAULT_PROJECT, "modelName")
+        run_name = input.get("name")
+        if run_name is not None:
+            validate_run_or_project_name(run_name, "name")
+    except InvalidName as exc:
+        raise bad_input(str(exc)) from None
+    config = _json_object_text(input["config"], "config") if input.get("config") is not None else None
+    summary = (
+        _json_object_text(input["summaryMetrics"], "summaryMetrics")
+        if input.get("summaryMetrics") is not None
+        else None
+    )
+    state = input.get("state")
+    if state is not None and not (isinstance(state, str) and 1 <= len(state) <= 32):
+        raise bad_input("`state` must be 1-32 characters")
+    tags = input.get("tags")
+    updates: dict[str, Any] = {
+        "display_name": _optional_text(input, "displayName"),
+        "description": _optional_text(input, "description"),
+        "notes": _optional_text(input, "notes"),
+        "group": _optional_text(input, "groupName"),
+        "job_type": _optional_text(input, "jobType"),
+        "commit": _optional_text(input, "commit"),
+        "config": config,
+        "summary": summary,
+        "state": state,
+        "tags": json.dumps(list(tags)) if tags is not None else None,
+    }
+    updates = {k: v for k, v in updates.items() if v is not None}
+
+    # One retry: a concurrent upsert may create the same project or run between our check and insert.
+    for attempt in range(2):
+        try:
+            with write_transaction(ctx.session):
+                entity = _entity_for(ctx, input.get("entityName"))
+                project = _project(ctx, entity, project_name)
+                if project is None:
+                    project = Project(entity_id=entity.id, name=project_name, created_at=utcnow())
+                    ctx.session.add(project)
+                    ctx.session.flush()
+                name = run_name
+                run = _run(ctx, project, name) if name is not None else None
+                inserted = run is None
+                now = utcnow()
+                if run is None:
+                    while name is None or _run(ctx, project, name) is not None:
+                        name = "".join(secrets.choice(_RUN_ID_ALPHABET) for _ in range(8))
+                    run = Run(
+                        project_id=project.id,
+                        name=name,
+                        user_id=ctx.viewer.id,
+                        created_at=now,
+                        state="running",
+                    )
+                    ctx.session.add(run)
+                for key, value in updates.items():
+                    setattr(run, key, value)
+                run.updated_at = now
+                run.heartbeat_at = now
+                ctx.session.flush()
+                run_id = run.id
+            break
+        except IntegrityError:
+            if attempt == 1:
+                raise
+    # Reload with project, entity and user joined, for the answer.
+    return {"bucket": ctx.session.get(Run, run_id, populate_existing=True), "inserted": inserted}
+
+
+@mutation.field("createRunFiles")
+def resolve_create_run_files(_: None, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
+    """Signed upload URLs for files of an existing run; nothing is stored until the PUTs."""
+    ctx = _ctx(info)
+    names: list[str] = input["files"]
+    for name in names:
+        try:
+            validate_file_name(name)
+        except InvalidName as exc:
+            raise bad_input(f"invalid file name {name!r}: {exc}") from None
+    entity = _entity_for(ctx, input["entityName"])
+    project = _project(ctx, entity, input["projectName"])
+    run = _run(ctx, project, input["runName"]) if project is not None else None
+    if run is None:
+        raise not_found(f"run {entity.name}/{input['projectName']}/{input['runName']} not found")
+    return {
+        "runID": encode_node_id("Run", run.id),
+        "uploadHeaders": [],
+        "files": [{"name": n, "uploadUrl": _upload_url(ctx, run.id, n)} for n in names],
+    }
+
+
+@mutation.field("deleteFiles")
+def resolve_delete_files(_: None, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, bool]:
+    """Delete files and their blobs, all or nothing."""
+    ctx = _ctx(info)
+    ids = {decode_node_id("File", node_id) for node_id in input["files"]}
+    project_id = input.get("projectId")
+    with write_transaction(ctx.session):
+        found = {
+            f.id: (f, r)
+            for f, r in ctx.session.execute(select(File, Run).join(Run, File.run_id == Run.id).where(File.id.in_(ids)))
+        }
+        missing = sorted(ids - found.keys())
+        if missing:
+            raise not_found(f"file {encode_node_id('File', missing[0])} not found")
+        for file, run in found.values():
+            entity = run.project.entity
+            if entity.owner_id != ctx.viewer.id:
+                raise permission_denied(entity.name)
+            if project_id is not None and run.project_id != project_id:
+                raise bad_input(f"file {encode_node_id('File', file.id)} is not in project {project_id}")
+        blob_keys = [f.blob_key for f, _ in found.values()]
+        ctx.session.execute(delete(File).where(File.id.in_(ids)))
+    # Blobs go only after the rows are gone for good; a crash here leaves orphans, never dangling rows.
+    for key in blob_keys:
+        ctx.store.delete(key)
+    return {"success": True}
+
+
+def build_schema() -> GraphQLSchema:
+    """The executable schema from schema.graphql."""
+    return make_executable_schema(
+        SCHEMA_PATH.read_text(encoding="utf-8"),
+        query,
+        mutation,
+        user_type,
+        entity_type,
+        project_type,
+        run_type,
+        file_type,
+        datetime_scalar,
+        int64_scalar,
+    )

@@ -1,0 +1,97 @@
+"""Users, their entities and API keys (stored only as SHA-256 hashes)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .database import write_transaction
+from .models import Entity, User
+from .names import validate_user_name
+
+ADMIN_NAME = "admin"
+MAX_KEY_LENGTH = 256
+
+
+class UserError(ValueError):
+    """A user could not be created or changed; the message is fit to show to the operator."""
+
+
+def hash_api_key(api_key: str) -> str:
+    """The hex SHA-256 of an API key, the only form in which keys are stored."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def generate_api_key() -> str:
+    """A fresh 40-hex-character key, the shape of a W&B key."""
+    return secrets.token_hex(20)
+
+
+def _check_key(api_key: str) -> str:
+    if not api_key or len(api_key) > MAX_KEY_LENGTH or any(ch.isspace() or ord(ch) < 0x20 for ch in api_key):
+        raise UserError(f"an API key must be 1-{MAX_KEY_LENGTH} characters without spaces or control characters")
+    return api_key
+
+
+def create_user(session: Session, name: str, api_key: str | None = None, admin: bool = False) -> tuple[User, str]:
+    """Create user `name` with an entity of the same name; return the user and its API key."""
+    try:
+        validate_user_name(name)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    key = _check_key(api_key) if api_key is not None else generate_api_key()
+    try:
+        with write_transaction(session):
+            if session.scalar(select(User.id).where(User.name == name)) is not None:
+                raise UserError(f"user {name!r} already exists")
+            if session.scalar(select(Entity.id).where(Entity.name == name)) is not None:
+                raise UserError(f"entity {name!r} already exists")
+            if session.scalar(select(User.id).where(User.api_key_sha256 == hash_api_key(key))) is not None:
+                raise UserError("that API key already belongs to another user")
+            user = User(name=name, api_key_sha256=hash_api_key(key), admin=admin)
+            session.add(user)
+            session.flush()
+            session.add(Entity(name=name, owner_id=user.id))
+    except IntegrityError:
+        # Another process created the same name or key between our check and insert.
+        raise UserError(f"user {name!r} or that API key already exists") from None
+    return user, key
+
+
+def ensure_admin(session: Session, api_key: str | None) -> str | None:
+    """Make sure user `admin` exists; set its key when one is given.
+
+    Returns the generated key when the admin user was just created without one (to be shown once),
+    else None.
+    """
+    admin = session.scalar(select(User).where(User.name == ADMIN_NAME))
+    if admin is None:
+        try:
+            _, key = create_user(session, ADMIN_NAME, api_key, admin=True)
+        except UserError:
+            # A second server process over the same database created it first; fall through to update.
+            admin = session.scalar(select(User).where(User.name == ADMIN_NAME))
+            if admin is None:
+                raise
+        else:
+            return None if api_key is not None else key
+    if api_key is not None:
+        new_hash = hash_api_key(_check_key(api_key))
+        if admin.api_key_sha256 != new_hash:
+            try:
+                with write_transaction(session):
+                    session.get(User, admin.id).api_key_sha256 = new_hash  # type: ignore[union-attr]
+            except IntegrityError:
+                raise UserError("that API key already belongs to another user") from None
+    return None
+
+
+def authenticate(session: Session, api_key: str) -> User | None:
+    """The user holding `api_key`, or None."""
+    if not api_key:
+        return None
+    return session.scalar(select(User).where(User.api_key_sha256 == hash_api_key(api_key)))

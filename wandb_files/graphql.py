@@ -91,7 +91,21 @@ class _HTTPError(Exception):
 
 
 class _Transport(RequestsHTTPTransport):
-    """gql's requests transport, made to keep the HTTP status of error answers (gql drops it for JSON bodies)."""
+    """gql's requests transport over a shared session, keeping the HTTP status of error answers.
+
+    gql would make a session of its own and drop the status of JSON error bodies; we need one pooled session
+    for GraphQL and byte transfers, and the status to tell a bad key from a busy server.
+    """
+
+    def __init__(self, *, shared_session: requests.Session, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._shared_session = shared_session
+
+    def connect(self) -> None:
+        self.session = self._shared_session
+
+    def close(self) -> None:
+        self.session = None  # the owner of the shared session closes it
 
     def _prepare_result(self, response: requests.Response) -> Any:
         if response.status_code >= 400:
@@ -148,8 +162,9 @@ class GraphQLClient:
         self.key_source = key_source
         self.session = session or make_session()
         self._auth = HTTPBasicAuth("api", api_key)
-        transport = _Transport(url=f"{self.base_url}/graphql", auth=self._auth, timeout=timeout)  # type: ignore[arg-type]
-        transport.session = self.session  # gql builds its own session only when none is set
+        transport = _Transport(
+            shared_session=self.session, url=f"{self.base_url}/graphql", auth=self._auth, timeout=timeout
+        )
         self._gql = Client(transport=transport, fetch_schema_from_transport=False)
         self._gql_session = self._gql.connect_sync()
 

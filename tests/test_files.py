@@ -1,0 +1,199 @@
+"""`Files`: lazy cursor paging, len, indexing, filters, W&B's paginator names, direct constructors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import wandb_files
+from wandb_files import File, Files
+from wandb_files.errors import NotFoundError
+from wandb_files.files import s3_uri
+from tests.conftest import LiveServer
+from tests.helpers import md5_b64, random_files, run_with_files
+
+PER_PAGE = 4
+
+
+@pytest.fixture(scope="module")
+def module_api(live_server: LiveServer) -> wandb_files.Api:
+    return wandb_files.Api(api_key=live_server.api_key, base_url=live_server.base_url)
+
+
+@pytest.fixture(scope="module")
+def runs_by_size(module_api: wandb_files.Api, tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple]:
+    """Runs holding 0, 1, per_page, per_page + 1 and several pages of files."""
+    tmp = tmp_path_factory.mktemp("runs")
+    result = {}
+    for n in (0, 1, PER_PAGE, PER_PAGE + 1, 3 * PER_PAGE + 2):
+        files = random_files(n)
+        result[n] = (run_with_files(module_api, tmp, files, project="paging"), files)
+    return result
+
+
+@pytest.mark.parametrize("n", [0, 1, PER_PAGE, PER_PAGE + 1, 3 * PER_PAGE + 2])
+def test_iteration_len_and_metadata_for_every_page_shape(runs_by_size: dict, n: int) -> None:
+    run, contents = runs_by_size[n]
+    files = run.files(per_page=PER_PAGE)
+    listed = list(files)
+    assert [f.name for f in listed] == sorted(contents)
+    assert len(files) == n
+    for f in listed:
+        assert f.size == len(contents[f.name])
+        assert f.md5 == md5_b64(contents[f.name])
+        assert f.mimetype
+        assert f.updated_at and f.updated_at.endswith("Z")
+        assert f.url and f.url.endswith("/" + f.name)
+        assert f.direct_url and f.direct_url.startswith("http://127.0.0.1")
+        assert f.path_uri == ""  # local disk, not S3
+        assert f.run is run
+    assert files.more is (n > PER_PAGE)  # the cache only holds the first page; loops page on their own
+
+
+def test_indexing_and_slicing(runs_by_size: dict) -> None:
+    run, contents = runs_by_size[3 * PER_PAGE + 2]
+    names = sorted(contents)
+    files = run.files(per_page=PER_PAGE)
+    assert files[0].name == names[0]
+    assert files[-1].name == names[-1]
+    assert [f.name for f in files[2:5]] == names[2:5]
+    assert [f.name for f in files[::-5]] == names[::-5]
+    assert files[PER_PAGE * 2].name == names[PER_PAGE * 2]
+    with pytest.raises(IndexError):
+        files[len(names)]
+    with pytest.raises(IndexError):
+        files[-len(names) - 1]
+    with pytest.raises(TypeError):
+        files["0"]  # type: ignore[call-overload]
+
+
+def test_nested_loops_do_not_disturb_each_other(runs_by_size: dict) -> None:
+    run, contents = runs_by_size[PER_PAGE + 1]
+    files = run.files(per_page=2)
+    pairs = [(a.name, b.name) for a in files for b in files]
+    names = sorted(contents)
+    assert pairs == [(a, b) for a in names for b in names]
+
+
+def test_iterating_twice_gives_the_same_files(runs_by_size: dict) -> None:
+    run, _ = runs_by_size[3 * PER_PAGE + 2]
+    files = run.files(per_page=PER_PAGE)
+    assert [f.name for f in files] == [f.name for f in files]
+
+
+def test_names_filter_has_an_exact_len(runs_by_size: dict) -> None:
+    run, contents = runs_by_size[3 * PER_PAGE + 2]
+    wanted = sorted(contents)[3:9] + ["no-such-file"]
+    files = run.files(names=wanted, per_page=4)
+    assert len(files) == 6
+    assert [f.name for f in files] == sorted(contents)[3:9]
+
+
+def test_pattern_filter_uses_like_syntax_and_has_an_exact_len(module_api: wandb_files.Api, tmp_path: Path) -> None:
+    run = run_with_files(
+        module_api, tmp_path, {"a.json": b"{}", "b/c.json": b"[]", "d.txt": b"x", "e_json": b"y"}, "pattern"
+    )
+    assert [f.name for f in run.files(pattern="%.json", per_page=1)] == ["a.json", "b/c.json"]
+    assert len(run.files(pattern="%.json", per_page=1)) == 2
+    assert [f.name for f in run.files(pattern="b/%")] == ["b/c.json"]
+    assert [f.name for f in run.files(pattern="_.txt")] == ["d.txt"]
+    assert len(run.files(pattern="nothing%")) == 0
+    assert len(run.files()) == 4
+
+
+def test_filter_arguments_are_checked_before_any_request(runs_by_size: dict) -> None:
+    run, _ = runs_by_size[1]
+    with pytest.raises(ValueError, match="names or pattern"):
+        run.files(names=["a"], pattern="%")
+    with pytest.raises(TypeError, match="single string"):
+        run.files(names="f_0000.bin")
+    with pytest.raises(TypeError, match="strings"):
+        run.files(names=[1])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="pattern"):
+        run.files(pattern=5)  # type: ignore[arg-type]
+    for bad in (0, -1, 10_001):
+        with pytest.raises(ValueError, match="per_page"):
+            run.files(per_page=bad)
+    with pytest.raises(TypeError, match="per_page"):
+        run.files(per_page="50")  # type: ignore[arg-type]
+
+
+def test_wandb_paginator_names(runs_by_size: dict) -> None:
+    run, contents = runs_by_size[PER_PAGE + 1]
+    files = Files(run.client, run, per_page=PER_PAGE)
+    assert files.cursor is None and files.more is True and files.last_response is None
+    files.update_variables()
+    assert files.variables["fileLimit"] == PER_PAGE and files.variables["fileCursor"] is None
+    assert files.length == PER_PAGE + 1  # loads page 1, reads fileCount
+    assert files.cursor is not None and files.more is True
+    first = files.convert_objects()
+    assert [f.name for f in first] == sorted(contents)[:PER_PAGE]
+    files.update_variables()
+    assert files.variables["fileCursor"] == files.cursor
+
+
+def test_repr_shows_run_filters_and_count_without_fetching_everything(runs_by_size: dict) -> None:
+    run, _ = runs_by_size[3 * PER_PAGE + 2]
+    files = run.files(per_page=PER_PAGE)
+    assert repr(files) == f"<Files {'/'.join(run.path)} (? files)>"
+    files[0]
+    assert repr(files) == f"<Files {'/'.join(run.path)} ({3 * PER_PAGE + 2} files)>"
+    assert "pattern='f%'" in repr(run.files(pattern="f%"))
+    assert repr(files[0]).startswith("<File f_0000.bin (")
+
+
+def test_file_of_a_run(runs_by_size: dict) -> None:
+    run, contents = runs_by_size[PER_PAGE]
+    name = sorted(contents)[2]
+    assert run.file(name).md5 == md5_b64(contents[name])
+    with pytest.raises(NotFoundError, match="no-such"):
+        run.file("no-such")
+
+
+def test_files_of_a_deleted_run_are_not_found(module_api: wandb_files.Api, unique: str) -> None:
+    run = module_api.create_run(project=f"p{unique}")
+    ghost = wandb_files.Run(module_api.client, run.entity, run.project, "ghost", attrs={})
+    with pytest.raises(NotFoundError, match="ghost"):
+        list(ghost.files())
+
+
+def test_the_seed_constructors(module_api: wandb_files.Api, runs_by_size: dict) -> None:
+    run, contents = runs_by_size[1]
+    files = Files(module_api.client, run)
+    assert [f.name for f in files] == list(contents)
+    attrs = {
+        "id": "file-id",
+        "name": "example_file.txt",
+        "url": "https://example.com/file",
+        "direct_url": "https://example.com/direct_file",
+        "sizeBytes": 1024,
+        "mimetype": "text/plain",
+        "updated_at": "2025-03-25T21:43:51Z",
+        "md5": "d41d8cd98f00b204e9800998ecf8427e",
+        "someFieldFromTheFuture": {"x": 1},
+    }
+    f = File(module_api.client, attrs, run)
+    assert (f.id, f.name, f.size, f.direct_url, f.updated_at) == (
+        "file-id", "example_file.txt", 1024, "https://example.com/direct_file", "2025-03-25T21:43:51Z"
+    )
+    nulls = File(module_api.client, {"name": "n", "sizeBytes": None, "md5": None, "url": None})
+    assert nulls.size == 0 and nulls.md5 is None and nulls.run is None
+    with pytest.raises(ValueError, match="name"):
+        File(module_api.client, {"url": "x"})
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://my-bucket.s3.amazonaws.com/runs/a/file.txt?X-Amz-Signature=x", "s3://my-bucket/runs/a/file.txt"),
+        ("https://my.bucket.s3.us-west-2.amazonaws.com/k%20ey", "s3://my.bucket/k ey"),
+        ("https://s3.eu-central-1.amazonaws.com/bkt/deep/key.bin", "s3://bkt/deep/key.bin"),
+        ("http://127.0.0.1:9000/bkt/key?X-Amz-Credential=abc&X-Amz-Signature=def", "s3://bkt/key"),
+        ("https://storage.googleapis.com/bkt/key", ""),
+        ("http://127.0.0.1:8080/blobs/token", ""),
+        (None, ""),
+    ],
+)
+def test_path_uri(url: str | None, expected: str) -> None:
+    assert s3_uri(url) == expected

@@ -1,0 +1,193 @@
+"""Downloads, uploads and deletes against the live server: bytes, flags, integrity, safety."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import wandb_files
+from wandb_files import File
+from wandb_files.errors import IntegrityError, NotFoundError, PermissionDeniedError
+from tests.conftest import LiveServer
+from tests.helpers import FAST_RETRY, md5_b64, run_with_files
+
+SIZES = {"empty.bin": 0, "one.bin": 1, "small.bin": 1000, "chunky/three_mib.bin": 3 * 1024 * 1024 + 7}
+
+
+@pytest.fixture
+def api(live_server: LiveServer) -> wandb_files.Api:
+    api = wandb_files.Api(api_key=live_server.api_key, base_url=live_server.base_url)
+    api.client.retry = FAST_RETRY
+    return api
+
+
+@pytest.fixture
+def binary_run(api: wandb_files.Api, tmp_path: Path) -> tuple[wandb_files.Run, dict[str, bytes]]:
+    contents = {name: os.urandom(size) for name, size in SIZES.items()}
+    contents["deep/er/nested/notes.txt"] = "héllo wörld\n".encode()
+    return run_with_files(api, tmp_path, contents, "transfer"), contents
+
+
+def no_temp_files(root: Path) -> bool:
+    return not [p for p in root.rglob("*") if p.name.endswith(".part")]
+
+
+def test_md5_round_trip_of_random_binary_files(binary_run: tuple, tmp_path: Path) -> None:
+    run, contents = binary_run
+    dest = tmp_path / "out"
+    for f in run.files():
+        assert f.md5 == md5_b64(contents[f.name])
+        f.download(root=dest).close()
+    for name, data in contents.items():
+        assert (dest / name).read_bytes() == data, name
+    assert no_temp_files(dest)
+
+
+def test_download_returns_the_opened_file(binary_run: tuple, tmp_path: Path) -> None:
+    run, _ = binary_run
+    with run.file("deep/er/nested/notes.txt").download(root=tmp_path) as opened:
+        assert opened.read() == "héllo wörld\n"
+        assert Path(opened.name) == (tmp_path / "deep/er/nested/notes.txt").resolve()
+
+
+def test_existing_file_flags_follow_wandb(binary_run: tuple, tmp_path: Path) -> None:
+    run, contents = binary_run
+    f = run.file("small.bin")
+    target = tmp_path / "small.bin"
+    target.write_bytes(b"local edits")
+    with pytest.raises(ValueError, match="replace=True"):
+        f.download(root=tmp_path)
+    assert target.read_bytes() == b"local edits"
+    f.download(root=tmp_path, exist_ok=True).close()
+    assert target.read_bytes() == b"local edits"  # exist_ok keeps it, no download
+    f.download(root=tmp_path, replace=True).close()
+    assert target.read_bytes() == contents["small.bin"]
+    f.download(root=tmp_path, replace=True, exist_ok=True).close()
+    assert target.read_bytes() == contents["small.bin"]
+
+
+def test_download_with_another_api(binary_run: tuple, live_server: LiveServer, tmp_path: Path) -> None:
+    run, contents = binary_run
+    other = wandb_files.Api(api_key=live_server.api_key, base_url=live_server.base_url)
+    detached = File(None, {"name": "one.bin", "url": run.file("one.bin").url})  # type: ignore[arg-type]
+    detached.download(root=tmp_path, api=other).close()
+    assert (tmp_path / "one.bin").read_bytes() == contents["one.bin"]
+
+
+def test_corrupted_bytes_raise_integrity_error_and_leave_nothing(
+    binary_run: tuple, live_server: LiveServer, tmp_path: Path
+) -> None:
+    run, contents = binary_run
+    blob = next(p for p in (live_server.data_dir / "blobs").rglob("*") if p.is_file() and p.read_bytes() == contents["small.bin"])
+    data = bytearray(blob.read_bytes())
+    data[500] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="small.bin.*md5"):
+        run.file("small.bin").download(root=tmp_path)
+    assert not (tmp_path / "small.bin").exists()
+    assert no_temp_files(tmp_path)
+
+
+def test_names_that_escape_the_root_are_refused(api: wandb_files.Api, binary_run: tuple, tmp_path: Path) -> None:
+    run, _ = binary_run
+    url = run.file("one.bin").url
+    root = tmp_path / "root"
+    for name in ["../evil", "a/../../evil", "/etc/evil", "C:\\evil", "\\\\server\\evil", "a\x00b", ""]:
+        with pytest.raises(ValueError, match="refusing"):
+            File(api.client, {"name": name, "url": url}, run).download(root=root)
+    assert not (tmp_path / "evil").exists()
+    assert not root.exists() or not any(root.iterdir())
+
+
+def test_symlink_out_of_root_is_refused(api: wandb_files.Api, binary_run: tuple, tmp_path: Path) -> None:
+    run, _ = binary_run
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(tmp_path)
+    with pytest.raises(ValueError, match="outside"):
+        File(api.client, {"name": "link/evil", "url": run.file("one.bin").url}, run).download(root=root)
+    assert not (tmp_path / "evil").exists()
+
+
+def test_root_that_is_a_file_is_refused(binary_run: tuple, tmp_path: Path) -> None:
+    run, _ = binary_run
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(ValueError, match="root"):
+        run.file("one.bin").download(root=not_a_dir)
+
+
+def test_upload_names_are_relative_to_root_and_reupload_replaces(api: wandb_files.Api, tmp_path: Path) -> None:
+    run = api.create_run(project="transfer")
+    (tmp_path / "sub").mkdir()
+    local = tmp_path / "sub" / "model.ckpt"
+    local.write_bytes(b"v1")
+    first = run.upload_file(local, root=tmp_path)
+    assert first.name == "sub/model.ckpt" and first.size == 2 and first.md5 == md5_b64(b"v1")
+    local.write_bytes(b"version two")
+    second = run.upload_file(str(local), root=str(tmp_path / "sub"))
+    assert second.name == "model.ckpt"
+    local.write_bytes(b"version three")
+    third = run.upload_file(local, root=tmp_path)
+    assert third.md5 == md5_b64(b"version three") and third.size == 13
+    assert sorted(f.name for f in run.files()) == ["model.ckpt", "sub/model.ckpt"]
+
+
+def test_upload_default_root_is_the_working_directory(
+    api: wandb_files.Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("here.txt").write_text("cwd")
+    assert api.create_run(project="transfer").upload_file("here.txt").name == "here.txt"
+
+
+def test_upload_arguments_are_checked_before_any_request(api: wandb_files.Api, tmp_path: Path) -> None:
+    run = api.create_run(project="transfer")
+    with pytest.raises(ValueError, match="not a file"):
+        run.upload_file(tmp_path / "missing.txt", root=tmp_path)
+    with pytest.raises(ValueError, match="not a file"):
+        run.upload_file(tmp_path, root=tmp_path)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("x")
+    with pytest.raises(ValueError, match="not inside root"):
+        run.upload_file(outside, root=tmp_path / "elsewhere")
+    with pytest.raises(TypeError, match="path"):
+        run.upload_file(42)  # type: ignore[arg-type]
+    assert len(run.files()) == 0
+
+
+def test_delete_removes_the_file(binary_run: tuple) -> None:
+    run, contents = binary_run
+    f = run.file("one.bin")
+    f.delete()
+    assert "one.bin" not in [g.name for g in run.files()]
+    assert len(run.files()) == len(contents) - 1
+    with pytest.raises(NotFoundError):
+        f.delete()
+    with pytest.raises(ValueError, match="no id"):
+        File(run.client, {"name": "x"}, run).delete()
+
+
+def test_other_users_cannot_download_or_delete(binary_run: tuple, live_server: LiveServer, tmp_path: Path) -> None:
+    run, _ = binary_run
+    bob = wandb_files.Api(api_key=live_server.add_user("bob"), base_url=live_server.base_url)
+    bob.client.retry = FAST_RETRY
+    f = run.file("small.bin")
+    stolen = File(bob.client, {"id": f.id, "name": f.name, "url": f.url}, None)
+    with pytest.raises(PermissionDeniedError):
+        stolen.download(root=tmp_path)
+    assert not (tmp_path / "small.bin").exists()
+    with pytest.raises(PermissionDeniedError):
+        stolen.delete()
+    assert run.file("small.bin").id == f.id
+
+
+def test_key_is_not_sent_to_other_hosts(api: wandb_files.Api) -> None:
+    base = api.base_url
+    assert api.client.auth_for(base + "/files/a/b/c/d") is not None
+    assert api.client.auth_for(base.replace("127.0.0.1", "localhost") + "/files/x") is None
+    assert api.client.auth_for("https://bucket.s3.amazonaws.com/key") is None
+    port = int(base.rsplit(":", 1)[1])
+    assert api.client.auth_for(f"http://127.0.0.1:{port + 1}/files/x") is None

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
-import requests
+
+from wandb_files.server.background import BackgroundServer, free_port
+
+__all__ = ["ADMIN_KEY", "LiveServer", "cli", "free_port", "start_server", "stop_server"]
 
 ADMIN_KEY = "a" * 8 + secrets.token_hex(16)  # 40 characters, like a W&B key
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -37,62 +30,27 @@ def cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -> su
     )
 
 
-@dataclass
-class LiveServer:
-    base_url: str
-    api_key: str
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    _users: dict[str, str] = field(default_factory=dict)
+class LiveServer(BackgroundServer):
+    """The embedded server, with users created once per name and shared by the tests that ask for them."""
 
-    def add_user(self, name: str) -> str:
-        """Create another user/entity with `wandb-files user add` and return its API key."""
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._users: dict[str, str] = {}
+
+    def add_user(self, name: str, api_key: str | None = None) -> str:
         if name not in self._users:
-            out = cli("user", "add", name, "--data-dir", str(self.data_dir)).stdout
-            key = out.strip().splitlines()[-1].split()[-1]
-            self._users[name] = key
+            self._users[name] = super().add_user(name, api_key)
         return self._users[name]
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def start_server(data_dir: Path, api_key: str, *extra: str) -> LiveServer:
-    port = free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"server-{port}.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wandb_files", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(data_dir), "--api-key", api_key, *extra],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-        try:
-            if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"server did not become healthy:\n{log_path.read_text()}")
-        time.sleep(0.05)
-    return LiveServer(base_url=base_url, api_key=api_key, data_dir=data_dir, process=proc, log_path=log_path)
+    server = LiveServer(data_dir, api_key=api_key, extra_args=extra)
+    server.start()
+    return server
 
 
 def stop_server(server: LiveServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    server.stop()
 
 
 @pytest.fixture(scope="session")

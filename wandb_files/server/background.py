@@ -1,0 +1,139 @@
+"""Run `wandb-files server` in a background process: for demos, notebooks, and the test suites of your own code.
+
+    from wandb_files.server.background import BackgroundServer
+
+    with BackgroundServer("/tmp/wf-data") as server:
+        os.environ["WANDB_BASE_URL"] = server.base_url
+        os.environ["WANDB_API_KEY"] = server.api_key
+        ...  # wandb.Api() or wandb_files.Api() now talk to it
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from .config import ServerConfig
+from .database import create_db_engine, make_session_factory
+from .users import create_user
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on `host` right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class BackgroundServer:
+    """A `wandb-files server` subprocess on a free loopback port, stopped on exit.
+
+    Args:
+        data_dir: Where the server keeps its database and blobs (created if missing).
+        api_key: The admin user's key; a random 40-character key when omitted.
+        host: The address to listen on.
+        port: The port; a free one when omitted.
+        extra_args: More `wandb-files server` options, e.g. ``["--signed-url-ttl", "60"]``.
+        startup_timeout: Seconds to wait for `/healthz` to answer.
+
+    Attributes:
+        base_url: ``http://host:port``, for `WANDB_BASE_URL`.
+        api_key: The admin key, for `WANDB_API_KEY`.
+        log_path: The server's output (it never contains keys or signed URLs).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        api_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        extra_args: list[str] | tuple[str, ...] = (),
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.api_key = api_key or secrets.token_hex(20)
+        self.host = host
+        self.port = port or free_port(host)
+        self.extra_args = list(extra_args)
+        self.startup_timeout = startup_timeout
+        self.base_url = f"http://{host}:{self.port}"
+        self.log_path = self.data_dir / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> BackgroundServer:
+        """Start the server and wait until it answers.
+
+        Raises:
+            RuntimeError: it exited or did not answer within `startup_timeout`; the message holds its output.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "wandb_files.server", "--host", self.host, "--port", str(self.port),
+             "--data-dir", str(self.data_dir), "--api-key", self.api_key, *self.extra_args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        while not self._healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"wandb-files server did not start; its output:\n{self.log()}")
+            time.sleep(0.05)
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def add_user(self, name: str, api_key: str | None = None) -> str:
+        """Create a user (and its entity) and return its API key.
+
+        Raises:
+            ValueError: the name is taken or not a valid name.
+        """
+        engine = create_db_engine(ServerConfig(data_dir=self.data_dir).db_path)
+        try:
+            with make_session_factory(engine)() as session:
+                return create_user(session, name, api_key)[1]
+        finally:
+            engine.dispose()
+
+    def log(self) -> str:
+        """What the server has printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -22,6 +22,9 @@ def create_db_engine(db_path: Path) -> Engine:
     engine = create_engine(
         f"sqlite:///{db_path}",
         connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+        # Enough connections for every worker thread Starlette may run requests in (40 by default).
+        pool_size=10,
+        max_overflow=40,
     )
 
     @event.listens_for(engine, "connect")

@@ -16,7 +16,7 @@ demo: $(PY)
 	$(PY) examples/demo.py
 
 test: $(PY)
-	$(PY) -m pip install --quiet -e ".[all,dev]"
+	$(PY) -m pip install --quiet -e ".[all,dev,compat]"
 	$(PY) -m pytest
 
 clean:

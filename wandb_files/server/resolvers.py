@@ -93,6 +93,19 @@ def _page_size(first: int | None) -> int:
     return first
 
 
+def _connection(edges: list[dict[str, Any]], *, has_next: bool) -> dict[str, Any]:
+    """A Relay connection of keyset-paged edges (only forward paging exists)."""
+    return {
+        "edges": edges,
+        "pageInfo": {
+            "startCursor": edges[0]["cursor"] if edges else None,
+            "endCursor": edges[-1]["cursor"] if edges else None,
+            "hasNextPage": has_next,
+            "hasPreviousPage": False,
+        },
+    }
+
+
 def _entity_for(ctx: RequestContext, entity_name: str | None) -> Entity:
     """The entity named (or the viewer's own), if the viewer may use it."""
     name = entity_name or ctx.viewer.name
@@ -178,6 +191,22 @@ def resolve_project(_: None, info: GraphQLResolveInfo, name: str, entityName: st
     return _project(ctx, _entity_for(ctx, entityName), name)
 
 
+@query.field("models")
+def resolve_models(
+    _: None, info: GraphQLResolveInfo, entityName: str | None = None, after: str | None = None, first: int | None = None
+) -> dict[str, Any]:
+    """The projects of an entity (W&B's old word for them is models), keyset-paged by name."""
+    ctx = _ctx(info)
+    entity = _entity_for(ctx, entityName)
+    limit = _page_size(first)
+    stmt = select(Project).where(Project.entity_id == entity.id)
+    if after is not None:
+        stmt = stmt.where(Project.name > decode_cursor("project", after))
+    projects = list(ctx.session.scalars(stmt.order_by(Project.name).limit(limit + 1)))
+    edges = [{"node": p, "cursor": encode_cursor("project", p.name)} for p in projects[:limit]]
+    return _connection(edges, has_next=len(projects) > limit)
+
+
 @query.field("serverInfo")
 def resolve_server_info(_: None, info: GraphQLResolveInfo) -> dict[str, Any]:
     """No optional features yet: the upload PUT itself commits files."""
@@ -212,6 +241,12 @@ def resolve_user_email(user: Viewer | User, info: GraphQLResolveInfo) -> None:
 def resolve_user_flags(user: Viewer | User, info: GraphQLResolveInfo) -> str:
     """No feature flags."""
     return "{}"
+
+
+@user_type.field("apiKeys")
+def resolve_user_api_keys(user: Viewer | User, info: GraphQLResolveInfo) -> dict[str, Any]:
+    """Keys are stored only as hashes, so none can be listed (W&B's old keys were their own names)."""
+    return {"edges": []}
 
 
 @user_type.field("teams")
@@ -262,6 +297,18 @@ def resolve_project_created_at(project: Project, info: GraphQLResolveInfo) -> da
     return project.created_at
 
 
+@project_type.field("user")
+def resolve_project_user(project: Project, info: GraphQLResolveInfo) -> User | None:
+    """The owner of the project's entity."""
+    return _ctx(info).session.get(User, project.entity.owner_id)
+
+
+@project_type.field("isBenchmark")
+def resolve_project_is_benchmark(project: Project, info: GraphQLResolveInfo) -> bool:
+    """W&B benchmarks do not exist here."""
+    return False
+
+
 @project_type.field("readOnly")
 def resolve_read_only(obj: Any, info: GraphQLResolveInfo) -> bool:
     """Everything accessible is writable by its owner."""
@@ -307,17 +354,8 @@ def resolve_project_runs(
         stmt = stmt.where(Run.id < int(raw) if newest_first else Run.id > int(raw))
     stmt = stmt.order_by(Run.id.desc() if newest_first else Run.id.asc()).limit(limit + 1)
     runs = list(_ctx(info).session.scalars(stmt))
-    page = runs[:limit]
-    edges = [{"node": r, "cursor": encode_cursor("run", str(r.id))} for r in page]
-    return {
-        "edges": edges,
-        "pageInfo": {
-            "startCursor": edges[0]["cursor"] if edges else None,
-            "endCursor": edges[-1]["cursor"] if edges else None,
-            "hasNextPage": len(runs) > limit,
-            "hasPreviousPage": False,
-        },
-    }
+    edges = [{"node": r, "cursor": encode_cursor("run", str(r.id))} for r in runs[:limit]]
+    return _connection(edges, has_next=len(runs) > limit)
 
 
 # --- Run -------------------------------------------------------------------------------------------
@@ -412,15 +450,7 @@ def resolve_run_files(
         stmt = stmt.where(File.name.like(pattern, escape="\\"))
     rows = list(_ctx(info).session.scalars(stmt.order_by(File.name).limit(limit + 1)))
     edges = [{"node": FileView(f, run), "cursor": encode_cursor("file", f.name)} for f in rows[:limit]]
-    return {
-        "edges": edges,
-        "pageInfo": {
-            "startCursor": edges[0]["cursor"] if edges else None,
-            "endCursor": edges[-1]["cursor"] if edges else None,
-            "hasNextPage": len(rows) > limit,
-            "hasPreviousPage": False,
-        },
-    }
+    return _connection(edges, has_next=len(rows) > limit)
 
 
 # --- File ------------------------------------------------------------------------------------------

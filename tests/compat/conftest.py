@@ -1,0 +1,29 @@
+"""Fixtures for running the real `wandb` client against the embedded server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wandb_files
+from tests.conftest import LiveServer
+
+wandb = pytest.importorskip("wandb", reason="the real wandb client is installed by `make test` (the [compat] extra)")
+
+
+@pytest.fixture
+def wandb_api(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """`wandb.Api()` configured the way a user points it at our server: by environment only."""
+    monkeypatch.setenv("WANDB_BASE_URL", live_server.base_url)
+    monkeypatch.setenv("WANDB_API_KEY", live_server.api_key)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    return wandb.Api()
+
+
+@pytest.fixture
+def our_api(live_server: LiveServer) -> wandb_files.Api:
+    return wandb_files.Api(api_key=live_server.api_key, base_url=live_server.base_url)

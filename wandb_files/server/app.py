@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import mimetypes
 import os
 import tempfile
 import time
@@ -15,7 +14,9 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import anyio
 
 from ariadne import graphql_sync
 from graphql import GraphQLSchema
@@ -31,7 +32,9 @@ from starlette.routing import Route
 from .auth import api_key_from_authorization
 from .config import ServerConfig
 from .database import create_db_engine, make_session_factory, write_transaction
+from .documents import DocumentCache, QueryDepthRule
 from .errors import UNAUTHENTICATED, error_body, format_error
+from .mediatypes import guess_mimetype
 from .models import Entity, File, Project, Run, utcnow
 from .names import InvalidName, validate_file_name
 from .resolvers import RequestContext, Viewer, build_schema
@@ -52,10 +55,41 @@ _ariadne_logger.propagate = False
 _ariadne_logger.addHandler(logging.NullHandler())
 
 
+_VALIDATION_RULES = (QueryDepthRule,)
+
+
 class BlobResponse(FileResponse):
-    """FileResponse (Range, If-Range, HEAD, multipart ranges) streaming in 1 MiB chunks."""
+    """FileResponse (Range, If-Range, HEAD, multipart ranges) over an already open file, in 1 MiB chunks.
+
+    FileResponse opens its path only once the response has started, so a blob unlinked in between (a
+    re-upload or delete) would fail the request mid-way. This one streams from the handle opened by the
+    request handler and never reopens the path (no ASGI pathsend either). The handle is closed when the
+    response has been sent.
+    """
 
     chunk_size = 1024 * 1024
+
+    def __init__(self, file: BinaryIO, **kwargs: Any) -> None:
+        self._file = file
+        super().__init__(file.name, stat_result=os.fstat(file.fileno()), **kwargs)
+
+    @contextlib.asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
+        # Starlette's hook for opening self.path; the handle is closed in __call__, not here.
+        yield anyio.wrap_file(self._file)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        extensions = scope.get("extensions") or {}
+        if "http.response.pathsend" in extensions:
+            scope = {**scope, "extensions": {k: v for k, v in extensions.items() if k != "http.response.pathsend"}}
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._file.close()
+
+
+if not hasattr(FileResponse, "_open_file"):  # pragma: no cover - guarded by the server extra's starlette>=1.8
+    raise ImportError("wandb-files server needs starlette>=1.8 (FileResponse._open_file)")
 
 
 class _HttpError(Exception):
@@ -81,6 +115,7 @@ class _Server:
     signer: UrlSigner
     store: BlobStore
     schema: GraphQLSchema
+    documents: DocumentCache
 
     def public_url(self, request: Request) -> str:
         """The base of absolute URLs: --public-url, else the URL this request came in on."""
@@ -111,6 +146,9 @@ class _Server:
                 self.schema,
                 data,
                 context_value=ctx,
+                query_parser=self.documents.parse,
+                query_validator=self.documents.validate,
+                validation_rules=_VALIDATION_RULES,
                 debug=False,
                 logger=_ariadne_logger,
                 error_formatter=format_error,
@@ -158,7 +196,7 @@ class _Server:
                 if session.get(Run, run_id) is None:
                     raise _HttpError(404, "the run of this upload URL no longer exists")
                 existing = session.scalar(select(File).where(File.run_id == run_id, File.name == name))
-                mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                mimetype = guess_mimetype(name)
                 if existing is None:
                     session.add(
                         File(
@@ -252,60 +290,78 @@ class _Server:
 
     # --- downloads ---------------------------------------------------------------------------------
 
-    def _blob_response(self, file: File) -> Response:
-        path = self.store.resolve(file.blob_key)
-        try:
-            stat_result = os.stat(path)
-        except FileNotFoundError:
-            logger.error("file row %s points at missing blob %s", file.id, file.blob_key)
-            return _json_error(404, "the file's bytes are missing")
-        etag = '"' + base64.b64decode(file.md5).hex() + '"'
-        return BlobResponse(
-            path,
-            headers={"etag": etag},
-            media_type=file.mimetype,
-            filename=file.name.rsplit("/", 1)[-1],
-            stat_result=stat_result,
-        )
+    def _open_blob(self, file: File) -> BlobResponse | None:
+        """A response over the file's blob, opened now; None if the blob is gone (deleted or replaced).
 
-    def find_file(self, api_key: str | None, entity: str, project: str, run: str, name: str) -> File:
-        """The file behind a /files URL, checking the key and the entity's owner."""
-        with self.sessions() as session:
-            user = authenticate(session, api_key) if api_key else None
-            if user is None:
-                raise _HttpError(401, "an API key is missing or not valid")
-            entity_row = session.scalar(select(Entity).where(Entity.name == entity))
-            if entity_row is None:
-                raise _HttpError(404, "no such file")
-            if entity_row.owner_id != user.id:
-                raise _HttpError(403, f"permission denied: you do not have access to entity {entity!r}")
-            file = session.scalar(
-                select(File)
-                .join(Run, File.run_id == Run.id)
-                .join(Project, Run.project_id == Project.id)
-                .where(Project.entity_id == entity_row.id, Project.name == project, Run.name == run, File.name == name)
+        The blob is opened before the response starts, so a re-upload or delete that unlinks it from
+        now on cannot break the download: the open handle keeps serving the old bytes.
+        """
+        try:
+            fh = open(self.store.resolve(file.blob_key), "rb")  # noqa: SIM115 - closed by BlobResponse
+        except FileNotFoundError:
+            return None
+        try:
+            return BlobResponse(
+                fh,
+                headers={"etag": '"' + base64.b64decode(file.md5).hex() + '"'},
+                media_type=file.mimetype,
+                filename=file.name.rsplit("/", 1)[-1],
             )
-            if file is None:
-                raise _HttpError(404, "no such file")
-            return file
+        except BaseException:
+            fh.close()
+            raise
+
+    def _find_file(
+        self, session: Session, api_key: str | None, entity: str, project: str, run: str, name: str
+    ) -> File:
+        user = authenticate(session, api_key) if api_key else None
+        if user is None:
+            raise _HttpError(401, "an API key is missing or not valid")
+        entity_row = session.scalar(select(Entity).where(Entity.name == entity))
+        if entity_row is None:
+            raise _HttpError(404, "no such file")
+        if entity_row.owner_id != user.id:
+            raise _HttpError(403, f"permission denied: you do not have access to entity {entity!r}")
+        file = session.scalar(
+            select(File)
+            .join(Run, File.run_id == Run.id)
+            .join(Project, Run.project_id == Project.id)
+            .where(Project.entity_id == entity_row.id, Project.name == project, Run.name == run, File.name == name)
+        )
+        if file is None:
+            raise _HttpError(404, "no such file")
+        return file
+
+    def open_file(self, api_key: str | None, entity: str, project: str, run: str, name: str) -> BlobResponse:
+        """The opened bytes behind a /files URL, checking the key and the entity's owner."""
+        for _ in range(3):
+            with self.sessions() as session:
+                file = self._find_file(session, api_key, entity, project, run, name)
+            response = self._open_blob(file)
+            if response is not None:
+                return response
+            # Re-uploaded or deleted between the lookup and the open: look again on a fresh snapshot.
+        logger.error("file row %s keeps pointing at a missing blob", file.id)
+        raise _HttpError(404, "the file's bytes are missing")
 
     async def download(self, request: Request) -> Response:
         """GET|HEAD /files/{entity}/{project}/{run}/{path}: the file's bytes, for its owner."""
         p = request.path_params
         api_key = api_key_from_authorization(request.headers.get("authorization"))
         try:
-            file = await run_in_threadpool(self.find_file, api_key, p["entity"], p["project"], p["run"], p["path"])
+            return await run_in_threadpool(self.open_file, api_key, p["entity"], p["project"], p["run"], p["path"])
         except _HttpError as exc:
             response = _json_error(exc.status, exc.message)
             if exc.status == 401:
                 response.headers["www-authenticate"] = 'Basic realm="wandb-files"'
             return response
-        return self._blob_response(file)
 
-    def find_blob_file(self, blob_key: str) -> File | None:
-        """The file row currently using a blob key."""
+    def open_blob_key(self, blob_key: str) -> BlobResponse | None:
+        """The opened blob `blob_key`, if a file row still uses it."""
         with self.sessions() as session:
-            return session.scalar(select(File).where(File.blob_key == blob_key))
+            file = session.scalar(select(File).where(File.blob_key == blob_key))
+        # None when the file was deleted or re-uploaded since the URL was made (or just now).
+        return self._open_blob(file) if file is not None else None
 
     async def direct(self, request: Request) -> Response:
         """GET|HEAD /blobs/{token}: a blob by signed token, no API key."""
@@ -313,11 +369,8 @@ class _Server:
             blob_key = self._read_token(self.signer.read_blob_token, request.path_params["token"])
         except _HttpError as exc:
             return _json_error(exc.status, exc.message)
-        file = await run_in_threadpool(self.find_blob_file, blob_key)
-        if file is None:
-            # The file was deleted or re-uploaded since the URL was made.
-            return _json_error(404, "no such file")
-        return self._blob_response(file)
+        response = await run_in_threadpool(self.open_blob_key, blob_key)
+        return response if response is not None else _json_error(404, "no such file")
 
 
 async def _healthz(request: Request) -> Response:
@@ -359,6 +412,7 @@ def create_app(config: ServerConfig) -> Starlette:
         signer=UrlSigner(secret, config.signed_url_ttl),
         store=LocalBlobStore(config.blob_dir),
         schema=build_schema(),
+        documents=DocumentCache(),
     )
 
     @contextlib.asynccontextmanager

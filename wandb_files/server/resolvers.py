@@ -58,6 +58,8 @@ class FileView:
 
     file: File
     run: Run
+    # quote()d "entity/project/run" of the run's /files URLs, computed once per page.
+    url_prefix: str
 
 
 def _ctx(info: GraphQLResolveInfo) -> RequestContext:
@@ -158,11 +160,12 @@ def _check_like_pattern(pattern: str) -> None:
         raise bad_input("`pattern` ends with an unpaired backslash")
 
 
+def _files_url_prefix(run: Run) -> str:
+    return "/".join(quote(p, safe="") for p in (run.project.entity.name, run.project.name, run.name))
+
+
 def _file_url(ctx: RequestContext, view: FileView) -> str:
-    run = view.run
-    parts = (run.project.entity.name, run.project.name, run.name)
-    prefix = "/".join(quote(p, safe="") for p in parts)
-    return f"{ctx.public_url}/files/{prefix}/{quote(view.file.name, safe='/')}"
+    return f"{ctx.public_url}/files/{view.url_prefix}/{quote(view.file.name, safe='/')}"
 
 
 def _upload_url(ctx: RequestContext, run_id: int, name: str) -> str:
@@ -449,7 +452,8 @@ def resolve_run_files(
         _check_like_pattern(pattern)
         stmt = stmt.where(File.name.like(pattern, escape="\\"))
     rows = list(_ctx(info).session.scalars(stmt.order_by(File.name).limit(limit + 1)))
-    edges = [{"node": FileView(f, run), "cursor": encode_cursor("file", f.name)} for f in rows[:limit]]
+    prefix = _files_url_prefix(run)
+    edges = [{"node": FileView(f, run, prefix), "cursor": encode_cursor("file", f.name)} for f in rows[:limit]]
     return _connection(edges, has_next=len(rows) > limit)
 
 

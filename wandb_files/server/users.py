@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -90,8 +90,11 @@ def ensure_admin(session: Session, api_key: str | None) -> str | None:
     return None
 
 
-def authenticate(session: Session, api_key: str) -> User | None:
-    """The user holding `api_key`, or None."""
+_AUTHENTICATE = select(User.id, User.name, User.admin).where(User.api_key_sha256 == bindparam("key_hash"))
+
+
+def authenticate(session: Session, api_key: str) -> Row[tuple[int, str, bool]] | None:
+    """The id, name and admin flag of the user holding `api_key`, or None (one indexed lookup, no ORM)."""
     if not api_key:
         return None
-    return session.scalar(select(User).where(User.api_key_sha256 == hash_api_key(api_key)))
+    return session.execute(_AUTHENTICATE, {"key_hash": hash_api_key(api_key)}).first()

@@ -9,6 +9,7 @@
 
 from wandb_files._version import __version__
 from wandb_files.api import Api
+from wandb_files.bulk import download_files
 from wandb_files.errors import (
     APIError,
     AuthenticationError,
@@ -43,4 +44,5 @@ __all__ = [
     "TransportError",
     "WandbFilesError",
     "__version__",
+    "download_files",
 ]

@@ -68,11 +68,18 @@ class DownloadError(WandbFilesError):
     Attributes:
         failures: `(file name, exception)` for each file that failed.
         results: the local paths of the files that were downloaded.
+        dataframe: from `download_files`, the table of the files that were downloaded; else None.
     """
 
-    def __init__(self, failures: Sequence[tuple[str, BaseException]], results: Sequence["Path"]) -> None:
+    def __init__(
+        self,
+        failures: Sequence[tuple[str, BaseException]],
+        results: Sequence["Path"],
+        dataframe: Any = None,
+    ) -> None:
         self.failures = list(failures)
         self.results = list(results)
+        self.dataframe = dataframe
         lines = [f"  {name}: {exc}" for name, exc in self.failures[:20]]
         if len(self.failures) > 20:
             lines.append(f"  … and {len(self.failures) - 20} more")

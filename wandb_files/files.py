@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -166,18 +167,27 @@ class File:
             APIError, TransportError: the server refused or could not be reached.
         """
         client = api.client if api is not None else self.client
-        target = transfer.target_path(root, self.name)
-        if target.exists() and not replace:
+        job = self.download_job(root)
+        if job.target.exists() and not replace:
             if exist_ok:
-                return open(target)  # noqa: SIM115 - returned to the caller, as W&B does
+                return open(job.target)  # noqa: SIM115 - returned to the caller, as W&B does
             raise ValueError(
-                f"File {str(target)!r} already exists; pass replace=True to overwrite it "
+                f"File {str(job.target)!r} already exists; pass replace=True to overwrite it "
                 "or exist_ok=True to keep it as is."
             )
+        transfer.download(client, job.url, job.target, name=job.name, size=job.size, md5=job.md5)
+        return open(job.target)  # noqa: SIM115
+
+    def download_job(self, root: str | os.PathLike[str], label: str | None = None) -> transfer.DownloadJob:
+        """What downloading this file to `root`/`name` takes (for the bulk engine).
+
+        Raises:
+            ValueError: the name would land outside `root`, or the file has no url.
+        """
+        target = transfer.target_path(root, self.name)
         if not self.url:
             raise ValueError(f"file {self.name!r} has no download url")
-        transfer.download(client, self.url, target, name=self.name, size=self._attrs.size, md5=self.md5)
-        return open(target)  # noqa: SIM115
+        return transfer.DownloadJob(self.url, target, label or self.name, self._attrs.size, self.md5)
 
     def delete(self) -> None:
         """Delete the file (and its bytes) on the server.
@@ -191,6 +201,34 @@ class File:
             raise ValueError(f"file {self.name!r} has no id, so it cannot be deleted")
         project_id = self.run.project_id if self.run is not None else None
         self.client.execute(queries.DELETE_FILES, {"files": [self.id], "projectId": project_id})
+
+
+def download_jobs(
+    files: Iterable[File], root: str | os.PathLike[str], *, by_run: bool = False
+) -> tuple[list[transfer.DownloadJob], list[tuple[str, BaseException]]]:
+    """The download jobs for `files` under `root` (under `root`/<run id> with `by_run`), and the refused files.
+
+    A file whose name would land outside `root` is refused, not fatal, so that the others still download.
+
+    Raises:
+        ValueError: `root` is a file; or `by_run` and a file has no run.
+    """
+    transfer.check_root(root)
+    jobs: list[transfer.DownloadJob] = []
+    refused: list[tuple[str, BaseException]] = []
+    for file in files:
+        base: str | os.PathLike[str] = root
+        label = file.name
+        if by_run:
+            if file.run is None:
+                raise ValueError(f"file {file.name!r} has no run, so it has no <run_id> folder to go to")
+            base = transfer.target_path(root, file.run.id)
+            label = f"{file.run.id}/{file.name}"
+        try:
+            jobs.append(file.download_job(base, label))
+        except ValueError as exc:  # a name (or run id) that would escape root
+            refused.append((label, exc))
+    return jobs, refused
 
 
 def check_names(names: Iterable[str] | None) -> list[str]:
@@ -262,6 +300,51 @@ class Files(Paginator[File]):
             },
             per_page,
         )
+
+    def download(
+        self,
+        root: str | os.PathLike[str] = ".",
+        replace: bool = False,
+        exist_ok: bool = False,
+        max_workers: int | None = None,
+        progress: bool | None = None,
+    ) -> list[Path]:
+        """Download every file of the collection to `root`, in parallel, each verified and renamed atomically.
+
+        A local file that already holds the same bytes (size and md5) is never downloaded again.
+
+        Args:
+            root: The folder to save into; names keep their folders (``media/a.png`` → ``root/media/a.png``).
+            replace: Overwrite local files that differ.
+            exist_ok: Keep local files that exist, whatever they hold.
+            max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 16).
+            progress: A progress bar for bytes and files; None shows it on terminals only
+                (`WANDB_FILES_DISABLE_PROGRESS=1` turns it off).
+
+        Returns:
+            The local paths, in the collection's order (skipped files included).
+
+        Raises:
+            ValueError: local files differ and neither `replace` nor `exist_ok` is set (nothing is downloaded);
+                or `root` is a file.
+            DownloadError: some files failed (or had names that would land outside `root`); all others were
+                downloaded, and their paths are in `error.results`.
+        """
+        jobs, refused = download_jobs(self, root)
+        todo, conflicts = [], []
+        for job in jobs:
+            if replace or not job.target.exists():
+                todo.append(job)
+            elif not exist_ok and not transfer.local_copy_matches(job.target, job.size, job.md5):
+                conflicts.append(str(job.target))
+        if conflicts:
+            more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
+            raise ValueError(
+                f"{len(conflicts)} local files differ from the run's: {', '.join(conflicts[:5])}{more}; "
+                "pass replace=True to overwrite them or exist_ok=True to keep them."
+            )
+        transfer.download_many(self.client, todo, max_workers=max_workers, progress=progress, refused=refused)
+        return [job.target for job in jobs]
 
     def _connection(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
         return _run_of(data, self.run)["files"]

@@ -7,6 +7,7 @@ transfers borrow its `session` and ask `auth_for(url)` whether a URL may see the
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -118,12 +119,16 @@ class _Transport(RequestsHTTPTransport):
         return super()._prepare_result(response)
 
 
-def make_session(pool_size: int = 16) -> requests.Session:
-    """A `requests` session with a connection pool big enough for `pool_size` concurrent transfers."""
-    session = requests.Session()
+def _mount_pool(session: requests.Session, pool_size: int) -> None:
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+
+
+def make_session(pool_size: int = 16) -> requests.Session:
+    """A `requests` session with a connection pool big enough for `pool_size` concurrent transfers."""
+    session = requests.Session()
+    _mount_pool(session, pool_size)
     session.headers["User-Agent"] = USER_AGENT
     return session
 
@@ -161,6 +166,8 @@ class GraphQLClient:
         self.retry = retry or RetryPolicy()
         self.key_source = key_source
         self.session = session or make_session()
+        self._pool_size = 16
+        self._pool_lock = threading.Lock()
         self._auth = HTTPBasicAuth("api", api_key)
         transport = _Transport(
             shared_session=self.session, url=f"{self.base_url}/graphql", auth=self._auth, timeout=timeout
@@ -170,6 +177,16 @@ class GraphQLClient:
 
     def __repr__(self) -> str:
         return f"<GraphQLClient {self.base_url}>"
+
+    def ensure_pool(self, workers: int) -> None:
+        """Grow the session's connection pool to keep one connection per concurrent transfer.
+
+        Growing replaces the pool; connections in use finish on the old one.
+        """
+        with self._pool_lock:
+            if workers > self._pool_size:
+                _mount_pool(self.session, workers)
+                self._pool_size = workers
 
     def auth_for(self, url: str) -> HTTPBasicAuth | None:
         """The API key's auth when `url` is on the server's exact scheme, host and port; otherwise None.

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 from urllib.parse import urljoin
 
 from wandb_files import queries, transfer
 from wandb_files.errors import IntegrityError, NotFoundError
-from wandb_files.files import File, Files
-from wandb_files.paginator import Paginator
+from wandb_files.files import File, Files, check_names
+from wandb_files.paginator import Paginator, check_per_page
 
 if TYPE_CHECKING:
     from wandb_files.graphql import GraphQLClient
@@ -225,6 +225,28 @@ class Runs(Paginator[Run]):
         self.entity = entity
         self.project = project
         super().__init__(client, {"entity": entity, "project": project, "order": order}, per_page)
+
+    def files(
+        self, names: Iterable[str] | None = None, pattern: str | None = None, per_page: int = 50
+    ) -> Iterator[File]:
+        """The files of every run, run after run, fetched lazily (e.g. for `download_files`).
+
+        Args:
+            names: Only these file names in each run.
+            pattern: Only names matching this SQL LIKE pattern, e.g. ``media/images/%``.
+            per_page: How many files one request fetches.
+
+        Returns:
+            An iterator of `File`, each knowing its run.
+
+        Raises:
+            TypeError, ValueError: bad `names`, `pattern` or `per_page` (checked before any request).
+        """
+        check_names(names)
+        check_per_page(per_page)
+        if names and pattern:
+            raise ValueError("pass names or pattern, not both")
+        return (file for run in self for file in run.files(names=names, per_page=per_page, pattern=pattern))
 
     def _project(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
         project = data.get("project")

@@ -1,0 +1,221 @@
+"""The transfer engine in bulk: `Files.download`, `download_files`, resume, skip, aggregation, progress."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import wandb_files
+from wandb_files import DownloadError, File, download_files, transfer
+from tests.conftest import LiveServer
+from tests.helpers import FAST_RETRY, md5_b64, random_files, run_with_files
+
+
+@pytest.fixture
+def api(live_server: LiveServer) -> wandb_files.Api:
+    api = wandb_files.Api(api_key=live_server.api_key, base_url=live_server.base_url)
+    api.client.retry = FAST_RETRY
+    return api
+
+
+@pytest.fixture(scope="module")
+def big_run(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[wandb_files.Run, dict]:
+    """A run of 300 files in nested folders, uploaded in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = wandb_files.Api(api_key=live_server.api_key, base_url=live_server.base_url)
+    run = api.create_run(project="bulk")
+    contents = {f"d{i % 7}/sub{i % 3}/f_{i:03d}.bin": os.urandom(i * 37) for i in range(300)}
+    source = tmp_path_factory.mktemp("bulk-src")
+    for name, data in contents.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(data)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: run.upload_file(source / n, root=source), contents))
+    return run, contents
+
+
+def test_files_download_hundreds_in_parallel_verified(big_run: tuple, tmp_path: Path) -> None:
+    run, contents = big_run
+    paths = run.files(per_page=100).download(root=tmp_path, max_workers=8, progress=False)
+    assert paths == [(tmp_path / name).resolve() for name in sorted(contents)]
+    for name, data in contents.items():
+        assert (tmp_path / name).read_bytes() == data
+    assert not [p for p in tmp_path.rglob("*.part")]
+
+
+def test_files_download_refuses_to_overwrite_different_local_files_before_downloading(
+    big_run: tuple, tmp_path: Path
+) -> None:
+    run, contents = big_run
+    names = sorted(contents)
+    (tmp_path / names[5]).parent.mkdir(parents=True)
+    (tmp_path / names[5]).write_bytes(b"my edits")
+    with pytest.raises(ValueError, match="1 local files differ.*replace=True"):
+        run.files().download(root=tmp_path, progress=False)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [tmp_path / names[5]]  # nothing downloaded
+
+    run.files().download(root=tmp_path, exist_ok=True, progress=False)
+    assert (tmp_path / names[5]).read_bytes() == b"my edits"
+    assert (tmp_path / names[6]).read_bytes() == contents[names[6]]
+    run.files().download(root=tmp_path, replace=True, progress=False)
+    assert (tmp_path / names[5]).read_bytes() == contents[names[5]]
+
+
+def test_identical_local_files_are_not_downloaded_again(api: wandb_files.Api, tmp_path: Path) -> None:
+    data = os.urandom(5000)
+    target = tmp_path / "same.bin"
+    target.write_bytes(data)
+    before = target.stat().st_mtime_ns
+    dead_url = "http://127.0.0.1:9/never-contacted"  # discard port: any request would fail
+    job = transfer.DownloadJob(dead_url, target, "same.bin", len(data), md5_b64(data))
+    assert transfer.download_many(api.client, [job], progress=False) == [target]
+    assert target.stat().st_mtime_ns == before
+
+
+def test_resume_continues_a_partial_download_with_range(big_run: tuple, api: wandb_files.Api, tmp_path: Path) -> None:
+    run, contents = big_run
+    name = max(contents, key=lambda n: len(contents[n]))
+    data = contents[name]
+    f = run.file(name)
+    target = transfer.target_path(tmp_path, name)
+    target.parent.mkdir(parents=True)
+    part = transfer._part_path(target)
+    part.write_bytes(data[: len(data) // 2])  # what an interrupted earlier call left behind
+    received: list[int] = []
+    transfer.download(api.client, f.url, target, name=name, size=f.size, md5=f.md5, progress=received.append)
+    assert target.read_bytes() == data
+    assert sum(received) == len(data) - len(data) // 2  # only the missing half crossed the network
+    assert not part.exists()
+
+
+def test_a_stale_partial_file_is_detected_and_replaced(big_run: tuple, api: wandb_files.Api, tmp_path: Path) -> None:
+    run, contents = big_run
+    name = max(contents, key=lambda n: len(contents[n]))
+    f = run.file(name)
+    target = transfer.target_path(tmp_path, name)
+    target.parent.mkdir(parents=True)
+    transfer._part_path(target).write_bytes(b"\0" * (len(contents[name]) // 2))  # bytes of another version
+    transfer.download(api.client, f.url, target, name=name, size=f.size, md5=f.md5)
+    assert target.read_bytes() == contents[name]
+
+
+def test_failures_are_aggregated_and_never_stop_the_others(big_run: tuple, api: wandb_files.Api, tmp_path: Path) -> None:
+    run, contents = big_run
+    good = list(run.files(per_page=20))[:20]
+    missing = File(api.client, {"name": "gone.bin", "url": good[0].url + "-no-such-file", "sizeBytes": 1}, run)
+    evil = File(api.client, {"name": "../../evil.bin", "url": good[0].url}, run)
+    files = wandb_files.Files(api.client, run)
+    with pytest.raises(DownloadError) as info:
+        transfer.download_many(api.client, [f.download_job(tmp_path) for f in [*good, missing]], progress=False)
+    assert [name for name, _ in info.value.failures] == ["gone.bin"]
+    assert isinstance(info.value.failures[0][1], wandb_files.NotFoundError)
+    assert len(info.value.results) == 20
+    assert all(p.read_bytes() == contents[p.relative_to(tmp_path.resolve()).as_posix()] for p in info.value.results)
+    assert "1 of 21 files failed" in str(info.value) and "gone.bin" in str(info.value)
+
+    with pytest.raises(DownloadError) as info:
+        download_files([*good[:3], evil], tmp_path / "bulk", progress=False)
+    assert [name for name, _ in info.value.failures] == [f"{run.id}/../../evil.bin"]
+    assert "outside" in str(info.value) or ".." in str(info.value)
+    assert len(info.value.dataframe.columns) == 3
+    assert not (tmp_path / "evil.bin").exists()
+    assert files.run is run
+
+
+def test_download_files_table_for_media_and_plain_files_across_two_runs(
+    api: wandb_files.Api, tmp_path: Path
+) -> None:
+    media = {
+        "media/images/predictions_1_a1b2c3d4e5.png": b"p1",
+        "media/images/predictions_2_b1b2c3d4e5.png": b"p2",
+        "media/images/val/examples_2_c1b2c3d4e5.png": b"v2",
+        "sample.csv": b"a,b\n",
+        "labels.json": b"{}",
+    }
+    run_a = run_with_files(api, tmp_path, media, "bulk-table")
+    run_b = run_with_files(api, tmp_path, {"sample.csv": b"x,y\n", "media/images/predictions_1_ffffff.png": b"b1"}, "bulk-table")
+    dest = tmp_path / "dest"
+    frame = download_files([*run_a.files(), *run_b.files()], destination=dest, progress=False)
+
+    assert list(frame.index.names) == ["run", "step"]
+    assert frame.columns.name == "attribute"
+    assert set(frame.columns) == {"predictions", "val/examples", "sample.csv", "labels.json"}
+    a, b = run_a.id, run_b.id
+    assert frame.loc[(a, 1.0), "predictions"] == str((dest / a / "media/images/predictions_1_a1b2c3d4e5.png").resolve())
+    assert frame.loc[(a, 2.0), "val/examples"].endswith("examples_2_c1b2c3d4e5.png")
+    plain = frame.xs(a, level="run").loc[[math.isnan(s) for s in frame.xs(a, level="run").index]]
+    assert plain.iloc[0]["sample.csv"] == str((dest / a / "sample.csv").resolve())
+    assert Path(frame.loc[(b, 1.0), "predictions"]).read_bytes() == b"b1"
+    assert [r for r, _ in frame.index][:1] == [a]  # runs keep the order they came in
+    assert (dest / b / "sample.csv").read_bytes() == b"x,y\n"
+    assert len(frame) == 5  # a: NaN, 1, 2; b: NaN, 1
+
+
+def test_download_files_accepts_a_file_series_and_dataframe(big_run: tuple, tmp_path: Path, monkeypatch) -> None:
+    run, contents = big_run
+    files = run.files(per_page=10)[:4]
+    monkeypatch.chdir(tmp_path)
+    single = download_files(files[0], progress=False)  # destination defaults to the working directory
+    assert Path(single.iloc[0, 0]) == (tmp_path / run.id / files[0].name).resolve()
+    from_series = download_files(pd.Series(files), tmp_path / "s", progress=False)
+    assert from_series.notna().sum().sum() == 4
+    table = pd.DataFrame({"x": [files[0], files[1]], "y": [files[2], None]})
+    assert download_files(table, tmp_path / "t", progress=False).notna().sum().sum() == 3
+    with pytest.raises(TypeError, match="File objects"):
+        download_files(["not a file"], tmp_path / "u")
+    with pytest.raises(TypeError, match="iterable of File"):
+        download_files("a.txt", tmp_path / "u")
+
+
+def test_download_files_needs_runs_before_downloading_anything(api: wandb_files.Api, big_run: tuple, tmp_path: Path) -> None:
+    run, _ = big_run
+    orphan = File(api.client, {"name": "x.bin", "url": run.files()[0].url})
+    with pytest.raises(ValueError, match="has no run"):
+        download_files([run.files()[0], orphan], tmp_path / "dest", progress=False)
+    assert not (tmp_path / "dest").exists()
+
+
+def test_files_of_many_runs_chain_lazily(api: wandb_files.Api, tmp_path: Path, unique: str) -> None:
+    for i in range(3):
+        run_with_files(api, tmp_path, {f"a{i}.json": b"{}", f"b{i}.txt": b"t"}, f"chain{unique}")
+    files = api.runs(f"chain{unique}", per_page=2).files(pattern="%.json")
+    assert iter(files) is files  # nothing fetched until iterated
+    assert sorted(f.name for f in files) == ["a0.json", "a1.json", "a2.json"]
+    with pytest.raises(ValueError, match="names or pattern"):
+        api.runs(f"chain{unique}").files(names=["a"], pattern="%")
+
+
+def test_worker_count_arguments_are_checked(big_run: tuple, tmp_path: Path, monkeypatch) -> None:
+    run, _ = big_run
+    with pytest.raises(ValueError, match="max_workers"):
+        run.files().download(root=tmp_path, max_workers=0)
+    with pytest.raises(TypeError, match="max_workers"):
+        run.files().download(root=tmp_path, max_workers="8")  # type: ignore[arg-type]
+    monkeypatch.setenv("WANDB_FILES_MAX_WORKERS", "lots")
+    with pytest.raises(ValueError, match="WANDB_FILES_MAX_WORKERS"):
+        run.files().download(root=tmp_path)
+    monkeypatch.setenv("WANDB_FILES_MAX_WORKERS", "2")
+    assert transfer.default_max_workers() == 2
+
+
+def test_progress_bar_shows_bytes_and_files_and_can_be_turned_off(
+    big_run: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    run, _ = big_run
+    files = run.files(per_page=5)
+    files[:5]
+    subset = wandb_files.Files(run.client, run, names=[f.name for f in files.objects[:5]])
+    subset.download(root=tmp_path / "a", progress=True)
+    err = capsys.readouterr().err
+    assert "downloading" in err and "files=5/5" in err
+    subset.download(root=tmp_path / "b", progress=False)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("WANDB_FILES_DISABLE_PROGRESS", "1")
+    subset.download(root=tmp_path / "c")
+    assert capsys.readouterr().err == ""
+    assert len(list((tmp_path / "c").rglob("*.bin"))) == 5

@@ -1,8 +1,8 @@
 """`make demo`: the main job, end to end, against the embedded server on a fresh machine.
 
 Starts `wandb-files server` on a free loopback port with a temporary data folder, creates a run, uploads a few
-hundred small files in nested folders, lists them with the SDK, downloads them all, checks every byte, prints a
-summary and stops the server.
+hundred small files in nested folders (in parallel), lists them with the SDK, downloads them all (in parallel,
+each md5-verified and renamed into place atomically), checks every byte, prints a summary and stops the server.
 """
 
 from __future__ import annotations
@@ -47,8 +47,7 @@ def main() -> int:
         contents = make_files(source, N_FILES)
         run = api.create_run(project="demo", display_name="demo run")
         started = time.perf_counter()
-        for name in contents:
-            run.upload_file(source / name, root=source)
+        run.upload_files([source / name for name in contents], root=source)
         upload_s = time.perf_counter() - started
         print(f"uploaded {len(contents)} files ({sum(map(len, contents.values())):,} bytes) in {upload_s:.2f}s")
 
@@ -61,8 +60,7 @@ def main() -> int:
 
         dest = Path(tmp) / "downloaded"
         started = time.perf_counter()
-        for f in files:
-            f.download(root=dest, replace=True).close()
+        files.download(root=dest)
         download_s = time.perf_counter() - started
         bad = [n for n, data in contents.items() if (dest / n).read_bytes() != data]
         leftovers = [p for p in dest.rglob("*.part")]

@@ -219,3 +219,76 @@ def test_progress_bar_shows_bytes_and_files_and_can_be_turned_off(
     subset.download(root=tmp_path / "c")
     assert capsys.readouterr().err == ""
     assert len(list((tmp_path / "c").rglob("*.bin"))) == 5
+
+
+@pytest.fixture(scope="module")
+def strict_server(tmp_path_factory: pytest.TempPathFactory):
+    """A second server whose signed URLs live 1 s and whose uploads are capped at 1,000 bytes."""
+    from tests.conftest import ADMIN_KEY, start_server, stop_server
+
+    server = start_server(tmp_path_factory.mktemp("strict") / "data", ADMIN_KEY,
+                          "--signed-url-ttl", "1", "--max-upload-bytes", "1000")
+    yield server
+    stop_server(server)
+
+
+def test_upload_files_in_parallel_then_verified(api: wandb_files.Api, tmp_path: Path) -> None:
+    contents = {f"batch/{i % 4}/f_{i:03d}.bin": os.urandom(i * 13) for i in range(120)}
+    for name, data in contents.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    run = api.create_run(project="bulk-up")
+    paths = [tmp_path / name for name in contents]
+    uploaded = run.upload_files(paths, root=tmp_path, max_workers=8, progress=False)
+    assert [f.name for f in uploaded] == list(contents)
+    assert all(f.md5 == md5_b64(contents[f.name]) for f in uploaded)
+    assert len(run.files()) == 120
+
+
+def test_upload_files_checks_every_path_before_sending_anything(api: wandb_files.Api, tmp_path: Path) -> None:
+    run = api.create_run(project="bulk-up")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.txt").write_text("x")
+    (tmp_path / "x.txt").write_text("y")
+    with pytest.raises(TypeError, match="upload_file"):
+        run.upload_files(tmp_path / "x.txt", root=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a file"):
+        run.upload_files([tmp_path / "x.txt", tmp_path / "missing"], root=tmp_path)
+    with pytest.raises(ValueError, match="same name"):
+        run.upload_files([tmp_path / "x.txt", tmp_path / "./x.txt"], root=tmp_path)
+    assert len(run.files()) == 0
+    assert run.upload_files([], root=tmp_path) == []
+
+
+def test_upload_failures_are_aggregated(strict_server, tmp_path: Path) -> None:
+    api = wandb_files.Api(api_key=strict_server.api_key, base_url=strict_server.base_url)
+    api.client.retry = FAST_RETRY
+    run = api.create_run(project="strict")
+    for name, size in (("a.bin", 10), ("big.bin", 5000), ("c.bin", 20)):
+        (tmp_path / name).write_bytes(os.urandom(size))
+    with pytest.raises(wandb_files.UploadError) as info:
+        run.upload_files([tmp_path / n for n in ("a.bin", "big.bin", "c.bin")], root=tmp_path, progress=False)
+    assert [name for name, _ in info.value.failures] == ["big.bin"]
+    assert "413" in str(info.value.failures[0][1])
+    assert [f.name for f in info.value.results] == ["a.bin", "c.bin"]
+    assert sorted(f.name for f in run.files()) == ["a.bin", "c.bin"]
+    with pytest.raises(wandb_files.APIError, match="413"):  # one file: the failure itself, not a bulk error
+        run.upload_file(tmp_path / "big.bin", root=tmp_path)
+
+
+def test_an_expired_upload_url_is_signed_again(strict_server, tmp_path: Path) -> None:
+    import time
+
+    api = wandb_files.Api(api_key=strict_server.api_key, base_url=strict_server.base_url)
+    api.client.retry = FAST_RETRY
+    run = api.create_run(project="strict")
+    local = tmp_path / "late.bin"
+    local.write_bytes(b"signed too early")
+    urls, headers = run._upload_urls(["late.bin"])
+    time.sleep(2.1)
+    stale = transfer.UploadJob(urls["late.bin"], local, "late.bin", 16, headers)
+    with pytest.raises(wandb_files.UploadError, match="expired"):
+        transfer.upload_many(api.client, [stale], progress=False)
+    resigned = transfer.UploadJob(urls["late.bin"], local, "late.bin", 16, headers, resign=lambda: run._resign("late.bin"))
+    assert transfer.upload_many(api.client, [resigned], progress=False) == [(16, md5_b64(b"signed too early"))]
+    assert run.file("late.bin").md5 == md5_b64(b"signed too early")

@@ -14,6 +14,7 @@ from wandb_files.errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    BulkTransferError,
     ConfigurationError,
     DownloadError,
     IntegrityError,
@@ -21,6 +22,7 @@ from wandb_files.errors import (
     PermissionDeniedError,
     ServerError,
     TransportError,
+    UploadError,
     WandbFilesError,
 )
 from wandb_files.files import File, Files
@@ -31,6 +33,7 @@ __all__ = [
     "Api",
     "AuthenticationError",
     "BadRequestError",
+    "BulkTransferError",
     "ConfigurationError",
     "DownloadError",
     "File",
@@ -42,6 +45,7 @@ __all__ = [
     "Runs",
     "ServerError",
     "TransportError",
+    "UploadError",
     "WandbFilesError",
     "__version__",
     "download_files",

@@ -6,10 +6,7 @@ the built-in `ValueError`/`TypeError` (as W&B's own API does), before any reques
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from typing import Any, Sequence
 
 
 class WandbFilesError(Exception):
@@ -62,19 +59,21 @@ class IntegrityError(WandbFilesError):
     """Bytes did not match the size or md5 the server recorded; nothing was written under the final name."""
 
 
-class DownloadError(WandbFilesError):
-    """One or more files of a bulk download failed; the others were downloaded.
+class BulkTransferError(WandbFilesError):
+    """One or more files of a bulk transfer failed; all the others were transferred.
 
     Attributes:
         failures: `(file name, exception)` for each file that failed.
-        results: the local paths of the files that were downloaded.
+        results: what the transfers that succeeded returned (local paths for downloads).
         dataframe: from `download_files`, the table of the files that were downloaded; else None.
     """
+
+    verb = "transfer"
 
     def __init__(
         self,
         failures: Sequence[tuple[str, BaseException]],
-        results: Sequence["Path"],
+        results: Sequence[Any],
         dataframe: Any = None,
     ) -> None:
         self.failures = list(failures)
@@ -84,6 +83,18 @@ class DownloadError(WandbFilesError):
         if len(self.failures) > 20:
             lines.append(f"  … and {len(self.failures) - 20} more")
         super().__init__(
-            f"{len(self.failures)} of {len(self.failures) + len(self.results)} files failed to download:\n"
+            f"{len(self.failures)} of {len(self.failures) + len(self.results)} files failed to {self.verb}:\n"
             + "\n".join(lines)
         )
+
+
+class DownloadError(BulkTransferError):
+    """One or more files of a bulk download failed; the others were downloaded (`results` holds their paths)."""
+
+    verb = "download"
+
+
+class UploadError(BulkTransferError):
+    """One or more files of a bulk upload failed; the others were uploaded."""
+
+    verb = "upload"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 from urllib.parse import urljoin
 
 from wandb_files import queries, transfer
-from wandb_files.errors import IntegrityError, NotFoundError
+from wandb_files.errors import IntegrityError, NotFoundError, ServerError, UploadError
 from wandb_files.files import File, Files, check_names
 from wandb_files.paginator import Paginator, check_per_page
 
@@ -172,7 +174,7 @@ class Run:
             root: The folder names are relative to. Defaults to ".".
 
         Returns:
-            The uploaded file as the server now lists it.
+            The uploaded file as the server now lists it (its md5 checked against the bytes sent).
 
         Raises:
             TypeError: `path` or `root` is not a path.
@@ -180,28 +182,123 @@ class Run:
             IntegrityError: the server stored bytes with another md5 than the ones sent.
             APIError, TransportError: the server refused or could not be reached.
         """
-        for argument, value in (("path", path), ("root", root)):
-            if not isinstance(value, (str, os.PathLike)):
-                raise TypeError(f"{argument} must be a path, not {type(value).__name__}")
-        local = Path(path).expanduser().resolve()
-        if not local.is_file():
-            raise ValueError(f"path {str(path)!r} is not a file")
+        try:
+            return self.upload_files([path], root, max_workers=1, progress=False)[0]
+        except UploadError as exc:
+            raise exc.failures[0][1] from None
+
+    def upload_files(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        root: str | os.PathLike[str] = ".",
+        *,
+        max_workers: int | None = None,
+        progress: bool | None = None,
+    ) -> list[File]:
+        """Upload many local files to the run in parallel; each name is its path relative to `root`.
+
+        Every path is checked before anything is sent. URLs are signed in batches, the bytes go up in parallel,
+        and each stored file's md5 is checked against the bytes sent.
+
+        Args:
+            paths: The local files.
+            root: The folder names are relative to. Defaults to ".".
+            max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 16).
+            progress: A progress bar for bytes and files; None shows it on terminals only.
+
+        Returns:
+            The uploaded files as the server now lists them, in the order of `paths`.
+
+        Raises:
+            TypeError: `paths` is a single path, or holds something that is not a path.
+            ValueError: a path is not a file or not inside `root`, or two paths give the same name.
+            UploadError: some files failed (the others were uploaded; `error.results` holds them as `File`).
+        """
+        if isinstance(paths, (str, os.PathLike)):
+            raise TypeError("paths must be a list of paths; use upload_file() for one")
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"root must be a path, not {type(root).__name__}")
         base = Path(root).expanduser().resolve()
-        if not local.is_relative_to(base):
-            raise ValueError(f"path {str(path)!r} is not inside root {str(root)!r}")
-        name = local.relative_to(base).as_posix()
-        data = self.client.execute(
-            queries.CREATE_RUN_FILES,
-            {"entity": self.entity, "project": self.project, "run": self.id, "files": [name]},
-            retry_safe=True,  # it only signs URLs
-        )["createRunFiles"]
-        headers = dict(h.split(":", 1) for h in data.get("uploadHeaders") or [] if ":" in h)
-        upload_url = urljoin(self.client.base_url + "/", data["files"][0]["uploadUrl"])
-        _size, md5 = transfer.upload(self.client, upload_url, local, name=name, headers=headers)
-        uploaded = self.file(name)
-        if uploaded.md5 and uploaded.md5 != md5:
-            raise IntegrityError(f"{name}: the server stored md5 {uploaded.md5}, but {md5} was sent")
+        local = [_local_file(path, base, root) for path in paths]
+        names = [local_path.relative_to(base).as_posix() for local_path in local]
+        dupes = sorted(name for name, n in Counter(names).items() if n > 1)
+        if dupes:
+            raise ValueError(f"several paths give the same name: {', '.join(dupes[:5])}")
+        if not names:
+            return []
+        urls, headers = self._upload_urls(names)
+        jobs = [
+            transfer.UploadJob(urls[name], path, name, path.stat().st_size, headers, resign=partial(self._resign, name))
+            for path, name in zip(local, names)
+        ]
+        failures: list[tuple[str, BaseException]] = []
+        try:
+            sent = dict(zip(names, transfer.upload_many(self.client, jobs, max_workers=max_workers, progress=progress)))
+        except UploadError as exc:
+            failures = exc.failures
+            failed = {name for name, _ in failures}
+            sent = dict(zip([n for n in names if n not in failed], exc.results))
+        stored = self._files_named(list(sent))
+        uploaded = []
+        for name in names:
+            if name not in sent:
+                continue
+            file = stored.get(name)
+            if file is None:
+                failures.append((name, NotFoundError(f"{name}: the server does not list the file after its upload")))
+            elif file.md5 and file.md5 != sent[name][1]:
+                failures.append((name, IntegrityError(
+                    f"{name}: the server stored md5 {file.md5}, but {sent[name][1]} was sent"
+                )))
+            else:
+                uploaded.append(file)
+        if failures:
+            raise UploadError(sorted(failures, key=lambda item: item[0]), uploaded)
         return uploaded
+
+    def _upload_urls(self, names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """Signed upload URLs for `names`, asked for in batches, and the headers the PUTs need."""
+        urls: dict[str, str] = {}
+        headers: dict[str, str] = {}
+        for start in range(0, len(names), _SIGN_BATCH):
+            data = self.client.execute(
+                queries.CREATE_RUN_FILES,
+                {"entity": self.entity, "project": self.project, "run": self.id,
+                 "files": names[start:start + _SIGN_BATCH]},
+                retry_safe=True,  # it only signs URLs
+            )["createRunFiles"]
+            headers.update(h.split(":", 1) for h in data.get("uploadHeaders") or [] if ":" in h)
+            for item in data["files"]:
+                urls[item["name"]] = urljoin(self.client.base_url + "/", item["uploadUrl"])
+        missing = [name for name in names if name not in urls]
+        if missing:
+            raise ServerError(f"the server signed no upload URL for {', '.join(missing[:5])}")
+        return urls, headers
+
+    def _resign(self, name: str) -> str:
+        return self._upload_urls([name])[0][name]
+
+    def _files_named(self, names: list[str]) -> dict[str, File]:
+        found: dict[str, File] = {}
+        for start in range(0, len(names), _SIGN_BATCH):
+            batch = names[start:start + _SIGN_BATCH]
+            found.update((f.name, f) for f in self.files(names=batch, per_page=len(batch)))
+        return found
+
+
+#: How many names one createRunFiles call or one listing by names carries.
+_SIGN_BATCH = 500
+
+
+def _local_file(path: str | os.PathLike[str], base: Path, root: str | os.PathLike[str]) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a path, not {type(path).__name__}")
+    local = Path(path).expanduser().resolve()
+    if not local.is_file():
+        raise ValueError(f"path {str(path)!r} is not a file")
+    if not local.is_relative_to(base):
+        raise ValueError(f"path {str(path)!r} is not inside root {str(root)!r}")
+    return local
 
 
 class Runs(Paginator[Run]):

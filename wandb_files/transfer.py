@@ -24,14 +24,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Protocol, Sequence, TypeVar
 
 import requests
 import urllib3
 
 from tqdm.auto import tqdm
 
-from wandb_files.errors import DownloadError, IntegrityError, TransportError
+from wandb_files.errors import DownloadError, IntegrityError, PermissionDeniedError, TransportError, UploadError
 from wandb_files.graphql import raise_for_status
 from wandb_files.retry import RETRYABLE_STATUS, parse_retry_after
 
@@ -435,47 +435,135 @@ def download_many(
         ValueError: two jobs share a target.
         DownloadError: some files failed; it lists each with its reason and carries the paths that succeeded.
     """
-    workers = check_max_workers(max_workers)
     dupes = sorted(str(target) for target, n in Counter(job.target for job in jobs).items() if n > 1)
     if dupes:
         raise ValueError(f"several files would be written to the same path: {', '.join(dupes[:5])}")
+
+    def one(job: DownloadJob, advance: ProgressCallback) -> Path:
+        if local_copy_matches(job.target, job.size, job.md5):
+            advance(job.size or 0)
+        else:
+            download(client, job.url, job.target, name=job.name, size=job.size, md5=job.md5, progress=advance)
+        return job.target
+
+    return _parallel(
+        client, jobs, one, max_workers=max_workers, progress=progress, verb="download", refused=refused
+    )
+
+
+class _Job(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def size(self) -> int | None: ...
+
+
+J = TypeVar("J", bound=_Job)
+R = TypeVar("R")
+
+
+def _parallel(
+    client: GraphQLClient,
+    jobs: Sequence[J],
+    work: Callable[[J, ProgressCallback], R],
+    *,
+    max_workers: int | None,
+    progress: bool | None,
+    verb: str,
+    refused: Sequence[tuple[str, BaseException]] = (),
+) -> list[R]:
+    """Run `work` over `jobs` on a thread pool with one progress bar (bytes, and files done).
+
+    Every job runs, whatever others do; failures are gathered into one `DownloadError`/`UploadError`.
+    """
+    workers = check_max_workers(max_workers)
     client.ensure_pool(workers)
-    total = sum(job.size or 0 for job in jobs)
     lock = threading.Lock()
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, disable=progress_enabled(progress),
-              desc="downloading", dynamic_ncols=True, postfix={"files": f"0/{len(jobs)}"}) as bar:
-        done = 0
+    done = 0
+    results: list[R | None] = [None] * len(jobs)
+    failures: list[tuple[str, BaseException]] = list(refused)
+    with tqdm(total=sum(job.size or 0 for job in jobs), unit="B", unit_scale=True, unit_divisor=1024,
+              disable=progress_enabled(progress), desc=f"{verb}ing", dynamic_ncols=True,
+              postfix={"files": f"0/{len(jobs)}"}) as bar:
 
         def advance(n: int) -> None:
             with lock:
                 bar.update(n)
 
-        def one(job: DownloadJob) -> Path:
+        def run(job: J) -> R:
             nonlocal done
-            if local_copy_matches(job.target, job.size, job.md5):
-                advance(job.size or 0)
-            else:
-                download(client, job.url, job.target, name=job.name, size=job.size, md5=job.md5, progress=advance)
+            result = work(job, advance)
             with lock:
                 done += 1
                 bar.set_postfix(files=f"{done}/{len(jobs)}", refresh=False)
-            return job.target
+            return result
 
-        results: list[Path | None] = [None] * len(jobs)
-        failures: list[tuple[str, BaseException]] = list(refused)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wandb-files") as pool:
-            futures = {pool.submit(one, job): i for i, job in enumerate(jobs)}
+            futures = {pool.submit(run, job): i for i, job in enumerate(jobs)}
             for future in as_completed(futures):
                 i = futures[future]
                 try:
                     results[i] = future.result()
                 except Exception as exc:  # noqa: BLE001 - every failure is reported together below
                     failures.append((jobs[i].name, exc))
-    succeeded = [path for path in results if path is not None]
+    succeeded = [result for result in results if result is not None]
     if failures:
         failures.sort(key=lambda item: item[0])
-        raise DownloadError(failures, succeeded)
+        raise (DownloadError if verb == "download" else UploadError)(failures, succeeded)
     return succeeded
+
+
+@dataclass(frozen=True)
+class UploadJob:
+    """One file of a bulk upload.
+
+    Attributes:
+        url: The signed upload URL.
+        path: The local file.
+        name: The file's name in its run.
+        size: The local size, for progress.
+        headers: Extra headers the server asked for.
+        resign: Asked for a fresh upload URL when the server says this one expired (403); None for no retry.
+    """
+
+    url: str
+    path: Path
+    name: str
+    size: int
+    headers: dict[str, str]
+    resign: Callable[[], str] | None = None
+
+
+def upload_many(
+    client: GraphQLClient, jobs: Sequence[UploadJob], *, max_workers: int | None = None, progress: bool | None = None
+) -> list[tuple[int, str]]:
+    """Upload many files in parallel, each with `upload`'s retries; a failure never stops the others.
+
+    Args:
+        client: The GraphQL client whose session moves the bytes.
+        jobs: What to upload.
+        max_workers: Parallel transfers; default `WANDB_FILES_MAX_WORKERS` or `DEFAULT_MAX_WORKERS`.
+        progress: One tqdm bar for bytes and files; None shows it on terminals only.
+
+    Returns:
+        `(size, base64 md5)` of the bytes sent, in the order of `jobs`.
+
+    Raises:
+        UploadError: some files failed; it lists each with its reason and carries the others' results.
+    """
+
+    def one(job: UploadJob, advance: ProgressCallback) -> tuple[int, str]:
+        try:
+            sent = upload(client, job.url, job.path, name=job.name, headers=job.headers)
+        except PermissionDeniedError:
+            if job.resign is None:
+                raise
+            sent = upload(client, job.resign(), job.path, name=job.name, headers=job.headers)
+        advance(sent[0])
+        return sent
+
+    return _parallel(client, jobs, one, max_workers=max_workers, progress=progress, verb="upload")
 
 
 class _HashingReader:

@@ -191,3 +191,49 @@ def test_key_is_not_sent_to_other_hosts(api: wandb_files.Api) -> None:
     assert api.client.auth_for("https://bucket.s3.amazonaws.com/key") is None
     port = int(base.rsplit(":", 1)[1])
     assert api.client.auth_for(f"http://127.0.0.1:{port + 1}/files/x") is None
+
+
+def test_key_does_not_follow_a_redirect_to_another_host(tmp_path: Path) -> None:
+    """The base URL redirects the download to another host (as a bucket would): the key must not go along."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = os.urandom(4096)
+    seen: dict[str, str | None] = {}
+
+    class Storage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            seen["storage"] = self.headers.get("Authorization")
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    storage = ThreadingHTTPServer(("127.0.0.1", 0), Storage)
+
+    class Base(Storage):
+        def do_GET(self) -> None:  # noqa: N802
+            seen["base"] = self.headers.get("Authorization")
+            self.send_response(302)
+            # Same machine, other host name: for the client it is another host.
+            self.send_header("Location", f"http://localhost:{storage.server_port}/bucket/key")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    base = ThreadingHTTPServer(("127.0.0.1", 0), Base)
+    for server in (storage, base):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = wandb_files.Api(api_key="k" * 40, base_url=f"http://127.0.0.1:{base.server_port}")
+        attrs = {"name": "moved.bin", "url": f"http://127.0.0.1:{base.server_port}/files/a/b/c/moved.bin",
+                 "sizeBytes": len(body), "md5": md5_b64(body)}
+        File(api.client, attrs).download(root=tmp_path).close()
+    finally:
+        base.shutdown()
+        storage.shutdown()
+    assert (tmp_path / "moved.bin").read_bytes() == body
+    assert seen["base"] is not None and seen["base"].startswith("Basic ")
+    assert seen["storage"] is None

@@ -197,3 +197,22 @@ def test_the_seed_constructors(module_api: wandb_files.Api, runs_by_size: dict) 
 )
 def test_path_uri(url: str | None, expected: str) -> None:
     assert s3_uri(url) == expected
+
+
+def test_notebook_rendering_and_pandas(runs_by_size: dict, module_api: wandb_files.Api) -> None:
+    run, contents = runs_by_size[3 * PER_PAGE + 2]
+    files = run.files(per_page=PER_PAGE)
+    page = files._repr_html_()
+    assert page.count("<tr>") == PER_PAGE + 1  # header + the first page only
+    assert f"showing {PER_PAGE} of {3 * PER_PAGE + 2}" in page
+    assert "f_0000.bin" in page and "<script" not in page
+    evil = File(module_api.client, {"name": "<script>alert(1)</script>.txt"})
+    assert "<script>" not in evil._repr_html_() and "&lt;script&gt;" in evil._repr_html_()
+    frame = files.to_pandas()
+    assert list(frame.columns) == ["id", "name", "size", "mimetype", "md5", "updated_at", "url"]
+    assert list(frame["name"]) == sorted(contents)
+    assert list(frame["size"]) == [len(contents[n]) for n in sorted(contents)]
+    assert "direct_url" not in frame.columns  # signed URLs stay out of tables
+    assert repr(module_api).startswith("<Api http://127.0.0.1:")
+    module_api.viewer
+    assert repr(module_api).endswith(" as admin>")

@@ -110,7 +110,8 @@ class Api:
         )
 
     def __repr__(self) -> str:
-        return f"<Api {self.base_url}>"
+        viewer = self.__dict__.get("viewer")  # only if already fetched: a repr sends nothing
+        return f"<Api {self.base_url}" + (f" as {viewer['username']}>" if viewer else ">")
 
     def __enter__(self) -> Api:
         return self

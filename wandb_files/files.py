@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from pathlib import Path
@@ -132,6 +133,22 @@ class File:
 
     def __repr__(self) -> str:
         return f"<File {self.name} ({self.mimetype or 'unknown type'}, {_human_size(self.size)})>"
+
+    def _repr_html_(self) -> str:
+        """A one-row table for Jupyter."""
+        return _html_table([self])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's metadata: id, name, size, mimetype, md5, updated_at and url (never the signed direct_url)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "size": self.size,
+            "mimetype": self.mimetype,
+            "md5": self.md5,
+            "updated_at": self.updated_at,
+            "url": self.url,
+        }
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, File) and (self.id, self.name) == (other.id, other.name) and self.id is not None
@@ -362,6 +379,29 @@ class Files(Paginator[File]):
         filters = f" names={self.names!r}" if self.names else f" pattern={self.pattern!r}" if self.pattern else ""
         return f"<Files {'/'.join(self.run.path)}{filters} ({self._known_count()} files)>"
 
+    def _repr_html_(self) -> str:
+        """The first page as a table, for Jupyter (fetches that page if nothing was fetched yet)."""
+        if self._last_page is None:
+            self._load_page()
+        shown = self.objects[:_HTML_ROWS]
+        rest = self._known_count()
+        caption = f"{html.escape(repr(self))}"
+        more = "" if not self.more and len(self.objects) <= _HTML_ROWS else f"<p>showing {len(shown)} of {rest}</p>"
+        return f"<p>{caption}</p>{_html_table(shown)}{more}"
+
+    def to_pandas(self) -> Any:
+        """Every file's metadata as a pandas DataFrame (one row a file; fetches all pages).
+
+        Raises:
+            ImportError: pandas is not installed (``pip install 'wandb-files[pandas]'``).
+        """
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("to_pandas needs pandas: pip install 'wandb-files[pandas]'") from None
+        columns = ["id", "name", "size", "mimetype", "md5", "updated_at", "url"]
+        return pandas.DataFrame([f.to_dict() for f in self], columns=columns)
+
 
 def _run_of(data: Mapping[str, Any], run: Run) -> Mapping[str, Any]:
     project = data.get("project")
@@ -371,6 +411,21 @@ def _run_of(data: Mapping[str, Any], run: Run) -> Mapping[str, Any]:
     if found is None:
         raise NotFoundError(f"Run {'/'.join(run.path)} not found")
     return found  # type: ignore[no-any-return]
+
+
+_HTML_ROWS = 20
+
+
+def _html_table(files: list[File]) -> str:
+    head = "".join(f"<th>{h}</th>" for h in ("name", "size", "mimetype", "updated", "md5"))
+    rows = "".join(
+        "<tr>" + "".join(
+            f"<td>{html.escape(str(v))}</td>"
+            for v in (f.name, _human_size(f.size), f.mimetype or "", f.updated_at or "", f.md5 or "")
+        ) + "</tr>"
+        for f in files
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def _human_size(size: int) -> str:

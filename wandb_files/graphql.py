@@ -24,6 +24,7 @@ from gql.transport.requests import RequestsHTTPTransport
 from requests.adapters import HTTPAdapter
 from requests.auth import HTTPBasicAuth
 
+from wandb_files import redact
 from wandb_files._version import __version__
 from wandb_files.errors import (
     APIError,
@@ -37,6 +38,7 @@ from wandb_files.errors import (
 from wandb_files.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
+redact.install()
 
 USER_AGENT = f"wandb-files/{__version__}"
 

@@ -245,7 +245,9 @@ class Run:
                 continue
             file = stored.get(name)
             if file is None:
-                failures.append((name, NotFoundError(f"{name}: the server does not list the file after its upload")))
+                failures.append((name, NotFoundError(
+                    f"{name}: uploaded, but the server no longer lists it (deleted by someone else meanwhile?)"
+                )))
             elif file.md5 and file.md5 != sent[name][1]:
                 failures.append((name, IntegrityError(
                     f"{name}: the server stored md5 {file.md5}, but {sent[name][1]} was sent"

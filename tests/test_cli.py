@@ -23,3 +23,208 @@ def test_user_add_prints_a_working_key_and_refuses_bad_or_taken_names(live_serve
     assert again.returncode == 1 and "carol" in again.stderr and "Traceback" not in again.stderr
     bad = cli("user", "add", "no/slash", "--data-dir", data, check=False)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+# --- the file commands: ls, download, upload, rm ---------------------------------------------------------------
+
+import json  # noqa: E402 - the file commands' tests below share these
+import os  # noqa: E402
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.helpers import md5_b64, write_files  # noqa: E402
+from wandb_files.cli import glob_to_like  # noqa: E402
+
+#: Names chosen so that `_` and `%` would match as wildcards if the glob were not escaped.
+CONTENTS = {
+    "config.yaml": b"lr: 0.1\n",
+    "media/img_1.png": os.urandom(3000),
+    "media/imgX1.png": os.urandom(1200),
+    "data/100%.csv": b"a,b\n1,2\n",
+}
+
+
+def _env(server: LiveServer, api_key: str | None = None) -> dict[str, str]:
+    return {**os.environ, "WANDB_BASE_URL": server.base_url, "WANDB_API_KEY": api_key or server.api_key}
+
+
+def _api(server: LiveServer) -> wandb_files.Api:
+    return wandb_files.Api(api_key=server.api_key, base_url=server.base_url)
+
+
+def _run_with(server: LiveServer, tmp_path: Path, project: str, files: dict[str, bytes]) -> wandb_files.Run:
+    run = _api(server).create_run(project=project)
+    source = tmp_path / "src"
+    write_files(source, files)
+    run.upload_files([source / name for name in files], root=source, progress=False)
+    return run
+
+
+def _path(run: wandb_files.Run) -> str:
+    return "/".join(run.path)
+
+
+@pytest.mark.parametrize(
+    ("glob", "like"),
+    [
+        ("*.json", "%.json"),
+        ("media/img_?.png", "media/img\\__.png"),
+        ("data/100%.csv", "data/100\\%.csv"),
+        ("a\\b*", "a\\\\b%"),
+        ("plain/name.txt", "plain/name.txt"),
+    ],
+)
+def test_glob_to_like_translates_wildcards_and_escapes_like_metacharacters(glob: str, like: str) -> None:
+    assert glob_to_like(glob) == like
+
+
+def test_help_imports_neither_the_server_nor_rich_and_documents_exit_codes_and_examples() -> None:
+    probe = (
+        "import sys\n"
+        "from wandb_files.cli import main\n"
+        "for args in (['--help'], ['ls', '--help'], ['download', '--help'], ['upload', '--help'], ['rm', '--help']):\n"
+        "    try:\n"
+        "        main(args, prog_name='wandb-files')\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code == 0, exc.code\n"
+        "    print('@@', sorted(m for m in ('ariadne', 'sqlalchemy', 'starlette', 'rich') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.count("@@ []") == 5  # after each help page: no server module, no rich
+    top, *commands = out.split("Usage: wandb-files")[1:]
+    assert "Run the W&B-compatible file server" in top and "Manage the users" in top
+    for code in ("0  success", "1  a file, the run or the server failed", "2  usage error", "3  authentication"):
+        assert code in top
+    assert len(commands) == 4 and all("Examples:\n    wandb-files " in page for page in commands)
+
+
+def test_ls_prints_a_table_with_totals_json_lines_and_filters_by_glob(live_server: LiveServer, tmp_path: Path) -> None:
+    run = _run_with(live_server, tmp_path, "cli-ls", CONTENTS)
+    env = _env(live_server)
+
+    table = cli("ls", _path(run), env=env).stdout
+    rows = {line.split()[0]: line for line in table.splitlines() if line.split() and line.split()[0] in CONTENTS}
+    assert set(rows) == set(CONTENTS)
+    assert "3.0 KB" in rows["media/img_1.png"] and "8 B" in rows["config.yaml"]
+    assert md5_b64(CONTENTS["data/100%.csv"]) in rows["data/100%.csv"]
+    total = sum(map(len, CONTENTS.values()))
+    assert f"4 files, {total:,} bytes" in table
+
+    lines = [json.loads(line) for line in cli("ls", _path(run), "--json", env=env).stdout.splitlines()]
+    assert {d["name"]: (d["size"], d["md5"]) for d in lines} == {n: (len(b), md5_b64(b)) for n, b in CONTENTS.items()}
+    assert all(d["updated_at"] and d["url"] and d["mimetype"] for d in lines)
+
+    def names(glob: str) -> list[str]:
+        return [json.loads(line)["name"] for line in cli("ls", _path(run), "--json", "--pattern", glob, env=env).stdout.splitlines()]
+
+    assert names("media/img_?.png") == ["media/img_1.png"]  # `_` is literal: imgX1.png does not match
+    assert names("*%*") == ["data/100%.csv"]  # `%` is literal
+    assert sorted(names("*.png")) == ["media/imgX1.png", "media/img_1.png"]
+    filtered = cli("ls", _path(run), "--pattern", "*.yaml", env=env).stdout
+    assert "config.yaml" in filtered and "img_1" not in filtered and "1 file, 8 bytes" in filtered
+
+
+def test_download_writes_exact_bytes_and_respects_local_files(live_server: LiveServer, tmp_path: Path) -> None:
+    run = _run_with(live_server, tmp_path, "cli-download", CONTENTS)
+    env, out = _env(live_server), tmp_path / "out"
+
+    first = cli("download", _path(run), "-o", str(out), "--workers", "2", env=env).stdout
+    for name, data in CONTENTS.items():
+        assert (out / name).read_bytes() == data
+    total = sum(map(len, CONTENTS.values()))
+    assert re.search(rf"Downloaded 4 files \({total:,} bytes, .*\) in [\d.]+ s \([\d.]+ MB/s\) to {re.escape(str(out))}", first)
+
+    (out / "config.yaml").write_bytes(b"my local edit")
+    refused = cli("download", _path(run), "-o", str(out), env=env, check=False)
+    assert refused.returncode == 2 and "--replace" in refused.stderr and "--skip-existing" in refused.stderr
+    assert (out / "config.yaml").read_bytes() == b"my local edit"
+
+    kept = cli("download", _path(run), "-o", str(out), "--skip-existing", env=env)
+    assert "Downloaded 0 files" in kept.stdout and "4 already there" in kept.stdout
+    assert (out / "config.yaml").read_bytes() == b"my local edit"
+
+    replaced = cli("download", _path(run), "-o", str(out), "--replace", "--no-progress", env=env)
+    assert "Downloaded 1 file (8 bytes" in replaced.stdout and "3 already there" in replaced.stdout
+    assert (out / "config.yaml").read_bytes() == CONTENTS["config.yaml"]
+
+    some = tmp_path / "some"
+    picked = cli("download", _path(run), "config.yaml", "nope.txt", "-o", str(some), env=env, check=False)
+    assert picked.returncode == 1 and "not in run" in picked.stderr and "nope.txt" in picked.stderr
+    assert [p.name for p in some.rglob("*") if p.is_file()] == ["config.yaml"]
+    by_glob = tmp_path / "glob"
+    cli("download", _path(run), "--pattern", "media/img_?.png", "-o", str(by_glob), env=env)
+    assert sorted(p.relative_to(by_glob).as_posix() for p in by_glob.rglob("*") if p.is_file()) == ["media/img_1.png"]
+
+    both = cli("download", _path(run), "--replace", "--skip-existing", env=env, check=False)
+    assert both.returncode == 2 and "cannot be combined" in both.stderr
+
+
+def test_download_lists_the_file_that_failed_and_exits_1(live_server: LiveServer, tmp_path: Path) -> None:
+    good, broken = os.urandom(777), os.urandom(1777)
+    run = _run_with(live_server, tmp_path, "cli-broken", {"good.bin": good, "broken.bin": broken})
+    blob = next(
+        p for p in (live_server.data_dir / "blobs").rglob("*")
+        if p.is_file() and p.stat().st_size == len(broken) and p.read_bytes() == broken
+    )
+    blob.unlink()  # the server now answers 404 for broken.bin's bytes
+
+    result = cli("download", _path(run), "-o", str(tmp_path / "out"), env=_env(live_server), check=False)
+    assert result.returncode == 1
+    assert (tmp_path / "out" / "good.bin").read_bytes() == good
+    assert not (tmp_path / "out" / "broken.bin").exists()
+    assert "Downloaded 1 file (777 bytes" in result.stdout
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and failed[0].startswith("failed: broken.bin: ") and "404" in failed[0]
+    assert "1 of 2 files failed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_upload_a_folder_then_ls_and_rm_with_confirmation(live_server: LiveServer, tmp_path: Path, unique: str) -> None:
+    env = _env(live_server)
+    folder = tmp_path / "results"
+    files = {"results/metrics.json": b"{}", "results/plots/loss_1.png": os.urandom(500), "results/a b.txt": b"x"}
+    write_files(tmp_path, files)
+    path = f"admin/cli-upload/{unique}"
+
+    missing = cli("upload", path, str(folder), "--root", str(tmp_path), env=env, check=False)
+    assert missing.returncode == 1 and "--create" in missing.stderr
+    up = cli("upload", path, str(folder), "--root", str(tmp_path), "--create", env=env).stdout
+    assert f"Uploaded 3 files ({sum(map(len, files.values())):,} bytes" in up
+    listed = [json.loads(line) for line in cli("ls", path, "--json", env=env).stdout.splitlines()]
+    assert {d["name"]: d["size"] for d in listed} == {name: len(data) for name, data in files.items()}
+
+    # No terminal and no --yes: refuse, remove nothing.
+    refused = subprocess.run(
+        [sys.executable, "-m", "wandb_files", "rm", path, "--pattern", "results/plots/*"],
+        capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=120,
+    )
+    assert refused.returncode == 1 and "--yes" in refused.stderr and "results/plots/loss_1.png" in refused.stdout
+    run = _api(live_server).run(path)
+    assert len(run.files()) == 3
+
+    removed = cli("rm", path, "results/plots/loss_1.png", "results/a b.txt", "--yes", env=env).stdout
+    assert "removed results/plots/loss_1.png" in removed and "Removed 2 files (501 bytes)" in removed
+    assert [f.name for f in run.files()] == ["results/metrics.json"]
+
+
+def test_errors_are_one_line_with_an_exit_code_and_debug_adds_the_traceback(live_server: LiveServer, unique: str) -> None:
+    api = _api(live_server)
+    run = api.create_run(unique, "cli-errors")
+
+    wrong_key = cli("ls", _path(run), env=_env(live_server, api_key="0" * 40), check=False)
+    assert wrong_key.returncode == 3
+    assert wrong_key.stderr.count("\n") == 1 and wrong_key.stderr.startswith("error: ")
+    assert "WANDB_API_KEY" in wrong_key.stderr and "0" * 40 not in wrong_key.stderr
+
+    unknown = cli("ls", f"admin/cli-errors/{unique}-nope", env=_env(live_server), check=False)
+    assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1
+    assert "not found" in unknown.stderr and f"{unique}-nope" in unknown.stderr and "Traceback" not in unknown.stderr
+
+    bad_path = cli("ls", "a/b/c/d/e", env=_env(live_server), check=False)
+    assert bad_path.returncode == 2 and bad_path.stderr.startswith("error: run path") and bad_path.stderr.count("\n") == 1
+
+    debug = cli("--debug", "ls", f"admin/cli-errors/{unique}-nope", env=_env(live_server), check=False)
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr and "NotFoundError" in debug.stderr

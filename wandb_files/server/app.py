@@ -26,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .auth import api_key_from_authorization
@@ -34,12 +34,12 @@ from .config import ServerConfig
 from .database import create_db_engine, make_session_factory, write_transaction
 from .documents import DocumentCache, QueryDepthRule
 from .errors import UNAUTHENTICATED, error_body, format_error
-from .mediatypes import guess_mimetype
-from .models import Entity, File, Project, Run, utcnow
+from .filerows import clean_abandoned_uploads, lock_run, store_file
+from .models import Entity, File, Project, Run
 from .names import InvalidName, validate_file_name
 from .resolvers import RequestContext, Viewer, build_schema
 from .signing import ExpiredToken, InvalidToken, UrlSigner, load_or_create_secret
-from .storage import BlobStore, LocalBlobStore
+from .storage import BlobStore, LocalBlobStore, S3BlobStore, open_blob_store
 from .users import authenticate
 
 logger = logging.getLogger("wandb_files.server")
@@ -135,6 +135,8 @@ class _Server:
                 signer=self.signer,
                 store=self.store,
                 public_url=public_url,
+                sessions=self.sessions,
+                max_upload_bytes=self.config.max_upload_bytes,
             )
             data = {
                 "query": body.get("query"),
@@ -193,29 +195,9 @@ class _Server:
         old_key: str | None = None
         try:
             with self.sessions() as session, write_transaction(session):
-                if session.get(Run, run_id) is None:
+                if not lock_run(session, run_id):
                     raise _HttpError(404, "the run of this upload URL no longer exists")
-                existing = session.scalar(select(File).where(File.run_id == run_id, File.name == name))
-                mimetype = guess_mimetype(name)
-                if existing is None:
-                    session.add(
-                        File(
-                            run_id=run_id,
-                            name=name,
-                            size_bytes=size,
-                            md5=md5_b64,
-                            mimetype=mimetype,
-                            blob_key=key,
-                            updated_at=utcnow(),
-                        )
-                    )
-                else:
-                    old_key = existing.blob_key
-                    existing.blob_key = key
-                    existing.size_bytes = size
-                    existing.md5 = md5_b64
-                    existing.mimetype = mimetype
-                    existing.updated_at = utcnow()
+                old_key = store_file(session, run_id, name, key, size, md5_b64)
         except BaseException:
             # The row never pointed at the new blob; do not leave it behind.
             self.store.delete(key)
@@ -296,6 +278,7 @@ class _Server:
         The blob is opened before the response starts, so a re-upload or delete that unlinks it from
         now on cannot break the download: the open handle keeps serving the old bytes.
         """
+        assert isinstance(self.store, LocalBlobStore)
         try:
             fh = open(self.store.resolve(file.blob_key), "rb")  # noqa: SIM115 - closed by BlobResponse
         except FileNotFoundError:
@@ -332,11 +315,18 @@ class _Server:
             raise _HttpError(404, "no such file")
         return file
 
-    def open_file(self, api_key: str | None, entity: str, project: str, run: str, name: str) -> BlobResponse:
-        """The opened bytes behind a /files URL, checking the key and the entity's owner."""
+    def _redirect(self, file: File) -> Response:
+        """S3 mode: 302 to a presigned GET of the file's object; the bytes never pass through here."""
+        assert isinstance(self.store, S3BlobStore)
+        return RedirectResponse(self.store.presigned_get(file.blob_key, file.mimetype), status_code=302)
+
+    def open_file(self, api_key: str | None, entity: str, project: str, run: str, name: str) -> Response:
+        """The opened bytes behind a /files URL (or, with S3, a redirect), checking the key and the entity's owner."""
         for _ in range(3):
             with self.sessions() as session:
                 file = self._find_file(session, api_key, entity, project, run, name)
+            if self.store.presigned:
+                return self._redirect(file)
             response = self._open_blob(file)
             if response is not None:
                 return response
@@ -356,12 +346,14 @@ class _Server:
                 response.headers["www-authenticate"] = 'Basic realm="wandb-files"'
             return response
 
-    def open_blob_key(self, blob_key: str) -> BlobResponse | None:
-        """The opened blob `blob_key`, if a file row still uses it."""
+    def open_blob_key(self, blob_key: str) -> Response | None:
+        """The opened blob `blob_key` (or, with S3, a redirect), if a file row still uses it."""
         with self.sessions() as session:
             file = session.scalar(select(File).where(File.blob_key == blob_key))
         # None when the file was deleted or re-uploaded since the URL was made (or just now).
-        return self._open_blob(file) if file is not None else None
+        if file is None:
+            return None
+        return self._redirect(file) if self.store.presigned else self._open_blob(file)
 
     async def direct(self, request: Request) -> Response:
         """GET|HEAD /blobs/{token}: a blob by signed token, no API key."""
@@ -397,20 +389,36 @@ def _remove_stale_temp_files(tmp_dir: Path) -> None:
 
 
 def create_app(config: ServerConfig) -> Starlette:
-    """Build the server app over `config.data_dir` (creating the database and directories as needed)."""
+    """Build the server app over `config` (creating or migrating the database and directories as needed).
+
+    Everything a request needs lives in the database and the blob store, so any number of processes
+    over the same PostgreSQL database and bucket serve the same data.
+    """
     config.data_dir.mkdir(parents=True, exist_ok=True)
     config.tmp_dir.mkdir(exist_ok=True)
     _remove_stale_temp_files(config.tmp_dir)
-    engine = create_db_engine(config.db_path)
+    store = open_blob_store(
+        config.blob_store,
+        local_root=config.blob_dir,
+        endpoint_url=config.s3_endpoint_url,
+        url_ttl=config.signed_url_ttl,
+    )
+    store.check()
+    engine = create_db_engine(config.database)
     sessions = make_session_factory(engine)
     with sessions() as session:
         secret = load_or_create_secret(session)
+    if store.presigned:
+        # Upload URLs nobody marked as uploaded long after they expired: their objects are litter.
+        removed = clean_abandoned_uploads(sessions, store, older_than_seconds=2 * config.signed_url_ttl + 3600)
+        if removed:
+            logger.info("removed %d abandoned uploads", removed)
     server = _Server(
         config=config,
         engine=engine,
         sessions=sessions,
         signer=UrlSigner(secret, config.signed_url_ttl),
-        store=LocalBlobStore(config.blob_dir),
+        store=store,
         schema=build_schema(),
         documents=DocumentCache(),
     )

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Mapping
 
 from .config import ServerConfig
 from .database import create_db_engine, make_session_factory
@@ -43,6 +44,10 @@ class BackgroundServer:
         port: The port; a free one when omitted.
         extra_args: More `wandb-files server` options, e.g. ``["--signed-url-ttl", "60"]``.
         startup_timeout: Seconds to wait for `/healthz` to answer.
+        database_url: A SQLAlchemy URL (e.g. PostgreSQL) instead of the SQLite file in `data_dir`.
+        blob_store: ``s3://bucket/prefix`` to keep the bytes in S3 instead of `data_dir`.
+        s3_endpoint_url: The endpoint of an S3-compatible service.
+        env: Environment variables for the server process (e.g. AWS credentials), over the current ones.
 
     Attributes:
         base_url: ``http://host:port``, for `WANDB_BASE_URL`.
@@ -59,12 +64,22 @@ class BackgroundServer:
         port: int | None = None,
         extra_args: list[str] | tuple[str, ...] = (),
         startup_timeout: float = 30.0,
+        database_url: str | None = None,
+        blob_store: str | None = None,
+        s3_endpoint_url: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.api_key = api_key or secrets.token_hex(20)
         self.host = host
         self.port = port or free_port(host)
+        self.database_url = database_url
         self.extra_args = list(extra_args)
+        for option, value in (("--database-url", database_url), ("--blob-store", blob_store),
+                              ("--s3-endpoint-url", s3_endpoint_url)):
+            if value is not None:
+                self.extra_args += [option, value]
+        self.env = dict(env) if env is not None else None
         self.startup_timeout = startup_timeout
         self.base_url = f"http://{host}:{self.port}"
         self.log_path = self.data_dir / "server.log"
@@ -84,6 +99,7 @@ class BackgroundServer:
              "--data-dir", str(self.data_dir), "--api-key", self.api_key, *self.extra_args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env} if self.env is not None else None,
         )
         deadline = time.monotonic() + self.startup_timeout
         while not self._healthy():
@@ -119,7 +135,7 @@ class BackgroundServer:
         Raises:
             ValueError: the name is taken or not a valid name.
         """
-        engine = create_db_engine(ServerConfig(data_dir=self.data_dir).db_path)
+        engine = create_db_engine(ServerConfig(data_dir=self.data_dir, database_url=self.database_url).database)
         try:
             with make_session_factory(engine)() as session:
                 return create_user(session, name, api_key)[1]

@@ -19,7 +19,13 @@ _data_dir_option = click.option(
     envvar="WANDB_FILES_DATA_DIR",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory holding the database and the files' bytes.",
+    help="Directory holding the SQLite database and the files' bytes (by default), and upload temp files.",
+)
+_database_url_option = click.option(
+    "--database-url",
+    envvar="WANDB_FILES_DATABASE_URL",
+    help="SQLAlchemy URL of the database, e.g. postgresql+psycopg://user:pass@host/db "
+    "[default: the SQLite file DATA_DIR/wandb-files.db].",
 )
 
 
@@ -29,6 +35,18 @@ _data_dir_option = click.option(
 @_data_dir_option
 @click.option("--api-key", envvar="WANDB_FILES_API_KEY", help="API key of the admin user (set on every start).")
 @click.option("--public-url", envvar="WANDB_FILES_PUBLIC_URL", help="Base URL clients reach this server at.")
+@_database_url_option
+@click.option(
+    "--blob-store",
+    envvar="WANDB_FILES_BLOB_STORE",
+    help="Where files' bytes live: s3://bucket/prefix for an S3 bucket (credentials from AWS_* variables) "
+    "[default: DATA_DIR/blobs].",
+)
+@click.option(
+    "--s3-endpoint-url",
+    envvar="WANDB_FILES_S3_ENDPOINT_URL",
+    help="Endpoint of an S3-compatible service (MinIO, Ceph, ...) [default: AWS S3].",
+)
 @click.option(
     "--signed-url-ttl",
     default=DEFAULT_SIGNED_URL_TTL,
@@ -56,6 +74,9 @@ def server_command(
     data_dir: Path,
     api_key: str | None,
     public_url: str | None,
+    database_url: str | None,
+    blob_store: str | None,
+    s3_endpoint_url: str | None,
     signed_url_ttl: int,
     max_upload_bytes: int,
     log_level: str,
@@ -75,10 +96,16 @@ def server_command(
         max_upload_bytes=max_upload_bytes,
         log_level=log_level.lower(),
         access_log=access_log,
+        database_url=database_url,
+        blob_store=blob_store,
+        s3_endpoint_url=s3_endpoint_url,
     )
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(config)
-    engine = create_db_engine(config.db_path)
+    try:
+        app = create_app(config)
+    except (ValueError, RuntimeError, ImportError) as exc:
+        raise click.ClickException(str(exc)) from None
+    engine = create_db_engine(config.database)
     try:
         with make_session_factory(engine)() as session:
             generated = ensure_admin(session, api_key)
@@ -108,11 +135,12 @@ def user_group() -> None:
 @user_group.command("add")
 @click.argument("name")
 @_data_dir_option
+@_database_url_option
 @click.option("--api-key", help="Use this API key instead of generating one.")
-def add_user_command(name: str, data_dir: Path, api_key: str | None) -> None:
+def add_user_command(name: str, data_dir: Path, database_url: str | None, api_key: str | None) -> None:
     """Create user NAME with an entity of the same name, and print its API key."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_db_engine(data_dir / ServerConfig(data_dir=data_dir).db_path.name)
+    engine = create_db_engine(ServerConfig(data_dir=data_dir, database_url=database_url).database)
     try:
         with make_session_factory(engine)() as session:
             _, key = create_user(session, name, api_key)

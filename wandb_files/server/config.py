@@ -23,6 +23,12 @@ class ServerConfig:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     log_level: str = "info"
     access_log: bool = False
+    # SQLAlchemy URL of the metadata database; None means the SQLite file in data_dir.
+    database_url: str | None = None
+    # Where the files' bytes live: None means data_dir/blobs; s3://bucket/prefix means an S3 bucket.
+    blob_store: str | None = None
+    # The endpoint of an S3-compatible service (MinIO, Ceph, moto...); None means AWS S3.
+    s3_endpoint_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.signed_url_ttl < 1:
@@ -32,6 +38,11 @@ class ServerConfig:
         if self.public_url is not None:
             # A trailing slash would give URLs with "//" in them.
             object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+
+    @property
+    def database(self) -> Path | str:
+        """What `create_db_engine` opens: --database-url, else the SQLite file in data_dir."""
+        return self.database_url or self.db_path
 
     @property
     def db_path(self) -> Path:

@@ -1,28 +1,68 @@
-"""The SQLite engine, its pragmas, sessions and write transactions."""
+"""The database engine (SQLite or PostgreSQL), schema migrations, sessions and write transactions."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import Base
+from .models import Run
 
 BUSY_TIMEOUT_SECONDS = 30
 # Execution option asking the "begin" hook for BEGIN IMMEDIATE instead of a deferred BEGIN.
 _IMMEDIATE = "wandb_files_immediate"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The revision whose tables `metadata.create_all` made before migrations existed.
+BASELINE_REVISION = "0001"
+# pg_advisory_xact_lock key serializing migrations of server processes starting at once.
+_MIGRATION_LOCK = 0x77616E6462  # "wandb"
 
 
-def create_db_engine(db_path: Path) -> Engine:
-    """Open (and create if needed) the SQLite database at `db_path` with the server's pragmas and tables."""
+def sqlite_url(db_path: Path) -> str:
+    """The SQLAlchemy URL of the SQLite file `db_path`."""
+    return f"sqlite:///{db_path}"
+
+
+def normalize_database_url(url: str) -> str:
+    """`url` with PostgreSQL pointed at psycopg 3 (`postgresql://` and `postgres://` mean psycopg here)."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql+psycopg://")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_db_engine(database: Path | str, *, migrate: bool = True) -> Engine:
+    """Open the database (a SQLite file path, or a SQLAlchemy URL) and bring its schema up to date."""
+    url = sqlite_url(database) if isinstance(database, Path) else normalize_database_url(database)
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = _sqlite_engine(url)
+    else:
+        engine = create_engine(
+            url,
+            # Enough connections for every worker thread Starlette may run requests in (40 by default).
+            pool_size=10,
+            max_overflow=40,
+            pool_pre_ping=True,  # a restarted or failed-over PostgreSQL must not fail the next request
+        )
+    if migrate:
+        upgrade_database(engine)
+    return engine
+
+
+def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(
-        f"sqlite:///{db_path}",
+        url,
         connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
-        # Enough connections for every worker thread Starlette may run requests in (40 by default).
         pool_size=10,
         max_overflow=40,
     )
@@ -45,8 +85,63 @@ def create_db_engine(db_path: Path) -> Engine:
         # with SQLITE_BUSY at once instead of waiting for the busy timeout.
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN")
 
-    Base.metadata.create_all(engine)
     return engine
+
+
+# --- migrations ------------------------------------------------------------------------------------
+
+
+def _alembic_config(connection: Connection | None = None) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest migration's revision id."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision the database is at; None when it has no alembic_version table (new, or made by create_all)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def upgrade_database(engine: Engine) -> None:
+    """Run the migrations up to head (`alembic upgrade head`), in one transaction, one process at a time.
+
+    A database made before migrations existed (tables, but no alembic_version) is stamped at the baseline
+    revision first, so only the later migrations run on it.
+    """
+    with engine.connect() as probe:
+        if current_revision(probe) == head_revision():
+            return  # the common case: nothing to do, and no lock taken
+    from alembic import command
+
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        if sqlite:
+            conn = conn.execution_options(**{_IMMEDIATE: True})  # the write lock, before looking
+        with conn.begin():
+            if not sqlite:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+            config = _alembic_config(conn)
+            if current_revision(conn) is None and inspect(conn).has_table("files"):
+                command.stamp(config, BASELINE_REVISION)
+            command.upgrade(config, "head")
+
+
+# --- sessions and transactions ---------------------------------------------------------------------
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -56,7 +151,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def write_transaction(session: Session) -> Iterator[Session]:
-    """Run a block in one BEGIN IMMEDIATE transaction: commit on success, roll back on error."""
+    """Run a block in one write transaction: commit on success, roll back on error.
+
+    SQLite: BEGIN IMMEDIATE, so writers queue for the one write lock instead of failing. PostgreSQL: a
+    READ COMMITTED transaction; blocks that read-then-write a run's files first take the run's row lock
+    with `lock_runs`, which serializes them per run (SQLite's lock already covers the whole database).
+    """
     # End any read transaction first, so the write lock is taken on a fresh snapshot.
     session.rollback()
     session.connection(execution_options={_IMMEDIATE: True})
@@ -66,3 +166,15 @@ def write_transaction(session: Session) -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
+
+
+def lock_runs(session: Session, run_ids: list[int] | set[int]) -> set[int]:
+    """Take the row locks of runs (SELECT … FOR UPDATE, in id order so two writers never deadlock).
+
+    Returns the ids that still exist. Inside `write_transaction`; on SQLite the clause is dropped and the
+    database-wide write lock already serializes writers.
+    """
+    if not run_ids:
+        return set()
+    stmt = select(Run.id).where(Run.id.in_(sorted(run_ids))).order_by(Run.id).with_for_update()
+    return set(session.scalars(stmt))

@@ -7,6 +7,12 @@ from datetime import datetime, timezone
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# Names compare and sort byte-wise on both databases: SQLite's default, and the "C" collation on PostgreSQL
+# (whose default collation follows the locale). Keyset paging, LIKE prefixes and the (run_id, name) index
+# then agree everywhere.
+NAME_TEXT = Text().with_variant(Text(collation="C"), "postgresql")
+PROJECT_NAME = String(128).with_variant(String(128, collation="C"), "postgresql")
+
 
 def utcnow() -> datetime:
     """The current time as a naive UTC datetime (SQLite keeps no time zone)."""
@@ -57,7 +63,7 @@ class Project(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     entity_id: Mapped[int] = mapped_column(ForeignKey("entities.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(PROJECT_NAME)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     # Always loaded with the project: every project answer names its entity.
@@ -87,6 +93,9 @@ class Run(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # The number of files of the run, kept in the transaction that adds or deletes them (fileCount reads it
+    # instead of counting 100,000 index entries on every page).
+    file_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # Joined eagerly so a page of runs is one query (a run answer names its project, entity and user).
     project: Mapped[Project] = relationship(lazy="joined", innerjoin=True)
@@ -104,7 +113,7 @@ class File(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(NAME_TEXT)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     md5: Mapped[str] = mapped_column(String(24))
     mimetype: Mapped[str] = mapped_column(String(255))
@@ -114,3 +123,20 @@ class File(Base):
 
     # Never loaded implicitly: resolvers pass the run along, so listing stays one query.
     run: Mapped[Run] = relationship(lazy="raise")
+
+
+class PendingUpload(Base):
+    """An upload URL handed out for a presigned PUT straight into the object store (S3 mode only).
+
+    markRunFilesUploaded finds the object key of a name here, checks the object and commits it as the
+    file's bytes; rows whose object never arrived are cleaned up once their URL has expired.
+    """
+
+    __tablename__ = "pending_uploads"
+    __table_args__ = (Index("ix_pending_uploads_run_name", "run_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(NAME_TEXT)
+    blob_key: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

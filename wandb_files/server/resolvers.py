@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import string
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,17 +14,18 @@ from urllib.parse import quote
 
 from ariadne import MutationType, ObjectType, QueryType, ScalarType, make_executable_schema
 from graphql import GraphQLResolveInfo, GraphQLSchema
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from .database import write_transaction
+from .database import lock_runs, write_transaction
 from .errors import bad_input, not_found, permission_denied
+from .filerows import delete_files, store_file
 from .ids import decode_cursor, decode_node_id, encode_cursor, encode_node_id
-from .models import Entity, File, Project, Run, User, utcnow
+from .models import Entity, File, PendingUpload, Project, Run, User, utcnow
 from .names import InvalidName, validate_file_name, validate_run_or_project_name
 from .signing import UrlSigner
-from .storage import BlobStore
+from .storage import BlobStore, S3BlobStore
 
 SCHEMA_PATH = Path(__file__).parent / "schema.graphql"
 DEFAULT_PAGE_SIZE = 50
@@ -50,6 +52,9 @@ class RequestContext:
     signer: UrlSigner
     store: BlobStore
     public_url: str
+    # For writes that must not disturb the request's own session (upload URLs handed out inside a query).
+    sessions: sessionmaker[Session] | None = None
+    max_upload_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -168,8 +173,21 @@ def _file_url(ctx: RequestContext, view: FileView) -> str:
     return f"{ctx.public_url}/files/{view.url_prefix}/{quote(view.file.name, safe='/')}"
 
 
-def _upload_url(ctx: RequestContext, run_id: int, name: str) -> str:
-    return f"{ctx.public_url}/uploads/{ctx.signer.upload_token(run_id, name)}"
+def _upload_urls(ctx: RequestContext, session: Session, run_id: int, names: list[str]) -> list[str]:
+    """Upload URLs for `names` of a run, in order.
+
+    Local store: our signed /uploads URL, whose PUT stores and commits the file. S3: a presigned PUT URL to
+    a fresh object key, recorded as a pending upload (in `session`'s write transaction) for
+    markRunFilesUploaded to commit.
+    """
+    if not isinstance(ctx.store, S3BlobStore):
+        return [f"{ctx.public_url}/uploads/{ctx.signer.upload_token(run_id, name)}" for name in names]
+    now = utcnow()
+    keys = [uuid.uuid4().hex for _ in names]
+    session.add_all(
+        PendingUpload(run_id=run_id, name=name, blob_key=key, created_at=now) for name, key in zip(names, keys)
+    )
+    return [ctx.store.presigned_put(key) for key in keys]
 
 
 def _name_error(field: str, exc: InvalidName) -> Exception:
@@ -210,9 +228,15 @@ def resolve_models(
     return _connection(edges, has_next=len(projects) > limit)
 
 
+MARK_RUN_FILES_UPLOADED = "MARK_RUN_FILES_UPLOADED"
+
+
 @query.field("serverInfo")
 def resolve_server_info(_: None, info: GraphQLResolveInfo) -> dict[str, Any]:
-    """No optional features yet: the upload PUT itself commits files."""
+    """Local store: no optional features (the upload PUT commits). S3: uploads are committed by
+    markRunFilesUploaded, which clients send after their PUTs when this feature is enabled."""
+    if _ctx(info).store.presigned:
+        return {"features": [{"name": MARK_RUN_FILES_UPLOADED, "isEnabled": True}]}
     return {"features": []}
 
 
@@ -423,8 +447,8 @@ def resolve_history_line_count(run: Run, info: GraphQLResolveInfo) -> int:
 
 @run_type.field("fileCount")
 def resolve_file_count(run: Run, info: GraphQLResolveInfo) -> int:
-    """All files of the run, whatever a files() call filters."""
-    return _ctx(info).session.scalar(select(func.count()).select_from(File).where(File.run_id == run.id)) or 0
+    """All files of the run, whatever a files() call filters: a counter kept with the rows, not a COUNT."""
+    return run.file_count
 
 
 @run_type.field("files")
@@ -443,18 +467,29 @@ def resolve_run_files(
         pattern = None
     if wanted and pattern is not None:
         raise bad_input("`names` and `pattern` cannot be combined")
-    stmt = select(File).where(File.run_id == run.id)
-    if after is not None:
-        stmt = stmt.where(File.name > decode_cursor("file", after))
-    if wanted:
-        stmt = stmt.where(File.name.in_(set(wanted)))
     if pattern is not None:
         _check_like_pattern(pattern)
-        stmt = stmt.where(File.name.like(pattern, escape="\\"))
-    rows = list(_ctx(info).session.scalars(stmt.order_by(File.name).limit(limit + 1)))
+    after_name = decode_cursor("file", after) if after is not None else None
+    stmt = files_page_statement(run.id, after_name, limit + 1, names=wanted, pattern=pattern)
+    rows = list(_ctx(info).session.scalars(stmt))
     prefix = _files_url_prefix(run)
     edges = [{"node": FileView(f, run, prefix), "cursor": encode_cursor("file", f.name)} for f in rows[:limit]]
     return _connection(edges, has_next=len(rows) > limit)
+
+
+def files_page_statement(
+    run_id: int, after_name: str | None, limit: int, *, names: list[str] | None = None, pattern: str | None = None
+) -> Select[tuple[File]]:
+    """One page of a run's files: WHERE run_id = ? AND name > ? ORDER BY name LIMIT ?, which walks the unique
+    (run_id, name) index from the cursor on, so page 2,000 costs what page 1 does (never OFFSET)."""
+    stmt = select(File).where(File.run_id == run_id)
+    if after_name is not None:
+        stmt = stmt.where(File.name > after_name)
+    if names:
+        stmt = stmt.where(File.name.in_(set(names)))
+    if pattern is not None:
+        stmt = stmt.where(File.name.like(pattern, escape="\\"))
+    return stmt.order_by(File.name).limit(limit)
 
 
 # --- File ------------------------------------------------------------------------------------------
@@ -479,14 +514,22 @@ def resolve_file_url(view: FileView, info: GraphQLResolveInfo, upload: bool | No
     """The authenticated download URL, or with upload: true a signed upload URL for the same file."""
     ctx = _ctx(info)
     if upload:
-        return _upload_url(ctx, view.run.id, view.file.name)
+        if not isinstance(ctx.store, S3BlobStore):
+            return _upload_urls(ctx, ctx.session, view.run.id, [view.file.name])[0]
+        # The pending upload is written in a session of its own: this request's session is in the
+        # middle of reading the page.
+        assert ctx.sessions is not None
+        with ctx.sessions() as session, write_transaction(session):
+            return _upload_urls(ctx, session, view.run.id, [view.file.name])[0]
     return _file_url(ctx, view)
 
 
 @file_type.field("directUrl")
 def resolve_file_direct_url(view: FileView, info: GraphQLResolveInfo) -> str:
-    """A short-lived signed URL of the file's current blob."""
+    """A short-lived signed URL of the file's current blob: a presigned GET with S3, else our /blobs URL."""
     ctx = _ctx(info)
+    if isinstance(ctx.store, S3BlobStore):
+        return ctx.store.presigned_get(view.file.blob_key, view.file.mimetype)
     return f"{ctx.public_url}/blobs/{ctx.signer.blob_token(view.file.blob_key)}"
 
 
@@ -602,24 +645,107 @@ def resolve_upsert_bucket(_: None, info: GraphQLResolveInfo, input: dict[str, An
 
 @mutation.field("createRunFiles")
 def resolve_create_run_files(_: None, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
-    """Signed upload URLs for files of an existing run; nothing is stored until the PUTs."""
+    """Signed upload URLs for files of an existing run; nothing is stored until the PUTs (local store) or
+    until markRunFilesUploaded (S3)."""
     ctx = _ctx(info)
     names: list[str] = input["files"]
+    _validate_file_names(names)
+    run_id = _run_for_input(ctx, input).id
+    if isinstance(ctx.store, S3BlobStore):
+        with write_transaction(ctx.session):
+            urls = _upload_urls(ctx, ctx.session, run_id, names)
+    else:
+        urls = _upload_urls(ctx, ctx.session, run_id, names)
+    return {
+        "runID": encode_node_id("Run", run_id),
+        "uploadHeaders": [],
+        "files": [{"name": n, "uploadUrl": url} for n, url in zip(names, urls)],
+    }
+
+
+def _validate_file_names(names: list[str]) -> None:
     for name in names:
         try:
             validate_file_name(name)
         except InvalidName as exc:
             raise bad_input(f"invalid file name {name!r}: {exc}") from None
+
+
+def _run_for_input(ctx: RequestContext, input: dict[str, Any]) -> Run:
     entity = _entity_for(ctx, input["entityName"])
     project = _project(ctx, entity, input["projectName"])
     run = _run(ctx, project, input["runName"]) if project is not None else None
     if run is None:
         raise not_found(f"run {entity.name}/{input['projectName']}/{input['runName']} not found")
-    return {
-        "runID": encode_node_id("Run", run.id),
-        "uploadHeaders": [],
-        "files": [{"name": n, "uploadUrl": _upload_url(ctx, run.id, n)} for n in names],
-    }
+    return run
+
+
+@mutation.field("markRunFilesUploaded")
+def resolve_mark_run_files_uploaded(_: None, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, bool]:
+    """Commit presigned uploads (S3): for each name, the newest pending upload whose object arrived becomes
+    the file's bytes, with the size and md5 the store reports. Replaced and superseded objects are deleted.
+
+    Idempotent: a name whose upload was already committed (by an earlier or concurrent call) succeeds.
+    With the local store, PUTs commit by themselves; the call only checks the files exist.
+    """
+    ctx = _ctx(info)
+    names: list[str] = list(dict.fromkeys(input["files"]))
+    _validate_file_names(names)
+    run = _run_for_input(ctx, input)
+    run_id = run.id
+    store = ctx.store
+    if not isinstance(store, S3BlobStore):
+        _require_files(ctx, run_id, names)
+        return {"success": True}
+
+    pending = ctx.session.execute(
+        select(PendingUpload.id, PendingUpload.name, PendingUpload.blob_key)
+        .where(PendingUpload.run_id == run_id, PendingUpload.name.in_(names))
+        .order_by(PendingUpload.created_at.desc(), PendingUpload.id.desc())
+    ).all()
+    # Ask the store outside any transaction: HEADs take milliseconds each.
+    chosen: dict[str, tuple[int, str, int, str]] = {}
+    superseded: list[tuple[int, str]] = []
+    for row in pending:
+        if row.name in chosen:
+            if store.head(row.blob_key) is not None:
+                superseded.append((row.id, row.blob_key))
+            continue
+        head = store.head(row.blob_key)
+        if head is None:
+            continue  # not uploaded (yet); cleaned up once its URL has long expired
+        if ctx.max_upload_bytes is not None and head.size > ctx.max_upload_bytes:
+            store.delete(row.blob_key)
+            raise bad_input(f"{row.name}: upload is larger than the limit of {ctx.max_upload_bytes} bytes")
+        md5 = head.md5_b64 or store.compute_md5(row.blob_key)
+        chosen[row.name] = (row.id, row.blob_key, head.size, md5)
+
+    garbage: list[str] = []
+    with write_transaction(ctx.session) as session:
+        if not lock_runs(session, [run_id]):
+            raise not_found("the run no longer exists")
+        for name, (pending_id, key, size, md5) in chosen.items():
+            # Whoever deletes the pending row commits it; a concurrent mark of the same upload skips it.
+            if session.execute(delete(PendingUpload).where(PendingUpload.id == pending_id)).rowcount != 1:
+                continue
+            old_key = store_file(session, run_id, name, key, size, md5)
+            if old_key is not None:
+                garbage.append(old_key)
+        for pending_id, key in superseded:
+            if session.execute(delete(PendingUpload).where(PendingUpload.id == pending_id)).rowcount == 1:
+                garbage.append(key)
+    # Objects go only after the rows stopped pointing at them.
+    for key in garbage:
+        store.delete(key)
+    _require_files(ctx, run_id, names)
+    return {"success": True}
+
+
+def _require_files(ctx: RequestContext, run_id: int, names: list[str]) -> None:
+    present = set(ctx.session.scalars(select(File.name).where(File.run_id == run_id, File.name.in_(names))))
+    missing = [n for n in names if n not in present]
+    if missing:
+        raise not_found(f"no upload of {missing[0]!r} has arrived")
 
 
 @mutation.field("deleteFiles")
@@ -629,6 +755,9 @@ def resolve_delete_files(_: None, info: GraphQLResolveInfo, input: dict[str, Any
     ids = {decode_node_id("File", node_id) for node_id in input["files"]}
     project_id = input.get("projectId")
     with write_transaction(ctx.session):
+        # Lock the runs first, then read the files: a concurrent delete or re-upload is either fully seen
+        # or not at all, so the counters stay right and nothing is deleted twice.
+        lock_runs(ctx.session, set(ctx.session.scalars(select(File.run_id).where(File.id.in_(ids)).distinct())))
         found = {
             f.id: (f, r)
             for f, r in ctx.session.execute(select(File, Run).join(Run, File.run_id == Run.id).where(File.id.in_(ids)))
@@ -642,8 +771,7 @@ def resolve_delete_files(_: None, info: GraphQLResolveInfo, input: dict[str, Any
                 raise permission_denied(entity.name)
             if project_id is not None and run.project_id != project_id:
                 raise bad_input(f"file {encode_node_id('File', file.id)} is not in project {project_id}")
-        blob_keys = [f.blob_key for f, _ in found.values()]
-        ctx.session.execute(delete(File).where(File.id.in_(ids)))
+        blob_keys = delete_files(ctx.session, [f for f, _ in found.values()])
     # Blobs go only after the rows are gone for good; a crash here leaves orphans, never dangling rows.
     for key in blob_keys:
         ctx.store.delete(key)

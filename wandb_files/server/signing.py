@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .models import Setting
@@ -40,7 +40,8 @@ class ExpiredToken(InvalidToken):
 
 def load_or_create_secret(session: Session) -> str:
     """The server's signing secret, made once and shared through the database by every server process."""
-    # INSERT OR IGNORE, then read: two processes starting at once end up with the same secret.
+    # INSERT … ON CONFLICT DO NOTHING, then read: processes starting at once end up with the same secret.
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(
         insert(Setting).values(key=SECRET_SETTING, value=secrets.token_hex(32)).on_conflict_do_nothing()
     )

@@ -1,0 +1,88 @@
+"""Writing file rows: the one place that adds, replaces and deletes them and keeps runs.file_count right.
+
+Every function here runs inside `write_transaction` after `lock_runs` took the run's row lock, so on
+PostgreSQL two writers of one run queue up (SQLite's write lock covers the whole database anyway).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from .database import lock_runs, write_transaction
+from .mediatypes import guess_mimetype
+from .models import File, PendingUpload, Run, utcnow
+from .storage import BlobStore
+
+
+def store_file(session: Session, run_id: int, name: str, blob_key: str, size: int, md5_b64: str) -> str | None:
+    """Point file `name` of run `run_id` at `blob_key` (adding the row if new); return the replaced blob key."""
+    existing = session.scalar(select(File).where(File.run_id == run_id, File.name == name))
+    mimetype = guess_mimetype(name)
+    if existing is None:
+        session.add(
+            File(
+                run_id=run_id,
+                name=name,
+                size_bytes=size,
+                md5=md5_b64,
+                mimetype=mimetype,
+                blob_key=blob_key,
+                updated_at=utcnow(),
+            )
+        )
+        session.execute(update(Run).where(Run.id == run_id).values(file_count=Run.file_count + 1))
+        return None
+    old_key = existing.blob_key
+    existing.blob_key = blob_key
+    existing.size_bytes = size
+    existing.md5 = md5_b64
+    existing.mimetype = mimetype
+    existing.updated_at = utcnow()
+    return old_key
+
+
+def delete_files(session: Session, files: list[File]) -> list[str]:
+    """Delete file rows (their runs locked by the caller); return their blob keys."""
+    if not files:
+        return []
+    session.execute(delete(File).where(File.id.in_([f.id for f in files])))
+    for run_id, n in Counter(f.run_id for f in files).items():
+        session.execute(update(Run).where(Run.id == run_id).values(file_count=Run.file_count - n))
+    return [f.blob_key for f in files]
+
+
+def lock_run(session: Session, run_id: int) -> bool:
+    """Lock one run; False when it no longer exists."""
+    return bool(lock_runs(session, [run_id]))
+
+
+def clean_abandoned_uploads(
+    sessions: sessionmaker[Session], store: BlobStore, older_than_seconds: int, batch: int = 1000
+) -> int:
+    """Forget pending uploads whose URL expired long ago, deleting any object that arrived unmarked.
+
+    Returns how many were removed. Safe to run from several server processes at once.
+    """
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    removed = 0
+    while True:
+        with sessions() as session, write_transaction(session):
+            rows: list[Any] = list(
+                session.execute(
+                    select(PendingUpload.id, PendingUpload.blob_key)
+                    .where(PendingUpload.created_at < cutoff)
+                    .limit(batch)
+                )
+            )
+            if not rows:
+                return removed
+            session.execute(delete(PendingUpload).where(PendingUpload.id.in_([r.id for r in rows])))
+        # Rows first, objects after: a crash in between leaves an orphan object, never a row without one.
+        for row in rows:
+            store.delete(row.blob_key)
+        removed += len(rows)

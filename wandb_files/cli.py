@@ -672,7 +672,7 @@ def rm_command(settings: Settings, path: str, names: tuple[str, ...], pattern: s
         if not sys.stdin.isatty():
             _fail(EXIT_FAILED, "not removing anything without confirmation, and there is no terminal to ask on. "
                                "Pass --yes to remove these files")
-        if not click.confirm(f"Remove these {len(found)} files?", default=False):
+        if not click.confirm(f"Remove {'this file' if len(found) == 1 else f'these {len(found)} files'}?"):
             _fail(EXIT_FAILED, "nothing removed")
 
     removed = removed_bytes = 0

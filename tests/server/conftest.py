@@ -7,12 +7,12 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import requests
 
-from tests.conftest import LiveServer
+from tests.conftest import ADMIN_KEY, LiveServer
 
 
 @dataclass
@@ -110,6 +110,26 @@ def blob_files(data_dir: Path) -> list[Path]:
 
 def random_bytes(n: int) -> bytes:
     return os.urandom(n)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The session's server, once over SQLite and once over PostgreSQL: every server test runs on both."""
+    database_url = None
+    if request.param == "postgresql":
+        from tests.scale.services import postgres_cluster
+
+        database_url = postgres_cluster().create_database()
+    server = LiveServer(tmp_path_factory.mktemp(f"server-{request.param}") / "data", api_key=ADMIN_KEY,
+                        database_url=database_url)
+    server.start()
+    yield server
+    server.stop()
+
+
+def database_args(server: LiveServer) -> list[str]:
+    """The --database-url option a command needs to reach `server`'s database (none for SQLite)."""
+    return ["--database-url", server.database_url] if server.database_url else []
 
 
 @pytest.fixture

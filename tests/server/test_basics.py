@@ -8,7 +8,7 @@ import requests
 
 from tests.conftest import LiveServer
 
-from .conftest import Client
+from .conftest import Client, database_args
 
 
 def test_healthz(live_server: LiveServer) -> None:
@@ -119,19 +119,29 @@ def test_user_add_prints_key_and_refuses_duplicates_and_bad_names(live_server: L
         "name": "basics_user",
         "entity": "basics_user",
     }
-    duplicate = cli("user", "add", "basics_user", "--data-dir", str(live_server.data_dir), check=False)
+    db = database_args(live_server)
+    duplicate = cli("user", "add", "basics_user", "--data-dir", str(live_server.data_dir), *db, check=False)
     assert duplicate.returncode == 1
     assert "already exists" in duplicate.stderr
     assert len(duplicate.stderr.strip().splitlines()) == 1
-    bad = cli("user", "add", "no spaces!", "--data-dir", str(live_server.data_dir), check=False)
+    bad = cli("user", "add", "no spaces!", "--data-dir", str(live_server.data_dir), *db, check=False)
     assert bad.returncode == 1
     assert "user name" in bad.stderr
 
 
 def test_keys_are_stored_only_hashed(live_server: LiveServer) -> None:
-    db_bytes = (live_server.data_dir / "wandb-files.db").read_bytes()
-    wal = live_server.data_dir / "wandb-files.db-wal"
-    if wal.exists():
-        db_bytes += wal.read_bytes()
-    assert live_server.api_key.encode() not in db_bytes
+    if live_server.database_url:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(live_server.database_url)
+        with engine.connect() as conn:
+            rows = [[str(v) for v in row] for row in conn.execute(text("SELECT * FROM users"))]
+        engine.dispose()
+        assert rows and all(live_server.api_key not in value for row in rows for value in row)
+    else:
+        db_bytes = (live_server.data_dir / "wandb-files.db").read_bytes()
+        wal = live_server.data_dir / "wandb-files.db-wal"
+        if wal.exists():
+            db_bytes += wal.read_bytes()
+        assert live_server.api_key.encode() not in db_bytes
     assert live_server.api_key not in live_server.log()

@@ -154,19 +154,23 @@ def test_expired_urls_are_403(short_ttl_server: LiveServer) -> None:
 def test_upload_over_limit_is_413_and_stores_nothing(short_ttl_server: LiveServer) -> None:
     client = Client(short_ttl_server.base_url, short_ttl_server.api_key)
     client.make_run("p", "big")
-    created = client.gql(CREATE_FILES, {"entity": "admin", "project": "p", "run": "big", "files": ["big.bin"]})
-    url = created["createRunFiles"]["files"][0]["uploadUrl"]
-    assert requests.put(url, data=random_bytes(1001), timeout=10).status_code == 413
+
+    def url() -> str:
+        # A fresh URL for each PUT: with a 1 s lifetime and whole-second stamps, one may expire within ms.
+        created = client.gql(CREATE_FILES, {"entity": "admin", "project": "p", "run": "big", "files": ["big.bin"]})
+        return str(created["createRunFiles"]["files"][0]["uploadUrl"])
+
+    assert requests.put(url(), data=random_bytes(1001), timeout=10).status_code == 413
 
     # Without Content-Length (chunked), the limit is enforced while streaming.
     def chunks() -> Iterator[bytes]:
         for _ in range(5):
             yield random_bytes(300)
 
-    assert requests.put(url, data=chunks(), timeout=10).status_code == 413
+    assert requests.put(url(), data=chunks(), timeout=10).status_code == 413
     assert client.files("admin", "p", "big")["fileCount"] == 0
     assert list((short_ttl_server.data_dir / "tmp").iterdir()) == []
-    assert requests.put(url, data=random_bytes(1000), timeout=10).status_code == 200
+    assert requests.put(url(), data=random_bytes(1000), timeout=10).status_code == 200
 
 
 def test_short_body_is_400_and_stores_nothing(admin: Client, run_path: RunPath, live_server: LiveServer) -> None:

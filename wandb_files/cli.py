@@ -441,12 +441,14 @@ def download_command(
         raise click.UsageError("give NAMES or --pattern, not both")
     from wandb_files.errors import DownloadError
 
+    # Files written after this instant are the ones this command downloaded. Taken before the run is looked
+    # up, so that at least two requests separate it from the first write even on a coarse file-system clock.
+    started_ns = time.time_ns()
     run = settings.run(path)
     if names:
         files = run.files(names=list(dict.fromkeys(names)), per_page=min(len(names), 1000))
     else:
         files = run.files(per_page=1000, pattern=glob_to_like(pattern) if pattern else None)
-    started_ns = time.time_ns()
     started = time.monotonic()
     failures: list[tuple[str, BaseException]] = []
     try:

@@ -1,0 +1,172 @@
+"""Scaling out: two server processes over one PostgreSQL database and one bucket serve the same data; and
+schema migrations, on PostgreSQL and on SQLite data dirs made before migrations existed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import inspect, text
+
+from tests.conftest import ADMIN_KEY, LiveServer
+from tests.server.conftest import DELETE_FILES, RUN_FILES, Client, md5_b64
+from wandb_files.server.database import create_db_engine, head_revision
+from wandb_files.server.users import hash_api_key
+
+from .conftest import s3_server
+from .services import PostgresCluster, S3Service
+from .test_s3 import put_and_mark
+
+
+def test_two_instances_share_postgres_and_bucket(
+    postgres: PostgresCluster, s3: S3Service, tmp_path: Path
+) -> None:
+    url = postgres.create_database()
+    bucket = s3.create_bucket()
+    servers: list[LiveServer] = []
+    errors: list[BaseException] = []
+
+    def start(i: int) -> None:
+        try:
+            servers.append(s3_server(tmp_path / f"instance{i}", s3, bucket, database_url=url))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    # Both start at once on an empty database: the migrations run once, under an advisory lock.
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert not errors, errors
+        a, b = (Client(s.base_url, ADMIN_KEY) for s in servers)
+        assert a.base_url != b.base_url
+        a.make_run("shared", "r1")
+        data = {f"f{i}.bin": bytes([i]) * (100 + i) for i in range(3)}
+        put_and_mark(a, ("admin", "shared", "r1"), data)
+        # B sees what A stored, and serves it.
+        run = b.files("admin", "shared", "r1")
+        assert run["fileCount"] == 3
+        nodes = [e["node"] for e in run["files"]["edges"]]
+        assert [n["name"] for n in nodes] == sorted(data)
+        for node in nodes:
+            assert node["md5"] == md5_b64(data[node["name"]])
+            assert node["url"].startswith(b.base_url)
+            assert requests.get(node["url"], auth=b.auth, timeout=30).content == data[node["name"]]
+            assert requests.get(node["directUrl"], timeout=30).content == data[node["name"]]
+        # Paging across instances: a cursor from A continues on B.
+        first = a.gql(RUN_FILES, {"entity": "admin", "project": "shared", "name": "r1", "fileLimit": 1})
+        cursor = first["project"]["run"]["files"]["edges"][-1]["cursor"]
+        rest = b.gql(RUN_FILES, {"entity": "admin", "project": "shared", "name": "r1", "fileCursor": cursor})
+        assert [e["node"]["name"] for e in rest["project"]["run"]["files"]["edges"]] == ["f1.bin", "f2.bin"]
+        # Delete through B: gone on A, and from the bucket.
+        b.gql(DELETE_FILES, {"files": [nodes[0]["id"]], "projectId": None})
+        assert a.files("admin", "shared", "r1")["fileCount"] == 2
+        assert len(s3.keys(bucket)) == 2
+        # A user added through one instance's database works on the other.
+        key = servers[0].add_user("second")
+        assert Client(b.base_url, key).gql("{ viewer { name } }")["viewer"]["name"] == "second"
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_postgres_migrations_run_once_and_are_idempotent(postgres: PostgresCluster) -> None:
+    url = postgres.create_database()
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
+            tables = set(inspect(conn).get_table_names())
+        assert {"users", "entities", "projects", "runs", "files", "pending_uploads", "settings"} <= tables
+    finally:
+        engine.dispose()
+    create_db_engine(url).dispose()  # a second start changes nothing
+
+
+def test_sqlite_data_dir_from_before_migrations_keeps_working(tmp_path: Path) -> None:
+    """A data dir made by the code before migrations (tables from metadata.create_all, no alembic_version)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    content = b"made before migrations"
+    md5 = base64.b64encode(hashlib.md5(content).digest()).decode()
+    blob_key = "0123456789abcdef0123456789abcdef"
+    (data_dir / "blobs" / blob_key[:2]).mkdir(parents=True)
+    (data_dir / "blobs" / blob_key[:2] / blob_key).write_bytes(content)
+    db = sqlite3.connect(data_dir / "wandb-files.db")
+    db.executescript((Path(__file__).parents[1] / "server" / "legacy_schema.sql").read_text())
+    db.executescript(
+        f"""
+        INSERT INTO users VALUES (1, 'admin', '{hash_api_key(ADMIN_KEY)}', 1, '2026-01-01 00:00:00');
+        INSERT INTO entities VALUES (1, 'admin', 1);
+        INSERT INTO projects VALUES (1, 1, 'old', '2026-01-01 00:00:00');
+        INSERT INTO runs (id, project_id, name, state, created_at, updated_at, user_id)
+            VALUES (1, 1, 'r', 'finished', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1);
+        INSERT INTO files VALUES (1, 1, 'old.txt', {len(content)}, '{md5}', 'text/plain', '{blob_key}',
+            '2026-01-01 00:00:00');
+        """
+    )
+    db.commit()
+    db.close()
+
+    server = LiveServer(data_dir, api_key=ADMIN_KEY).start()
+    try:
+        client = Client(server.base_url, ADMIN_KEY)
+        run = client.files("admin", "old", "r")
+        assert run["fileCount"] == 1  # the new counter was filled from the existing rows
+        node = run["files"]["edges"][0]["node"]
+        assert (node["name"], node["md5"]) == ("old.txt", md5)
+        assert requests.get(node["url"], auth=client.auth, timeout=30).content == content
+        client.upload("admin", "old", "r", "new.txt", b"after")
+        assert client.files("admin", "old", "r")["fileCount"] == 2
+    finally:
+        server.stop()
+    db = sqlite3.connect(data_dir / "wandb-files.db")
+    assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
+    db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_concurrent_uploads_keep_the_counter_right(backend: str, tmp_path: Path) -> None:
+    """Parallel uploads and re-uploads of the same names, then deletes: fileCount equals the rows."""
+    url = None
+    if backend == "postgresql":
+        from .services import postgres_cluster
+
+        url = postgres_cluster().create_database()
+    server = LiveServer(tmp_path / "data", api_key=ADMIN_KEY, database_url=url).start()
+    try:
+        client = Client(server.base_url, ADMIN_KEY)
+        client.make_run("c", "r")
+        names = [f"n{i % 10}.txt" for i in range(40)]
+
+        def upload(name: str, i: int) -> None:
+            client.upload("admin", "c", "r", name, str(i).encode())
+
+        threads = [threading.Thread(target=upload, args=(n, i)) for i, n in enumerate(names)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        run = client.files("admin", "c", "r")
+        assert run["fileCount"] == len(run["files"]["edges"]) == 10
+        ids = [e["node"]["id"] for e in run["files"]["edges"]]
+
+        def delete(file_id: str) -> None:
+            client.post(DELETE_FILES, {"files": [file_id], "projectId": None})
+
+        threads = [threading.Thread(target=delete, args=(i,)) for i in ids[:5] * 2]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        run = client.files("admin", "c", "r")
+        assert run["fileCount"] == len(run["files"]["edges"]) == 5
+    finally:
+        server.stop()

@@ -110,10 +110,12 @@ def _start_local_cluster() -> PostgresCluster:
         run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "postgres.log"), "-o", options,
             "-w", "-t", "60", "start")
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
+        detail = (getattr(exc, "stderr", b"") or b"").decode(errors="replace")
         log = root / "postgres.log"
-        shutil.rmtree(root, ignore_errors=True) if not log.exists() else None
-        raise RuntimeError(f"PostgreSQL did not start: {exc} {detail.decode(errors='replace')[-500:]}") from None
+        if log.exists():
+            detail += log.read_text(errors="replace")
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"PostgreSQL did not start: {exc} {detail[-500:]}") from None
 
     def stop() -> None:
         with contextlib.suppress(Exception):

@@ -98,6 +98,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 data = body_of(size)
                 for offset in range(0, size, 1 << 20):
                     self.wfile.write(data[offset : offset + (1 << 20)])
+        elif path.startswith("/chunked/"):  # no Content-Length: two chunks
+            data = body_of(int(path.rsplit("/", 1)[1]))
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            half = len(data) // 2
+            for part in (data[:half], data[half:]):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
         elif path == "/trickle":
             self.send_response(200)
             self.send_header("Content-Length", str(2 << 20))
@@ -198,6 +207,9 @@ def test_passes_everything_byte_exact_when_fault_rate_is_zero(upstream: Upstream
         assert "x-hop" not in echo["headers"] and "keep-alive" not in echo["headers"]
         assert echo["headers"]["content-length"] == "7" and echo["md5"] == hashlib.md5(b"payload").hexdigest()
         assert echo["headers"]["host"] == proxy.url.removeprefix("http://")  # upstream builds URLs to the proxy
+
+        unsized = s.get(f"{proxy.url}/chunked/100000")
+        assert unsized.content == body_of(100000) and "Content-Length" not in unsized.headers
 
         chunked = s.put(f"{proxy.url}/echo", data=iter([b"a" * 1000, b"b" * 5000])).json()
         assert chunked["length"] == 6000 and chunked["md5"] == hashlib.md5(b"a" * 1000 + b"b" * 5000).hexdigest()
@@ -349,6 +361,23 @@ def test_flip_changes_one_byte_in_the_middle(upstream: Upstream) -> None:
         assert r.status_code == 200 and len(r.content) == size
         assert [i for i in range(size) if r.content[i] != expected[i]] == [size // 2]
         assert hashlib.md5(r.content).digest() != hashlib.md5(expected).digest()
+
+
+def test_flip_without_content_length_still_flips_one_byte(upstream: Upstream) -> None:
+    with FaultProxy(upstream.url, fault_rate=1.0, faults=("flip",)) as proxy:
+        got, expected = requests.get(f"{proxy.url}/chunked/100000").content, body_of(100000)
+        assert len(got) == len(expected) and sum(a != b for a, b in zip(got, expected)) == 1
+
+
+def test_a_client_leaving_mid_download_is_counted_and_harmless(upstream: Upstream) -> None:
+    with FaultProxy(upstream.url) as proxy:
+        with requests.get(f"{proxy.url}/bytes/{100 << 20}", stream=True) as r:
+            assert len(r.raw.read(1 << 20)) == 1 << 20
+        deadline = time.monotonic() + 5
+        while proxy.stats["client_aborts"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proxy.stats["client_aborts"] == 1
+        assert requests.get(f"{proxy.url}/bytes/10").content == body_of(10)
 
 
 def test_slow_waits_before_the_first_byte(upstream: Upstream) -> None:

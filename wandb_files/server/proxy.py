@@ -139,15 +139,18 @@ class FaultProxy:
 
     @property
     def stats(self) -> dict[str, int]:
-        """A snapshot: ``requests`` seen, ``connections`` accepted from clients, ``upstream_errors``
-        (answered 502), ``faults`` injected in all, and one count per fault kind."""
+        """A snapshot: ``requests`` seen, ``connections`` accepted from clients, ``upstream_errors`` (answered
+        502: the upstream was unreachable or the forwarded request failed), ``client_aborts`` (the client left
+        mid-response), ``faults`` injected in all, and one count per fault kind (counted when chosen)."""
         with self._lock:
             return dict(self._counts)
 
     def reset_stats(self) -> None:
         """Set every count back to 0."""
         with self._lock:
-            self._counts = dict.fromkeys(("requests", "connections", "upstream_errors", "faults", *FAULTS), 0)
+            self._counts = dict.fromkeys(
+                ("requests", "connections", "upstream_errors", "client_aborts", "faults", *FAULTS), 0
+            )
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -278,23 +281,34 @@ class FaultProxy:
             if upstream.content_length is not None:
                 response.content_length = upstream.content_length
             await response.prepare(request)
-            if request.method == "HEAD":
+            try:
+                if request.method == "HEAD":
+                    pass
+                elif fault in ("reset", "truncate"):
+                    await self._cut(request, response, upstream, fault)
+                    return response
+                else:
+                    await self._relay(response, upstream, flip=fault == "flip")
                 await response.write_eof()
-                return response
-            if fault in ("reset", "truncate"):
-                await self._cut(request, response, upstream, fault)
-                return response
-            flip_at = (upstream.content_length or 0) // 2 if fault == "flip" else -1
-            sent = 0
-            async for chunk in upstream.content.iter_any():
-                if 0 <= flip_at - sent < len(chunk):
-                    chunk = bytearray(chunk)
-                    chunk[flip_at - sent] ^= 0xFF
-                    chunk = bytes(chunk)
-                sent += len(chunk)
-                await response.write(chunk)
-            await response.write_eof()
+            except ConnectionError:
+                self._count("client_aborts")  # the client went away mid-response; the upstream is closed on exit
         return response
+
+    @staticmethod
+    async def _relay(response: web.StreamResponse, upstream: Any, flip: bool) -> None:
+        """Stream the upstream body to the client; with `flip`, invert the byte in the middle of it (of its
+        first chunk when the length is unknown)."""
+        flip_at = (upstream.content_length // 2 if upstream.content_length is not None else None) if flip else -1
+        sent = 0
+        async for chunk in upstream.content.iter_any():
+            if flip_at is None:
+                flip_at = len(chunk) // 2
+            if 0 <= flip_at - sent < len(chunk):
+                changed = bytearray(chunk)
+                changed[flip_at - sent] ^= 0xFF
+                chunk = bytes(changed)
+            sent += len(chunk)
+            await response.write(chunk)
 
     async def _cut(
         self, request: web.BaseRequest, response: web.StreamResponse, upstream: Any, fault: str

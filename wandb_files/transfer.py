@@ -49,6 +49,9 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 ProgressCallback = Callable[[int], None]
+#: A connection that failed or broke: worth another attempt. (A reset while requests reads a response body
+#: surfaces as ChunkedEncodingError, which is not a ConnectionError.)
+_BROKEN_CONNECTION = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
 def md5_base64(digest: bytes) -> str:
@@ -321,7 +324,7 @@ def _fetch_into(
         response = client.session.get(
             url, headers=headers, auth=client.auth_for(url), stream=True, timeout=client.timeout
         )
-    except (requests.ConnectionError, requests.Timeout) as exc:
+    except _BROKEN_CONNECTION as exc:
         raise _Retryable(TransportError(f"{name}: could not connect to download it ({type(exc).__name__})")) from None
     with response:
         if response.status_code in RETRYABLE_STATUS:
@@ -354,8 +357,7 @@ def _fetch_into(
                         received += len(chunk)
                         if progress:
                             progress(len(chunk))
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                    urllib3.exceptions.HTTPError) as exc:
+            except (*_BROKEN_CONNECTION, urllib3.exceptions.HTTPError) as exc:
                 raise _Retryable(
                     TransportError(f"{name}: the connection broke mid-download ({type(exc).__name__})")
                 ) from None
@@ -668,7 +670,7 @@ def upload(
                     auth=client.auth_for(url),
                     timeout=client.timeout,
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except _BROKEN_CONNECTION as exc:  # PUT is idempotent: sending it again is safe
                 error: Exception = TransportError(f"{name}: the upload failed ({type(exc).__name__})")
             else:
                 with response:

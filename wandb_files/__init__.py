@@ -7,9 +7,12 @@
     ...     f.download(root="out", exist_ok=True)
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from wandb_files._version import __version__
-from wandb_files.api import Api
-from wandb_files.bulk import download_files
 from wandb_files.errors import (
     APIError,
     AuthenticationError,
@@ -18,6 +21,7 @@ from wandb_files.errors import (
     ConfigurationError,
     DownloadError,
     IntegrityError,
+    LocalFilesDifferError,
     NotFoundError,
     PermissionDeniedError,
     ServerError,
@@ -25,8 +29,37 @@ from wandb_files.errors import (
     UploadError,
     WandbFilesError,
 )
-from wandb_files.files import File, Files
-from wandb_files.runs import Run, Runs
+
+# The SDK's classes are imported on first use: `wandb-files --help` and `import wandb_files.errors` then do not
+# pay for gql, requests and pydantic (about half a second).
+_LAZY = {
+    "Api": "wandb_files.api",
+    "download_files": "wandb_files.bulk",
+    "File": "wandb_files.files",
+    "Files": "wandb_files.files",
+    "Run": "wandb_files.runs",
+    "Runs": "wandb_files.runs",
+}
+
+if TYPE_CHECKING:
+    from wandb_files.api import Api
+    from wandb_files.bulk import download_files
+    from wandb_files.files import File, Files
+    from wandb_files.runs import Run, Runs
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wandb_files' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "APIError",
@@ -39,6 +72,7 @@ __all__ = [
     "File",
     "Files",
     "IntegrityError",
+    "LocalFilesDifferError",
     "NotFoundError",
     "PermissionDeniedError",
     "Run",

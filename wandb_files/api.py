@@ -142,7 +142,16 @@ class Api:
         """The entity used when a path leaves it out: `overrides["entity"]`, else the key's own."""
         return str(self.settings.get("entity") or os.environ.get("WANDB_ENTITY") or self.viewer["entity"])
 
-    def _split_run_path(self, path: str) -> tuple[str, str, str]:
+    def parse_run_path(self, path: str) -> tuple[str, str, str]:
+        """Split a run path into ``(entity, project, run_id)`` without asking the server about the run.
+
+        Args:
+            path: Any form `run()` accepts.
+
+        Raises:
+            TypeError: `path` is not a string.
+            ValueError: `path` is not one of the accepted forms.
+        """
         if not isinstance(path, str):
             raise TypeError(f"path must be a string like 'entity/project/run_id', not {type(path).__name__}")
         text = path.strip()
@@ -192,7 +201,7 @@ class Api:
             NotFoundError: the project or run does not exist.
             PermissionDeniedError: the key may not see that entity.
         """
-        entity, project, run_id = self._split_run_path(path)
+        entity, project, run_id = self.parse_run_path(path)
         return Run(self.client, entity, project, run_id)
 
     def runs(self, path: str | None = None, per_page: int = 50, order: str | None = None) -> Runs:

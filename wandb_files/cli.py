@@ -506,12 +506,13 @@ def download_command(
 
 def _local_conflict(exc: ValueError) -> CliError:
     """The SDK's "local files differ" refusal in the command line's words."""
-    message = _one_line(exc)
-    if "differ from the run" in message:
-        what = message.split("; pass replace=True", 1)[0]
-        return CliError(EXIT_USAGE, f"{what}; nothing was downloaded. "
-                                    "Pass --replace to overwrite them or --skip-existing to keep them")
-    return CliError(EXIT_USAGE, f"{message}. See 'wandb-files download --help'")
+    from wandb_files.errors import LocalFilesDifferError
+
+    if isinstance(exc, LocalFilesDifferError):
+        shown = ", ".join(str(p) for p in exc.paths[:5]) + (f" and {len(exc.paths) - 5} more" if len(exc.paths) > 5 else "")
+        return CliError(EXIT_USAGE, f"{len(exc.paths)} local files differ from the run's: {shown}; nothing was "
+                                    "downloaded. Pass --replace to overwrite them or --skip-existing to keep them")
+    return CliError(EXIT_USAGE, f"{_one_line(exc)}. See 'wandb-files download --help'")
 
 
 def _missing_names(
@@ -580,7 +581,7 @@ def upload_command(
         if not create:
             raise CliError(EXIT_FAILED, f"{_one_line(exc)}. Pass --create to create it") from exc
         api = settings.api()
-        entity, project, run_id = api._split_run_path(path)
+        entity, project, run_id = api.parse_run_path(path)
         run = api.create_run(run_id, project, entity)
         click.echo(f"Created run {'/'.join(run.path)}")
     if not local:

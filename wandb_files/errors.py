@@ -59,6 +59,25 @@ class IntegrityError(WandbFilesError):
     """Bytes did not match the size or md5 the server recorded; nothing was written under the final name."""
 
 
+class LocalFilesDifferError(WandbFilesError, ValueError):
+    """Local files would be overwritten by different bytes, and neither `replace` nor `exist_ok` was given.
+
+    Nothing was downloaded. A `ValueError` too, as W&B raises for one file.
+
+    Attributes:
+        paths: The local files that differ from the run's.
+    """
+
+    def __init__(self, paths: Sequence[Any]) -> None:
+        self.paths = list(paths)
+        shown = ", ".join(str(p) for p in self.paths[:5])
+        more = f" and {len(self.paths) - 5} more" if len(self.paths) > 5 else ""
+        super().__init__(
+            f"{len(self.paths)} local files differ from the run's: {shown}{more}; "
+            "pass replace=True to overwrite them or exist_ok=True to keep them."
+        )
+
+
 class BulkTransferError(WandbFilesError):
     """One or more files of a bulk transfer failed; all the others were transferred.
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from wandb_files import queries, transfer
-from wandb_files.errors import NotFoundError
+from wandb_files.errors import LocalFilesDifferError, NotFoundError
 from wandb_files.paginator import Paginator
 
 if TYPE_CHECKING:
@@ -342,8 +342,9 @@ class Files(Paginator[File]):
             The local paths, in the collection's order (skipped files included).
 
         Raises:
-            ValueError: local files differ and neither `replace` nor `exist_ok` is set (nothing is downloaded);
-                or `root` is a file.
+            LocalFilesDifferError: local files differ and neither `replace` nor `exist_ok` is set (nothing is
+                downloaded; a `ValueError`).
+            ValueError: `root` is a file.
             DownloadError: some files failed (or had names that would land outside `root`); all others were
                 downloaded, and their paths are in `error.results`.
         """
@@ -353,13 +354,9 @@ class Files(Paginator[File]):
             if replace or not job.target.exists():
                 todo.append(job)
             elif not exist_ok and not transfer.local_copy_matches(job.target, job.size, job.md5):
-                conflicts.append(str(job.target))
+                conflicts.append(job.target)
         if conflicts:
-            more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
-            raise ValueError(
-                f"{len(conflicts)} local files differ from the run's: {', '.join(conflicts[:5])}{more}; "
-                "pass replace=True to overwrite them or exist_ok=True to keep them."
-            )
+            raise LocalFilesDifferError(conflicts)
         transfer.download_many(self.client, todo, max_workers=max_workers, progress=progress, refused=refused)
         return [job.target for job in jobs]
 

@@ -24,7 +24,7 @@ from gql.transport.requests import RequestsHTTPTransport
 from requests.adapters import HTTPAdapter
 from requests.auth import HTTPBasicAuth
 
-from wandb_files import redact
+from wandb_files import queries, redact
 from wandb_files._version import __version__
 from wandb_files.errors import (
     APIError,
@@ -170,6 +170,7 @@ class GraphQLClient:
         self.session = session or make_session()
         self._pool_size = 16
         self._pool_lock = threading.Lock()
+        self._features: set[str] | None = None
         self._auth = HTTPBasicAuth("api", api_key)
         transport = _Transport(
             shared_session=self.session, url=f"{self.base_url}/graphql", auth=self._auth, timeout=timeout
@@ -179,6 +180,20 @@ class GraphQLClient:
 
     def __repr__(self) -> str:
         return f"<GraphQLClient {self.base_url}>"
+
+    def feature_enabled(self, name: str) -> bool:
+        """Whether the server advertises an optional feature (`serverInfo.features`); asked once per client.
+
+        A server that does not know `serverInfo` has no optional features.
+        """
+        with self._pool_lock:
+            if self._features is None:
+                try:
+                    info = self.execute(queries.SERVER_FEATURES).get("serverInfo") or {}
+                except BadRequestError:
+                    info = {}
+                self._features = {f["name"] for f in info.get("features") or [] if f.get("isEnabled")}
+            return name in self._features
 
     def ensure_pool(self, workers: int) -> None:
         """Grow the session's connection pool to keep one connection per concurrent transfer.

@@ -98,6 +98,16 @@ CREATE_RUN_FILES: GraphQLRequest = gql(
     """
 )
 
+MARK_RUN_FILES_UPLOADED: GraphQLRequest = gql(
+    """
+    mutation MarkRunFilesUploaded($entity: String!, $project: String!, $run: String!, $files: [String!]!) {
+      markRunFilesUploaded(input: {entityName: $entity, projectName: $project, runName: $run, files: $files}) {
+        success
+      }
+    }
+    """
+)
+
 DELETE_FILES: GraphQLRequest = gql(
     """
     mutation deleteFiles($files: [ID!]!, $projectId: Int) {
@@ -115,4 +125,5 @@ ALL: dict[str, GraphQLRequest] = {
     "UPSERT_RUN": UPSERT_RUN,
     "CREATE_RUN_FILES": CREATE_RUN_FILES,
     "DELETE_FILES": DELETE_FILES,
+    "MARK_RUN_FILES_UPLOADED": MARK_RUN_FILES_UPLOADED,
 }

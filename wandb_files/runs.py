@@ -238,6 +238,11 @@ class Run:
             failures = exc.failures
             failed = {name for name, _ in failures}
             sent = dict(zip([n for n in names if n not in failed], exc.results))
+        if sent and self.client.feature_enabled("MARK_RUN_FILES_UPLOADED"):
+            # Presigned uploads go straight to a bucket: the server commits them when told they arrived.
+            for name, error in self._mark_uploaded(list(sent)):
+                failures.append((name, error))
+                del sent[name]
         stored = self._files_named(list(sent))
         uploaded = []
         for name in names:
@@ -276,6 +281,28 @@ class Run:
         if missing:
             raise ServerError(f"the server signed no upload URL for {', '.join(missing[:5])}")
         return urls, headers
+
+    def _mark_uploaded(self, names: list[str]) -> list[tuple[str, Exception]]:
+        """Tell the server these uploads arrived; return the names it could not commit, with why."""
+        failed: list[tuple[str, Exception]] = []
+        for start in range(0, len(names), _SIGN_BATCH):
+            batch = names[start:start + _SIGN_BATCH]
+            try:
+                self._mark(batch)
+            except NotFoundError:
+                for name in batch:  # find which upload never arrived
+                    try:
+                        self._mark([name])
+                    except NotFoundError as exc:
+                        failed.append((name, exc))
+        return failed
+
+    def _mark(self, names: list[str]) -> None:
+        self.client.execute(
+            queries.MARK_RUN_FILES_UPLOADED,
+            {"entity": self.entity, "project": self.project, "run": self.id, "files": names},
+            retry_safe=True,  # committing an upload twice is harmless
+        )
 
     def _resign(self, name: str) -> str:
         return self._upload_urls([name])[0][name]

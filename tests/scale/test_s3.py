@@ -183,12 +183,6 @@ def test_fast_presigner_matches_botocore(s3: S3Service, monkeypatch: pytest.Monk
 # --- the two clients, end to end -------------------------------------------------------------------
 
 
-def _sdk_sends_mark() -> bool:
-    from wandb_files import queries
-
-    return any("markRunFilesUploaded" in str(getattr(queries, n)) for n in dir(queries) if n.isupper())
-
-
 def test_our_sdk_round_trip(s3_live: LiveServer, s3_admin: Client, s3: S3Service, s3_bucket: str,
                             tmp_path: Path, unique: str) -> None:
     api = wandb_files.Api(api_key=s3_live.api_key, base_url=s3_live.base_url)
@@ -198,12 +192,8 @@ def test_our_sdk_round_trip(s3_live: LiveServer, s3_admin: Client, s3: S3Service
     for name, data in contents.items():
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_bytes(data)
-    if _sdk_sends_mark():
-        run.upload_files([source / n for n in contents], root=source)
-    else:
-        # The SDK does not send markRunFilesUploaded yet (see README "Scaling out"): the commit is done here
-        # with the exact mutation the SDK is to send after its PUTs; everything else below is the SDK's.
-        put_and_mark(s3_admin, ("admin", f"p{unique}", f"r{unique}"), contents)
+    uploaded = run.upload_files([source / n for n in contents], root=source, progress=False)
+    assert [f.md5 for f in uploaded] == [md5_b64(d) for d in contents.values()]
     files = run.files(per_page=2)
     assert len(files) == 5
     listed = list(files)

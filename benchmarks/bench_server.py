@@ -22,6 +22,9 @@ from pathlib import Path
 
 import requests
 
+from graphql import print_ast
+
+from wandb_files import queries
 from wandb_files.server.background import BackgroundServer
 
 FILES_IN_RUN = 200
@@ -36,30 +39,9 @@ mutation Upsert($project: String, $name: String) {
 }
 """
 
-CREATE_FILES = """
-mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, $files: [String!]!) {
-  createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run, files: $files}) {
-    runID uploadHeaders files { name uploadUrl }
-  }
-}
-"""
-
-# The document W&B's client (and wandb_files.queries.RUN_FILES) sends, fragment included.
-RUN_FILES = """
-query RunFiles($project: String!, $entity: String!, $name: String!, $fileCursor: String,
-               $fileLimit: Int = 50, $fileNames: [String] = [], $upload: Boolean = false, $pattern: String) {
-  project(name: $project, entityName: $entity) {
-    internalId
-    run(name: $name) { fileCount ...RunFilesFragment }
-  }
-}
-fragment RunFilesFragment on Run {
-  files(names: $fileNames, after: $fileCursor, first: $fileLimit, pattern: $pattern) {
-    edges { node { id name url(upload: $upload) directUrl sizeBytes mimetype updatedAt md5 } cursor }
-    pageInfo { endCursor hasNextPage }
-  }
-}
-"""
+# The documents our SDK (and W&B's client) send, printed as they go over the wire.
+CREATE_FILES = print_ast(queries.CREATE_RUN_FILES.document)
+RUN_FILES = print_ast(queries.RUN_FILES.document)
 
 
 def percentile(samples: list[float], q: float) -> float:

@@ -127,9 +127,46 @@ def _mount_pool(session: requests.Session, pool_size: int) -> None:
     session.mount("https://", adapter)
 
 
+class _NoAuth(requests.auth.AuthBase):
+    """Sends no credentials. As the session's default it stops requests from reading ~/.netrc on every call."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+class _Session(requests.Session):
+    """A `requests` session that reads the environment once per origin, not on every request.
+
+    requests re-reads every environment variable for proxy settings on each call (about half a millisecond,
+    as much as a whole small download on loopback). The answer only depends on the origin, so it is cached;
+    proxies, `no_proxy` and CA-bundle variables keep their meaning. Credentials from ~/.netrc are never
+    added: the API key goes only where `GraphQLClient.auth_for` says, and a presigned URL must carry no
+    other credentials.
+    """
+
+    _CACHE_LIMIT = 256
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.auth = _NoAuth()
+        self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def merge_environment_settings(
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        text = url.decode() if isinstance(url, bytes) else (url or "")
+        key = (_origin(text), tuple(sorted((proxies or {}).items())), stream, verify, cert)
+        cached = self._environment.get(key)
+        if cached is None:
+            cached = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if len(self._environment) < self._CACHE_LIMIT:
+                self._environment[key] = cached
+        return {name: dict(value) if isinstance(value, dict) else value for name, value in cached.items()}
+
+
 def make_session(pool_size: int = 16) -> requests.Session:
     """A `requests` session with a connection pool big enough for `pool_size` concurrent transfers."""
-    session = requests.Session()
+    session = _Session()
     _mount_pool(session, pool_size)
     session.headers["User-Agent"] = USER_AGENT
     return session

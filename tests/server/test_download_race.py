@@ -78,7 +78,7 @@ def test_reupload_after_open_serves_old_bytes(server: _Server) -> None:
 
 def test_reupload_between_lookup_and_open_serves_new_bytes(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
     store(server, b"old")
-    real_find = server._find_file
+    real_find = server._lookup
     calls = 0
 
     def find_then_reupload(*args: Any) -> Any:
@@ -89,7 +89,7 @@ def test_reupload_between_lookup_and_open_serves_new_bytes(server: _Server, monk
             store(server, b"new")  # the row just read now points at a deleted blob
         return found
 
-    monkeypatch.setattr(server, "_find_file", find_then_reupload)
+    monkeypatch.setattr(server, "_lookup", find_then_reupload)
     assert serve(server.open_file(KEY, "admin", "p", "r", "model.bin")) == (200, b"new")
     assert calls == 2
 

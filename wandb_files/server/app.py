@@ -14,13 +14,13 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import anyio
 
 from ariadne import graphql_sync
 from graphql import GraphQLSchema
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -35,12 +35,12 @@ from .database import create_db_engine, make_session_factory, write_transaction
 from .documents import DocumentCache, QueryDepthRule
 from .errors import UNAUTHENTICATED, error_body, format_error
 from .filerows import clean_abandoned_uploads, lock_run, store_file
-from .models import Entity, File, Project, Run
+from .models import Entity, File, Project, Run, User
 from .names import InvalidName, validate_file_name
 from .resolvers import RequestContext, Viewer, build_schema
 from .signing import ExpiredToken, InvalidToken, UrlSigner, load_or_create_secret
 from .storage import BlobStore, LocalBlobStore, S3BlobStore, open_blob_store
-from .users import authenticate
+from .users import authenticate, hash_api_key
 
 logger = logging.getLogger("wandb_files.server")
 
@@ -56,6 +56,33 @@ _ariadne_logger.addHandler(logging.NullHandler())
 
 
 _VALIDATION_RULES = (QueryDepthRule,)
+
+class _StoredFile(Protocol):
+    """What serving a file's bytes needs: a `File` row, or the columns `_OWNED_FILE` selects."""
+
+    id: int
+    name: str
+    blob_key: str
+    md5: str
+    mimetype: str
+
+
+# The common case of a /files download (a valid key, its owner's entity, a file that exists) in one Core query:
+# no ORM session, no separate key lookup. Anything else falls back to `_find_file`, which tells 401/403/404.
+_OWNED_FILE = (
+    select(File.id, File.name, File.blob_key, File.md5, File.mimetype)
+    .join(Run, File.run_id == Run.id)
+    .join(Project, Run.project_id == Project.id)
+    .join(Entity, Project.entity_id == Entity.id)
+    .join(User, Entity.owner_id == User.id)
+    .where(
+        User.api_key_sha256 == bindparam("key_hash"),
+        Entity.name == bindparam("entity"),
+        Project.name == bindparam("project"),
+        Run.name == bindparam("run"),
+        File.name == bindparam("name"),
+    )
+)
 
 
 class BlobResponse(FileResponse):
@@ -272,7 +299,7 @@ class _Server:
 
     # --- downloads ---------------------------------------------------------------------------------
 
-    def _open_blob(self, file: File) -> BlobResponse | None:
+    def _open_blob(self, file: _StoredFile) -> BlobResponse | None:
         """A response over the file's blob, opened now; None if the blob is gone (deleted or replaced).
 
         The blob is opened before the response starts, so a re-upload or delete that unlinks it from
@@ -315,7 +342,18 @@ class _Server:
             raise _HttpError(404, "no such file")
         return file
 
-    def _redirect(self, file: File) -> Response:
+    def _lookup(self, api_key: str | None, entity: str, project: str, run: str, name: str) -> _StoredFile:
+        """The file behind a /files URL if the key may read it: one query when all is well."""
+        if api_key:
+            params = {"entity": entity, "project": project, "run": run, "name": name, "key_hash": hash_api_key(api_key)}
+            with self.engine.connect() as connection:
+                row = connection.execute(_OWNED_FILE, params).first()
+            if row is not None:
+                return row  # type: ignore[return-value]
+        with self.sessions() as session:
+            return self._find_file(session, api_key, entity, project, run, name)
+
+    def _redirect(self, file: _StoredFile) -> Response:
         """S3 mode: 302 to a presigned GET of the file's object; the bytes never pass through here."""
         assert isinstance(self.store, S3BlobStore)
         return RedirectResponse(self.store.presigned_get(file.blob_key, file.mimetype), status_code=302)
@@ -323,8 +361,7 @@ class _Server:
     def open_file(self, api_key: str | None, entity: str, project: str, run: str, name: str) -> Response:
         """The opened bytes behind a /files URL (or, with S3, a redirect), checking the key and the entity's owner."""
         for _ in range(3):
-            with self.sessions() as session:
-                file = self._find_file(session, api_key, entity, project, run, name)
+            file = self._lookup(api_key, entity, project, run, name)
             if self.store.presigned:
                 return self._redirect(file)
             response = self._open_blob(file)

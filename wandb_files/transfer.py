@@ -18,7 +18,6 @@ import hashlib
 import os
 import queue
 import re
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -29,12 +28,12 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Protocol, Sequen
 
 import requests
 import urllib3
-from filelock import FileLock
 
 from tqdm.auto import tqdm
 
 from wandb_files.errors import DownloadError, IntegrityError, PermissionDeniedError, TransportError, UploadError
 from wandb_files.graphql import raise_for_status
+from wandb_files.locks import target_lock
 from wandb_files.retry import RETRYABLE_STATUS, parse_retry_after
 
 if TYPE_CHECKING:
@@ -141,30 +140,6 @@ def _part_path(target: Path) -> Path:
     return target.with_name(f".{key}.wandb-files.part")
 
 
-#: Lock files are striped: a bounded set in the cache, never litter in the user's folders. Two targets that
-#: share a stripe only wait for each other briefly.
-_LOCK_STRIPES = 4096
-
-
-def _lock_dir() -> Path:
-    base = os.environ.get("WANDB_FILES_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "wandb-files"
-    )
-    path = Path(base) / "locks"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:  # a read-only home: fall back to a per-user temp folder
-        path = Path(tempfile.gettempdir()) / f"wandb-files-locks-{os.getuid() if hasattr(os, 'getuid') else 0}"
-        path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _target_lock(target: Path) -> FileLock:
-    """An inter-process lock for one target, so two processes never write the same temp file."""
-    stripe = int.from_bytes(hashlib.sha256(str(target).encode("utf-8", "surrogatepass")).digest()[:4], "big")
-    return FileLock(_lock_dir() / f"{stripe % _LOCK_STRIPES:04d}.lock")
-
-
 @dataclass
 class _Attempt:
     """What one download knows between attempts: what to expect, the validator to resume against, the wait."""
@@ -250,7 +225,7 @@ def download(
         APIError: the server refused the download (401, 403, 404, …) or kept failing.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _target_lock(target):
+    with target_lock(target):
         # Another process may have finished this very file while we waited for the lock.
         if local_copy_matches(target, size, md5):
             if progress and size:
@@ -321,10 +296,8 @@ def _fetch_into(
         if validator:
             headers["If-Range"] = validator
     try:
-        response = client.session.get(
-            url, headers=headers, auth=client.auth_for(url), stream=True, timeout=client.timeout
-        )
-    except _BROKEN_CONNECTION as exc:
+        response = client.stream_get(url, headers)
+    except (*_BROKEN_CONNECTION, urllib3.exceptions.HTTPError) as exc:
         raise _Retryable(TransportError(f"{name}: could not connect to download it ({type(exc).__name__})")) from None
     with response:
         if response.status_code in RETRYABLE_STATUS:

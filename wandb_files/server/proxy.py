@@ -340,3 +340,41 @@ class FaultProxy:
             transport.abort()
         else:
             transport.close()  # asyncio flushes what is buffered, then sends FIN: the client sees a short body
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m wandb_files.server.proxy UPSTREAM [options]`: run a FaultProxy in its own process.
+
+    In a process of its own the proxy behaves like a hop on the network: it does not share a GIL with the
+    client under test. It runs until SIGTERM or SIGINT, then prints its stats as one JSON line on stdout.
+    """
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m wandb_files.server.proxy", description=main.__doc__)
+    parser.add_argument("upstream", help="the server to forward to, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--port", type=int, default=None, help="the port to listen on (a free one by default)")
+    parser.add_argument("--first-byte-delay-ms", type=float, default=0.0)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated fault kinds")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    proxy = FaultProxy(
+        args.upstream,
+        port=args.port,
+        first_byte_delay_ms=args.first_byte_delay_ms,
+        fault_rate=args.fault_rate,
+        faults=[f for f in args.faults.split(",") if f],
+        seed=args.seed,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with proxy:
+        print(f"proxy listening on {proxy.url}", file=__import__("sys").stderr, flush=True)
+        stop.wait()
+    print(json.dumps(proxy.stats), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import wandb_files
+import wandb_files.retry
 from wandb_files import File
 from wandb_files.errors import IntegrityError, NotFoundError, PermissionDeniedError
 from tests.conftest import LiveServer
@@ -237,3 +238,23 @@ def test_key_does_not_follow_a_redirect_to_another_host(tmp_path: Path) -> None:
     assert (tmp_path / "moved.bin").read_bytes() == body
     assert seen["base"] is not None and seen["base"].startswith("Basic ")
     assert seen["storage"] is None
+
+
+def test_a_file_replaced_since_it_was_listed_fails_at_once_and_says_so(
+    api: wandb_files.Api, tmp_path: Path
+) -> None:
+    import time
+
+    api.client.retry = wandb_files.retry.RetryPolicy(max_attempts=6, backoff_base=2.0, total_timeout=60)
+    run = run_with_files(api, tmp_path, {"model.bin": b"version one"}, "transfer")
+    listed = run.file("model.bin")
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "model.bin").write_bytes(b"version two!")
+    run.upload_file(tmp_path / "v2" / "model.bin", root=tmp_path / "v2")
+    started = time.monotonic()
+    with pytest.raises(IntegrityError, match="changed on the server since it was listed"):
+        listed.download(root=tmp_path / "out")
+    assert time.monotonic() - started < 1.5  # no backoff: retrying could not help
+    assert not (tmp_path / "out" / "model.bin").exists()
+    run.file("model.bin").download(root=tmp_path / "out").close()  # listed again: fine
+    assert (tmp_path / "out" / "model.bin").read_bytes() == b"version two!"

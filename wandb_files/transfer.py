@@ -150,6 +150,18 @@ class _Attempt:
     wait_hint: float | None = None
 
 
+def _remote_changed(etag: str | None, md5: str | None) -> bool:
+    """Whether an ETag that is a plain md5 (our server's, a single-part S3 object's) names other bytes than `md5`.
+
+    Other ETags (multipart uploads, other stores) say nothing about the content, so they never count.
+    """
+    expected = _etag_from_md5(md5)
+    if not etag or not expected:
+        return False
+    value = etag.removeprefix("W/").strip('"').lower()
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value) and f'"{value}"' != expected
+
+
 def _etag_from_md5(md5: str | None) -> str | None:
     if not md5:
         return None
@@ -257,6 +269,12 @@ def _download_locked(
                 os.replace(part, target)
                 return target
             _discard(part, progress, received)
+            if _remote_changed(attempt.etag, md5):
+                # The server now holds other bytes than the ones listed: fetching again cannot help.
+                raise IntegrityError(
+                    f"{name}: the file changed on the server since it was listed ({problem}); the download was "
+                    "discarded: list the run's files again"
+                )
             attempt.etag = None
             error: Exception = IntegrityError(f"{name}: {problem}; the download was discarded")
         except _Retryable as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import typing
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
@@ -111,6 +112,10 @@ class StreamedResponse:
         self.raw.release_conn()
 
 
+#: What byte transfers read: requests' response, or the lean one of the fast path.
+HTTPResponse = typing.Union[StreamedResponse, requests.Response]
+
+
 class _HTTPError(Exception):
     """Raised inside the transport for a non-2xx answer, carrying what the mapping needs."""
 
@@ -180,14 +185,12 @@ class _Session(requests.Session):
         self.auth = _NoAuth()
         self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
 
-    def merge_environment_settings(
-        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
         text = url.decode() if isinstance(url, bytes) else (url or "")
         key = (_origin(text), tuple(sorted((proxies or {}).items())), stream, verify, cert)
-        cached = self._environment.get(key)
+        cached: dict[str, Any] | None = self._environment.get(key)
         if cached is None:
-            cached = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            cached = dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
             if len(self._environment) < self._CACHE_LIMIT:
                 self._environment[key] = cached
         return {name: dict(value) if isinstance(value, dict) else value for name, value in cached.items()}
@@ -290,7 +293,7 @@ class GraphQLClient:
         pool = self._fast_pool(url)
         if pool is not None:
             parts = urlsplit(url)
-            sent = {**self.session.headers, **headers}
+            sent: dict[str, Any] = {**self.session.headers, **headers}
             if auth is not None:
                 sent["Authorization"] = self._basic
             raw = pool.urlopen(
@@ -316,7 +319,10 @@ class GraphQLClient:
             if isinstance(adapter, HTTPAdapter):
                 probe = requests.PreparedRequest()
                 probe.url = url
-                host, pool_kwargs = adapter.build_connection_pool_key_attributes(probe, settings["verify"], None)
+                verify = settings.get("verify")
+                host, pool_kwargs = adapter.build_connection_pool_key_attributes(
+                    probe, True if verify is None else verify, None
+                )
                 pool = adapter.poolmanager.connection_from_host(**host, pool_kwargs=pool_kwargs)
         with self._pool_lock:
             self._fast_pools[origin] = pool
@@ -403,7 +409,9 @@ class GraphQLClient:
 
 
 def _is_mutation(document: GraphQLRequest) -> bool:
-    return any(getattr(d, "operation", None) and d.operation.value == "mutation" for d in document.document.definitions)
+    return any(
+        getattr(getattr(d, "operation", None), "value", None) == "mutation" for d in document.document.definitions
+    )
 
 
 def _operation_name(document: GraphQLRequest) -> str:
@@ -414,7 +422,7 @@ def _operation_name(document: GraphQLRequest) -> str:
     return "operation"
 
 
-def raise_for_status(response: requests.Response, what: str) -> None:
+def raise_for_status(response: HTTPResponse, what: str) -> None:
     """Raise the mapped `APIError` for a non-2xx byte-transfer response.
 
     Args:

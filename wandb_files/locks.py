@@ -63,7 +63,7 @@ class _FlockStripes:
         with self._guard:
             entry = self._stripes.get((directory, stripe))
             if entry is None:
-                handle = open(directory / f"{stripe:04d}.lock", "ab")  # noqa: SIM115 - kept for the process
+                handle: IO[bytes] = open(directory / f"{stripe:04d}.lock", "ab")  # noqa: SIM115 - kept for the process
                 entry = self._stripes[(directory, stripe)] = (threading.Lock(), handle)
         thread_lock, handle = entry
         with thread_lock:

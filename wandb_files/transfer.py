@@ -32,7 +32,7 @@ import urllib3
 from tqdm.auto import tqdm
 
 from wandb_files.errors import DownloadError, IntegrityError, PermissionDeniedError, TransportError, UploadError
-from wandb_files.graphql import raise_for_status
+from wandb_files.graphql import HTTPResponse, raise_for_status
 from wandb_files.locks import target_lock
 from wandb_files.retry import RETRYABLE_STATUS, parse_retry_after
 
@@ -357,12 +357,12 @@ def _fetch_into(
     return digest, received
 
 
-def _chunks(response: requests.Response) -> Iterator[bytes]:
+def _chunks(response: HTTPResponse) -> Iterator[bytes]:
     # decode_content=False: write the bytes exactly as stored, whatever Content-Encoding says.
     yield from response.raw.stream(CHUNK_SIZE, decode_content=False)
 
 
-def _range_start(response: requests.Response) -> int | None:
+def _range_start(response: HTTPResponse) -> int | None:
     match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
     return int(match.group(1)) if match else None
 

@@ -80,7 +80,7 @@ def download_files(
         files: A `File`, any iterable of them (e.g. ``api.runs("entity/project").files(pattern="%.png")``), or a
             pandas Series or DataFrame holding them (empty cells are skipped).
         destination: The folder; the current working directory when None.
-        max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 16).
+        max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 32).
         progress: A progress bar for bytes and files; None shows it on terminals only.
 
     Returns:

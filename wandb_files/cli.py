@@ -420,7 +420,7 @@ that differs stops the download before anything is fetched (exit 2) unless --rep
 )
 @click.option("--replace", is_flag=True, help="Overwrite local files that differ from the run's.")
 @click.option("--skip-existing", is_flag=True, help="Keep local files that exist, whatever they hold.")
-@click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Parallel transfers (default 16).")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Parallel transfers (default 32, or WANDB_FILES_MAX_WORKERS).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is shown on terminals only anyway).")
 @click.pass_obj
 def download_command(
@@ -559,7 +559,7 @@ A name that exists in the run is replaced.""",
     help="Names in the run are the files' paths relative to this folder; every file must be inside it.",
 )
 @click.option("--create", is_flag=True, help="Create the run (and its project) if it does not exist.")
-@click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Parallel transfers (default 16).")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Parallel transfers (default 32, or WANDB_FILES_MAX_WORKERS).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is shown on terminals only anyway).")
 @click.pass_obj
 def upload_command(

@@ -334,7 +334,7 @@ class Files(Paginator[File]):
             root: The folder to save into; names keep their folders (``media/a.png`` → ``root/media/a.png``).
             replace: Overwrite local files that differ.
             exist_ok: Keep local files that exist, whatever they hold.
-            max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 16).
+            max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 32).
             progress: A progress bar for bytes and files; None shows it on terminals only
                 (`WANDB_FILES_DISABLE_PROGRESS=1` turns it off).
 

@@ -203,7 +203,7 @@ class Run:
         Args:
             paths: The local files.
             root: The folder names are relative to. Defaults to ".".
-            max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 16).
+            max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 32).
             progress: A progress bar for bytes and files; None shows it on terminals only.
 
         Returns:

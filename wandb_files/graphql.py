@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import typing
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -37,7 +36,7 @@ from wandb_files.errors import (
     ServerError,
     TransportError,
 )
-from wandb_files.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from wandb_files.retry import RETRYABLE_STATUS, Backoff, RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
 redact.install()
@@ -362,8 +361,7 @@ class GraphQLClient:
         if retry_safe is None:
             retry_safe = not _is_mutation(document)
         request = GraphQLRequest(document, variable_values=dict(variables or {}))
-        started = time.monotonic()
-        failures = 0
+        backoff = Backoff(self.retry, _operation_name(document))
         while True:
             try:
                 return self._gql_session.execute(request)
@@ -375,24 +373,17 @@ class GraphQLClient:
                 cls = _error_class(exc.errors, exc.status)
                 message = _messages(exc.errors) if exc.errors else f"HTTP {exc.status}: {exc.text.strip()[:200]}"
                 error = cls(self._describe(cls, message), status_code=exc.status, errors=exc.errors)
-                if exc.status not in RETRYABLE_STATUS or not retry_safe:
-                    raise error from None
-                failures += 1
-                wait = self.retry.delay(failures, exc.retry_after)
-                if not self.retry.should_retry(failures, started, wait):
-                    raise error from None
+                backoff.failed(error, exc.retry_after, retryable=retry_safe and exc.status in RETRYABLE_STATUS)
             except (TransportConnectionFailed, requests.RequestException) as exc:
-                failures += 1
-                wait = self.retry.delay(failures)
-                if not retry_safe or not self.retry.should_retry(failures, started, wait):
-                    raise TransportError(
-                        f"Could not reach {self.base_url} after {failures} attempt(s): {exc}. "
+                backoff.failed(
+                    TransportError(
+                        f"Could not reach {self.base_url} after {backoff.failures + 1} attempt(s): {exc}. "
                         "Check the base URL (WANDB_BASE_URL) and that the server is running."
-                    ) from None
+                    ),
+                    retryable=retry_safe,
+                )
             except (TransportServerError, TransportProtocolError) as exc:
                 raise ServerError(f"{self.base_url} did not answer with GraphQL: {exc}") from None
-            log.debug("retrying %s in %.2fs after failure %d", _operation_name(document), wait, failures)
-            time.sleep(wait)
 
     def _describe(self, cls: type[APIError], message: str) -> str:
         if cls is AuthenticationError:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import email.utils
+import logging
 import random
 import time
 from dataclasses import dataclass
 from typing import Mapping
+
+log = logging.getLogger(__name__)
 
 #: HTTP statuses worth another try: the server or something in front of it is overloaded or restarting.
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -44,6 +47,34 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+class Backoff:
+    """The retry state of one call under a `RetryPolicy`: how many attempts failed, since when.
+
+    Args:
+        policy: The policy to follow.
+        what: What is being retried, for the debug log (never a URL: it may carry a signature).
+    """
+
+    def __init__(self, policy: RetryPolicy, what: str) -> None:
+        self.policy = policy
+        self.what = what
+        self.failures = 0
+        self.started = time.monotonic()
+
+    def failed(self, error: BaseException, retry_after: float | None = None, *, retryable: bool = True) -> None:
+        """Count a failed attempt, then sleep before the next one.
+
+        Raises:
+            BaseException: `error`, when it may not be retried or the policy's attempts or time are spent.
+        """
+        self.failures += 1
+        wait = self.policy.delay(self.failures, retry_after)
+        if not retryable or not self.policy.should_retry(self.failures, self.started, wait):
+            raise error from None
+        log.debug("retrying %s in %.2fs after failure %d: %s", self.what, wait, self.failures, error)
+        time.sleep(wait)
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

@@ -19,7 +19,6 @@ import os
 import queue
 import re
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from tqdm.auto import tqdm
 from wandb_files.errors import DownloadError, IntegrityError, PermissionDeniedError, TransportError, UploadError
 from wandb_files.graphql import HTTPResponse, raise_for_status
 from wandb_files.locks import target_lock
-from wandb_files.retry import RETRYABLE_STATUS, parse_retry_after
+from wandb_files.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
 
 if TYPE_CHECKING:
     from wandb_files.graphql import GraphQLClient
@@ -258,9 +257,7 @@ def _download_locked(
     progress: ProgressCallback | None,
 ) -> Path:
     part = _part_path(target)
-    policy = client.retry
-    started = time.monotonic()
-    failures = 0
+    backoff = Backoff(client.retry, f"download of {name}")
     attempt = _Attempt(size=size, md5=md5)
     while True:
         try:
@@ -281,12 +278,8 @@ def _download_locked(
         except _Retryable as exc:
             error = exc.error
             attempt.wait_hint = exc.retry_after
-        failures += 1
-        wait = policy.delay(failures, attempt.wait_hint)
-        attempt.wait_hint = None
-        if not policy.should_retry(failures, started, wait):
-            raise error
-        time.sleep(wait)
+        wait_hint, attempt.wait_hint = attempt.wait_hint, None
+        backoff.failed(error, wait_hint)
 
 
 class _Retryable(Exception):
@@ -646,9 +639,7 @@ def upload(
         TransportError: the server could not be reached after all retries.
         APIError: the server refused the upload.
     """
-    policy = client.retry
-    started = time.monotonic()
-    failures = 0
+    backoff = Backoff(client.retry, f"upload of {name}")
     while True:
         size = path.stat().st_size
         retry_after = None
@@ -674,8 +665,4 @@ def upload(
                         raise_for_status(response, name)
                     except Exception as exc:  # noqa: BLE001 - kept to re-raise when retries run out
                         error = exc
-        failures += 1
-        wait = policy.delay(failures, retry_after)
-        if not policy.should_retry(failures, started, wait):
-            raise error
-        time.sleep(wait)
+        backoff.failed(error, retry_after)

@@ -472,11 +472,8 @@ def download_many(
         raise ValueError(f"several files would be written to the same path: {', '.join(dupes[:5])}")
 
     def one(job: DownloadJob, advance: ProgressCallback) -> Path:
-        if local_copy_matches(job.target, job.size, job.md5):
-            advance(job.size or 0)
-        else:
-            download(client, job.url, job.target, name=job.name, size=job.size, md5=job.md5, progress=advance)
-        return job.target
+        # download() skips a target that already holds these bytes, checked under its lock.
+        return download(client, job.url, job.target, name=job.name, size=job.size, md5=job.md5, progress=advance)
 
     return _parallel(
         client, jobs, one, max_workers=max_workers, progress=progress, verb="download", refused=refused

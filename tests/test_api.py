@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,25 @@ def test_bad_base_url_is_refused_before_any_request() -> None:
         wandb_files.Api(api_key="x" * 40, base_url="localhost:8080")
 
 
+@pytest.mark.parametrize("suffix", ["/graphql", "/graphql/", "/"])
+def test_base_url_of_the_graphql_endpoint_itself_works(live_server: LiveServer, suffix: str) -> None:
+    api = wandb_files.Api(api_key=live_server.api_key, base_url=live_server.base_url + suffix)
+    assert api.base_url == live_server.base_url
+    assert api.viewer["username"] == "admin"
+
+
+@pytest.mark.parametrize("key", ["clé" + "a" * 40, "a" * 20 + "\u200b" + "a" * 20, "abc def" + "a" * 40])
+def test_a_key_with_characters_no_key_has_is_a_configuration_error(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="api_key argument") as info:
+        wandb_files.Api(api_key=key, base_url=live_server.base_url)
+    assert key not in str(info.value)
+    monkeypatch.setenv("WANDB_API_KEY", key)
+    with pytest.raises(ConfigurationError, match="WANDB_API_KEY"):
+        wandb_files.Api(base_url=live_server.base_url)
+
+
 def test_wrong_key_is_an_authentication_error_naming_the_source_not_the_key(live_server: LiveServer) -> None:
     wrong = "0" * 40
     api = wandb_files.Api(api_key=wrong, base_url=live_server.base_url)
@@ -75,11 +95,31 @@ def test_wrong_key_is_an_authentication_error_naming_the_source_not_the_key(live
     assert info.value.status_code == 401
 
 
-def test_unreachable_server_is_a_transport_error() -> None:
-    api = wandb_files.Api(api_key="x" * 40, base_url=f"http://127.0.0.1:{free_port()}")
-    api.client.retry = FAST_RETRY
-    with pytest.raises(TransportError, match="Could not reach"):
+def test_a_refused_connection_fails_within_seconds_naming_the_url() -> None:
+    base_url = f"http://127.0.0.1:{free_port()}"
+    api = wandb_files.Api(api_key="x" * 40, base_url=base_url)  # the default retry policy and timeout
+    started = time.monotonic()
+    with pytest.raises(TransportError) as info:
         api.viewer
+    assert time.monotonic() - started < 4
+    message = str(info.value)
+    assert base_url in message and "not reachable" in message and "connection refused" in message
+    assert "HTTPConnectionPool" not in message and "Max retries" not in message  # not urllib3's pool text
+
+
+def test_timeout_bounds_the_whole_call_with_its_retries(tmp_path: Path) -> None:
+    """A server that accepts connections and never answers: `timeout=2` means about 2 s, not 6 attempts of 2 s."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # accepted by the kernel, never answered
+        api = wandb_files.Api(api_key="x" * 40, base_url=f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=2)
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="no answer within the timeout"):
+            api.viewer
+        elapsed = time.monotonic() - started
+    assert 1.5 < elapsed < 3.5, elapsed
 
 
 def test_run_path_forms(api: wandb_files.Api, unique: str) -> None:
@@ -90,6 +130,11 @@ def test_run_path_forms(api: wandb_files.Api, unique: str) -> None:
         f"admin/p{unique}:r{unique}",
         f"p{unique}/r{unique}",
         f"https://wandb.ai/admin/p{unique}/runs/r{unique}",
+        # A web URL copied from any tab of the run's page.
+        f"https://wandb.ai/admin/p{unique}/runs/r{unique}/overview",
+        f"https://wandb.ai/admin/p{unique}/runs/r{unique}/files",
+        f"https://wandb.ai/admin/p{unique}/runs/r{unique}/files/media/images",
+        f"https://wandb.ai/admin/p{unique}/runs/r{unique}/logs?nw=nwuser",
     ]
     for form in forms:
         run = api.run(form)
@@ -98,7 +143,7 @@ def test_run_path_forms(api: wandb_files.Api, unique: str) -> None:
         assert isinstance(run.project_id, int)
 
 
-@pytest.mark.parametrize("bad", ["", "a/b/c/d", "a//c", "a/b/runs/c/d", "a b/c/d", "/", "e/p:"])
+@pytest.mark.parametrize("bad", ["", "a/b/c/d", "a//c", "a/b/c/runs", "a b/c/d", "/", "e/p:"])
 def test_bad_run_paths_are_value_errors_listing_the_forms(api: wandb_files.Api, bad: str) -> None:
     with pytest.raises(ValueError, match="entity/project/run_id"):
         api.run(bad)
@@ -140,12 +185,16 @@ def test_users_cannot_see_each_other(live_server: LiveServer, api: wandb_files.A
     bob = wandb_files.Api(api_key=live_server.add_user("bob"), base_url=live_server.base_url)
     assert bob.default_entity == "bob"
     mine = api.create_run(project=f"p{unique}")
-    with pytest.raises(PermissionDeniedError, match="admin"):
+    # Another user's entity answers as a missing one: NotFoundError, never a hint that it exists.
+    with pytest.raises(NotFoundError, match="admin"):
         bob.run(f"admin/p{unique}/{mine.id}")
-    with pytest.raises(PermissionDeniedError):
+    with pytest.raises(NotFoundError):
         bob.runs(f"admin/p{unique}")[0]
-    with pytest.raises(PermissionDeniedError):
+    with pytest.raises(NotFoundError):
         bob.create_run(project=f"p{unique}", entity="admin")
     bobs = bob.create_run(project=f"p{unique}")
-    with pytest.raises(PermissionDeniedError, match="bob"):
+    with pytest.raises(NotFoundError, match="bob") as taken:
         api.run(f"bob/p{unique}/{bobs.id}")
+    with pytest.raises(NotFoundError) as missing:
+        api.run(f"nobody-{unique}/p{unique}/{bobs.id}")
+    assert str(taken.value).replace("bob", "X") == str(missing.value).replace(f"nobody-{unique}", "X")

@@ -55,7 +55,7 @@ def test_files_download_refuses_to_overwrite_different_local_files_before_downlo
     names = sorted(contents)
     (tmp_path / names[5]).parent.mkdir(parents=True)
     (tmp_path / names[5]).write_bytes(b"my edits")
-    with pytest.raises(ValueError, match="1 local files differ.*replace=True"):
+    with pytest.raises(ValueError, match="1 local file differs.*replace=True"):
         run.files().download(root=tmp_path, progress=False)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == [tmp_path / names[5]]  # nothing downloaded
 

@@ -21,7 +21,8 @@ from tests.conftest import LiveServer
 from tests.helpers import md5_b64
 
 N_FILES = 500
-PATIENT = RetryPolicy(max_attempts=12, backoff_base=0.02, backoff_max=1.0, total_timeout=60)
+#: Each attempt waits 1 s for an answer (the proxy's slow faults take 3 s); a call has 60 s for its retries.
+PATIENT = RetryPolicy(max_attempts=12, backoff_base=0.02, backoff_max=1.0, total_timeout=60, attempt_timeout=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def many_files(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory
     return "/".join(run.path), contents
 
 
-def through(proxy: FaultProxy, live_server: LiveServer, timeout: float = 2.0) -> wandb_files.Api:
+def through(proxy: FaultProxy, live_server: LiveServer, timeout: float = 60.0) -> wandb_files.Api:
     api = wandb_files.Api(api_key=live_server.api_key, base_url=proxy.url, timeout=timeout)
     api.client.retry = PATIENT
     return api
@@ -49,7 +50,7 @@ def test_bulk_download_at_20_percent_faults_completes_verified(
 ) -> None:
     path, contents = many_files
     with FaultProxy(live_server.base_url, fault_rate=0.2, seed=1, slow_seconds=3.0) as proxy:
-        api = through(proxy, live_server, timeout=1.0)
+        api = through(proxy, live_server)
         files = api.run(path).files(per_page=100)  # GraphQL goes through the faults too
         paths = files.download(root=tmp_path, max_workers=16, progress=False)
         stats = proxy.stats

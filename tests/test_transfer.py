@@ -9,7 +9,7 @@ import pytest
 
 import wandb_files
 import wandb_files.retry
-from wandb_files import File
+from wandb_files import File, transfer
 from wandb_files.errors import IntegrityError, NotFoundError, PermissionDeniedError
 from tests.conftest import LiveServer
 from tests.helpers import FAST_RETRY, md5_b64, run_with_files
@@ -107,9 +107,72 @@ def test_symlink_out_of_root_is_refused(api: wandb_files.Api, binary_run: tuple,
     root = tmp_path / "root"
     root.mkdir()
     (root / "link").symlink_to(tmp_path)
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(ValueError, match="symbolic link"):
         File(api.client, {"name": "link/evil", "url": run.file("one.bin").url}, run).download(root=root)
     assert not (tmp_path / "evil").exists()
+
+
+def test_a_symlinked_folder_inside_root_is_not_followed_either(
+    api: wandb_files.Api, binary_run: tuple, tmp_path: Path
+) -> None:
+    """Even pointing inside root, a link would make the download change a path it does not name."""
+    run, _ = binary_run
+    root = tmp_path / "root"
+    (root / "elsewhere").mkdir(parents=True)
+    (root / "deep").symlink_to(root / "elsewhere")
+    with pytest.raises(ValueError, match="symbolic link"):
+        run.file("deep/er/nested/notes.txt").download(root=root)
+    assert list((root / "elsewhere").iterdir()) == []
+
+
+def _precious(folder: Path) -> tuple[Path, Path]:
+    """`folder/precious.ckpt` and a link `folder/one.bin` pointing at it, as a user's `latest` link would."""
+    folder.mkdir(parents=True, exist_ok=True)
+    precious = folder / "precious.ckpt"
+    precious.write_bytes(b"weeks of training")
+    (folder / "one.bin").symlink_to(precious.name)
+    return precious, folder / "one.bin"
+
+
+def test_a_download_replaces_a_symlink_at_its_target_and_never_writes_through_it(
+    binary_run: tuple, tmp_path: Path
+) -> None:
+    run, contents = binary_run
+    precious, link = _precious(tmp_path / "one")
+    with pytest.raises(ValueError, match="one.bin.*symbolic link.*already exists") as info:
+        run.file("one.bin").download(root=tmp_path / "one")
+    assert "precious" not in str(info.value)  # the error names the path given, not the link's target
+    run.file("one.bin").download(root=tmp_path / "one", replace=True).close()
+    assert precious.read_bytes() == b"weeks of training"
+    assert not link.is_symlink() and link.read_bytes() == contents["one.bin"]
+
+    # Files.download: a link differs from the run's file (even if its target held the same bytes) ...
+    precious, link = _precious(tmp_path / "bulk")
+    with pytest.raises(wandb_files.LocalFilesDifferError, match="one.bin") as differ:
+        run.files(names=["one.bin"]).download(root=tmp_path / "bulk", progress=False)
+    assert differ.value.paths == [link]
+    # ... and replace=True replaces the link itself.
+    run.files(names=["one.bin"]).download(root=tmp_path / "bulk", replace=True, progress=False)
+    assert precious.read_bytes() == b"weeks of training"
+    assert not link.is_symlink() and link.read_bytes() == contents["one.bin"]
+
+    # download_files replaces what differs: the link, not its target.
+    precious, link = _precious(tmp_path / "frame" / run.id)
+    wandb_files.download_files(run.files(names=["one.bin"]), tmp_path / "frame", progress=False)
+    assert precious.read_bytes() == b"weeks of training"
+    assert not link.is_symlink() and link.read_bytes() == contents["one.bin"]
+
+
+def test_a_symlink_planted_where_the_temp_file_goes_is_refused(binary_run: tuple, tmp_path: Path) -> None:
+    run, _ = binary_run
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    target = tmp_path / "out" / "small.bin"
+    target.parent.mkdir()
+    transfer._part_path(target).symlink_to(victim)
+    with pytest.raises(ValueError, match="symbolic link"):
+        run.file("small.bin").download(root=tmp_path / "out")
+    assert victim.read_bytes() == b"keep me"
 
 
 def test_root_that_is_a_file_is_refused(binary_run: tuple, tmp_path: Path) -> None:
@@ -118,6 +181,42 @@ def test_root_that_is_a_file_is_refused(binary_run: tuple, tmp_path: Path) -> No
     not_a_dir.write_text("x")
     with pytest.raises(ValueError, match="root"):
         run.file("one.bin").download(root=not_a_dir)
+    with pytest.raises(ValueError, match="root.*is a file"):  # not NotADirectoryError
+        run.file("one.bin").download(root=not_a_dir / "sub")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "deep").write_text("a file where a folder goes")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        run.file("deep/er/nested/notes.txt").download(root=tmp_path / "x")
+    assert (tmp_path / "x" / "deep").read_text() == "a file where a folder goes"
+
+
+def test_a_name_and_a_folder_of_that_name_in_one_download_clash_before_any_byte(
+    api: wandb_files.Api, binary_run: tuple, tmp_path: Path
+) -> None:
+    """W&B allows `a` and `a/b` in one run; no file system does. `a` is written, `a/b` refused, no temp file."""
+    run, contents = binary_run
+    url = run.file("one.bin").url
+    files = [File(api.client, {"name": n, "url": url, "sizeBytes": 1, "md5": md5_b64(contents["one.bin"])}, run)
+             for n in ("a", "a/b", "a/c/d")]
+    with pytest.raises(wandb_files.DownloadError) as info:
+        transfer.download_many(api.client, [f.download_job(tmp_path / "dest") for f in files], progress=False)
+    assert sorted(name for name, _ in info.value.failures) == ["a/b", "a/c/d"]
+    assert all("a path cannot be both" in str(exc) for _, exc in info.value.failures)
+    assert (tmp_path / "dest" / "a").read_bytes() == contents["one.bin"]
+    assert [p.name for p in (tmp_path / "dest").iterdir()] == ["a"]  # no temp file, nothing else
+
+
+@pytest.mark.parametrize(
+    "name", ["x" * 256, "dir/" + "é" * 128, "report\u202etxt.exe", "esc\x1b[31mred", "csi\u009b2J", "a\u2028b"]
+)
+def test_names_no_file_system_or_terminal_should_take_are_refused_before_any_byte(
+    api: wandb_files.Api, binary_run: tuple, tmp_path: Path, name: str
+) -> None:
+    run, _ = binary_run
+    with pytest.raises(ValueError, match="refusing to write") as info:
+        File(api.client, {"name": name, "url": run.file("one.bin").url}, run).download(root=tmp_path / "dest")
+    assert "\u202e" not in str(info.value) and "\x1b" not in str(info.value)  # the message is safe to print
+    assert not (tmp_path / "dest").exists()
 
 
 def test_upload_names_are_relative_to_root_and_reupload_replaces(api: wandb_files.Api, tmp_path: Path) -> None:
@@ -177,10 +276,10 @@ def test_other_users_cannot_download_or_delete(binary_run: tuple, live_server: L
     bob.client.retry = FAST_RETRY
     f = run.file("small.bin")
     stolen = File(bob.client, {"id": f.id, "name": f.name, "url": f.url}, None)
-    with pytest.raises(PermissionDeniedError):
+    with pytest.raises(NotFoundError):  # another user's file answers as a missing one
         stolen.download(root=tmp_path)
     assert not (tmp_path / "small.bin").exists()
-    with pytest.raises(PermissionDeniedError):
+    with pytest.raises(NotFoundError):
         stolen.delete()
     assert run.file("small.bin").id == f.id
 

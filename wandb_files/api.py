@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from wandb_files import queries
-from wandb_files.errors import AuthenticationError, ConfigurationError, NotFoundError
+from wandb_files.errors import AuthenticationError, ConfigurationError, MissingApiKeyError, NotFoundError
 from wandb_files.graphql import GraphQLClient
 from wandb_files.runs import Run, Runs
 
@@ -42,32 +42,51 @@ def _netrc_key(host: str) -> tuple[str, str] | None:
     return None
 
 
+def _checked_key(key: str, source: str) -> tuple[str, str]:
+    # HTTP Basic credentials are ASCII; anything else would fail deep inside the transport.
+    if not key.isascii() or not key.isprintable() or any(ch.isspace() for ch in key):
+        raise ConfigurationError(
+            f"the API key from {source} has characters an API key cannot have (only printable ASCII without "
+            "spaces); check that it was copied whole and nothing else with it"
+        )
+    return key, source
+
+
 def _resolve_key(api_key: str | None, base_url: str) -> tuple[str, str]:
     if api_key is not None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a string, not {type(api_key).__name__}")
         if not api_key.strip():
-            raise ConfigurationError("api_key is empty")
-        return api_key.strip(), "the api_key argument"
+            raise MissingApiKeyError("api_key is empty")
+        return _checked_key(api_key.strip(), "the api_key argument")
     if os.environ.get("WANDB_API_KEY", "").strip():
-        return os.environ["WANDB_API_KEY"].strip(), "the WANDB_API_KEY environment variable"
+        return _checked_key(os.environ["WANDB_API_KEY"].strip(), "the WANDB_API_KEY environment variable")
     host = urlsplit(base_url).hostname or ""
     found = _netrc_key(host)
     if found:
-        return found
-    raise ConfigurationError(
+        return _checked_key(*found)
+    raise MissingApiKeyError(
         f"No API key for {base_url}: pass Api(api_key=...), set WANDB_API_KEY, "
         f"or add 'machine {host} login user password <key>' to ~/.netrc."
     )
 
 
-def _check_base_url(base_url: Any) -> str:
+def check_base_url(base_url: object) -> str:
+    """The server's base URL as the client uses it: no trailing slash, no ``/graphql`` endpoint at the end.
+
+    Raises:
+        TypeError: `base_url` is not a string.
+        ConfigurationError: it is not an http(s) URL with a host.
+    """
     if not isinstance(base_url, str):
         raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
-    parts = urlsplit(base_url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    text = base_url.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ConfigurationError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, got {base_url!r}")
-    return base_url.strip().rstrip("/")
+    text = text.rstrip("/")
+    # W&B's GraphQL endpoint is {base_url}/graphql; a URL of the endpoint itself means its base.
+    return text.removesuffix("/graphql").rstrip("/") if text.endswith("/graphql") else text
 
 
 class Api:
@@ -97,7 +116,7 @@ class Api:
         if overrides is not None and not isinstance(overrides, Mapping):
             raise TypeError(f"overrides must be a dict, not {type(overrides).__name__}")
         self.settings: dict[str, Any] = dict(overrides or {})
-        self.base_url = _check_base_url(
+        self.base_url = check_base_url(
             base_url or self.settings.get("base_url") or os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
         )
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
@@ -159,7 +178,8 @@ class Api:
         if parts_url.scheme in ("http", "https"):
             text = parts_url.path
         parts = [p for p in text.strip("/").split("/")]
-        if len(parts) == 4 and parts[2] == "runs":
+        if len(parts) >= 4 and parts[2] == "runs":
+            # entity/project/runs/run_id, and a web URL's tab after it: /overview, /files, /logs, …
             parts = [parts[0], parts[1], parts[3]]
         elif len(parts) == 2 and ":" in parts[1]:
             parts = [parts[0], *parts[1].split(":", 1)]
@@ -190,7 +210,7 @@ class Api:
 
         Args:
             path: ``entity/project/run_id``, ``entity/project/runs/run_id``, ``entity/project:run_id``,
-                ``project/run_id`` (the default entity), or a run's web URL.
+                ``project/run_id`` (the default entity), or a run's web URL (any tab, e.g. ``…/files``).
 
         Returns:
             The run, with its attributes loaded.

@@ -57,11 +57,29 @@ def _collect(files: Any, pd: Any) -> list[File]:
         values = files
     collected = []
     for value in values:
-        if isinstance(value, File):
-            collected.append(value)
-        elif not (value is None or (isinstance(value, float) and math.isnan(value))):  # empty table cells
-            raise TypeError(f"files must hold File objects, found {type(value).__name__}: {value!r:.80}")
+        cell = value if isinstance(value, (list, tuple)) else [value]  # a cell of several files: all of them
+        for item in cell:
+            if isinstance(item, File):
+                collected.append(item)
+            elif not (item is None or (isinstance(item, float) and math.isnan(item))):  # empty table cells
+                raise TypeError(f"files must hold File objects, found {type(item).__name__}: {item!r:.80}")
     return collected
+
+
+def _check_run_ids(files: list[File]) -> None:
+    """Refuse, before anything is written, runs of different projects that share an id: they would share
+    a ``<destination>/<run_id>`` folder and a row of the table."""
+    paths: dict[str, str] = {}
+    for file in files:
+        if file.run is None:
+            continue
+        path = "/".join(file.run.path)
+        seen = paths.setdefault(file.run.id, path)
+        if seen != path:
+            raise ValueError(
+                f"runs {seen} and {path} have the same id {file.run.id!r}, so they would share the folder "
+                f"<destination>/{file.run.id} and one row of the table; download them to different destinations"
+            )
 
 
 def download_files(
@@ -86,18 +104,21 @@ def download_files(
     Returns:
         A DataFrame indexed by (``run``, ``step``) with one column per attribute and local paths as values.
         W&B media files ``media/<kind>/<key>_<step>_<hash>.<ext>`` give attribute ``<key>`` at that step;
-        any other file gives attribute = its name at step NaN.
+        any other file gives attribute = its name at step NaN. Where several files share a run, step and
+        attribute (W&B logs a list of images that way), the cell holds the list of their paths, in name
+        order; ``frame[column].explode()`` gives one path a row either way.
 
     Raises:
         ImportError: pandas is not installed (``pip install 'wandb-files[pandas]'``).
         TypeError: `files` holds something other than `File` objects.
-        ValueError: a file has no run (nothing is downloaded), two files would land on the same path, or
-            `destination` is a file.
+        ValueError: a file has no run, runs of two projects share an id, two files would land on the same
+            path, or `destination` is a file (in each case nothing is downloaded).
         DownloadError: some files failed; the others were downloaded, `error.results` lists their paths and
             `error.dataframe` is the table of those that succeeded.
     """
     pd = _require_pandas()
     collected = _collect(files, pd)
+    _check_run_ids(collected)
     root = Path(destination) if destination is not None else Path.cwd()
     jobs, refused = download_jobs(collected, root, by_run=True)
     # A job's label is "<run id>/<name>": it maps results back to their file (and so to its Api's client).
@@ -124,17 +145,25 @@ def download_files(
 
 def _table(pd: Any, downloaded: list[tuple[File, Path]]) -> pd.DataFrame:
     run_order: dict[str, int] = {}
-    cells: dict[tuple[str, float], dict[str, str]] = {}
+    cells: dict[tuple[str, float], dict[str, list[tuple[str, str]]]] = {}
     for file, path in downloaded:
         assert file.run is not None
         run_order.setdefault(file.run.id, len(run_order))
         attribute, step = attribute_and_step(file.name)
-        cells.setdefault((file.run.id, step), {})[attribute] = str(path)
+        cells.setdefault((file.run.id, step), {}).setdefault(attribute, []).append((file.name, str(path)))
     # Runs in the order they came, steps ascending within a run, NaN (plain files) first as in neptune's tables.
     keys = sorted(cells, key=lambda k: (run_order[k[0]], not math.isnan(k[1]), 0.0 if math.isnan(k[1]) else k[1]))
     index = pd.MultiIndex.from_tuples(keys, names=["run", "step"]) if keys else pd.MultiIndex.from_tuples(
         [], names=["run", "step"]
     )
-    frame = pd.DataFrame([cells[k] for k in keys], index=index)
+    rows = [{attribute: _cell(found) for attribute, found in cells[k].items()} for k in keys]
+    frame = pd.DataFrame(rows, index=index)
     frame.columns.name = "attribute"
     return frame
+
+
+def _cell(found: list[tuple[str, str]]) -> str | list[str]:
+    """One path, or the paths of several files at one (run, step, attribute), in name order."""
+    if len(found) == 1:
+        return found[0][1]
+    return [path for _, path in sorted(found)]

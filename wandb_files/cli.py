@@ -11,13 +11,17 @@ Errors become one line on stderr, ``error: <what went wrong>. <what to do>``, an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, NoReturn
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, NoReturn
 
 import click
+
+from wandb_files.errors import is_transient, plural
+from wandb_files.formatting import human_size, safe_name
 
 if TYPE_CHECKING:
     from wandb_files.api import Api
@@ -30,6 +34,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # a file, the run, or the server failed
 EXIT_USAGE = 2  # bad arguments or input (click uses 2 for its own usage errors too)
 EXIT_AUTH = 3  # no usable API key or base URL, a refused key, or a key that may not access the entity
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as shells report SIGINT (128 + 2)
 
 EXIT_CODES_HELP = """\b
 Exit status:
@@ -39,7 +44,8 @@ Exit status:
   2  usage error or bad input, including local files that differ when
      neither --replace nor --skip-existing is given
   3  authentication or configuration: no API key, the key was refused or
-     may not access the entity, a base URL that is not http(s)"""
+     may not access the entity, a base URL that is not http(s)
+  130  interrupted (Ctrl-C or SIGTERM); run the same command again to resume"""
 
 #: `--help` of the group lists these without importing the server; keep in step with wandb_files/server/cli.py.
 _LAZY_HELP = {
@@ -84,16 +90,6 @@ def glob_to_like(glob: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
-
-
-def human_size(size: int) -> str:
-    """``512 B``, ``1.2 KB``, ``3.4 GB``: decimal units, as the SDK's reprs."""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _when(iso: str | None) -> str:
@@ -141,26 +137,26 @@ class Settings:
         if self._api is None:
             from urllib.parse import urlsplit
 
-            from wandb_files.api import DEFAULT_BASE_URL, Api
-            from wandb_files.errors import ConfigurationError
+            from wandb_files.api import DEFAULT_BASE_URL, Api, check_base_url
+            from wandb_files.errors import ConfigurationError, MissingApiKeyError
 
-            base_url = self.base_url or DEFAULT_BASE_URL
-            parts = urlsplit(base_url.strip())
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            try:
+                base_url = check_base_url(self.base_url or DEFAULT_BASE_URL)
+            except ConfigurationError:
                 raise CliError(
                     EXIT_AUTH,
-                    f"the base URL {base_url!r} is not an http(s) URL. "
+                    f"the base URL {self.base_url!r} is not an http(s) URL. "
                     f"Pass --base-url or set WANDB_BASE_URL, e.g. {DEFAULT_BASE_URL}",
-                )
+                ) from None
             try:
                 # A key from the environment is left to the SDK, so that its errors name the right source.
                 self._api = Api(api_key=self.api_key if self.api_key_from_cli else None, base_url=base_url)
-            except ConfigurationError as exc:
+            except MissingApiKeyError as exc:
                 empty = " (--api-key is empty)" if self.api_key_from_cli else ""
                 raise CliError(
                     EXIT_AUTH,
                     f"no API key for {base_url}{empty}. Pass --api-key, set WANDB_API_KEY, or add "
-                    f"'machine {parts.hostname} login user password <key>' to ~/.netrc",
+                    f"'machine {urlsplit(base_url).hostname} login user password <key>' to ~/.netrc",
                 ) from exc
             ctx = click.get_current_context(silent=True)
             if ctx is not None:
@@ -251,6 +247,9 @@ class _Cli(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one line and an exit status
             settings = ctx.obj if isinstance(ctx.obj, Settings) else None
             if settings is not None and settings.debug:
@@ -381,7 +380,7 @@ def _print_table(files: Iterable[File], run: Run) -> None:
     table.add_column("md5", no_wrap=True)
     count = total = 0
     for f in files:
-        table.add_row(Text(f.name), human_size(f.size), _when(f.updated_at), Text(f.md5 or ""))  # no markup
+        table.add_row(Text(safe_name(f.name)), human_size(f.size), _when(f.updated_at), Text(f.md5 or ""))
         count += 1
         total += f.size
     # Piped output is never cut to 80 columns: the table takes the width it needs.
@@ -439,7 +438,7 @@ def download_command(
         raise click.UsageError("--replace and --skip-existing cannot be combined")
     if names and pattern:
         raise click.UsageError("give NAMES or --pattern, not both")
-    from wandb_files.errors import DownloadError
+    from wandb_files.errors import DownloadError, Interrupted
 
     # Files written after this instant are the ones this command downloaded. Taken before the run is looked
     # up, so that at least two requests separate it from the first write even on a coarse file-system clock.
@@ -451,15 +450,20 @@ def download_command(
         files = run.files(per_page=1000, pattern=glob_to_like(pattern) if pattern else None)
     started = time.monotonic()
     failures: list[tuple[str, BaseException]] = []
+    interrupted: Interrupted | None = None
     try:
-        paths = files.download(
-            output,
-            replace=replace,
-            exist_ok=skip_existing,
-            max_workers=workers,
-            progress=False if no_progress else None,
-        )
+        with _sigterm_as_interrupt():
+            paths = files.download(
+                output,
+                replace=replace,
+                exist_ok=skip_existing,
+                max_workers=workers,
+                progress=False if no_progress else None,
+            )
     except DownloadError as exc:
+        paths, failures = list(exc.results), list(exc.failures)
+    except Interrupted as exc:
+        interrupted = exc
         paths, failures = list(exc.results), list(exc.failures)
     except ValueError as exc:
         raise _local_conflict(exc) from exc
@@ -488,20 +492,58 @@ def download_command(
         summary += f"; {kept} already there ({'kept' if skip_existing else 'identical'})"
     click.echo(summary)
 
-    missing = _missing_names(names, output, paths, failures)
-    for name, error in failures:
-        click.echo(f"failed: {name}: {_one_line(error)}", err=True)
-    if missing:
-        click.echo(f"error: not in run {'/'.join(run.path)}: {', '.join(missing)}. "
-                   f"'wandb-files ls {path}' lists its files", err=True)
-    if failures:
+    _report_failures(failures, "download", len(paths))
+    if interrupted is not None:
         click.echo(
-            f"error: {len(failures)} of {len(failures) + len(paths)} files failed to download. "
-            "Run the same command again to retry them (finished files are not downloaded again)",
+            f"interrupted: {plural(interrupted.unfinished, 'file')} not downloaded yet (temp files kept). "
+            "Run the same command again to resume",
             err=True,
         )
+        raise click.exceptions.Exit(EXIT_INTERRUPTED)
+    missing = _missing_names(names, output, paths, failures)
+    if missing:
+        click.echo(f"error: not in run {'/'.join(run.path)}: {', '.join(safe_name(n) for n in missing)}. "
+                   f"'wandb-files ls {path}' lists its files", err=True)
     if failures or missing:
         raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def _report_failures(failures: list[tuple[str, BaseException]], verb: str, succeeded: int) -> None:
+    """One ``failed: NAME: reason`` line a file, then the count, and a hint to rerun if that may help."""
+    for name, error in failures:
+        reason = _one_line(error)
+        reason = reason.removeprefix(f"{name}: ")  # most transfer errors start with the file's name already
+        click.echo(f"failed: {safe_name(name)}: {safe_name(reason)}", err=True)
+    if not failures:
+        return
+    line = f"error: {len(failures)} of {plural(len(failures) + succeeded, 'file')} failed to {verb}"
+    transient = sum(1 for _, error in failures if is_transient(error))
+    if transient == len(failures):
+        line += ". Run the same command again to retry them"
+    elif transient:
+        line += f". Running the same command again may help with {transient} of them (the others will fail again)"
+    click.echo(line + (" (finished files are not downloaded again)" if verb == "download" and transient else ""),
+               err=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a transfer the way Ctrl-C does: promptly, keeping what can be resumed."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _local_conflict(exc: ValueError) -> CliError:
@@ -509,9 +551,8 @@ def _local_conflict(exc: ValueError) -> CliError:
     from wandb_files.errors import LocalFilesDifferError
 
     if isinstance(exc, LocalFilesDifferError):
-        shown = ", ".join(str(p) for p in exc.paths[:5]) + (f" and {len(exc.paths) - 5} more" if len(exc.paths) > 5 else "")
-        return CliError(EXIT_USAGE, f"{len(exc.paths)} local files differ from the run's: {shown}; nothing was "
-                                    "downloaded. Pass --replace to overwrite them or --skip-existing to keep them")
+        return CliError(EXIT_USAGE, f"{exc.summary}; nothing was downloaded. Pass --replace to overwrite them or "
+                                    "--skip-existing to keep them")
     return CliError(EXIT_USAGE, f"{_one_line(exc)}. See 'wandb-files download --help'")
 
 
@@ -572,9 +613,14 @@ def upload_command(
     no_progress: bool,
 ) -> None:
     """Upload FILES (files, or folders walked recursively) to the run at PATH."""
-    from wandb_files.errors import NotFoundError, UploadError
+    from wandb_files.errors import Interrupted, NotFoundError, UploadError
+    from wandb_files.transfer import plan_uploads
 
-    local = _walk(files)
+    # Every path is checked before anything is created or sent.
+    planned, skipped = plan_uploads(_walk(files), root, skip_outside_links=True)
+    for skipped_path, why in skipped:
+        click.echo(f"skipped: {safe_name(str(skipped_path))}: {why}", err=True)
+    local = [local_path for local_path, _ in planned]
     try:
         run = settings.run(path)
     except NotFoundError as exc:
@@ -589,38 +635,55 @@ def upload_command(
         return
     started = time.monotonic()
     failures: list[tuple[str, BaseException]] = []
+    interrupted: Interrupted | None = None
     try:
-        uploaded = run.upload_files(local, root=root, max_workers=workers, progress=False if no_progress else None)
+        with _sigterm_as_interrupt():
+            uploaded = run.upload_files(local, root=root, max_workers=workers,
+                                        progress=False if no_progress else None)
     except UploadError as exc:
         uploaded, failures = list(exc.results), list(exc.failures)
+    except Interrupted as exc:
+        interrupted = exc
+        uploaded, failures = [], list(exc.failures)
     seconds = time.monotonic() - started
-    total = sum(f.size for f in uploaded)
-    click.echo(
-        f"Uploaded {len(uploaded)} file{'s' if len(uploaded) != 1 else ''} ({total:,} bytes, {human_size(total)}) "
-        f"to {'/'.join(run.path)} in {seconds:.2f} s"
-    )
-    for name, error in failures:
-        click.echo(f"failed: {name}: {_one_line(error)}", err=True)
-    if failures:
+    if interrupted is not None:
         click.echo(
-            f"error: {len(failures)} of {len(failures) + len(uploaded)} files failed to upload. "
-            "Run the same command again to retry them",
+            f"interrupted: {plural(len(interrupted.results), 'file')} uploaded, "
+            f"{plural(interrupted.unfinished, 'file')} not. Run the same command again to upload them",
             err=True,
         )
+        raise click.exceptions.Exit(EXIT_INTERRUPTED)
+    total = sum(f.size for f in uploaded)
+    click.echo(
+        f"Uploaded {plural(len(uploaded), 'file')} ({total:,} bytes, {human_size(total)}) "
+        f"to {'/'.join(run.path)} in {seconds:.2f} s"
+    )
+    _report_failures(failures, "upload", len(uploaded))
+    if failures:
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
 def _walk(items: Iterable[Path]) -> list[Path]:
-    """The files among `items`, folders walked recursively in name order, each file once."""
+    """The files among `items`, folders walked recursively in name order, each file once.
+
+    Links to folders inside a walked folder are not followed (a link may loop, or lead out of the root); they
+    are reported as skipped. Links to files are kept: `plan_uploads` decides whether their target may go.
+    """
     seen: dict[Path, None] = {}
     for item in items:
         if item.is_dir():
             for folder, dirs, filenames in os.walk(item):
                 dirs.sort()
+                for name in [d for d in dirs if Path(folder, d).is_symlink()]:
+                    click.echo(f"skipped: {safe_name(str(Path(folder, name)))}: a symbolic link to a folder "
+                               "(not followed)", err=True)
                 for filename in sorted(filenames):
                     candidate = Path(folder, filename)
                     if candidate.is_file():
                         seen.setdefault(candidate, None)
+                    else:
+                        kind = "a broken symbolic link" if candidate.is_symlink() else "not a regular file"
+                        click.echo(f"skipped: {safe_name(str(candidate))}: {kind}", err=True)
         else:
             seen.setdefault(item, None)
     return list(seen)
@@ -647,20 +710,24 @@ def rm_command(settings: Settings, path: str, names: tuple[str, ...], pattern: s
     """Remove files from the run at PATH: the NAMES given, or those matching --pattern."""
     if bool(names) == bool(pattern):
         raise click.UsageError("give NAMES or --pattern (one of them)")
-    from wandb_files.errors import BadRequestError, NotFoundError, ServerError
+    from wandb_files.errors import DeleteError
+    from wandb_files.files import delete_files
+    from wandb_files.paginator import batches
 
     run = settings.run(path)
     where = "/".join(run.path)
     if names:
         wanted = list(dict.fromkeys(names))
-        found = list(run.files(names=wanted, per_page=min(len(wanted), 1000)))
+        found: list[File] = []
+        for batch in batches(wanted, 1000):
+            found += run.files(names=batch, per_page=len(batch))
         present = {f.name for f in found}
         missing = [name for name in wanted if name not in present]
     else:
         found = list(run.files(per_page=1000, pattern=glob_to_like(pattern or "")))
         missing = []
     if missing:
-        click.echo(f"not in run {where}: {', '.join(missing)}", err=True)
+        click.echo(f"not in run {where}: {', '.join(safe_name(n) for n in missing)}", err=True)
     if not found:
         if missing:
             _fail(EXIT_FAILED, f"nothing to remove in {where}. 'wandb-files ls {path}' lists its files")
@@ -668,9 +735,9 @@ def rm_command(settings: Settings, path: str, names: tuple[str, ...], pattern: s
         return
 
     total = sum(f.size for f in found)
-    click.echo(f"{len(found)} file{'s' if len(found) != 1 else ''} ({human_size(total)}) to remove from {where}:")
+    click.echo(f"{plural(len(found), 'file')} ({human_size(total)}) to remove from {where}:")
     for f in found:
-        click.echo(f"  {f.name}")
+        click.echo(f"  {safe_name(f.name)}")
     if not yes:
         if not sys.stdin.isatty():
             _fail(EXIT_FAILED, "not removing anything without confirmation, and there is no terminal to ask on. "
@@ -678,20 +745,14 @@ def rm_command(settings: Settings, path: str, names: tuple[str, ...], pattern: s
         if not click.confirm(f"Remove {'this file' if len(found) == 1 else f'these {len(found)} files'}?"):
             _fail(EXIT_FAILED, "nothing removed")
 
-    removed = removed_bytes = 0
     failures: list[tuple[str, BaseException]] = []
-    for f in found:
-        try:
-            f.delete()
-        except (NotFoundError, BadRequestError, ServerError) as exc:  # this file only; others stop everything
-            failures.append((f.name, exc))
-            continue
-        removed += 1
-        removed_bytes += f.size
-        click.echo(f"removed {f.name}")
-    click.echo(f"Removed {removed} file{'s' if removed != 1 else ''} ({removed_bytes:,} bytes) from {where}")
-    for name, error in failures:
-        click.echo(f"failed: {name}: {_one_line(error)}", err=True)
+    try:
+        removed = delete_files(run.client, found)
+    except DeleteError as exc:
+        removed, failures = list(exc.results), list(exc.failures)
+    removed_bytes = sum(f.size for f in removed)
+    click.echo(f"Removed {plural(len(removed), 'file')} ({removed_bytes:,} bytes) from {where}")
+    _report_failures(failures, "remove", len(removed))
     if failures or missing:
         raise click.exceptions.Exit(EXIT_FAILED)
 

@@ -17,6 +17,10 @@ class ConfigurationError(WandbFilesError):
     """The API key or base URL is missing or unusable."""
 
 
+class MissingApiKeyError(ConfigurationError):
+    """No API key was given or found (a `ConfigurationError`; the message lists where keys are looked for)."""
+
+
 class TransportError(WandbFilesError):
     """The server could not be reached, or the connection broke, after all retries."""
 
@@ -59,6 +63,11 @@ class IntegrityError(WandbFilesError):
     """Bytes did not match the size or md5 the server recorded; nothing was written under the final name."""
 
 
+class LocalFileChangedError(WandbFilesError):
+    """A local file changed while it was being uploaded (it shrank, or was rewritten), so no consistent copy
+    of it could be sent; nothing was stored. Upload it again once it is no longer being written."""
+
+
 class LocalFilesDifferError(WandbFilesError, ValueError):
     """Local files would be overwritten by different bytes, and neither `replace` nor `exist_ok` was given.
 
@@ -72,10 +81,12 @@ class LocalFilesDifferError(WandbFilesError, ValueError):
         self.paths = list(paths)
         shown = ", ".join(str(p) for p in self.paths[:5])
         more = f" and {len(self.paths) - 5} more" if len(self.paths) > 5 else ""
-        super().__init__(
-            f"{len(self.paths)} local files differ from the run's: {shown}{more}; "
-            "pass replace=True to overwrite them or exist_ok=True to keep them."
+        #: What differs, without the advice (the CLI gives its own).
+        self.summary = (
+            f"{plural(len(self.paths), 'local file')} {'differs' if len(self.paths) == 1 else 'differ'} from "
+            f"the run's: {shown}{more}"
         )
+        super().__init__(f"{self.summary}; pass replace=True to overwrite them or exist_ok=True to keep them.")
 
 
 class BulkTransferError(WandbFilesError):
@@ -117,3 +128,49 @@ class UploadError(BulkTransferError):
     """One or more files of a bulk upload failed; the others were uploaded."""
 
     verb = "upload"
+
+
+class DeleteError(BulkTransferError):
+    """One or more files of a bulk delete failed; the others were deleted (`results` holds them)."""
+
+    verb = "delete"
+
+
+class Interrupted(KeyboardInterrupt):
+    """A bulk transfer stopped on Ctrl-C (or SIGTERM in the CLI) before every file was done.
+
+    A `KeyboardInterrupt`, so code that stops on Ctrl-C still does. Running transfers stopped at their next
+    chunk, queued ones never started, and every download's temp file was kept: the same call resumes them.
+
+    Attributes:
+        results: what the transfers that had finished returned (local paths for downloads).
+        failures: `(file name, exception)` for each file that had failed before the interruption.
+        unfinished: how many files were neither finished nor failed.
+    """
+
+    def __init__(
+        self, results: Sequence[Any], failures: Sequence[tuple[str, BaseException]], unfinished: int
+    ) -> None:
+        self.results = list(results)
+        self.failures = list(failures)
+        self.unfinished = unfinished
+        super().__init__(
+            f"interrupted: {len(self.results)} finished, {len(self.failures)} failed, {unfinished} not done; "
+            "temp files were kept, so running the same call again resumes"
+        )
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``: a count with its noun."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the same transfer may succeed if tried again later.
+
+    Connection problems, server failures, rate limits, bytes that disagreed with the server's record and
+    local files that were being written are; a refused name, a missing file or a refused key are not.
+    """
+    if isinstance(exc, (TransportError, ServerError, IntegrityError, LocalFileChangedError)):
+        return True
+    return isinstance(exc, APIError) and exc.status_code in (408, 429)

@@ -12,8 +12,17 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from wandb_files import queries, transfer
-from wandb_files.errors import LocalFilesDifferError, NotFoundError
-from wandb_files.paginator import Paginator
+from wandb_files.errors import (
+    BadRequestError,
+    DeleteError,
+    LocalFilesDifferError,
+    NotFoundError,
+    PermissionDeniedError,
+    ServerError,
+    TransportError,
+)
+from wandb_files.formatting import human_size, safe_name
+from wandb_files.paginator import Paginator, batches
 
 if TYPE_CHECKING:
     from wandb_files.api import Api
@@ -132,7 +141,7 @@ class File:
         return s3_uri(self.direct_url)
 
     def __repr__(self) -> str:
-        return f"<File {self.name} ({self.mimetype or 'unknown type'}, {_human_size(self.size)})>"
+        return f"<File {safe_name(self.name)} ({self.mimetype or 'unknown type'}, {human_size(self.size)})>"
 
     def _repr_html_(self) -> str:
         """A one-row table for Jupyter."""
@@ -177,19 +186,23 @@ class File:
         Returns:
             The downloaded file, opened in text mode (as `wandb` returns it); close it when done.
 
+        A symbolic link at the target is a file that exists: `replace` replaces the link itself with the
+        downloaded file and never writes to what it points to.
+
         Raises:
-            ValueError: the file exists and neither `replace` nor `exist_ok` is set; or `root` is a file; or the
-                name would land outside `root`.
+            ValueError: the file exists and neither `replace` nor `exist_ok` is set; or `root` (or a folder on
+                the way to the target) is a file or a symbolic link; or the name would land outside `root`.
             IntegrityError: the bytes did not match the server's size or md5, after retries.
             APIError, TransportError: the server refused or could not be reached.
         """
         client = api.client if api is not None else self.client
         job = self.download_job(root)
-        if job.target.exists() and not replace:
+        if os.path.lexists(job.target) and not replace:
             if exist_ok:
                 return open(job.target)  # noqa: SIM115 - returned to the caller, as W&B does
+            link = " (a symbolic link)" if job.target.is_symlink() else ""
             raise ValueError(
-                f"File {str(job.target)!r} already exists; pass replace=True to overwrite it "
+                f"File {str(job.target)!r}{link} already exists; pass replace=True to overwrite it "
                 "or exist_ok=True to keep it as is."
             )
         transfer.download(client, job.url, job.target, name=job.name, size=job.size, md5=job.md5)
@@ -216,8 +229,65 @@ class File:
         """
         if not self.id:
             raise ValueError(f"file {self.name!r} has no id, so it cannot be deleted")
-        project_id = self.run.project_id if self.run is not None else None
-        self.client.execute(queries.DELETE_FILES, {"files": [self.id], "projectId": project_id})
+        _delete(self.client, [self])
+
+
+def delete_files(client: GraphQLClient, files: Iterable[File]) -> list[File]:
+    """Delete files on the server in batches of `BATCH_SIZE` ids, each batch in one `deleteFiles` call.
+
+    The server deletes a batch all or nothing; a batch refused because one of its files is already gone is
+    sent again file by file, so that every other file is still deleted and each failure is told apart.
+
+    Args:
+        client: The GraphQL client.
+        files: The files (they need ids; read lazily, so a huge listing is never held whole).
+
+    Returns:
+        The deleted files, in order.
+
+    Raises:
+        DeleteError: some files were not deleted (each with its reason); the others were.
+    """
+    deleted: list[File] = []
+    failures: list[tuple[str, BaseException]] = []
+    for batch in batches(files):
+        usable = []
+        for file in batch:
+            if file.id:
+                usable.append(file)
+            else:
+                failures.append((file.name, ValueError(f"file {safe_name(file.name)!r} has no id")))
+        for group in _by_project(usable):
+            try:
+                _delete(client, group)
+                deleted += group
+            except (NotFoundError, PermissionDeniedError, BadRequestError) as exc:
+                if len(group) == 1:
+                    failures.append((group[0].name, exc))
+                    continue
+                for file in group:  # find which files the refusal was about
+                    try:
+                        _delete(client, [file])
+                        deleted.append(file)
+                    except (NotFoundError, PermissionDeniedError, BadRequestError) as single:
+                        failures.append((file.name, single))
+            except (ServerError, TransportError) as exc:  # not retried: the outcome is unknown
+                failures += [(file.name, exc) for file in group]
+    if failures:
+        raise DeleteError(failures, deleted)
+    return deleted
+
+
+def _by_project(files: list[File]) -> list[list[File]]:
+    groups: dict[int | None, list[File]] = {}
+    for file in files:
+        groups.setdefault(file.run.project_id if file.run is not None else None, []).append(file)
+    return list(groups.values())
+
+
+def _delete(client: GraphQLClient, files: list[File]) -> None:
+    project_id = files[0].run.project_id if files[0].run is not None else None
+    client.execute(queries.DELETE_FILES, {"files": [f.id for f in files], "projectId": project_id})
 
 
 def download_jobs(
@@ -239,7 +309,7 @@ def download_jobs(
         if by_run:
             if file.run is None:
                 raise ValueError(f"file {file.name!r} has no run, so it has no <run_id> folder to go to")
-            base = transfer.target_path(root, file.run.id)
+            base = transfer.target_path(root, file.run.id, folder=True)
             label = f"{file.run.id}/{file.name}"
         try:
             jobs.append(file.download_job(base, label))
@@ -248,21 +318,27 @@ def download_jobs(
     return jobs, refused
 
 
-def check_names(names: Iterable[str] | None) -> list[str]:
-    """Validate a `names` filter.
+def check_names(names: Iterable[str] | None) -> list[str] | None:
+    """Validate a `names` filter, reading it exactly once (a generator is fine).
+
+    Returns:
+        The names, in order and without repeats; None when `names` is None (no filter).
 
     Raises:
-        TypeError: `names` is a single string or holds something other than strings.
+        TypeError: `names` is a single string, not iterable, or holds something other than strings.
     """
     if names is None:
-        return []
+        return None
     if isinstance(names, (str, bytes)):
         raise TypeError("names must be a list of file names, not a single string; use names=[name]")
-    result = list(names)
+    try:
+        result = list(names)
+    except TypeError:
+        raise TypeError(f"names must be a list of file names, not {type(names).__name__}") from None
     for name in result:
         if not isinstance(name, str):
             raise TypeError(f"names must hold strings, got {type(name).__name__}: {name!r}")
-    return result
+    return list(dict.fromkeys(result))
 
 
 class Files(Paginator[File]):
@@ -281,7 +357,9 @@ class Files(Paginator[File]):
         TypeError: `names` is not a list of strings, `pattern` not a string, or `per_page` not an int.
         ValueError: `names` and `pattern` are both given, or `per_page` is out of range.
 
-    `len(files)` is exact for the filtered collection (W&B's client returns the whole run's count).
+    `len(files)` is exact for the filtered collection (W&B's client returns the whole run's count). An empty
+    `names` selects no file (W&B's client would list the whole run): a filter computed to be empty never
+    turns into "every file", say in a delete loop.
     """
 
     QUERY = queries.RUN_FILES
@@ -297,11 +375,12 @@ class Files(Paginator[File]):
         upload: bool = False,
         pattern: str | None = None,
     ) -> None:
-        self.names = check_names(names)
+        selected = check_names(names)
         if pattern is not None and not isinstance(pattern, str):
             raise TypeError(f"pattern must be a string, not {type(pattern).__name__}")
-        if self.names and pattern:
+        if selected is not None and pattern:
             raise ValueError("pass names or pattern, not both")
+        self.names = selected or []
         self.run = run
         self.pattern = pattern or None
         self.upload = bool(upload)
@@ -317,6 +396,8 @@ class Files(Paginator[File]):
             },
             per_page,
         )
+        if selected is not None and not selected:
+            self._mark_empty()
 
     def download(
         self,
@@ -351,7 +432,7 @@ class Files(Paginator[File]):
         jobs, refused = download_jobs(self, root)
         todo, conflicts = [], []
         for job in jobs:
-            if replace or not job.target.exists():
+            if replace or not os.path.lexists(job.target):
                 todo.append(job)
             elif not exist_ok and not transfer.local_copy_matches(job.target, job.size, job.md5):
                 conflicts.append(job.target)
@@ -359,6 +440,19 @@ class Files(Paginator[File]):
             raise LocalFilesDifferError(conflicts)
         transfer.download_many(self.client, todo, max_workers=max_workers, progress=progress, refused=refused)
         return [job.target for job in jobs]
+
+    def delete(self) -> list[File]:
+        """Delete every file of the collection on the server, in batches of 500 (one request each).
+
+        The listing is read page by page as the batches go, so a huge run is never held whole.
+
+        Returns:
+            The deleted files.
+
+        Raises:
+            DeleteError: some files were not deleted (each with its reason, `error.results` the deleted ones).
+        """
+        return delete_files(self.client, iter(self))
 
     def _connection(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
         return _run_of(data, self.run)["files"]
@@ -418,18 +512,10 @@ def _html_table(files: list[File]) -> str:
     rows = "".join(
         "<tr>" + "".join(
             f"<td>{html.escape(str(v))}</td>"
-            for v in (f.name, _human_size(f.size), f.mimetype or "", f.updated_at or "", f.md5 or "")
+            for v in (safe_name(f.name), human_size(f.size), f.mimetype or "", f.updated_at or "", f.md5 or "")
         ) + "</tr>"
         for f in files
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
-
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"  # pragma: no cover
 

@@ -7,6 +7,7 @@ transfers borrow its `session` and ask `auth_for(url)` whether a URL may see the
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import typing
 from typing import Any, Mapping
@@ -36,7 +37,7 @@ from wandb_files.errors import (
     ServerError,
     TransportError,
 )
-from wandb_files.retry import RETRYABLE_STATUS, Backoff, RetryPolicy, parse_retry_after
+from wandb_files.retry import REFUSED_GRACE_SECONDS, RETRYABLE_STATUS, Backoff, RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
 redact.install()
@@ -81,6 +82,36 @@ def _error_class(errors: list[Any], status: int | None) -> type[APIError]:
 
 def _messages(errors: list[Any]) -> str:
     return "; ".join(str(e.get("message", e)) if isinstance(e, Mapping) else str(e) for e in errors)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and every exception it wraps: causes, contexts, and the `reason` urllib3 and requests keep."""
+    found: list[BaseException] = []
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or any(item is seen for seen in found):
+            continue
+        found.append(item)
+        stack.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
+    return found
+
+
+def connection_problem(exc: BaseException) -> tuple[str, bool]:
+    """Why a connection failed, in a few words, and whether nothing answers at that address at all.
+
+    Refused connections and unknown host names are not worth retrying for long: nothing listens there.
+    """
+    chain = _chain(exc)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connection refused: nothing is listening at that address", True
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return "the host name could not be resolved", True
+    if any(isinstance(e, (TimeoutError, requests.Timeout, urllib3.exceptions.TimeoutError)) for e in chain):
+        return "no answer within the timeout", False
+    if any(isinstance(e, ConnectionResetError) for e in chain):
+        return "the connection was reset", False
+    return f"the connection failed ({type(exc).__name__})", False
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -215,7 +246,7 @@ class GraphQLClient:
     Args:
         base_url: The server, e.g. ``https://api.wandb.ai``; GraphQL is at ``{base_url}/graphql``.
         api_key: The API key, sent as HTTP Basic auth (user ``api``) to `base_url` only.
-        timeout: Seconds to wait for the server to answer one request.
+        timeout: Seconds one call may take, its retries included (for a transfer: without receiving a byte).
         retry: When to try again after a connection failure, a timeout, 408, 429 or 5xx.
         key_source: Where the key came from, for error messages (never the key itself).
         session: A `requests` session to share; a pooled one is made when omitted.
@@ -276,7 +307,9 @@ class GraphQLClient:
                 self._pool_size = workers
                 self._fast_pools.clear()  # they belonged to the replaced adapter
 
-    def stream_get(self, url: str, headers: Mapping[str, str]) -> StreamedResponse | requests.Response:
+    def stream_get(
+        self, url: str, headers: Mapping[str, str], timeout: float | None = None
+    ) -> StreamedResponse | requests.Response:
         """GET `url` for streaming its body, with the key only if `url` is on the server's own origin.
 
         The common case (no proxy for that origin, no redirect) goes straight to the connection pool of the
@@ -285,9 +318,15 @@ class GraphQLClient:
         requests'. A proxy, or a redirect (say to a bucket), takes the ordinary requests path, which follows
         redirects and drops the key when the host changes.
 
+        Args:
+            url: What to fetch.
+            headers: Request headers (the key is added only for the server's own origin).
+            timeout: Seconds to wait to connect and for each read; defaults to the client's timeout.
+
         Raises:
             requests.RequestException, urllib3.exceptions.HTTPError: the connection failed.
         """
+        timeout = self.timeout if timeout is None else timeout
         auth = self.auth_for(url)
         pool = self._fast_pool(url)
         if pool is not None:
@@ -298,13 +337,13 @@ class GraphQLClient:
             raw = pool.urlopen(
                 "GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=sent,
                 preload_content=False, decode_content=False, redirect=False, retries=False,
-                timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),
             )
             if raw.status not in _REDIRECTS:
                 return StreamedResponse(raw)
             raw.drain_conn()
             raw.release_conn()
-        return self.session.get(url, headers=dict(headers), auth=auth, stream=True, timeout=self.timeout)
+        return self.session.get(url, headers=dict(headers), auth=auth, stream=True, timeout=timeout)
 
     def _fast_pool(self, url: str) -> urllib3.HTTPConnectionPool | None:
         origin = _origin(url)
@@ -361,10 +400,10 @@ class GraphQLClient:
         if retry_safe is None:
             retry_safe = not _is_mutation(document)
         request = GraphQLRequest(document, variable_values=dict(variables or {}))
-        backoff = Backoff(self.retry, _operation_name(document))
+        backoff = Backoff(self.retry, _operation_name(document), deadline=self.timeout)
         while True:
             try:
-                return self._gql_session.execute(request)
+                return self._gql_session.execute(request, timeout=backoff.attempt_timeout())
             except TransportQueryError as exc:
                 errors = list(exc.errors or [])
                 cls = _error_class(errors, None)
@@ -375,12 +414,15 @@ class GraphQLClient:
                 error = cls(self._describe(cls, message), status_code=exc.status, errors=exc.errors)
                 backoff.failed(error, exc.retry_after, retryable=retry_safe and exc.status in RETRYABLE_STATUS)
             except (TransportConnectionFailed, requests.RequestException) as exc:
+                problem, unreachable = connection_problem(exc)
                 backoff.failed(
                     TransportError(
-                        f"Could not reach {self.base_url} after {backoff.failures + 1} attempt(s): {exc}. "
+                        f"The server at {self.base_url} is not reachable ({problem}; "
+                        f"{backoff.failures + 1} attempt(s) in {backoff.elapsed():.1f} s). "
                         "Check the base URL (WANDB_BASE_URL) and that the server is running."
                     ),
                     retryable=retry_safe,
+                    within=REFUSED_GRACE_SECONDS if unreachable else None,
                 )
             except (TransportServerError, TransportProtocolError) as exc:
                 raise ServerError(f"{self.base_url} did not answer with GraphQL: {exc}") from None

@@ -1,88 +1,95 @@
-"""Inter-process locks on download targets, so two processes never write the same temp file at once.
+"""Claiming a download's temp file, so two processes (or threads) never write the same one at once.
 
-Lock files are striped: a bounded set (`STRIPES`) in the user's cache, never litter in their folders; two
-targets that share a stripe only wait for each other briefly. On POSIX each stripe file is opened once per
-process and locked with `flock` (a bulk download takes thousands of locks: `filelock` costs several times more
-per lock); a thread lock per stripe makes a process's own threads take turns, since `flock` only keeps other
-processes out. Elsewhere, `filelock` does the job.
+The claim is an exclusive `flock` on the temp (``.part``) file itself: only downloads of the very same target
+ever wait for each other, and only while one of them holds that file open. Resuming after a crash needs the
+part file's name to be predictable, so it cannot be private to a process; the lock is what makes it safe.
+
+A claim is re-checked after the lock is granted: the holder before us may have renamed the part file into
+place (its download finished) or removed it, and then the file we locked is no longer the part file; we
+start over on the path as it is now. The file is opened with ``O_NOFOLLOW``: a symbolic link planted where
+the part file goes is refused, never written through. Off POSIX, `filelock` on a sibling file does the job.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import tempfile
-import threading
-from functools import lru_cache
+import time
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Callable, Iterator
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-STRIPES = 4096
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+#: How often a waiting claim looks again (and asks `should_stop`).
+POLL_SECONDS = 0.05
 
 
-@lru_cache(maxsize=None)
-def lock_dir() -> Path:
-    """`$WANDB_FILES_CACHE_DIR/locks`, else `$XDG_CACHE_HOME/wandb-files/locks` (a temp folder if unwritable)."""
-    base = os.environ.get("WANDB_FILES_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "wandb-files"
-    )
-    path = Path(base) / "locks"
+def _same_file(fd: int, path: Path) -> bool:
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:  # a read-only home
-        path = Path(tempfile.gettempdir()) / f"wandb-files-locks-{os.getuid() if hasattr(os, 'getuid') else 0}"
-        path.mkdir(parents=True, exist_ok=True)
-    return path
+        on_disk = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
 
 
-def _stripe(target: Path) -> int:
-    digest = hashlib.sha256(str(target).encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:4], "big") % STRIPES
+def _open_part(part: Path) -> int:
+    try:
+        return os.open(part, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
+    except OSError as exc:
+        if part.is_symlink():
+            raise ValueError(f"refusing to write through the symbolic link {str(part)!r}") from None
+        raise exc
 
 
-class _FlockStripes:
-    """One open file and one thread lock per stripe, for the life of the process."""
+@contextlib.contextmanager
+def claim_part(part: Path, should_stop: Callable[[], None] | None = None) -> Iterator[int]:
+    """Hold the temp file `part` (created if missing) exclusively; yields its open file descriptor.
 
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._stripes: dict[tuple[Path, int], tuple[threading.Lock, IO[bytes]]] = {}
+    Args:
+        part: The temp file's path.
+        should_stop: Called while waiting for another holder; it may raise to give up (e.g. on Ctrl-C).
 
-    def reset(self) -> None:
-        # A forked child must not share its parent's open lock files: flock locks belong to the open file.
-        self._guard = threading.Lock()
-        self._stripes = {}
+    Raises:
+        ValueError: `part` is a symbolic link.
+        OSError: it cannot be created or opened.
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        from filelock import FileLock
 
-    @contextlib.contextmanager
-    def hold(self, directory: Path, stripe: int) -> Iterator[None]:
-        with self._guard:
-            entry = self._stripes.get((directory, stripe))
-            if entry is None:
-                handle: IO[bytes] = open(directory / f"{stripe:04d}.lock", "ab")  # noqa: SIM115 - kept for the process
-                entry = self._stripes[(directory, stripe)] = (threading.Lock(), handle)
-        thread_lock, handle = entry
-        with thread_lock:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        with FileLock(str(part) + ".lock"):
+            fd = _open_part(part)
             try:
-                yield
+                yield fd
             finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                os.close(fd)
+        return
+    while True:
+        fd = _open_part(part)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if should_stop is not None:
+                        should_stop()
+                    time.sleep(POLL_SECONDS)
+            if not _same_file(fd, part):
+                continue  # renamed into place or removed by the holder before us: claim the path anew
+            yield fd
+            return
+        finally:
+            os.close(fd)  # closing releases the lock
 
 
-_flock_stripes = _FlockStripes()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_flock_stripes.reset)
-
-
-def target_lock(target: Path) -> contextlib.AbstractContextManager[object]:
-    """A lock held while `target` is being downloaded, across threads and processes."""
-    if fcntl is not None:
-        return _flock_stripes.hold(lock_dir(), _stripe(target))
-    from filelock import FileLock  # pragma: no cover - Windows
-
-    return FileLock(lock_dir() / f"{_stripe(target):04d}.lock")  # pragma: no cover
+def release_if_empty(fd: int, part: Path) -> None:
+    """Remove a claimed part file that holds nothing worth resuming (while the claim is still held)."""
+    if os.fstat(fd).st_size == 0 and _same_file(fd, part):
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()

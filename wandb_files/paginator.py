@@ -14,8 +14,9 @@ in the answer and how a node becomes an object. Everything else lives here:
 from __future__ import annotations
 
 import abc
+import operator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Iterator, Mapping, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Iterable, Iterator, Mapping, TypeVar, overload
 
 if TYPE_CHECKING:
     from gql import GraphQLRequest
@@ -26,6 +27,20 @@ T = TypeVar("T")
 
 #: The largest page the server gives (and W&B's servers accept).
 MAX_PER_PAGE = 10_000
+#: How many names or ids one request carries (a listing by names, createRunFiles, deleteFiles, …).
+BATCH_SIZE = 500
+
+
+def batches(items: Iterable[T], size: int = BATCH_SIZE) -> Iterator[list[T]]:
+    """`items` in lists of at most `size`, read lazily."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def check_per_page(per_page: object) -> int:
@@ -77,6 +92,11 @@ class Paginator(Generic[T], abc.ABC):
         self.objects: list[T] = []
         self._last_page: Page[T] | None = None  # last_response, parsed once
         self._length: int | None = None
+
+    def _mark_empty(self) -> None:
+        """Know without asking that the collection is empty (e.g. a `names` filter that names nothing)."""
+        self._last_page = Page(objects=[], cursor=None, has_next=False, total=0)
+        self._length = 0
 
     # -- what a collection says -----------------------------------------------------------------------
 
@@ -186,15 +206,30 @@ class Paginator(Generic[T], abc.ABC):
 
     def __getitem__(self, index: int | slice) -> T | list[T]:
         if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"indices must be integers or slices, not {type(index).__name__}")
+            return self._slice(index)
+        if isinstance(index, bool):
+            raise TypeError("indices must be integers or slices, not bool")
+        try:
+            index = operator.index(index)  # numpy integers too
+        except TypeError:
+            raise TypeError(f"indices must be integers or slices, not {type(index).__name__}") from None
         position = index + len(self) if index < 0 else index
         while position >= len(self.objects) and self._load_page():
             pass
         if not 0 <= position < len(self.objects):
             raise IndexError(f"index {index} is out of range")
         return self.objects[position]
+
+    def _slice(self, index: slice) -> list[T]:
+        start, stop, step = (None if v is None else operator.index(v) for v in (index.start, index.stop, index.step))
+        if step == 0:
+            raise ValueError("slice step cannot be zero")
+        if (step or 1) > 0 and (start or 0) >= 0 and stop is not None and stop >= 0:
+            # A bounded forward slice needs no count: fetch the pages up to `stop`, no further.
+            while len(self.objects) < stop and self._load_page():
+                pass
+            return self.objects[start:stop:step]
+        return [self[i] for i in range(*slice(start, stop, step).indices(len(self)))]
 
     def _known_count(self) -> str:
         """The count for a repr, without fetching anything."""

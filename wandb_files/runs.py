@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 from urllib.parse import urljoin
 
 from wandb_files import queries, transfer
-from wandb_files.errors import IntegrityError, NotFoundError, ServerError, UploadError
-from wandb_files.files import File, Files, check_names
-from wandb_files.paginator import Paginator, check_per_page
+from wandb_files.errors import DeleteError, IntegrityError, NotFoundError, ServerError, UploadError
+from wandb_files.files import File, Files, check_names, delete_files
+from wandb_files.paginator import Paginator, batches, check_per_page
 
 if TYPE_CHECKING:
     from wandb_files.graphql import GraphQLClient
@@ -198,7 +196,10 @@ class Run:
         """Upload many local files to the run in parallel; each name is its path relative to `root`.
 
         Every path is checked before anything is sent. URLs are signed in batches, the bytes go up in parallel,
-        and each stored file's md5 is checked against the bytes sent.
+        and each stored file's md5 is checked against the bytes sent. A name is the path as given relative to
+        `root`: a symbolic link is stored under its own name (with its target's bytes), and a link pointing
+        outside `root` is refused. A file that grows while it is sent (a live log) is uploaded as it was when
+        its upload started.
 
         Args:
             paths: The local files.
@@ -211,19 +212,15 @@ class Run:
 
         Raises:
             TypeError: `paths` is a single path, or holds something that is not a path.
-            ValueError: a path is not a file or not inside `root`, or two paths give the same name.
+            ValueError: a path is not a file, not inside `root` or a link to outside it, gives a name the server
+                would refuse, or two paths give the same name.
             UploadError: some files failed (the others were uploaded; `error.results` holds them as `File`).
         """
         if isinstance(paths, (str, os.PathLike)):
             raise TypeError("paths must be a list of paths; use upload_file() for one")
-        if not isinstance(root, (str, os.PathLike)):
-            raise TypeError(f"root must be a path, not {type(root).__name__}")
-        base = Path(root).expanduser().resolve()
-        local = [_local_file(path, base, root) for path in paths]
-        names = [local_path.relative_to(base).as_posix() for local_path in local]
-        dupes = sorted(name for name, n in Counter(names).items() if n > 1)
-        if dupes:
-            raise ValueError(f"several paths give the same name: {', '.join(dupes[:5])}")
+        planned, _ = transfer.plan_uploads(paths, root)
+        local = [path for path, _ in planned]
+        names = [name for _, name in planned]
         if not names:
             return []
         urls, headers = self._upload_urls(names)
@@ -267,11 +264,10 @@ class Run:
         """Signed upload URLs for `names`, asked for in batches, and the headers the PUTs need."""
         urls: dict[str, str] = {}
         headers: dict[str, str] = {}
-        for start in range(0, len(names), _SIGN_BATCH):
+        for batch in batches(names):
             data = self.client.execute(
                 queries.CREATE_RUN_FILES,
-                {"entity": self.entity, "project": self.project, "run": self.id,
-                 "files": names[start:start + _SIGN_BATCH]},
+                {"entity": self.entity, "project": self.project, "run": self.id, "files": batch},
                 retry_safe=True,  # it only signs URLs
             )["createRunFiles"]
             headers.update(h.split(":", 1) for h in data.get("uploadHeaders") or [] if ":" in h)
@@ -285,8 +281,7 @@ class Run:
     def _mark_uploaded(self, names: list[str]) -> list[tuple[str, Exception]]:
         """Tell the server these uploads arrived; return the names it could not commit, with why."""
         failed: list[tuple[str, Exception]] = []
-        for start in range(0, len(names), _SIGN_BATCH):
-            batch = names[start:start + _SIGN_BATCH]
+        for batch in batches(names):
             try:
                 self._mark(batch)
             except NotFoundError:
@@ -309,25 +304,38 @@ class Run:
 
     def _files_named(self, names: list[str]) -> dict[str, File]:
         found: dict[str, File] = {}
-        for start in range(0, len(names), _SIGN_BATCH):
-            batch = names[start:start + _SIGN_BATCH]
+        for batch in batches(names):
             found.update((f.name, f) for f in self.files(names=batch, per_page=len(batch)))
         return found
 
+    def delete_files(self, names: Iterable[str]) -> list[File]:
+        """Delete the files called `names` from the run, in batches (one request per 500 files).
 
-#: How many names one createRunFiles call or one listing by names carries.
-_SIGN_BATCH = 500
+        Args:
+            names: The file names (read once).
 
+        Returns:
+            The deleted files, in the run's order.
 
-def _local_file(path: str | os.PathLike[str], base: Path, root: str | os.PathLike[str]) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a path, not {type(path).__name__}")
-    local = Path(path).expanduser().resolve()
-    if not local.is_file():
-        raise ValueError(f"path {str(path)!r} is not a file")
-    if not local.is_relative_to(base):
-        raise ValueError(f"path {str(path)!r} is not inside root {str(root)!r}")
-    return local
+        Raises:
+            TypeError: `names` is a single string or holds something other than strings.
+            DeleteError: some files were not deleted: names the run does not have fail with `NotFoundError`;
+                the others were deleted (`error.results`).
+        """
+        wanted = check_names(names) or []
+        found: list[File] = []
+        for batch in batches(wanted):
+            found += self.files(names=batch, per_page=len(batch))
+        present = {f.name for f in found}
+        missing = [(name, NotFoundError(f"Run {'/'.join(self.path)} has no file {name!r}"))
+                   for name in wanted if name not in present]
+        try:
+            deleted = delete_files(self.client, found)
+        except DeleteError as exc:
+            raise DeleteError(sorted([*exc.failures, *missing], key=lambda item: item[0]), exc.results) from None
+        if missing:
+            raise DeleteError(missing, deleted)
+        return deleted
 
 
 class Runs(Paginator[Run]):
@@ -368,11 +376,11 @@ class Runs(Paginator[Run]):
         Raises:
             TypeError, ValueError: bad `names`, `pattern` or `per_page` (checked before any request).
         """
-        check_names(names)
+        selected = check_names(names)  # read once: a generator must filter every run, not just the first
         check_per_page(per_page)
-        if names and pattern:
+        if selected is not None and pattern:
             raise ValueError("pass names or pattern, not both")
-        return (file for run in self for file in run.files(names=names, per_page=per_page, pattern=pattern))
+        return (file for run in self for file in run.files(names=selected, per_page=per_page, pattern=pattern))
 
     def _project(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
         project = data.get("project")

@@ -26,7 +26,7 @@ RunPath = tuple[str, str, str]
         ("plot.png", "image/png"),
         ("metrics.csv", "text/csv"),
         ("wandb-summary.json", "application/json"),
-        ("output.log", "application/octet-stream"),
+        ("output.log", "text/plain"),  # W&B run logs are text
         ("train.py", "text/x-python"),
         ("no_extension", "application/octet-stream"),
     ],

@@ -13,7 +13,7 @@ from wandb_files.server.names import (
 
 
 @pytest.mark.parametrize(
-    "name", ["a", "media/images/pic_1.png", "deep/er/path/file.tar.gz", "ünïcode/名前.txt", "a..b", ".hidden", "x" * 1024]
+    "name", ["a", "media/images/pic_1.png", "deep/er/path/file.tar.gz", "ünïcode/名前.txt", "a..b", ".hidden", "x" * 255, "/".join(["x" * 255] * 4)]
 )
 def test_good_file_names(name: str) -> None:
     assert validate_file_name(name) == name

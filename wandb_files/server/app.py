@@ -34,7 +34,7 @@ from .config import ServerConfig
 from .database import create_db_engine, make_session_factory, write_transaction
 from .documents import DocumentCache, QueryDepthRule
 from .errors import UNAUTHENTICATED, error_body, format_error
-from .filerows import clean_abandoned_uploads, lock_run, store_file
+from .filerows import PathClash, clean_abandoned_uploads, lock_run, store_file
 from .models import Entity, File, Project, Run, User
 from .names import InvalidName, validate_file_name
 from .resolvers import RequestContext, Viewer, build_schema
@@ -68,7 +68,7 @@ class _StoredFile(Protocol):
 
 
 # The common case of a /files download (a valid key, its owner's entity, a file that exists) in one Core query:
-# no ORM session, no separate key lookup. Anything else falls back to `_find_file`, which tells 401/403/404.
+# no ORM session, no separate key lookup. Anything else falls back to `_find_file`, which tells 401 from 404.
 _OWNED_FILE = (
     select(File.id, File.name, File.blob_key, File.md5, File.mimetype)
     .join(Run, File.run_id == Run.id)
@@ -249,6 +249,8 @@ class _Server:
             return _json_error(exc.status, exc.message)
         except InvalidName:
             return _json_error(403, "the signed URL is not valid")
+        except PathClash as exc:
+            return _json_error(409, str(exc))
         return JSONResponse({"name": name, "sizeBytes": size, "md5": md5_b64})
 
     @staticmethod
@@ -324,14 +326,14 @@ class _Server:
     def _find_file(
         self, session: Session, api_key: str | None, entity: str, project: str, run: str, name: str
     ) -> File:
+        """The file behind a /files URL, or a 401 (no or a bad key) or 404 (anything else, another user's too)."""
         user = authenticate(session, api_key) if api_key else None
         if user is None:
             raise _HttpError(401, "an API key is missing or not valid")
-        entity_row = session.scalar(select(Entity).where(Entity.name == entity))
+        # Another user's entity answers as a missing one does: nothing can be probed for existence.
+        entity_row = session.scalar(select(Entity).where(Entity.name == entity, Entity.owner_id == user.id))
         if entity_row is None:
             raise _HttpError(404, "no such file")
-        if entity_row.owner_id != user.id:
-            raise _HttpError(403, f"permission denied: you do not have access to entity {entity!r}")
         file = session.scalar(
             select(File)
             .join(Run, File.run_id == Run.id)

@@ -94,12 +94,13 @@ class BackgroundServer:
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        # The key goes through the environment: a command line is visible to every local user (`ps`).
         self.process = subprocess.Popen(
             [sys.executable, "-m", "wandb_files.server", "--host", self.host, "--port", str(self.port),
-             "--data-dir", str(self.data_dir), "--api-key", self.api_key, *self.extra_args],
+             "--data-dir", str(self.data_dir), *self.extra_args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env} if self.env is not None else None,
+            env={**os.environ, **(self.env or {}), "WANDB_FILES_API_KEY": self.api_key},
         )
         deadline = time.monotonic() + self.startup_timeout
         while not self._healthy():

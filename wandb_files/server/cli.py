@@ -33,7 +33,12 @@ _database_url_option = click.option(
 @click.option("--host", envvar="WANDB_FILES_HOST", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", envvar="WANDB_FILES_PORT", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @_data_dir_option
-@click.option("--api-key", envvar="WANDB_FILES_API_KEY", help="API key of the admin user (set on every start).")
+@click.option(
+    "--api-key",
+    envvar="WANDB_FILES_API_KEY",
+    help="API key of the admin user (set on every start). Prefer the environment variable: a command line is "
+    "visible to every local user.",
+)
 @click.option("--public-url", envvar="WANDB_FILES_PUBLIC_URL", help="Base URL clients reach this server at.")
 @_database_url_option
 @click.option(

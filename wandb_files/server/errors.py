@@ -24,9 +24,9 @@ class ApiError(GraphQLError):
         self.code = code
 
 
-def permission_denied(entity: str) -> ApiError:
-    """The viewer may not use `entity`."""
-    return ApiError(PERMISSION_DENIED, f"permission denied: you do not have access to entity {entity!r}")
+def entity_not_found(entity: str) -> ApiError:
+    """The entity does not exist, or is not the viewer's: one answer for both, so nothing can be probed."""
+    return ApiError(NOT_FOUND, f"entity {entity!r} not found, or you do not have access to it")
 
 
 def not_found(message: str) -> ApiError:

@@ -19,11 +19,63 @@ from .models import File, PendingUpload, Run, utcnow
 from .storage import BlobStore
 
 
+class PathClash(ValueError):
+    """A name cannot live beside a file the run already has: ``a`` and ``a/b`` cannot both be files."""
+
+    def __init__(self, name: str, other: str) -> None:
+        if other.startswith(name + "/"):
+            why = f"the run has files inside a folder {name!r}, such as {other!r}"
+        else:
+            why = f"the run has a file {other!r} where a folder of that name would be"
+        super().__init__(f"file name {name!r} clashes with the run's files: {why}; no file system holds both")
+        self.name = name
+        self.other = other
+
+
+def _folders(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def find_clashes(session: Session, run_id: int, names: list[str]) -> list[PathClash]:
+    """The names that could not be downloaded beside the run's files or each other (``a`` beside ``a/b``).
+
+    A name that exists already is no clash: storing it replaces that file.
+    """
+    wanted = set(names)
+    clashes: dict[str, PathClash] = {}
+    folders = {folder: name for name in names for folder in _folders(name)}
+    for folder, name in folders.items():
+        if folder in wanted:
+            clashes.setdefault(name, PathClash(name, folder))
+    existing = set(session.scalars(select(File.name).where(File.run_id == run_id, File.name.in_(folders))))
+    for folder in existing:
+        clashes.setdefault(folders[folder], PathClash(folders[folder], folder))
+    for name in names:
+        if name in clashes:
+            continue
+        # Names inside folder `name` sort between "name/" and "name0" ('0' follows '/'), byte-wise on both
+        # databases: one step on the (run_id, name) index.
+        inside = session.scalar(
+            select(File.name).where(File.run_id == run_id, File.name >= name + "/", File.name < name + "0").limit(1)
+        )
+        if inside is not None:
+            clashes[name] = PathClash(name, inside)
+    return [clashes[name] for name in names if name in clashes]
+
+
 def store_file(session: Session, run_id: int, name: str, blob_key: str, size: int, md5_b64: str) -> str | None:
-    """Point file `name` of run `run_id` at `blob_key` (adding the row if new); return the replaced blob key."""
+    """Point file `name` of run `run_id` at `blob_key` (adding the row if new); return the replaced blob key.
+
+    Raises:
+        PathClash: the run has a file where a folder of `name` would go, or files inside a folder `name`.
+    """
     existing = session.scalar(select(File).where(File.run_id == run_id, File.name == name))
     mimetype = guess_mimetype(name)
     if existing is None:
+        clashes = find_clashes(session, run_id, [name])
+        if clashes:
+            raise clashes[0]
         session.add(
             File(
                 run_id=run_id,

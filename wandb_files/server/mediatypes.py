@@ -20,6 +20,7 @@ _EXTRA_TYPES = {
     ".md": "text/markdown",  # RFC 7763
     ".markdown": "text/markdown",
     ".webp": "image/webp",  # RFC 9649
+    ".log": "text/plain",  # logs are text; the built-in table has no entry
 }
 
 # filenames=() : the built-in table only; no system files are read into this instance.

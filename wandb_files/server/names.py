@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 MAX_FILE_NAME_BYTES = 1024
+#: The longest path segment common file systems hold (ext4, XFS, APFS, NTFS: 255 bytes or UTF-16 units).
+MAX_SEGMENT_BYTES = 255
 
 _USER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _RUN_OR_PROJECT = re.compile(r"[A-Za-z0-9_.-]{1,128}")
@@ -15,8 +17,10 @@ class InvalidName(ValueError):
     """A name was refused; the message says why, in words fit for the client."""
 
 
-def _has_control(text: str) -> bool:
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+# C0 and C1 controls, DEL, bidirectional embeddings/overrides/isolates/marks, line and paragraph separators:
+# characters that change what a terminal or a page shows (``report\u202etxt.exe`` shows as ``reportexe.txt``),
+# and lone surrogates, which are not text at all.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def validate_file_name(name: object) -> str:
@@ -25,8 +29,11 @@ def validate_file_name(name: object) -> str:
         raise InvalidName("file name must be a non-empty string")
     if len(name.encode("utf-8", errors="surrogatepass")) > MAX_FILE_NAME_BYTES:
         raise InvalidName(f"file name is longer than {MAX_FILE_NAME_BYTES} bytes")
-    if _has_control(name):
-        raise InvalidName("file name contains a NUL or control character")
+    unsafe = _UNSAFE.search(name)
+    if unsafe:
+        raise InvalidName(
+            f"file name contains U+{ord(unsafe.group()):04X}, a control, bidirectional or surrogate character"
+        )
     if "\\" in name:
         raise InvalidName("file name contains a backslash")
     if name.startswith("/"):
@@ -39,6 +46,8 @@ def validate_file_name(name: object) -> str:
     for segment in segments:
         if segment in ("", ".", ".."):
             raise InvalidName("file name has an empty, '.' or '..' path segment")
+        if len(segment.encode("utf-8", errors="surrogatepass")) > MAX_SEGMENT_BYTES:
+            raise InvalidName(f"a path segment of the file name is longer than {MAX_SEGMENT_BYTES} bytes")
     return name
 
 

@@ -19,8 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .database import lock_runs, write_transaction
-from .errors import bad_input, not_found, permission_denied
-from .filerows import delete_files, store_file
+from .errors import bad_input, entity_not_found, not_found
+from .filerows import PathClash, delete_files, find_clashes, store_file
 from .ids import decode_cursor, decode_node_id, encode_cursor, encode_node_id
 from .models import Entity, File, PendingUpload, Project, Run, User, utcnow
 from .names import InvalidName, validate_file_name, validate_run_or_project_name
@@ -114,13 +114,14 @@ def _connection(edges: list[dict[str, Any]], *, has_next: bool) -> dict[str, Any
 
 
 def _entity_for(ctx: RequestContext, entity_name: str | None) -> Entity:
-    """The entity named (or the viewer's own), if the viewer may use it."""
+    """The entity named (or the viewer's own), if the viewer may use it.
+
+    Another user's entity gets the very answer a missing one gets, so names cannot be probed for existence.
+    """
     name = entity_name or ctx.viewer.name
-    entity = ctx.session.scalar(select(Entity).where(Entity.name == name))
+    entity = ctx.session.scalar(select(Entity).where(Entity.name == name, Entity.owner_id == ctx.viewer.id))
     if entity is None:
-        raise not_found(f"entity {name!r} not found")
-    if entity.owner_id != ctx.viewer.id:
-        raise permission_denied(name)
+        raise entity_not_found(name)
     return entity
 
 
@@ -651,6 +652,9 @@ def resolve_create_run_files(_: None, info: GraphQLResolveInfo, input: dict[str,
     names: list[str] = input["files"]
     _validate_file_names(names)
     run_id = _run_for_input(ctx, input).id
+    clashes = find_clashes(ctx.session, run_id, names)
+    if clashes:
+        raise bad_input(str(clashes[0]))
     if isinstance(ctx.store, S3BlobStore):
         with write_transaction(ctx.session):
             urls = _upload_urls(ctx, ctx.session, run_id, names)
@@ -728,7 +732,10 @@ def resolve_mark_run_files_uploaded(_: None, info: GraphQLResolveInfo, input: di
             # Whoever deletes the pending row commits it; a concurrent mark of the same upload skips it.
             if session.execute(delete(PendingUpload).where(PendingUpload.id == pending_id)).rowcount != 1:
                 continue
-            old_key = store_file(session, run_id, name, key, size, md5)
+            try:
+                old_key = store_file(session, run_id, name, key, size, md5)
+            except PathClash as exc:
+                raise bad_input(str(exc)) from None  # all of this call is rolled back
             if old_key is not None:
                 garbage.append(old_key)
         for pending_id, key in superseded:
@@ -755,20 +762,15 @@ def resolve_delete_files(_: None, info: GraphQLResolveInfo, input: dict[str, Any
     ids = {decode_node_id("File", node_id) for node_id in input["files"]}
     project_id = input.get("projectId")
     with write_transaction(ctx.session):
-        # Lock the runs first, then read the files: a concurrent delete or re-upload is either fully seen
-        # or not at all, so the counters stay right and nothing is deleted twice.
-        lock_runs(ctx.session, set(ctx.session.scalars(select(File.run_id).where(File.id.in_(ids)).distinct())))
-        found = {
-            f.id: (f, r)
-            for f, r in ctx.session.execute(select(File, Run).join(Run, File.run_id == Run.id).where(File.id.in_(ids)))
-        }
+        # Only the viewer's own files are seen at all: another user's file id gets the answer of a missing
+        # one, and no lock is taken on another user's run. The runs are locked before the files are read,
+        # so a concurrent delete or re-upload is either fully seen or not at all (counters stay right).
+        lock_runs(ctx.session, set(ctx.session.scalars(_owned_files(select(File.run_id), ctx, ids).distinct())))
+        found = {f.id: (f, r) for f, r in ctx.session.execute(_owned_files(select(File, Run), ctx, ids))}
         missing = sorted(ids - found.keys())
         if missing:
             raise not_found(f"file {encode_node_id('File', missing[0])} not found")
         for file, run in found.values():
-            entity = run.project.entity
-            if entity.owner_id != ctx.viewer.id:
-                raise permission_denied(entity.name)
             if project_id is not None and run.project_id != project_id:
                 raise bad_input(f"file {encode_node_id('File', file.id)} is not in project {project_id}")
         blob_keys = delete_files(ctx.session, [f for f, _ in found.values()])
@@ -776,6 +778,17 @@ def resolve_delete_files(_: None, info: GraphQLResolveInfo, input: dict[str, Any
     for key in blob_keys:
         ctx.store.delete(key)
     return {"success": True}
+
+
+def _owned_files(stmt: Select[Any], ctx: RequestContext, ids: set[int]) -> Select[Any]:
+    """`stmt` over the files `ids` that belong to the viewer (joined through run, project and entity)."""
+    return (
+        stmt.select_from(File)
+        .join(Run, File.run_id == Run.id)
+        .join(Project, Run.project_id == Project.id)
+        .join(Entity, Project.entity_id == Entity.id)
+        .where(File.id.in_(ids), Entity.owner_id == ctx.viewer.id)
+    )
 
 
 def build_schema() -> GraphQLSchema:

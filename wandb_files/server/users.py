@@ -14,6 +14,8 @@ from .models import Entity, User
 from .names import validate_user_name
 
 ADMIN_NAME = "admin"
+#: W&B's keys are 40 hex characters; a shorter key is too easy to guess.
+MIN_KEY_LENGTH = 32
 MAX_KEY_LENGTH = 256
 
 
@@ -31,9 +33,19 @@ def generate_api_key() -> str:
     return secrets.token_hex(20)
 
 
-def _check_key(api_key: str) -> str:
-    if not api_key or len(api_key) > MAX_KEY_LENGTH or any(ch.isspace() or ord(ch) < 0x20 for ch in api_key):
-        raise UserError(f"an API key must be 1-{MAX_KEY_LENGTH} characters without spaces or control characters")
+def check_api_key(api_key: str) -> str:
+    """Return `api_key` if it may be a user's key: 32 to 256 printable ASCII characters, no spaces.
+
+    Raises:
+        UserError: it may not (the message says why, never the key).
+    """
+    if not MIN_KEY_LENGTH <= len(api_key) <= MAX_KEY_LENGTH:
+        raise UserError(
+            f"an API key must be {MIN_KEY_LENGTH}-{MAX_KEY_LENGTH} characters long (this one has {len(api_key)}); "
+            "leave --api-key out to have a random 40-character key generated"
+        )
+    if not api_key.isascii() or not api_key.isprintable() or any(ch.isspace() for ch in api_key):
+        raise UserError("an API key must be printable ASCII characters without spaces")
     return api_key
 
 
@@ -43,7 +55,7 @@ def create_user(session: Session, name: str, api_key: str | None = None, admin: 
         validate_user_name(name)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    key = _check_key(api_key) if api_key is not None else generate_api_key()
+    key = check_api_key(api_key) if api_key is not None else generate_api_key()
     try:
         with write_transaction(session):
             if session.scalar(select(User.id).where(User.name == name)) is not None:
@@ -80,7 +92,7 @@ def ensure_admin(session: Session, api_key: str | None) -> str | None:
         else:
             return None if api_key is not None else key
     if api_key is not None:
-        new_hash = hash_api_key(_check_key(api_key))
+        new_hash = hash_api_key(check_api_key(api_key))
         if admin.api_key_sha256 != new_hash:
             try:
                 with write_transaction(session):

@@ -154,6 +154,40 @@ def test_download_files_table_for_media_and_plain_files_across_two_runs(
     assert len(frame) == 5  # a: NaN, 1, 2; b: NaN, 1
 
 
+def test_several_files_at_one_run_step_and_attribute_are_all_kept_as_a_list(
+    api: wandb_files.Api, tmp_path: Path
+) -> None:
+    """W&B logs a list of images at one step as several files with one key: none may be dropped."""
+    logged = {
+        "media/images/examples_3_bbbbbb1.png": b"second",
+        "media/images/examples_3_aaaaaa1.png": b"first",
+        "media/images/examples_3_cccccc1.png": b"third",
+        "media/images/examples_4_dddddd1.png": b"alone",
+    }
+    run = run_with_files(api, tmp_path, logged, "bulk-lists")
+    dest = tmp_path / "dest"
+    frame = download_files(run.files(), dest, progress=False)
+    at3 = frame.loc[(run.id, 3.0), "examples"]
+    assert at3 == [str((dest / run.id / n).resolve()) for n in sorted(logged)[:3]]  # in name order
+    assert frame.loc[(run.id, 4.0), "examples"] == str((dest / run.id / "media/images/examples_4_dddddd1.png").resolve())
+    paths = frame["examples"].explode()
+    assert sorted(Path(p).read_bytes() for p in paths) == sorted(logged.values())
+
+
+def test_runs_of_two_projects_with_one_id_are_refused_before_anything_is_written(
+    api: wandb_files.Api, tmp_path: Path, unique: str
+) -> None:
+    one = run_with_files(api, tmp_path, {"a.txt": b"1"}, f"first{unique}")
+    two = api.create_run(run_id=one.id, project=f"second{unique}")
+    source = tmp_path / "two"
+    source.mkdir()
+    (source / "a.txt").write_bytes(b"2")
+    two.upload_file(source / "a.txt", root=source)
+    with pytest.raises(ValueError, match=f"same id '{one.id}'.*different destinations"):
+        download_files([*one.files(), *two.files()], tmp_path / "dest", progress=False)
+    assert not (tmp_path / "dest").exists()
+
+
 def test_download_files_accepts_a_file_series_and_dataframe(big_run: tuple, tmp_path: Path, monkeypatch) -> None:
     run, contents = big_run
     files = run.files(per_page=10)[:4]
@@ -256,6 +290,92 @@ def test_upload_files_checks_every_path_before_sending_anything(api: wandb_files
         run.upload_files([tmp_path / "x.txt", tmp_path / "./x.txt"], root=tmp_path)
     assert len(run.files()) == 0
     assert run.upload_files([], root=tmp_path) == []
+
+
+def test_a_symlink_is_uploaded_under_its_own_name_and_one_leading_out_of_root_is_refused(
+    api: wandb_files.Api, tmp_path: Path
+) -> None:
+    run = api.create_run(project="bulk-links")
+    root = tmp_path / "root"
+    (root / "checkpoints").mkdir(parents=True)
+    (root / "checkpoints" / "epoch_10.ckpt").write_bytes(b"weights")
+    (root / "latest.ckpt").symlink_to("checkpoints/epoch_10.ckpt")
+    assert run.upload_file(root / "latest.ckpt", root=root).name == "latest.ckpt"
+    both = run.upload_files([root / "latest.ckpt", root / "checkpoints" / "epoch_10.ckpt"], root=root)
+    assert sorted(f.name for f in both) == ["checkpoints/epoch_10.ckpt", "latest.ckpt"]
+    assert {f.name: f.md5 for f in run.files()} == {n: md5_b64(b"weights") for n in ("checkpoints/epoch_10.ckpt",
+                                                                                     "latest.ckpt")}
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not for the run")
+    (root / "leak.txt").symlink_to(outside)
+    (root / "fine.txt").write_text("fine")
+    with pytest.raises(ValueError, match="leak.txt.*symbolic link.*outside root"):
+        run.upload_files([root / "fine.txt", root / "leak.txt"], root=root)
+    assert "fine.txt" not in {f.name for f in run.files()}  # nothing was sent
+
+
+def test_a_file_that_grows_while_it_uploads_is_sent_as_it_was_when_the_upload_began(
+    live_server: LiveServer, api: wandb_files.Api, tmp_path: Path
+) -> None:
+    """A live log: more bytes than announced used to go out (HTTP 400). Now the announced snapshot goes."""
+    import threading
+
+    from wandb_files.server.proxy import FaultProxy
+
+    log = tmp_path / "train.log"
+    start = os.urandom(1_000_000)
+    log.write_bytes(start)
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        with open(log, "ab") as f:
+            while not stop.is_set():
+                f.write(b"step ok\n" * 1000)
+                f.flush()
+                stop.wait(0.01)
+
+    with FaultProxy(live_server.base_url, bytes_per_second=2_000_000) as proxy:  # about half a second
+        slow = wandb_files.Api(api_key=live_server.api_key, base_url=proxy.url)
+        run = slow.create_run(project="bulk-growing")
+        writer = threading.Thread(target=keep_writing)
+        writer.start()
+        try:
+            stored = run.upload_file(log, root=tmp_path)
+        finally:
+            stop.set()
+            writer.join()
+    now = log.read_bytes()
+    assert len(start) <= stored.size < len(now)
+    assert stored.md5 == md5_b64(now[: stored.size])  # a prefix of the log: consistent, as announced
+    with api.run("/".join(run.path)).file("train.log").download(root=tmp_path / "back") as back:
+        assert back.buffer.read() == now[: stored.size]
+
+
+def api_for(server: LiveServer) -> wandb_files.Api:
+    return wandb_files.Api(api_key=server.api_key, base_url=server.base_url)
+
+
+def test_a_file_that_shrinks_while_it_uploads_is_a_clear_error(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    import threading
+
+    from wandb_files.retry import NO_RETRY
+    from wandb_files.server.proxy import FaultProxy
+
+    path = tmp_path / "shrinking.bin"
+    size = 16_000_000  # 4 s through the proxy: far more than the socket buffers on the way hold
+    path.write_bytes(os.urandom(size))
+    with FaultProxy(live_server.base_url, bytes_per_second=4_000_000) as proxy:
+        slow = wandb_files.Api(api_key=live_server.api_key, base_url=proxy.url)
+        slow.client.retry = NO_RETRY
+        run = slow.create_run(project="bulk-shrinking")
+        cut = threading.Timer(0.5, lambda: os.truncate(path, 1000))
+        cut.start()
+        with pytest.raises(wandb_files.LocalFileChangedError, match=f"shrinking.bin.*shrank from {size} to 1000"):
+            run.upload_file(path, root=tmp_path)
+        cut.join()
+    assert len(api_for(live_server).run("/".join(run.path)).files()) == 0  # nothing half-sent was stored
 
 
 def test_upload_failures_are_aggregated(strict_server, tmp_path: Path) -> None:

@@ -191,6 +191,7 @@ def test_download_lists_the_file_that_failed_and_exits_1(live_server: LiveServer
     failed = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
     assert len(failed) == 1 and failed[0].startswith("failed: broken.bin: ") and "404" in failed[0]
     assert "1 of 2 files failed" in result.stderr and "Traceback" not in result.stderr
+    assert "again" not in result.stderr  # a missing file stays missing: rerunning would not help
 
 
 def test_upload_a_folder_then_ls_then_rm_refused_without_a_terminal_and_done_with_yes(
@@ -245,3 +246,93 @@ def test_errors_are_one_line_with_an_exit_code_and_debug_adds_the_traceback(
     debug = cli("--debug", "ls", f"admin/cli-errors/{unique}-nope", env=_env(live_server), check=False)
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
     assert "NotFoundError" in debug.stderr and debug.stderr.rstrip().splitlines()[-1].startswith("error: ")
+
+
+def _plant_file(server: LiveServer, run: wandb_files.Run, name: str) -> None:
+    """A file row the server's name rules would refuse today: as old data, or another server, may hold."""
+    import secrets
+    import sqlite3
+
+    with sqlite3.connect(server.data_dir / "wandb-files.db") as db:
+        (run_id,) = db.execute(
+            "SELECT runs.id FROM runs JOIN projects ON runs.project_id = projects.id "
+            "WHERE projects.name = ? AND runs.name = ?", (run.project, run.id)
+        ).fetchone()
+        db.execute(
+            "INSERT INTO files (run_id, name, size_bytes, md5, mimetype, blob_key, updated_at) "
+            "VALUES (?, ?, 3, 'rL0Y20zC+Fzt72VPzMSk2A==', 'text/plain', ?, '2026-01-01 00:00:00')",
+            (run_id, name, secrets.token_hex(16)),
+        )
+        db.execute("UPDATE runs SET file_count = file_count + 1 WHERE id = ?", (run_id,))
+
+
+HOSTILE = "report\u202etxt.exe"
+
+
+def test_hostile_names_are_printed_escaped_and_never_downloaded(
+    live_server: LiveServer, tmp_path: Path, unique: str
+) -> None:
+    run = _run_with(live_server, tmp_path, f"cli-hostile{unique}", {"fine.txt": b"abc"})
+    _plant_file(live_server, run, HOSTILE)
+    _plant_file(live_server, run, "bell\x07\x1b[2Jgone")
+    env = _env(live_server)
+    listed = cli("ls", _path(run), env=env).stdout
+    assert "report\\u202etxt.exe" in listed and "bell\\x07\\x1b[2Jgone" in listed
+    assert "\u202e" not in listed and "\x1b" not in listed and "\x07" not in listed
+
+    download = cli("download", _path(run), "-o", str(tmp_path / "out"), env=env, check=False)
+    assert download.returncode == 1
+    assert (tmp_path / "out" / "fine.txt").read_bytes() == b"abc"
+    assert "\u202e" not in download.stderr and "refusing to write" in download.stderr
+    assert "again" not in download.stderr  # refused names are refused again: no hint to rerun
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fine.txt"]
+
+    refused = cli("rm", _path(run), "--pattern", "*.exe", env=env, check=False)
+    assert "report\\u202etxt.exe" in refused.stdout and "\u202e" not in refused.stdout + refused.stderr
+    removed = cli("rm", _path(run), "--pattern", "*.exe", "--yes", env=env)
+    assert "Removed 1 file (3 bytes)" in removed.stdout
+
+
+def test_upload_checks_every_path_before_creating_the_run_and_skips_links_out_of_root(
+    live_server: LiveServer, tmp_path: Path, unique: str
+) -> None:
+    env = _env(live_server)
+    root = tmp_path / "results"
+    write_files(root, {"metrics.json": b"{}", "checkpoints/epoch_10.ckpt": b"weights"})
+    (root / "latest.ckpt").symlink_to("checkpoints/epoch_10.ckpt")
+    (tmp_path / "secret.txt").write_text("private")
+    (root / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    (root / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+
+    bad = root / "bad\x1bname.txt"
+    bad.write_text("x")
+    path = f"admin/cli-links{unique}/r1"
+    refused = cli("upload", path, str(root), "--root", str(root), "--create", env=env, check=False)
+    assert refused.returncode == 2 and "cannot be a file name" in refused.stderr and "\x1b" not in refused.stderr
+    with pytest.raises(wandb_files.NotFoundError):  # refused before --create made anything
+        _api(live_server).run(path)
+    bad.unlink()
+
+    done = cli("upload", path, str(root), "--root", str(root), "--create", env=env)
+    assert "skipped: " in done.stderr and "leak.txt" in done.stderr and "outside root" in done.stderr
+    assert "elsewhere" in done.stderr and "not followed" in done.stderr
+    stored = {f.name: f.md5 for f in _api(live_server).run(path).files()}
+    assert stored == {
+        "checkpoints/epoch_10.ckpt": md5_b64(b"weights"),
+        "latest.ckpt": md5_b64(b"weights"),  # under the link's own name
+        "metrics.json": md5_b64(b"{}"),
+    }
+
+
+def test_the_rerun_hint_follows_only_failures_a_rerun_can_fix(capsys: pytest.CaptureFixture[str]) -> None:
+    from wandb_files.cli import _report_failures
+    from wandb_files.errors import NotFoundError, TransportError
+
+    _report_failures([("a.bin", TransportError("a.bin: the connection broke"))], "download", 3)
+    transient = capsys.readouterr().err
+    assert "failed: a.bin: the connection broke\n" in transient  # the name is not repeated
+    assert "1 of 4 files failed to download. Run the same command again" in transient
+    _report_failures([("b.bin", NotFoundError("b.bin: HTTP 404"))], "download", 3)
+    assert "again" not in capsys.readouterr().err
+    _report_failures([("a", TransportError("x")), ("b", ValueError("refusing"))], "download", 0)
+    assert "may help with 1 of them" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -99,4 +100,43 @@ def test_two_processes_downloading_into_one_folder_end_with_correct_files(
         assert proc.returncode == 0, err
         assert out.strip() == str(len(contents))
     assert finals(root) == contents
+    assert not list(root.rglob("*.part"))
+
+
+def test_a_download_waits_only_for_another_download_of_the_same_file(
+    live_server: LiveServer, heavy_run: tuple, tmp_path: Path
+) -> None:
+    """The claim is a lock on the temp file itself: an unrelated file never waits (no shared lock stripes),
+    and the same file waits for its holder, then finds it done or takes over its temp file."""
+    import threading
+
+    from wandb_files import transfer
+    from wandb_files.locks import claim_part
+
+    run, contents = heavy_run
+    root = tmp_path / "out"
+    root.mkdir()
+    held, other = run.file("shard_0.bin"), run.file("shard_1.bin")
+    release = threading.Event()
+    claimed = threading.Event()
+
+    def hold() -> None:  # another downloader of shard_0.bin, stuck mid-transfer
+        with claim_part(transfer._part_path(root / "shard_0.bin")):
+            claimed.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert claimed.wait(5)
+    started = time.monotonic()
+    other.download(root=root).close()
+    assert time.monotonic() - started < 5  # not held up by the claim on shard_0.bin
+    waiting = threading.Thread(target=lambda: held.download(root=root).close())
+    waiting.start()
+    time.sleep(0.5)
+    assert waiting.is_alive() and not (root / "shard_0.bin").exists()  # it waits for the holder
+    release.set()
+    holder.join()
+    waiting.join(30)
+    assert finals(root) == {n: contents[n] for n in ("shard_0.bin", "shard_1.bin")}
     assert not list(root.rglob("*.part"))

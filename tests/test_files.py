@@ -117,6 +117,95 @@ def test_filter_arguments_are_checked_before_any_request(runs_by_size: dict) -> 
             run.files(per_page=bad)
     with pytest.raises(TypeError, match="per_page"):
         run.files(per_page="50")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="names must be a list of file names, not int"):
+        run.files(names=5)  # type: ignore[arg-type]
+
+
+def test_a_names_filter_is_read_once_and_an_empty_one_selects_nothing(
+    module_api: wandb_files.Api, tmp_path: Path, unique: str
+) -> None:
+    for run_id in ("one", "two"):
+        run = module_api.create_run(run_id=run_id, project=f"gen{unique}")
+        source = tmp_path / run_id
+        for name in ("a.txt", "b.txt", "c.txt"):
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            (source / name).write_text(name)
+            run.upload_file(source / name, root=source)
+    runs = module_api.runs(f"gen{unique}")
+    # A generator filters every run, not only the first one it was read for.
+    assert sorted((f.run.id, f.name) for f in runs.files(names=(n for n in ["b.txt"]))) == [
+        ("one", "b.txt"), ("two", "b.txt")
+    ]
+    # A filter that names nothing selects nothing (W&B's client would list every file), without a request.
+    assert list(runs.files(names=[])) == []
+    empty = module_api.run(f"gen{unique}/one").files(names=iter([]))
+    assert len(empty) == 0 and list(empty) == [] and empty.last_response is None
+
+
+def test_indices_may_be_numpy_integers(runs_by_size: dict) -> None:
+    numpy = pytest.importorskip("numpy")
+    run, contents = runs_by_size[3 * PER_PAGE + 2]
+    files = run.files(per_page=PER_PAGE)
+    assert files[numpy.int64(2)].name == sorted(contents)[2]
+    assert [f.name for f in files[numpy.int64(1):numpy.int32(3)]] == sorted(contents)[1:3]
+    with pytest.raises(TypeError, match="indices must be integers or slices, not str"):
+        files["2"]  # type: ignore[call-overload]
+
+
+def test_a_bounded_slice_fetches_only_the_pages_up_to_its_stop(
+    live_server: LiveServer, tmp_path: Path, unique: str
+) -> None:
+    from wandb_files.server.proxy import FaultProxy
+
+    with FaultProxy(live_server.base_url) as proxy:
+        api = wandb_files.Api(api_key=live_server.api_key, base_url=proxy.url)
+        run = run_with_files(api, tmp_path, random_files(30, prefix="p"), f"slice{unique}")
+        files = run.files(pattern="p_%", per_page=4)  # filtered: its count would need a walk of every page
+        proxy.reset_stats()
+        assert [f.name for f in files[:10]] == [f"p_{i:04d}.bin" for i in range(10)]
+        assert proxy.stats["requests"] == 3  # pages of 4, 4 and 4 files; not 8 pages, twice
+        assert [f.name for f in files[2:6:2]] == ["p_0002.bin", "p_0004.bin"]
+        assert proxy.stats["requests"] == 3  # already fetched
+        assert [f.name for f in files[-2:]] == ["p_0028.bin", "p_0029.bin"]  # needs the count: walks on
+
+
+def test_bulk_delete_sends_one_request_per_500_files_and_reports_each_failure(
+    live_server: LiveServer, tmp_path: Path, unique: str
+) -> None:
+    from wandb_files.server.proxy import FaultProxy
+
+    with FaultProxy(live_server.base_url) as proxy:
+        api = wandb_files.Api(api_key=live_server.api_key, base_url=proxy.url)
+        run = api.create_run(project=f"rm{unique}")
+        contents = random_files(620, size=10, prefix="d")
+        source = tmp_path / "src"
+        for name, data in contents.items():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            (source / name).write_bytes(data)
+        run.upload_files([source / n for n in contents], root=source, progress=False)
+        doomed = run.files(pattern="d_%", per_page=1000)
+        proxy.reset_stats()
+        deleted = doomed.delete()
+        assert proxy.stats["requests"] == 1 + 2  # one listing page, then two deleteFiles (500 + 120)
+    assert sorted(f.name for f in deleted) == sorted(contents)
+    api = wandb_files.Api(api_key=live_server.api_key, base_url=live_server.base_url)
+    assert len(api.run("/".join(run.path)).files()) == 0
+
+    keep = run_with_files(api, tmp_path, {"x.txt": b"x", "y.txt": b"y", "z.txt": b"z"}, f"rm{unique}")
+    stale = keep.file("y.txt")
+    stale.delete()  # deleted behind the collection's back
+    with pytest.raises(wandb_files.DeleteError) as info:
+        wandb_files.files.delete_files(keep.client, [keep.file("x.txt"), stale, keep.file("z.txt")])
+    assert [name for name, _ in info.value.failures] == ["y.txt"]
+    assert isinstance(info.value.failures[0][1], NotFoundError)
+    assert sorted(f.name for f in info.value.results) == ["x.txt", "z.txt"]
+    assert len(keep.files()) == 0
+
+    named = run_with_files(api, tmp_path, {"k.txt": b"k", "l.txt": b"l"}, f"rm{unique}")
+    with pytest.raises(wandb_files.DeleteError) as missing:
+        named.delete_files(["k.txt", "no-such.txt"])
+    assert [name for name, _ in missing.value.failures] == ["no-such.txt"]
+    assert [f.name for f in named.files()] == ["l.txt"]
 
 
 def test_wandb_paginator_names(runs_by_size: dict) -> None:

@@ -302,6 +302,19 @@ def test_first_byte_delay_is_applied(upstream: Upstream) -> None:
         assert best_of_three(f"{slow.url}/bytes/10") >= 0.15
 
 
+def test_bytes_per_second_caps_each_body_both_ways(upstream: Upstream) -> None:
+    size = 600_000
+    with FaultProxy(upstream.url, bytes_per_second=1_000_000) as proxy:
+        started = time.perf_counter()
+        body = requests.get(f"{proxy.url}/bytes/{size}", timeout=10).content
+        down = time.perf_counter() - started
+        started = time.perf_counter()
+        echo = requests.put(f"{proxy.url}/echo", data=body_of(size), timeout=10).json()
+        up = time.perf_counter() - started
+    assert body == body_of(size) and echo["length"] == size
+    assert 0.5 <= down < 2.0 and 0.5 <= up < 2.0, (down, up)  # 0.6 s at the cap; uncapped it is milliseconds
+
+
 def test_given_port_is_known_before_start(upstream: Upstream) -> None:
     port = free_port()
     proxy = FaultProxy(upstream.url, port=port)

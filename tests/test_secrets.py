@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -56,3 +57,27 @@ def test_authentication_errors_name_the_source_never_the_key(live_server: LiveSe
 def test_redact(text: str, secret: str) -> None:
     assert secret not in redact(text)
     assert "<redacted>" in redact(text)
+
+
+@pytest.mark.parametrize(
+    "logger_name", ["wandb_files.transfer", "wandb_files.graphql", "urllib3.connectionpool", "gql.transport.requests"]
+)
+def test_records_of_child_loggers_are_redacted_too(
+    logger_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Python runs a logger's filters only for its own records: redaction must not depend on them."""
+    import wandb_files.graphql  # noqa: F401 - installs the redaction
+
+    secret = "eyJiIjoxfQ.abc-DEF_1.sig"
+    caplog.set_level(logging.DEBUG)
+    stream = io.StringIO()
+    own = logging.StreamHandler(stream)
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(own)  # a handler right on the child logger sees the record as created
+    try:
+        logger.debug("GET http://127.0.0.1/blobs/%s HTTP/1.1 Authorization: Basic YXBpOmFhYWFhYWFhYWFhYQ==", secret)
+    finally:
+        logger.removeHandler(own)
+    shown = stream.getvalue() + "\n".join(r.getMessage() for r in caplog.records)
+    assert "<redacted>" in shown
+    assert secret not in shown and "YXBpOmFhYWFhYWFhYWFhYQ==" not in shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -85,5 +86,32 @@ def test_generated_key_then_api_key_replaces_it(tmp_path: Path) -> None:
         finally:
             out2 = _stop(proc2)
         assert "admin API key" not in out2
+    finally:
+        stop_server(server)
+
+
+def test_keys_shorter_than_32_characters_are_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    short = subprocess.run(
+        [sys.executable, "-m", "wandb_files", "user", "add", "dave", "--data-dir", str(data_dir), "--api-key", "short"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert short.returncode != 0 and "32-256 characters" in short.stderr
+    server = subprocess.run(
+        [sys.executable, "-m", "wandb_files", "server", "--data-dir", str(data_dir), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "WANDB_FILES_API_KEY": "x" * 31},
+    )
+    assert server.returncode != 0 and "32-256 characters" in server.stderr
+
+
+def test_background_server_keeps_the_key_off_the_command_line(tmp_path: Path) -> None:
+    """`ps` shows every local user a process's command line; the key goes through the environment."""
+    key = "k" * 40
+    server = start_server(tmp_path / "data", key)
+    try:
+        assert server.process is not None
+        cmdline = Path(f"/proc/{server.process.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        assert "wandb_files.server" in cmdline and key not in cmdline and "--api-key" not in cmdline
+        assert _works(server.base_url, key)
     finally:
         stop_server(server)

@@ -201,7 +201,9 @@ def test_short_body_is_400_and_stores_nothing(admin: Client, run_path: RunPath, 
 
 def test_bad_file_names_are_refused_and_nothing_created(admin: Client, run_path: RunPath) -> None:
     entity, project, run = run_path
-    for bad in ["../x", "/etc/passwd", "a//b", "C:\\x", "C:x", "a\x00b", "a/./b", "dir/", "", "tab\there", "é" * 513]:
+    for bad in ["../x", "/etc/passwd", "a//b", "C:\\x", "C:x", "a\x00b", "a/./b", "dir/", "", "tab\there", "é" * 513,
+                "x" * 256, "ok/" + "é" * 128 + "/y", "report\u202etxt.exe", "csi\u009b2J", "iso\u2066late",
+                "mark\u200fx", "line\u2028sep", "lone\ud800"]:
         response = admin.post(
             CREATE_FILES, {"entity": entity, "project": project, "run": run, "files": ["fine.txt", bad]}
         )
@@ -210,6 +212,32 @@ def test_bad_file_names_are_refused_and_nothing_created(admin: Client, run_path:
         assert "invalid file name" in error["message"]
         assert response.json()["data"] is None or response.json()["data"]["createRunFiles"] is None
     assert admin.files(*run_path)["fileCount"] == 0
+
+
+def test_a_name_and_a_folder_of_that_name_cannot_both_be_files(
+    admin: Client, run_path: RunPath, live_server: LiveServer
+) -> None:
+    """No file system holds both `a` and `a/b`: refused at upload, so every run can be downloaded."""
+    entity, project, run = run_path
+    admin.upload(*run_path, "ckpt", b"a file")
+    admin.upload(*run_path, "logs/train/out.txt", b"deep")
+
+    for clash in (["ckpt/epoch_1.pt"], ["logs"], ["logs/train"], ["new", "new/inner.txt"]):
+        error = admin.gql_error(CREATE_FILES, {"entity": entity, "project": project, "run": run, "files": clash})
+        assert error["extensions"]["code"] == "BAD_USER_INPUT" and "clashes" in error["message"], clash
+    # Re-uploading an existing name, and names that only share a prefix, are fine.
+    admin.upload(*run_path, "ckpt", b"a new version")
+    admin.upload(*run_path, "ckpt.bak", b"x")
+    admin.upload(*run_path, "logs0", b"x")
+
+    # Signed before the clash existed, stored after: the PUT that would make the clash is refused with 409.
+    url = admin.gql(CREATE_FILES, {"entity": entity, "project": project, "run": run, "files": ["late/x.txt"]})
+    admin.upload(*run_path, "late", b"first")
+    response = requests.put(url["createRunFiles"]["files"][0]["uploadUrl"], data=b"second", timeout=10)
+    assert response.status_code == 409 and "clashes" in response.json()["error"]
+    names = sorted(e["node"]["name"] for e in admin.files(*run_path)["files"]["edges"])
+    assert names == ["ckpt", "ckpt.bak", "late", "logs/train/out.txt", "logs0"]
+    assert admin.files(*run_path)["fileCount"] == 5
 
 
 def test_keyset_paging_through_all_files(admin: Client, run_path: RunPath) -> None:

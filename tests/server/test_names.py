@@ -23,7 +23,9 @@ def test_good_file_names(name: str) -> None:
     "name",
     [
         "", "/abs", "../x", "a/../b", "a/./b", ".", "..", "a//b", "dir/", "C:\\x", "C:x", "c:/x", "a\\b",
-        "a\x00b", "a\nb", "a\x7fb", "x" * 1025, "é" * 513, None, 5,
+        "a\x00b", "a\nb", "a\x7fb", "x" * 1025, "é" * 513, None, 5, "x" * 256, "a/" + "b" * 256,
+        "a\x85b", "a\u009bb", "report\u202etxt.exe", "a\u202ab", "a\u2066b", "a\u200eb", "a\u061cb",
+        "a\u2029b", "a\udc80b",
     ],
 )
 def test_bad_file_names(name: object) -> None:

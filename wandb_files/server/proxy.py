@@ -83,6 +83,8 @@ class FaultProxy:
         seed: Seed of the ``random.Random`` that picks faulted requests and their kind.
         slow_seconds: The extra wait of a ``slow`` fault.
         paths: Only requests whose path starts with one of these are eligible for faults; None: all.
+        bytes_per_second: Cap each request body and each response body at this rate (as a CDN or S3 caps
+            one connection); None for no cap.
         host: The address to listen on.
         port: The port; a free one when omitted. Give one (e.g. ``free_port()``) to know `url` before
             starting, say to start a server with ``--public-url`` set to it first.
@@ -101,6 +103,7 @@ class FaultProxy:
         seed: int | None = None,
         slow_seconds: float = 5.0,
         paths: Iterable[str] | None = None,
+        bytes_per_second: float | None = None,
         host: str = "127.0.0.1",
         port: int | None = None,
     ) -> None:
@@ -114,6 +117,9 @@ class FaultProxy:
             raise ValueError("faults is empty but fault_rate is not 0")
         if first_byte_delay_ms < 0 or slow_seconds < 0:
             raise ValueError("first_byte_delay_ms and slow_seconds must not be negative")
+        if bytes_per_second is not None and bytes_per_second <= 0:
+            raise ValueError("bytes_per_second must be positive")
+        self.bytes_per_second = bytes_per_second
         self.upstream = upstream.rstrip("/")
         self.first_byte_delay = first_byte_delay_ms / 1000.0
         self.fault_rate = fault_rate
@@ -258,7 +264,7 @@ class FaultProxy:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body: Any = None
         if request.body_exists:
-            body = request.content.iter_any()
+            body = self._paced(request.content.iter_any())
         try:
             upstream = await self._session.request(
                 request.method,
@@ -288,19 +294,36 @@ class FaultProxy:
                     await self._cut(request, response, upstream, fault)
                     return response
                 else:
-                    await self._relay(response, upstream, flip=fault == "flip")
+                    await self._relay(response, upstream, flip=fault == "flip", pace=self._paced)
                 await response.write_eof()
             except ConnectionError:
                 self._count("client_aborts")  # the client went away mid-response; the upstream is closed on exit
         return response
 
+    async def _paced(self, chunks: Any) -> Any:
+        """`chunks` (an async iterator of bytes) at no more than `bytes_per_second`, in pieces of 64 KiB."""
+        if self.bytes_per_second is None:
+            async for chunk in chunks:
+                yield chunk
+            return
+        loop = asyncio.get_running_loop()
+        started, sent = loop.time(), 0
+        async for chunk in chunks:
+            for start in range(0, len(chunk), 65536):
+                piece = chunk[start:start + 65536]
+                sent += len(piece)
+                ahead = sent / self.bytes_per_second - (loop.time() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+                yield piece
+
     @staticmethod
-    async def _relay(response: web.StreamResponse, upstream: Any, flip: bool) -> None:
-        """Stream the upstream body to the client; with `flip`, invert the byte in the middle of it (of its
-        first chunk when the length is unknown)."""
+    async def _relay(response: web.StreamResponse, upstream: Any, flip: bool, pace: Any) -> None:
+        """Stream the upstream body to the client, through `pace`; with `flip`, invert the byte in the middle
+        of it (of its first chunk when the length is unknown)."""
         flip_at = (upstream.content_length // 2 if upstream.content_length is not None else None) if flip else -1
         sent = 0
-        async for chunk in upstream.content.iter_any():
+        async for chunk in pace(upstream.content.iter_any()):
             if flip_at is None:
                 flip_at = len(chunk) // 2
             if 0 <= flip_at - sent < len(chunk):
@@ -358,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated fault kinds")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--bytes-per-second", type=float, default=None, help="cap on each body's rate")
     args = parser.parse_args(argv)
     proxy = FaultProxy(
         args.upstream,
@@ -366,6 +390,7 @@ def main(argv: list[str] | None = None) -> None:
         fault_rate=args.fault_rate,
         faults=[f for f in args.faults.split(",") if f],
         seed=args.seed,
+        bytes_per_second=args.bytes_per_second,
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

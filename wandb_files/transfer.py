@@ -298,12 +298,16 @@ def _remote_changed(etag: str | None, md5: str | None) -> bool:
 
 
 def _etag_from_md5(md5: str | None) -> str | None:
+    """The ETag our server and single-part S3 objects give bytes of this md5 (given as base64 or hex)."""
     if not md5:
         return None
+    md5 = md5.strip()
+    if len(md5) == 32 and all(c in "0123456789abcdefABCDEF" for c in md5):
+        return f'"{md5.lower()}"'
     try:
         digest = base64.b64decode(md5, validate=True)
     except (binascii.Error, ValueError):
-        return f'"{md5}"' if len(md5) == 32 else None
+        return None
     return f'"{digest.hex()}"' if len(digest) == 16 else None
 
 

@@ -98,6 +98,20 @@ CREATE_RUN_FILES: GraphQLRequest = gql(
     """
 )
 
+# CREATE_RUN_FILES with the size and md5 of each file, for servers advertising SIGNED_UPLOAD_CHECKSUMS: their
+# URLs are signed for exactly those bytes, and each file's uploadHeaders go with its PUT.
+CREATE_RUN_FILES_WITH_SPECS: GraphQLRequest = gql(
+    """
+    mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, $files: [String!]!,
+                            $fileSpecs: [RunFileSpecInput!]) {
+      createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run, files: $files,
+                             fileSpecs: $fileSpecs}) {
+        runID uploadHeaders files { name uploadUrl uploadHeaders }
+      }
+    }
+    """
+)
+
 MARK_RUN_FILES_UPLOADED: GraphQLRequest = gql(
     """
     mutation MarkRunFilesUploaded($entity: String!, $project: String!, $run: String!, $files: [String!]!) {
@@ -124,6 +138,7 @@ ALL: dict[str, GraphQLRequest] = {
     "RUN_FILES": RUN_FILES,
     "UPSERT_RUN": UPSERT_RUN,
     "CREATE_RUN_FILES": CREATE_RUN_FILES,
+    "CREATE_RUN_FILES_WITH_SPECS": CREATE_RUN_FILES_WITH_SPECS,
     "DELETE_FILES": DELETE_FILES,
     "MARK_RUN_FILES_UPLOADED": MARK_RUN_FILES_UPLOADED,
 }

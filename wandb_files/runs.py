@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 from urllib.parse import urljoin
 
 from wandb_files import queries, transfer
-from wandb_files.errors import DeleteError, IntegrityError, NotFoundError, ServerError, UploadError
+from wandb_files.errors import BadRequestError, DeleteError, IntegrityError, NotFoundError, ServerError, UploadError
 from wandb_files.files import File, Files, check_names, delete_files
 from wandb_files.paginator import Paginator, batches, check_per_page
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from wandb_files.graphql import GraphQLClient
 
 
@@ -199,7 +202,9 @@ class Run:
         and each stored file's md5 is checked against the bytes sent. A name is the path as given relative to
         `root`: a symbolic link is stored under its own name (with its target's bytes), and a link pointing
         outside `root` is refused. A file that grows while it is sent (a live log) is uploaded as it was when
-        its upload started.
+        its upload started. When the server signs uploads for their size and md5 (S3 with
+        SIGNED_UPLOAD_CHECKSUMS), each file is read once before its URL is asked for, and one that changes
+        after that fails (the bucket refuses other bytes).
 
         Args:
             paths: The local files.
@@ -223,9 +228,17 @@ class Run:
         names = [name for _, name in planned]
         if not names:
             return []
-        urls, headers = self._upload_urls(names)
+        specs = self._file_specs(planned, max_workers) if self.client.feature_enabled("SIGNED_UPLOAD_CHECKSUMS") else {}
+        urls, headers, file_headers = self._create_run_files(names, specs)
         jobs = [
-            transfer.UploadJob(urls[name], path, name, path.stat().st_size, headers, resign=partial(self._resign, name))
+            transfer.UploadJob(
+                urls[name],
+                path,
+                name,
+                specs[name][0] if name in specs else path.stat().st_size,
+                {**headers, **file_headers.get(name, {})},  # per file: a signed Content-MD5 is this file's own
+                resign=partial(self._resign, name, specs.get(name)),
+            )
             for path, name in zip(local, names)
         ]
         failures: list[tuple[str, BaseException]] = []
@@ -260,23 +273,50 @@ class Run:
             raise UploadError(sorted(failures, key=lambda item: item[0]), uploaded)
         return uploaded
 
+    def _file_specs(self, planned: list[tuple[Path, str]], max_workers: int | None) -> dict[str, tuple[int, str]]:
+        """(size, base64 md5) of each file by name, read now: the server signs each URL for exactly these
+        bytes (a file that changes before its PUT is refused by the bucket)."""
+
+        def spec(item: tuple[Path, str]) -> tuple[str, tuple[int, str]]:
+            path, name = item
+            size = path.stat().st_size
+            return name, (size, transfer.md5_base64(transfer.file_md5(path)))
+
+        with ThreadPoolExecutor(min(transfer.check_max_workers(max_workers), len(planned))) as pool:
+            return dict(pool.map(spec, planned))
+
     def _upload_urls(self, names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
         """Signed upload URLs for `names`, asked for in batches, and the headers the PUTs need."""
+        urls, headers, _ = self._create_run_files(names, {})
+        return urls, headers
+
+    def _create_run_files(
+        self, names: list[str], specs: dict[str, tuple[int, str]]
+    ) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, str]]]:
+        """Upload URLs for `names` in batches: the URLs, the headers of every PUT, and each file's own headers.
+        Names in `specs` (size, base64 md5) get URLs signed for those bytes."""
         urls: dict[str, str] = {}
         headers: dict[str, str] = {}
+        file_headers: dict[str, dict[str, str]] = {}
         for batch in batches(names):
-            data = self.client.execute(
-                queries.CREATE_RUN_FILES,
-                {"entity": self.entity, "project": self.project, "run": self.id, "files": batch},
-                retry_safe=True,  # it only signs URLs
-            )["createRunFiles"]
+            variables: dict[str, Any] = {"entity": self.entity, "project": self.project, "run": self.id, "files": batch}
+            document = queries.CREATE_RUN_FILES
+            if specs:
+                document = queries.CREATE_RUN_FILES_WITH_SPECS
+                variables["fileSpecs"] = [
+                    {"name": n, "sizeBytes": specs[n][0], "md5": specs[n][1]} for n in batch if n in specs
+                ]
+            data = self.client.execute(document, variables, retry_safe=True)["createRunFiles"]  # it only signs URLs
             headers.update(h.split(":", 1) for h in data.get("uploadHeaders") or [] if ":" in h)
             for item in data["files"]:
                 urls[item["name"]] = urljoin(self.client.base_url + "/", item["uploadUrl"])
+                own = dict(h.split(":", 1) for h in item.get("uploadHeaders") or [] if ":" in h)
+                if own:
+                    file_headers[item["name"]] = own
         missing = [name for name in names if name not in urls]
         if missing:
             raise ServerError(f"the server signed no upload URL for {', '.join(missing[:5])}")
-        return urls, headers
+        return urls, headers, file_headers
 
     def _mark_uploaded(self, names: list[str]) -> list[tuple[str, Exception]]:
         """Tell the server these uploads arrived; return the names it could not commit, with why."""
@@ -284,11 +324,11 @@ class Run:
         for batch in batches(names):
             try:
                 self._mark(batch)
-            except NotFoundError:
-                for name in batch:  # find which upload never arrived
+            except (NotFoundError, BadRequestError):
+                for name in batch:  # find which upload never arrived, or was refused (not the declared size)
                     try:
                         self._mark([name])
-                    except NotFoundError as exc:
+                    except (NotFoundError, BadRequestError) as exc:
                         failed.append((name, exc))
         return failed
 
@@ -299,8 +339,9 @@ class Run:
             retry_safe=True,  # committing an upload twice is harmless
         )
 
-    def _resign(self, name: str) -> str:
-        return self._upload_urls([name])[0][name]
+    def _resign(self, name: str, spec: tuple[int, str] | None = None) -> str:
+        # Signed for the same spec as before: the job's Content-MD5 header stays right.
+        return self._create_run_files([name], {name: spec} if spec else {})[0][name]
 
     def _files_named(self, names: list[str]) -> dict[str, File]:
         found: dict[str, File] = {}

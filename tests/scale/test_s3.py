@@ -2,11 +2,20 @@
 
 Bytes go to and from the bucket through presigned URLs, never through our server; markRunFilesUploaded
 commits an upload with the size and md5 the bucket reports; deleting or replacing a file deletes its object.
+
+Uploads given a fileSpec get URLs signed for their Content-Length and Content-MD5. moto (5.x) checks neither
+presigned signatures nor Content-MD5, so what S3 itself would refuse is tested as far as moto allows: the
+signatures equal botocore's, and markRunFilesUploaded refuses an object of another size or md5 than declared.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
+import sqlite3
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +29,7 @@ import wandb_files.files
 from tests.conftest import LiveServer
 from tests.server.conftest import CREATE_FILES, DELETE_FILES, RUN_FILES, Client, md5_b64
 
+from .conftest import s3_server
 from .services import S3Service
 
 MARK = """
@@ -27,6 +37,51 @@ mutation MarkRunFilesUploaded($entity: String!, $project: String!, $run: String!
   markRunFilesUploaded(input: {entityName: $entity, projectName: $project, runName: $run, files: $files}) {
     success } }
 """
+
+
+CREATE_WITH_SPECS = """
+mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, $files: [String!]!,
+                        $fileSpecs: [RunFileSpecInput!]) {
+  createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run, files: $files,
+                         fileSpecs: $fileSpecs}) {
+    uploadHeaders files { name uploadUrl uploadHeaders } } }
+"""
+
+FEATURES = "{ serverInfo { features { name isEnabled } } }"
+
+
+def spec(name: str, data: bytes) -> dict[str, Any]:
+    return {"name": name, "sizeBytes": len(data), "md5": md5_b64(data)}
+
+
+def create_signed(client: Client, path: tuple[str, str, str], specs: list[dict[str, Any]],
+                  names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """createRunFiles with fileSpecs; the answer's files by name."""
+    entity, project, run = path
+    variables = {"entity": entity, "project": project, "run": run,
+                 "files": names or [s["name"] for s in specs], "fileSpecs": specs}
+    return {f["name"]: f for f in client.gql(CREATE_WITH_SPECS, variables)["createRunFiles"]["files"]}
+
+
+def header_dict(item: dict[str, Any]) -> dict[str, str]:
+    return dict(h.split(":", 1) for h in item["uploadHeaders"] or [])
+
+
+def object_key(url: str) -> str:
+    """The object key (prefix/blob key) of a path-style presigned URL."""
+    return urlsplit(url).path.split("/", 2)[2]
+
+
+def pending_rows(server: LiveServer, key: str) -> list[tuple[Any, ...]]:
+    """The pending_uploads rows of an object key, read from the server's SQLite database."""
+    db = sqlite3.connect(server.data_dir / "wandb-files.db")
+    try:
+        return db.execute(
+            "SELECT declared_size, declared_md5, created_at FROM pending_uploads WHERE blob_key = ?",
+            (key.rsplit("/", 1)[-1],),
+        ).fetchall()
+    finally:
+        db.close()
 
 
 def put_and_mark(client: Client, path: tuple[str, str, str], files: dict[str, bytes], mark: bool = True) -> list[str]:
@@ -54,8 +109,19 @@ def s3_run(s3_admin: Client, unique: str) -> tuple[str, str, str]:
 
 
 def test_feature_is_advertised(s3_admin: Client) -> None:
-    features = s3_admin.gql("{ serverInfo { features { name isEnabled } } }")["serverInfo"]["features"]
+    features = s3_admin.gql(FEATURES)["serverInfo"]["features"]
     assert {"name": "MARK_RUN_FILES_UPLOADED", "isEnabled": True} in features
+    assert {"name": "SIGNED_UPLOAD_CHECKSUMS", "isEnabled": True} in features
+
+
+def test_signed_checksums_are_s3_only(live_server: LiveServer, unique: str) -> None:
+    """The local store reads every byte itself: nothing to advertise, and specs are checked but sign nothing."""
+    client = Client(live_server.base_url, live_server.api_key)
+    assert client.gql(FEATURES)["serverInfo"]["features"] == []
+    client.make_run(f"p-{unique}", f"r-{unique}")
+    files = create_signed(client, ("admin", f"p-{unique}", f"r-{unique}"), [spec("a.txt", b"abc")])
+    assert files["a.txt"]["uploadHeaders"] == []
+    assert "/uploads/" in files["a.txt"]["uploadUrl"]
 
 
 def test_upload_is_presigned_and_committed_by_mark(
@@ -165,22 +231,232 @@ def test_fast_presigner_matches_botocore(s3: S3Service, monkeypatch: pytest.Monk
 
     for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
+    md5 = md5_b64(b"declared bytes")
+    cases: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
+        ("get_object", {"ResponseContentType": "image/png"}, {}, "host"),
+        ("put_object", {}, {}, "host"),
+        # botocore signs ContentLength and ContentMD5 as headers too: the URL only works with exactly these.
+        ("put_object", {"ContentLength": 123456789012, "ContentMD5": md5}, {"size": 123456789012, "md5_b64": md5},
+         "content-length;content-md5;host"),
+        ("put_object", {"ContentLength": 0}, {"size": 0}, "content-length;host"),
+    ]
     for endpoint in (s3.endpoint_url, None, "https://minio.example.com:9000/base"):
         store = S3BlobStore("s3://bkt/pre/fix", endpoint_url=endpoint, url_ttl=600)
         key = "ab" * 16
-        for operation, extra in (("get_object", {"ResponseContentType": "image/png"}), ("put_object", {})):
+        for operation, extra, ours_extra, signed_headers in cases:
             reference = store.client.generate_presigned_url(
                 operation, Params={"Bucket": "bkt", "Key": store.object_key(key), **extra}, ExpiresIn=600
             )
             query = parse_qs(urlsplit(reference).query)
+            assert query["X-Amz-SignedHeaders"] == [signed_headers]
             now = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
             ours = (store.presigned_get(key, "image/png", now=now) if operation == "get_object"
-                    else store.presigned_put(key, now=now))
+                    else store.presigned_put(key, now=now, **ours_extra))
             assert urlsplit(ours)._replace(query="") == urlsplit(reference)._replace(query="")
             assert parse_qs(urlsplit(ours).query) == query
 
 
+# --- signed sizes and checksums --------------------------------------------------------------------
+
+
+def test_create_run_files_signs_declared_size_and_md5(
+    s3_live: LiveServer, s3_admin: Client, s3_run: tuple[str, str, str]
+) -> None:
+    data = os.urandom(777)
+    files = create_signed(s3_admin, s3_run, [spec("signed.bin", data)], names=["signed.bin", "plain.bin"])
+    signed, plain = files["signed.bin"], files["plain.bin"]
+    assert parse_qs(urlsplit(signed["uploadUrl"]).query)["X-Amz-SignedHeaders"] == ["content-length;content-md5;host"]
+    assert header_dict(signed) == {"Content-MD5": md5_b64(data)}
+    # A name without a spec in the same call gets today's URL (as the real wandb client does).
+    assert parse_qs(urlsplit(plain["uploadUrl"]).query)["X-Amz-SignedHeaders"] == ["host"]
+    assert plain["uploadHeaders"] == []
+    # The declaration is kept with the pending upload, for markRunFilesUploaded.
+    assert [row[:2] for row in pending_rows(s3_live, object_key(signed["uploadUrl"]))] == [(777, md5_b64(data))]
+    assert [row[:2] for row in pending_rows(s3_live, object_key(plain["uploadUrl"]))] == [(None, None)]
+
+
+@pytest.mark.parametrize(
+    ("bad_spec", "message"),
+    [
+        ({"name": "x.bin", "sizeBytes": 60 * 1024**3, "md5": md5_b64(b"")}, "larger than the limit"),
+        ({"name": "x.bin", "sizeBytes": -1, "md5": md5_b64(b"")}, "negative"),
+        ({"name": "x.bin", "sizeBytes": 3, "md5": hashlib.md5(b"abc").hexdigest()}, "base64"),
+        ({"name": "x.bin", "sizeBytes": 3, "md5": base64.b64encode(b"short").decode()}, "base64"),
+        ({"name": "other.bin", "sizeBytes": 3, "md5": md5_b64(b"abc")}, "not in `files`"),
+        ({"name": "x.bin", "sizeBytes": "3", "md5": md5_b64(b"abc")}, "Int64"),
+        ({"name": "x.bin", "sizeBytes": 2**63, "md5": md5_b64(b"abc")}, "Int64"),
+    ],
+)
+def test_bad_file_specs_are_refused_before_any_url(
+    s3_admin: Client, s3_run: tuple[str, str, str], bad_spec: dict[str, Any], message: str
+) -> None:
+    entity, project, run = s3_run
+    variables = {"entity": entity, "project": project, "run": run, "files": ["x.bin"], "fileSpecs": [bad_spec]}
+    error = s3_admin.gql_error(CREATE_WITH_SPECS, variables)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert message in error["message"]
+
+
+def test_put_of_other_bytes_than_signed_is_never_committed(
+    s3_live: LiveServer, s3_admin: Client, s3_run: tuple[str, str, str], s3: S3Service, s3_bucket: str
+) -> None:
+    """Real S3 refuses the PUT itself (403 for another Content-Length, 400 BadDigest for other bytes); moto
+    stores whatever arrives, and then markRunFilesUploaded refuses it, deleting the object and the upload."""
+    entity, project, run = s3_run
+    declared = os.urandom(1000)
+    attempts = {
+        "longer.bin": (declared + b"!", "1001 bytes, but 1000 were declared"),
+        "same-size.bin": (os.urandom(1000), "but " + md5_b64(declared) + " was declared"),
+    }
+    files = create_signed(s3_admin, s3_run, [spec(n, declared) for n in attempts])
+    for name, (body, why) in attempts.items():
+        url = files[name]["uploadUrl"]
+        response = requests.put(url, data=body, headers=header_dict(files[name]), timeout=30)
+        mark = {"entity": entity, "project": project, "run": run, "files": [name]}
+        if response.status_code == 200:  # the store did not check (moto): the server must
+            assert object_key(url) in s3.keys(s3_bucket)
+            error = s3_admin.gql_error(MARK, mark)
+            assert error["extensions"]["code"] == "BAD_USER_INPUT"
+            assert why in error["message"]
+        else:  # the store checked, as S3 does
+            assert response.status_code in (400, 403), response.text
+        assert object_key(url) not in s3.keys(s3_bucket)
+        assert pending_rows(s3_live, object_key(url)) == []
+        assert s3_admin.gql_error(MARK, mark)["extensions"]["code"] == "NOT_FOUND"
+    assert listing(s3_admin, s3_run)["fileCount"] == 0
+
+
+def test_declared_upload_of_the_signed_bytes_is_committed(
+    s3_admin: Client, s3_run: tuple[str, str, str], s3: S3Service, s3_bucket: str
+) -> None:
+    entity, project, run = s3_run
+    data = os.urandom(2048)
+    files = create_signed(s3_admin, s3_run, [spec("ok.bin", data)])
+    url = files["ok.bin"]["uploadUrl"]
+    assert requests.put(url, data=data, headers=header_dict(files["ok.bin"]), timeout=30).status_code == 200
+    s3_admin.gql(MARK, {"entity": entity, "project": project, "run": run, "files": ["ok.bin"]})
+    node = listing(s3_admin, s3_run)["files"]["edges"][0]["node"]
+    assert (node["name"], node["sizeBytes"], node["md5"]) == ("ok.bin", 2048, md5_b64(data))
+    assert s3.client().get_object(Bucket=s3_bucket, Key=object_key(url))["Body"].read() == data
+
+
+def test_undeclared_multipart_object_is_hashed(
+    s3_admin: Client, s3_run: tuple[str, str, str], s3: S3Service, s3_bucket: str
+) -> None:
+    """The fallback for clients that declare nothing: a multipart ETag is no md5, so the bytes are read."""
+    entity, project, run = s3_run
+    created = s3_admin.gql(CREATE_FILES, {"entity": entity, "project": project, "run": run, "files": ["big.bin"]})
+    key = object_key(created["createRunFiles"]["files"][0]["uploadUrl"])
+    parts = [os.urandom(5 * 1024 * 1024), os.urandom(1000)]
+    bucket = s3.client()
+    upload_id = bucket.create_multipart_upload(Bucket=s3_bucket, Key=key)["UploadId"]
+    etags = [bucket.upload_part(Bucket=s3_bucket, Key=key, UploadId=upload_id, PartNumber=i + 1, Body=part)["ETag"]
+             for i, part in enumerate(parts)]
+    bucket.complete_multipart_upload(Bucket=s3_bucket, Key=key, UploadId=upload_id, MultipartUpload={
+        "Parts": [{"ETag": etag, "PartNumber": i + 1} for i, etag in enumerate(etags)]})
+    assert "-" in bucket.head_object(Bucket=s3_bucket, Key=key)["ETag"]
+    s3_admin.gql(MARK, {"entity": entity, "project": project, "run": run, "files": ["big.bin"]})
+    node = listing(s3_admin, s3_run)["files"]["edges"][0]["node"]
+    assert (node["sizeBytes"], node["md5"]) == (len(parts[0]) + 1000, md5_b64(b"".join(parts)))
+
+
+def test_mark_of_many_files_at_once(
+    s3_admin: Client, s3_run: tuple[str, str, str], s3: S3Service, s3_bucket: str
+) -> None:
+    """50 names in one mark (the objects are checked in parallel): declared and undeclared uploads, and
+    names uploaded twice, where the newer upload must win whatever order the checks finish in."""
+    entity, project, run = s3_run
+    before = set(s3.keys(s3_bucket))
+    contents = {f"many/{i:02d}.bin": os.urandom(100 + i) for i in range(50)}
+    declared = [n for i, n in enumerate(contents) if i % 2 == 0]
+    for name in list(contents)[:10]:  # an older upload of other bytes under the same name, handed out first
+        older = create_signed(s3_admin, s3_run, [spec(name, b"older " + name.encode())])[name]
+        assert requests.put(older["uploadUrl"], data=b"older " + name.encode(), headers=header_dict(older),
+                            timeout=30).status_code == 200
+    files = create_signed(s3_admin, s3_run, [spec(n, contents[n]) for n in declared], names=list(contents))
+    for name, data in contents.items():
+        assert requests.put(files[name]["uploadUrl"], data=data, headers=header_dict(files[name]),
+                            timeout=30).status_code == 200
+    s3_admin.gql(MARK, {"entity": entity, "project": project, "run": run, "files": list(contents)})
+    run_files = listing(s3_admin, s3_run, fileLimit=100)
+    assert run_files["fileCount"] == 50
+    nodes = {e["node"]["name"]: e["node"] for e in run_files["files"]["edges"]}
+    assert {n: (v["sizeBytes"], v["md5"]) for n, v in nodes.items()} == {
+        n: (len(d), md5_b64(d)) for n, d in contents.items()
+    }
+    # One object per file: the ten older uploads were deleted.
+    assert len(set(s3.keys(s3_bucket)) - before) == 50
+
+
+# --- periodic cleanup ------------------------------------------------------------------------------
+
+
+def test_abandoned_uploads_are_cleaned_periodically(s3: S3Service, tmp_path: Path) -> None:
+    bucket = s3.create_bucket()
+    server = s3_server(tmp_path / "data", s3, bucket, extra_args=["--upload-cleanup-interval", "1"])
+    try:
+        client = Client(server.base_url, server.api_key)
+        client.make_run("clean", "r")
+        path = ("admin", "clean", "r")
+        files = put_and_mark(client, path, {"old.bin": b"abandoned", "fresh.bin": b"still wanted"}, mark=False)
+        old, fresh = (object_key(url) for url in files)
+        assert {old, fresh} <= set(s3.keys(bucket))
+        # Long expired: as if handed out in 2000 and never marked.
+        db = sqlite3.connect(server.data_dir / "wandb-files.db")
+        db.execute("UPDATE pending_uploads SET created_at = '2000-01-01 00:00:00.000000' WHERE blob_key = ?",
+                   (old.rsplit("/", 1)[-1],))
+        db.commit()
+        db.close()
+        deadline = time.monotonic() + 15
+        while (pending_rows(server, old) or old in s3.keys(bucket)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pending_rows(server, old) == []
+        assert old not in s3.keys(bucket)
+        # The running server is unharmed, and the fresh upload still commits.
+        assert fresh in s3.keys(bucket)
+        client.gql(MARK, {"entity": "admin", "project": "clean", "run": "r", "files": ["fresh.bin"]})
+        assert client.files(*path)["files"]["edges"][0]["node"]["md5"] == md5_b64(b"still wanted")
+        assert requests.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+    finally:
+        server.stop()
+    # The cleaner stopped with the server: uvicorn logs this only when the lifespan's shutdown succeeded.
+    assert "Application shutdown complete." in server.log()
+    assert "Traceback" not in server.log() and "removing abandoned uploads failed" not in server.log()
+
+
 # --- the two clients, end to end -------------------------------------------------------------------
+
+
+def test_our_sdk_declares_sizes_and_md5s(s3_live: LiveServer, s3: S3Service, s3_bucket: str,
+                                         tmp_path: Path, unique: str) -> None:
+    """The SDK sends fileSpecs when SIGNED_UPLOAD_CHECKSUMS is on, and each PUT carries its own Content-MD5."""
+    api = wandb_files.Api(api_key=s3_live.api_key, base_url=s3_live.base_url)
+    sent: list[requests.PreparedRequest] = []
+    # A response hook of the SDK's own session: a record of the real requests, nothing replaced.
+    api.client.session.hooks["response"].append(lambda response, *args, **kwargs: sent.append(response.request))
+    run = api.create_run(run_id=f"r{unique}", project=f"p{unique}")
+    contents = {"a.bin": os.urandom(3000), "d/b.txt": b"hello", "empty": b""}
+    for name, data in contents.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    uploaded = run.upload_files([tmp_path / n for n in contents], root=tmp_path, progress=False)
+    assert [(f.name, f.size, f.md5) for f in uploaded] == [(n, len(d), md5_b64(d)) for n, d in contents.items()]
+
+    bodies = [json.loads(r.body) for r in sent if r.url.endswith("/graphql") and b"createRunFiles" in r.body]
+    assert len(bodies) == 1
+    assert bodies[0]["variables"]["fileSpecs"] == [spec(n, d) for n, d in contents.items()]
+    puts = {object_key(r.url): r for r in sent if r.method == "PUT"}
+    assert len(puts) == 3
+    by_md5 = {md5_b64(d): d for d in contents.values()}
+    bucket = s3.client()
+    for key, request in puts.items():
+        assert request.url.startswith(f"{s3.endpoint_url}/{s3_bucket}/")
+        assert parse_qs(urlsplit(request.url).query)["X-Amz-SignedHeaders"] == ["content-length;content-md5;host"]
+        data = by_md5[request.headers["Content-MD5"]]
+        assert request.headers["Content-Length"] == str(len(data))
+        assert bucket.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == data
+    listed = {f.name: (f.size, f.md5) for f in run.files()}
+    assert listed == {n: (len(d), md5_b64(d)) for n, d in contents.items()}
 
 
 def test_our_sdk_round_trip(s3_live: LiveServer, s3_admin: Client, s3: S3Service, s3_bucket: str,

@@ -84,7 +84,11 @@ def test_postgres_migrations_run_once_and_are_idempotent(postgres: PostgresClust
         with engine.connect() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
             tables = set(inspect(conn).get_table_names())
+            pending = {c["name"]: c for c in inspect(conn).get_columns("pending_uploads")}
         assert {"users", "entities", "projects", "runs", "files", "pending_uploads", "settings"} <= tables
+        # 0003: the declared size and md5 of signed uploads, NULL for clients that declare nothing.
+        assert pending["declared_size"]["nullable"] and pending["declared_md5"]["nullable"]
+        assert str(pending["declared_size"]["type"]) == "BIGINT"
     finally:
         engine.dispose()
     create_db_engine(url).dispose()  # a second start changes nothing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -427,6 +428,22 @@ def _remove_stale_temp_files(tmp_dir: Path) -> None:
                 path.unlink()
 
 
+async def _clean_periodically(config: ServerConfig, sessions: sessionmaker[Session], store: BlobStore) -> None:
+    """Every `upload_cleanup_interval` seconds, remove abandoned presigned uploads (in a worker thread);
+    several instances may do so at once. Runs until cancelled; a failed sweep is logged and retried."""
+    while True:
+        await asyncio.sleep(config.upload_cleanup_interval)
+        try:
+            removed = await anyio.to_thread.run_sync(
+                clean_abandoned_uploads, sessions, store, config.abandoned_upload_seconds
+            )
+        except Exception as exc:  # noqa: BLE001 - the database or bucket may be back at the next sweep
+            logger.warning("removing abandoned uploads failed: %s", exc)
+            continue
+        if removed:
+            logger.info("removed %d abandoned uploads", removed)
+
+
 def create_app(config: ServerConfig) -> Starlette:
     """Build the server app over `config` (creating or migrating the database and directories as needed).
 
@@ -449,7 +466,7 @@ def create_app(config: ServerConfig) -> Starlette:
         secret = load_or_create_secret(session)
     if store.presigned:
         # Upload URLs nobody marked as uploaded long after they expired: their objects are litter.
-        removed = clean_abandoned_uploads(sessions, store, older_than_seconds=2 * config.signed_url_ttl + 3600)
+        removed = clean_abandoned_uploads(sessions, store, older_than_seconds=config.abandoned_upload_seconds)
         if removed:
             logger.info("removed %d abandoned uploads", removed)
     server = _Server(
@@ -464,8 +481,17 @@ def create_app(config: ServerConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        engine.dispose()
+        # A server that runs for weeks must not wait for its next restart to drop abandoned uploads.
+        cleaner = asyncio.create_task(_clean_periodically(config, sessions, store)) if store.presigned else None
+        try:
+            yield
+        finally:
+            if cleaner is not None:
+                # A sweep under way finishes its batch first (worker threads are not abandoned).
+                cleaner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cleaner
+            engine.dispose()
 
     routes = [
         Route("/healthz", _healthz, methods=["GET"]),

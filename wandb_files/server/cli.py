@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .config import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_SIGNED_URL_TTL, ServerConfig
+from .config import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_SIGNED_URL_TTL, DEFAULT_UPLOAD_CLEANUP_INTERVAL, ServerConfig
 from .database import create_db_engine, make_session_factory
 from .users import UserError, create_user, ensure_admin
 
@@ -66,6 +66,15 @@ _database_url_option = click.option(
     type=click.IntRange(min=0),
     help="Largest accepted upload.",
 )
+@click.option(
+    "--upload-cleanup-interval",
+    metavar="SECONDS",
+    default=DEFAULT_UPLOAD_CLEANUP_INTERVAL,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="With an S3 blob store: how often to remove presigned uploads never marked as uploaded, long after "
+    "their URLs expired (also done at start).",
+)
 @click.option("--log-level", default="info", show_default=True, type=_LOG_LEVELS)
 @click.option(
     "--access-log/--no-access-log",
@@ -84,6 +93,7 @@ def server_command(
     s3_endpoint_url: str | None,
     signed_url_ttl: int,
     max_upload_bytes: int,
+    upload_cleanup_interval: int,
     log_level: str,
     access_log: bool,
 ) -> None:
@@ -99,6 +109,7 @@ def server_command(
         public_url=public_url,
         signed_url_ttl=signed_url_ttl,
         max_upload_bytes=max_upload_bytes,
+        upload_cleanup_interval=upload_cleanup_interval,
         log_level=log_level.lower(),
         access_log=access_log,
         database_url=database_url,

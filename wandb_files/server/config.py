@@ -7,6 +7,7 @@ from pathlib import Path
 
 DEFAULT_SIGNED_URL_TTL = 3600
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024**3
+DEFAULT_UPLOAD_CLEANUP_INTERVAL = 900
 DB_FILE_NAME = "wandb-files.db"
 
 
@@ -29,15 +30,24 @@ class ServerConfig:
     blob_store: str | None = None
     # The endpoint of an S3-compatible service (MinIO, Ceph, moto...); None means AWS S3.
     s3_endpoint_url: str | None = None
+    # S3 mode: seconds between sweeps for abandoned presigned uploads (also swept at every start).
+    upload_cleanup_interval: int = DEFAULT_UPLOAD_CLEANUP_INTERVAL
 
     def __post_init__(self) -> None:
         if self.signed_url_ttl < 1:
             raise ValueError("signed_url_ttl must be at least 1 second")
+        if self.upload_cleanup_interval < 1:
+            raise ValueError("upload_cleanup_interval must be at least 1 second")
         if self.max_upload_bytes < 0:
             raise ValueError("max_upload_bytes must not be negative")
         if self.public_url is not None:
             # A trailing slash would give URLs with "//" in them.
             object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+
+    @property
+    def abandoned_upload_seconds(self) -> int:
+        """How old an unmarked presigned upload must be to count as abandoned: long after its URL expired."""
+        return 2 * self.signed_url_ttl + 3600
 
     @property
     def database(self) -> Path | str:

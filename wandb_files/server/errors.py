@@ -51,7 +51,8 @@ def format_error(error: GraphQLError, debug: bool = False) -> dict[str, Any]:
     original = error.original_error
     if isinstance(original, ApiError) or isinstance(error, ApiError):
         return formatted
-    if original is None:
+    # graphql-core wraps a bad variable value's coercion error (a GraphQLError) as the original error.
+    if original is None or isinstance(original, GraphQLError):
         formatted["extensions"] = {"code": BAD_USER_INPUT}
         return formatted
     logger.error("internal error resolving %s", formatted.get("path"), exc_info=original)

@@ -130,6 +130,9 @@ class PendingUpload(Base):
 
     markRunFilesUploaded finds the object key of a name here, checks the object and commits it as the
     file's bytes; rows whose object never arrived are cleaned up once their URL has expired.
+
+    The declared size and md5 are set when the client sent a fileSpec: the URL was signed for exactly those
+    bytes, so the md5 need not be read back from the object. NULL for clients that send none (real wandb).
     """
 
     __tablename__ = "pending_uploads"
@@ -140,3 +143,5 @@ class PendingUpload(Base):
     name: Mapped[str] = mapped_column(NAME_TEXT)
     blob_key: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    declared_size: Mapped[int | None] = mapped_column(BigInteger)
+    declared_md5: Mapped[str | None] = mapped_column(String(24))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import secrets
 import string
@@ -13,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ariadne import MutationType, ObjectType, QueryType, ScalarType, make_executable_schema
-from graphql import GraphQLResolveInfo, GraphQLSchema
+from graphql import GraphQLError, GraphQLResolveInfo, GraphQLSchema, IntValueNode, ValueNode
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,7 +27,7 @@ from .ids import decode_cursor, decode_node_id, encode_cursor, encode_node_id
 from .models import Entity, File, PendingUpload, Project, Run, User, utcnow
 from .names import InvalidName, validate_file_name, validate_run_or_project_name
 from .signing import UrlSigner
-from .storage import BlobStore, S3BlobStore
+from .storage import BlobStore, ObjectInfo, S3BlobStore
 
 SCHEMA_PATH = Path(__file__).parent / "schema.graphql"
 DEFAULT_PAGE_SIZE = 50
@@ -87,6 +89,46 @@ def serialize_datetime(value: datetime) -> str:
 def serialize_int64(value: int) -> int:
     """Sizes beyond 2**31 as plain JSON integers."""
     return int(value)
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+@int64_scalar.value_parser
+def parse_int64_value(value: Any) -> int:
+    """An Int64 variable: a JSON integer in range (not a bool, float or string).
+
+    Args:
+        value: The variable's JSON value.
+
+    Returns:
+        The integer.
+
+    Raises:
+        GraphQLError: anything else (a GraphQLError, so it is reported as BAD_USER_INPUT).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not _INT64_MIN <= value <= _INT64_MAX:
+        raise GraphQLError(f"Int64 must be a 64-bit integer, not {value!r}")
+    return value
+
+
+@int64_scalar.literal_parser
+def parse_int64_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> int:
+    """An Int64 written in the document.
+
+    Args:
+        node: The literal.
+        variables: The request's variables (unused: an Int64 literal holds none).
+
+    Returns:
+        The integer.
+
+    Raises:
+        GraphQLError: it is not an integer literal in range.
+    """
+    if not isinstance(node, IntValueNode):
+        raise GraphQLError("Int64 must be an integer")
+    return parse_int64_value(int(node.value))
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -174,21 +216,71 @@ def _file_url(ctx: RequestContext, view: FileView) -> str:
     return f"{ctx.public_url}/files/{view.url_prefix}/{quote(view.file.name, safe='/')}"
 
 
-def _upload_urls(ctx: RequestContext, session: Session, run_id: int, names: list[str]) -> list[str]:
+def _upload_urls(
+    ctx: RequestContext,
+    session: Session,
+    run_id: int,
+    names: list[str],
+    specs: dict[str, tuple[int, str]] | None = None,
+) -> list[str]:
     """Upload URLs for `names` of a run, in order.
 
     Local store: our signed /uploads URL, whose PUT stores and commits the file. S3: a presigned PUT URL to
     a fresh object key, recorded as a pending upload (in `session`'s write transaction) for
-    markRunFilesUploaded to commit.
+    markRunFilesUploaded to commit; a name with a spec (size, base64 md5) gets a URL signed for exactly
+    those bytes, and the spec is recorded with the pending upload.
     """
     if not isinstance(ctx.store, S3BlobStore):
         return [f"{ctx.public_url}/uploads/{ctx.signer.upload_token(run_id, name)}" for name in names]
+    specs = specs or {}
     now = utcnow()
     keys = [uuid.uuid4().hex for _ in names]
     session.add_all(
-        PendingUpload(run_id=run_id, name=name, blob_key=key, created_at=now) for name, key in zip(names, keys)
+        PendingUpload(
+            run_id=run_id,
+            name=name,
+            blob_key=key,
+            created_at=now,
+            declared_size=specs[name][0] if name in specs else None,
+            declared_md5=specs[name][1] if name in specs else None,
+        )
+        for name, key in zip(names, keys)
     )
-    return [ctx.store.presigned_put(key) for key in keys]
+    urls = []
+    for name, key in zip(names, keys):
+        size, md5 = specs.get(name, (None, None))
+        urls.append(ctx.store.presigned_put(key, size=size, md5_b64=md5))
+    return urls
+
+
+def _file_specs(input: dict[str, Any], names: list[str], max_upload_bytes: int | None) -> dict[str, tuple[int, str]]:
+    """The fileSpecs of a createRunFiles input, by name: (size, base64 md5).
+
+    Raises:
+        ApiError: BAD_USER_INPUT for a spec of a name not in `files`, a name given twice, a negative size or
+            one above the upload limit, or an md5 that is not the base64 of 16 bytes.
+    """
+    specs: dict[str, tuple[int, str]] = {}
+    wanted = set(names)
+    for spec in input.get("fileSpecs") or []:
+        name, size, md5 = spec["name"], spec["sizeBytes"], spec["md5"]
+        if name not in wanted:
+            raise bad_input(f"fileSpecs names {name!r}, which is not in `files`")
+        if name in specs:
+            raise bad_input(f"fileSpecs names {name!r} twice")
+        if size < 0:
+            raise bad_input(f"{name}: sizeBytes must not be negative")
+        if max_upload_bytes is not None and size > max_upload_bytes:
+            raise bad_input(f"{name}: {size} bytes is larger than the limit of {max_upload_bytes} bytes")
+        try:
+            digest = base64.b64decode(md5, validate=True)
+        except (binascii.Error, ValueError):
+            digest = b""
+        # The canonical form only: S3 compares the header, and the value is stored as the file's md5.
+        if len(digest) != 16 or base64.b64encode(digest).decode() != md5:
+            raise bad_input(f"{name}: md5 must be the base64 of a binary MD5 digest (24 characters)")
+        specs[name] = (size, md5)
+    return specs
 
 
 def _name_error(field: str, exc: InvalidName) -> Exception:
@@ -230,14 +322,17 @@ def resolve_models(
 
 
 MARK_RUN_FILES_UPLOADED = "MARK_RUN_FILES_UPLOADED"
+SIGNED_UPLOAD_CHECKSUMS = "SIGNED_UPLOAD_CHECKSUMS"
 
 
 @query.field("serverInfo")
 def resolve_server_info(_: None, info: GraphQLResolveInfo) -> dict[str, Any]:
-    """Local store: no optional features (the upload PUT commits). S3: uploads are committed by
-    markRunFilesUploaded, which clients send after their PUTs when this feature is enabled."""
+    """Local store: no optional features (the upload PUT commits, and our server reads every byte). S3:
+    uploads are committed by markRunFilesUploaded, which clients send after their PUTs; and createRunFiles
+    signs the URLs of files given a fileSpec for exactly that size and md5."""
     if _ctx(info).store.presigned:
-        return {"features": [{"name": MARK_RUN_FILES_UPLOADED, "isEnabled": True}]}
+        return {"features": [{"name": MARK_RUN_FILES_UPLOADED, "isEnabled": True},
+                             {"name": SIGNED_UPLOAD_CHECKSUMS, "isEnabled": True}]}
     return {"features": []}
 
 
@@ -651,19 +746,30 @@ def resolve_create_run_files(_: None, info: GraphQLResolveInfo, input: dict[str,
     ctx = _ctx(info)
     names: list[str] = input["files"]
     _validate_file_names(names)
+    # Before any lookup: a file over the limit is refused before a byte is sent, in both modes.
+    specs = _file_specs(input, names, ctx.max_upload_bytes)
     run_id = _run_for_input(ctx, input).id
     clashes = find_clashes(ctx.session, run_id, names)
     if clashes:
         raise bad_input(str(clashes[0]))
-    if isinstance(ctx.store, S3BlobStore):
+    signed = isinstance(ctx.store, S3BlobStore)
+    if signed:
         with write_transaction(ctx.session):
-            urls = _upload_urls(ctx, ctx.session, run_id, names)
+            urls = _upload_urls(ctx, ctx.session, run_id, names, specs)
     else:
         urls = _upload_urls(ctx, ctx.session, run_id, names)
     return {
         "runID": encode_node_id("Run", run_id),
         "uploadHeaders": [],
-        "files": [{"name": n, "uploadUrl": url} for n, url in zip(names, urls)],
+        "files": [
+            {
+                "name": n,
+                "uploadUrl": url,
+                # The signed Content-MD5 must be sent; Content-Length is signed too, but every client sets it.
+                "uploadHeaders": [f"Content-MD5:{specs[n][1]}"] if signed and n in specs else [],
+            }
+            for n, url in zip(names, urls)
+        ],
     }
 
 
@@ -684,10 +790,52 @@ def _run_for_input(ctx: RequestContext, input: dict[str, Any]) -> Run:
     return run
 
 
+@dataclass(frozen=True)
+class _Arrived:
+    """A pending upload whose object exists, as markRunFilesUploaded found it."""
+
+    pending_id: int
+    name: str
+    blob_key: str
+    size: int
+    # None until known: from the declaration, the ETag, or (the fallback) by reading the object.
+    md5: str | None
+    # Set when the bytes must hash to this declared md5 (the store's ETag disagreed with it).
+    expected_md5: str | None = None
+
+
+def _arrival_problem(row: Any, head: ObjectInfo, max_upload_bytes: int | None) -> str | None:
+    """Why an arrived object cannot become the file's bytes; None when it can."""
+    if max_upload_bytes is not None and head.size > max_upload_bytes:
+        return f"upload is larger than the limit of {max_upload_bytes} bytes"
+    if row.declared_size is not None and head.size != row.declared_size:
+        return f"upload is {head.size} bytes, but {row.declared_size} were declared"
+    return None
+
+
+def _arrived(row: Any, head: ObjectInfo) -> _Arrived:
+    """What is known of an acceptable arrived object's md5 without reading it."""
+    if row.declared_md5 is not None:
+        if head.md5_b64 in (None, row.declared_md5):
+            # The URL was signed with this Content-MD5, and S3 checked the bytes against it at the PUT.
+            return _Arrived(row.id, row.name, row.blob_key, head.size, row.declared_md5)
+        # An ETag that looks like another md5: a store that does not check Content-MD5, or SSE-KMS ETags.
+        # Only reading the bytes tells which.
+        return _Arrived(row.id, row.name, row.blob_key, head.size, None, expected_md5=row.declared_md5)
+    # No declaration (e.g. the real wandb client): a single-part PUT's ETag is the md5; else read the bytes.
+    return _Arrived(row.id, row.name, row.blob_key, head.size, head.md5_b64)
+
+
 @mutation.field("markRunFilesUploaded")
 def resolve_mark_run_files_uploaded(_: None, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, bool]:
     """Commit presigned uploads (S3): for each name, the newest pending upload whose object arrived becomes
-    the file's bytes, with the size and md5 the store reports. Replaced and superseded objects are deleted.
+    the file's bytes, with the size the store reports, and the md5 declared in createRunFiles' fileSpecs
+    (which S3 checked at the PUT), else the md5 of the object's ETag, else of its bytes (read through).
+    Replaced and superseded objects are deleted.
+
+    An object larger than the upload limit, of another size than declared, or (when the store's ETag
+    disagrees) with bytes of another md5 than declared is deleted with its pending upload, and the call
+    fails with BAD_USER_INPUT without committing anything.
 
     Idempotent: a name whose upload was already committed (by an earlier or concurrent call) succeeds.
     With the local store, PUTs commit by themselves; the call only checks the files exist.
@@ -703,37 +851,56 @@ def resolve_mark_run_files_uploaded(_: None, info: GraphQLResolveInfo, input: di
         return {"success": True}
 
     pending = ctx.session.execute(
-        select(PendingUpload.id, PendingUpload.name, PendingUpload.blob_key)
+        select(
+            PendingUpload.id,
+            PendingUpload.name,
+            PendingUpload.blob_key,
+            PendingUpload.declared_size,
+            PendingUpload.declared_md5,
+        )
         .where(PendingUpload.run_id == run_id, PendingUpload.name.in_(names))
         .order_by(PendingUpload.created_at.desc(), PendingUpload.id.desc())
     ).all()
-    # Ask the store outside any transaction: HEADs take milliseconds each.
-    chosen: dict[str, tuple[int, str, int, str]] = {}
+    # Ask the store outside any transaction, all objects at once: HEADs take milliseconds each.
+    heads = store.head_many([row.blob_key for row in pending])
+    chosen: dict[str, _Arrived] = {}
     superseded: list[tuple[int, str]] = []
-    for row in pending:
-        if row.name in chosen:
-            if store.head(row.blob_key) is not None:
-                superseded.append((row.id, row.blob_key))
-            continue
-        head = store.head(row.blob_key)
+    refused: list[tuple[str, int, str, str]] = []  # name, pending id, key, why
+    refused_names: set[str] = set()
+    for row, head in zip(pending, heads):
         if head is None:
             continue  # not uploaded (yet); cleaned up once its URL has long expired
-        if ctx.max_upload_bytes is not None and head.size > ctx.max_upload_bytes:
-            store.delete(row.blob_key)
-            raise bad_input(f"{row.name}: upload is larger than the limit of {ctx.max_upload_bytes} bytes")
-        md5 = head.md5_b64 or store.compute_md5(row.blob_key)
-        chosen[row.name] = (row.id, row.blob_key, head.size, md5)
+        if row.name in chosen or row.name in refused_names:
+            superseded.append((row.id, row.blob_key))
+            continue
+        problem = _arrival_problem(row, head, ctx.max_upload_bytes)
+        if problem is not None:
+            refused.append((row.name, row.id, row.blob_key, problem))
+            refused_names.add(row.name)
+        else:
+            chosen[row.name] = _arrived(row, head)
+    unknown = [a for a in chosen.values() if a.md5 is None]
+    for arrived, md5 in zip(unknown, store.compute_md5_many([a.blob_key for a in unknown])):
+        if arrived.expected_md5 is not None and md5 != arrived.expected_md5:
+            del chosen[arrived.name]
+            refused.append((arrived.name, arrived.pending_id, arrived.blob_key,
+                            f"upload has md5 {md5}, but {arrived.expected_md5} was declared"))
+        else:
+            chosen[arrived.name] = _Arrived(arrived.pending_id, arrived.name, arrived.blob_key, arrived.size, md5)
+    if refused:
+        _forget_refused(ctx, store, refused)
 
     garbage: list[str] = []
     with write_transaction(ctx.session) as session:
         if not lock_runs(session, [run_id]):
             raise not_found("the run no longer exists")
-        for name, (pending_id, key, size, md5) in chosen.items():
+        for name, arrived in chosen.items():
             # Whoever deletes the pending row commits it; a concurrent mark of the same upload skips it.
-            if session.execute(delete(PendingUpload).where(PendingUpload.id == pending_id)).rowcount != 1:
+            if session.execute(delete(PendingUpload).where(PendingUpload.id == arrived.pending_id)).rowcount != 1:
                 continue
+            assert arrived.md5 is not None
             try:
-                old_key = store_file(session, run_id, name, key, size, md5)
+                old_key = store_file(session, run_id, name, arrived.blob_key, arrived.size, arrived.md5)
             except PathClash as exc:
                 raise bad_input(str(exc)) from None  # all of this call is rolled back
             if old_key is not None:
@@ -746,6 +913,24 @@ def resolve_mark_run_files_uploaded(_: None, info: GraphQLResolveInfo, input: di
         store.delete(key)
     _require_files(ctx, run_id, names)
     return {"success": True}
+
+
+def _forget_refused(ctx: RequestContext, store: S3BlobStore, refused: list[tuple[str, int, str, str]]) -> None:
+    """Delete refused uploads (pending row, then object), then fail the call naming the first.
+
+    Raises:
+        ApiError: BAD_USER_INPUT, always.
+    """
+    owned: list[str] = []
+    with write_transaction(ctx.session) as session:
+        for _, pending_id, key, _ in refused:
+            # Only the call that deletes the row deletes the object: no other can have committed it then.
+            if session.execute(delete(PendingUpload).where(PendingUpload.id == pending_id)).rowcount == 1:
+                owned.append(key)
+    for key in owned:
+        store.delete(key)
+    name, _, _, why = min(refused)
+    raise bad_input(f"{name}: {why}")
 
 
 def _require_files(ctx: RequestContext, run_id: int, names: list[str]) -> None:

@@ -11,17 +11,26 @@ import hashlib
 import hmac
 import os
 import re
-from datetime import datetime, timezone
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 _KEY = re.compile(r"[0-9a-f]{8,64}")
 _HEX_MD5 = re.compile(r"[0-9a-f]{32}")
 # The longest lifetime SigV4 allows a presigned URL.
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+# Concurrent HEADs (and fallback hashes) one server process sends the bucket, shared by all its requests;
+# well under boto3's connection pool (max_pool_connections below).
+S3_CHECK_WORKERS = 16
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def _check_key(key: str) -> str:
@@ -129,6 +138,8 @@ class S3BlobStore(BlobStore):
             ),
         )
         self._presigner = _SigV4Presigner(self.client, self.bucket, region, min(url_ttl, MAX_PRESIGN_SECONDS))
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def object_key(self, key: str) -> str:
         """The object key of blob `key` in the bucket."""
@@ -175,8 +186,44 @@ class S3BlobStore(BlobStore):
         """Whether the object exists."""
         return self.head(key) is not None
 
+    def _map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
+        # One pool per store, not per request: bounds what all requests together ask of the bucket at once.
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(S3_CHECK_WORKERS, thread_name_prefix="s3-check")
+        return list(self._pool.map(fn, items))
+
+    def head_many(self, keys: Iterable[str]) -> list[ObjectInfo | None]:
+        """`head` of each key, in order, sent in parallel (boto3 clients are thread-safe).
+
+        Args:
+            keys: Blob keys.
+
+        Returns:
+            Each object's size and md5, or None where it does not exist.
+
+        Raises:
+            botocore.exceptions.ClientError, BotoCoreError: the bucket refused or could not be reached.
+        """
+        return self._map(self.head, keys)
+
+    def compute_md5_many(self, keys: Iterable[str]) -> list[str]:
+        """`compute_md5` of each key, in order, in parallel.
+
+        Args:
+            keys: Blob keys of existing objects.
+
+        Returns:
+            The base64 md5 of each object's bytes.
+
+        Raises:
+            botocore.exceptions.ClientError, BotoCoreError: an object is missing or the bucket failed.
+        """
+        return self._map(self.compute_md5, keys)
+
     def compute_md5(self, key: str) -> str:
-        """base64 md5 of the object's bytes, read through (only for objects whose ETag is not an md5)."""
+        """base64 md5 of the object's bytes, read through: the fallback for objects whose ETag is not an md5
+        and that were uploaded without a declared md5 (clients that send no fileSpecs)."""
         digest = hashlib.md5()
         body = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))["Body"]
         for chunk in iter(lambda: body.read(1024 * 1024), b""):
@@ -188,9 +235,27 @@ class S3BlobStore(BlobStore):
         extra = {"response-content-type": mimetype} if mimetype else {}
         return self._presigner.url("GET", self.object_key(key), extra, now)
 
-    def presigned_put(self, key: str, *, now: datetime | None = None) -> str:
-        """A presigned PUT URL for the object, valid for url_ttl seconds."""
-        return self._presigner.url("PUT", self.object_key(key), {}, now)
+    def presigned_put(
+        self, key: str, *, size: int | None = None, md5_b64: str | None = None, now: datetime | None = None
+    ) -> str:
+        """A presigned PUT URL for the object, valid for url_ttl seconds.
+
+        Args:
+            key: The blob key.
+            size: When given, Content-Length is signed: S3 refuses a body of any other size (403).
+            md5_b64: When given (base64 of the binary md5), Content-MD5 is signed and the PUT must send it;
+                S3 checks the body against it (400 BadDigest), so the object's md5 is known once it exists.
+            now: The signing time (tests); the current time when omitted.
+
+        Returns:
+            The URL.
+        """
+        headers = {}
+        if size is not None:
+            headers["content-length"] = str(size)
+        if md5_b64 is not None:
+            headers["content-md5"] = md5_b64
+        return self._presigner.url("PUT", self.object_key(key), {}, now, headers)
 
 
 def _uri_encode(text: str, *, keep_slash: bool = False) -> str:
@@ -232,7 +297,16 @@ class _SigV4Presigner:
             cached = key
         return cached
 
-    def url(self, method: str, object_key: str, extra: dict[str, str], now: datetime | None) -> str:
+    def url(
+        self,
+        method: str,
+        object_key: str,
+        extra: dict[str, str],
+        now: datetime | None,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """A presigned URL; `headers` (lowercase names, plain values) are signed besides host, so the request
+        must carry them with exactly these values."""
         credentials = self._credentials.get_frozen_credentials()
         now = now or datetime.now(timezone.utc)
         amz_date = now.strftime("%Y%m%dT%H%M%SZ")
@@ -243,14 +317,17 @@ class _SigV4Presigner:
             "X-Amz-Credential": f"{credentials.access_key}/{scope}",
             "X-Amz-Date": amz_date,
             "X-Amz-Expires": str(self.ttl),
-            "X-Amz-SignedHeaders": "host",
             **extra,
         }
+        signed = {**(headers or {}), "host": self._host}
+        signed_names = ";".join(sorted(signed))
+        params["X-Amz-SignedHeaders"] = signed_names
         if credentials.token:
             params["X-Amz-Security-Token"] = credentials.token
         query = "&".join(f"{_uri_encode(k)}={_uri_encode(v)}" for k, v in sorted(params.items()))
         path = self._path_prefix + _uri_encode(object_key, keep_slash=True)
-        canonical = f"{method}\n{path}\n{query}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
+        canonical_headers = "".join(f"{name}:{' '.join(signed[name].split())}\n" for name in sorted(signed))
+        canonical = f"{method}\n{path}\n{query}\n{canonical_headers}\n{signed_names}\nUNSIGNED-PAYLOAD"
         to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         signature = hmac.new(self._signing_key(credentials.secret_key, date), to_sign.encode(), hashlib.sha256)
         return f"{self._scheme_host}{path}?{query}&X-Amz-Signature={signature.hexdigest()}"

@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# test-min: the same suites at the oldest supported versions (constraints/minimum.txt), in a venv of its own.
+VENV_MIN ?= .venv-min
+PY_MIN := $(VENV_MIN)/bin/python
 
-.PHONY: demo test venv clean postgresql
+.PHONY: demo test test-min venv clean postgresql
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +22,15 @@ test: $(PY) postgresql
 	$(PY) -m pip install --quiet -e ".[all,dev,compat]"
 	$(PY) -m pytest
 
+$(PY_MIN):
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(PY_MIN) -m pip install --quiet --upgrade pip
+
+# The compat suite needs the real wandb client, which brings its own modern dependencies: not run here.
+test-min: $(PY_MIN) postgresql
+	$(PY_MIN) -m pip install --quiet -e ".[all,dev]" -c constraints/minimum.txt
+	$(PY_MIN) -m pytest -q tests --ignore=tests/compat
+
 # The PostgreSQL server the scale-out tests start (initdb + pg_ctl in a temp folder, loopback only): Debian's
 # package, installed only when missing and we are root. Otherwise those tests skip and say why.
 postgresql:
@@ -30,4 +42,4 @@ postgresql:
 	else echo "PostgreSQL is not installed and this is not root: the PostgreSQL tests will be skipped"; fi
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(VENV_MIN) build *.egg-info .pytest_cache

@@ -524,8 +524,12 @@ def _fetch_into(
 
 
 def _chunks(response: HTTPResponse) -> Iterator[bytes]:
+    # read1: what has arrived, up to a chunk, without waiting for a whole chunk. On a slow link the bytes reach
+    # the temp file (and the progress bar) as they come, so an interruption keeps them for the resume.
     # decode_content=False: write the bytes exactly as stored, whatever Content-Encoding says.
-    yield from response.raw.stream(CHUNK_SIZE, decode_content=False)
+    read = response.raw.read1
+    while chunk := read(CHUNK_SIZE, decode_content=False):
+        yield chunk
 
 
 def _range_start(response: HTTPResponse) -> int | None:

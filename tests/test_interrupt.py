@@ -48,9 +48,12 @@ def slow_run(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def _wait_for_a_finished_file(root: Path, process: subprocess.Popen[str], timeout: float = 20) -> None:
+    """Until one file is done and another is part-way (all files take the same time: they finish in waves)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(p.name.startswith("shard_") for p in root.glob("*")):
+        names = list(root.glob("*")) + list(root.glob(".*"))
+        done = any(p.name.startswith("shard_") for p in names)
+        if done and any(p.name.endswith(".part") and p.stat().st_size > 0 for p in names if p.exists()):
             return
         assert process.poll() is None, process.communicate()
         time.sleep(0.05)

@@ -203,8 +203,9 @@ class Run:
         `root`: a symbolic link is stored under its own name (with its target's bytes), and a link pointing
         outside `root` is refused. A file that grows while it is sent (a live log) is uploaded as it was when
         its upload started. When the server signs uploads for their size and md5 (S3 with
-        SIGNED_UPLOAD_CHECKSUMS), each file is read once before its URL is asked for, and one that changes
-        after that fails (the bucket refuses other bytes).
+        SIGNED_UPLOAD_CHECKSUMS), each file is read once before its URL is asked for and exactly those bytes
+        are sent: a file that grew meanwhile still sends its signed prefix, one rewritten meanwhile is refused
+        by the bucket.
 
         Args:
             paths: The local files.
@@ -238,6 +239,7 @@ class Run:
                 specs[name][0] if name in specs else path.stat().st_size,
                 {**headers, **file_headers.get(name, {})},  # per file: a signed Content-MD5 is this file's own
                 resign=partial(self._resign, name, specs.get(name)),
+                declared=name in specs,  # send exactly the bytes the URL was signed for
             )
             for path, name in zip(local, names)
         ]

@@ -834,6 +834,7 @@ class UploadJob:
         size: The local size, for progress.
         headers: Extra headers the server asked for.
         resign: Asked for a fresh upload URL when the server says this one expired (403); None for no retry.
+        declared: `size` was declared to the server (the URL is signed for it): send exactly that many bytes.
     """
 
     url: str
@@ -842,6 +843,7 @@ class UploadJob:
     size: int
     headers: dict[str, str]
     resign: Callable[[], str] | None = None
+    declared: bool = False
 
 
 def upload_many(
@@ -864,12 +866,14 @@ def upload_many(
     """
 
     def one(job: UploadJob, advance: ProgressCallback, cancel: Cancel) -> tuple[int, str]:
+        size = job.size if job.declared else None
         try:
-            sent = upload(client, job.url, job.path, name=job.name, headers=job.headers, cancel=cancel)
+            sent = upload(client, job.url, job.path, name=job.name, headers=job.headers, size=size, cancel=cancel)
         except PermissionDeniedError:
             if job.resign is None:
                 raise
-            sent = upload(client, job.resign(), job.path, name=job.name, headers=job.headers, cancel=cancel)
+            sent = upload(client, job.resign(), job.path, name=job.name, headers=job.headers, size=size,
+                          cancel=cancel)
         advance(sent[0])
         return sent
 
@@ -914,6 +918,7 @@ def upload(
     *,
     name: str,
     headers: dict[str, str] | None = None,
+    size: int | None = None,
     cancel: Cancel | None = None,
 ) -> tuple[int, str]:
     """PUT the bytes of `path` to an upload URL, retrying on connection failures, 408, 429 and 5xx.
@@ -928,6 +933,7 @@ def upload(
         path: The local file.
         name: The file's name in its run, for messages.
         headers: Extra headers the server asked for.
+        size: Send exactly this many bytes (the size the URL was signed for); None for the size at the start.
         cancel: Stops the upload at its next chunk when set.
 
     Returns:
@@ -945,19 +951,20 @@ def upload(
         retry_after = within = None
         with open(path, "rb") as f:
             before = os.fstat(f.fileno())
-            reader = _SnapshotReader(f, before.st_size, cancel)
+            announced = before.st_size if size is None else size
+            reader = _SnapshotReader(f, announced, cancel)
             try:
                 response = client.session.put(
                     url,
                     data=reader,
-                    headers={**(headers or {}), "Content-Length": str(before.st_size)},
+                    headers={**(headers or {}), "Content-Length": str(announced)},
                     auth=client.auth_for(url),
                     timeout=backoff.attempt_timeout(),
                 )
             except _FileShrank:
                 now = os.fstat(f.fileno()).st_size
                 error: Exception = LocalFileChangedError(
-                    f"{name}: {str(path)!r} shrank from {before.st_size} to {now} bytes while it was being "
+                    f"{name}: {str(path)!r} shrank from {announced} to {now} bytes while it was being "
                     "uploaded; upload it again once it is no longer being written"
                 )
             except _BROKEN_CONNECTION as exc:  # PUT is idempotent: sending it again is safe
@@ -969,7 +976,7 @@ def upload(
                     if response.status_code not in RETRYABLE_STATUS:
                         raise_for_status(response, name)
                         after = os.fstat(f.fileno())
-                        if after.st_size == before.st_size and after.st_mtime_ns != before.st_mtime_ns:
+                        if after.st_size == announced and after.st_mtime_ns != before.st_mtime_ns:
                             # Same size, new bytes: rewritten in place while it was read. Send it again.
                             error = LocalFileChangedError(
                                 f"{name}: {str(path)!r} was rewritten while it was being uploaded; the copy on "
@@ -977,7 +984,7 @@ def upload(
                                 "being written"
                             )
                         else:
-                            return before.st_size, md5_base64(reader.hasher.digest())
+                            return announced, md5_base64(reader.hasher.digest())
                     else:
                         retry_after = parse_retry_after(response.headers)
                         try:

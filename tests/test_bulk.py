@@ -84,7 +84,7 @@ def test_resume_continues_a_partial_download_with_range(big_run: tuple, api: wan
     f = run.file(name)
     target = transfer.target_path(tmp_path, name)
     target.parent.mkdir(parents=True)
-    part = transfer._part_path(target)
+    part = transfer.part_path(target)
     part.write_bytes(data[: len(data) // 2])  # what an interrupted earlier call left behind
     received: list[int] = []
     transfer.download(api.client, f.url, target, name=name, size=f.size, md5=f.md5, progress=received.append)
@@ -99,7 +99,7 @@ def test_a_stale_partial_file_is_detected_and_replaced(big_run: tuple, api: wand
     f = run.file(name)
     target = transfer.target_path(tmp_path, name)
     target.parent.mkdir(parents=True)
-    transfer._part_path(target).write_bytes(b"\0" * (len(contents[name]) // 2))  # bytes of another version
+    transfer.part_path(target).write_bytes(b"\0" * (len(contents[name]) // 2))  # bytes of another version
     transfer.download(api.client, f.url, target, name=name, size=f.size, md5=f.md5)
     assert target.read_bytes() == contents[name]
 

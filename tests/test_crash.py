@@ -20,7 +20,7 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys
     import wandb_files
-    from wandb_files import transfer
+    from wandb_files.transfer import downloads as transfer
 
     base_url, key, path, root, kill_after = sys.argv[1:6]
     kill_after = int(kill_after)
@@ -111,7 +111,7 @@ def test_a_download_waits_only_for_another_download_of_the_same_file(
     import threading
 
     from wandb_files import transfer
-    from wandb_files.locks import claim_part
+    from wandb_files.transfer.locks import claim_part
 
     run, contents = heavy_run
     root = tmp_path / "out"
@@ -121,7 +121,7 @@ def test_a_download_waits_only_for_another_download_of_the_same_file(
     claimed = threading.Event()
 
     def hold() -> None:  # another downloader of shard_0.bin, stuck mid-transfer
-        with claim_part(transfer._part_path(root / "shard_0.bin")):
+        with claim_part(transfer.part_path(root / "shard_0.bin")):
             claimed.set()
             release.wait(30)
 

@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from wandb_files import transfer
+from wandb_files.transfer import hashing
 from wandb_files.formatting import human_size, safe_name
 
 DATA = b"the bytes of a file"
@@ -29,14 +30,14 @@ def test_md5_is_accepted_as_base64_or_hex() -> None:
 
 def test_etags_that_are_md5s_tell_a_changed_file() -> None:
     b64 = base64.b64encode(DIGEST).decode()
-    assert transfer._etag_from_md5(b64) == f'"{DIGEST.hex()}"'
-    assert transfer._etag_from_md5(DIGEST.hex()) == f'"{DIGEST.hex()}"'
-    assert transfer._etag_from_md5(None) is None
-    assert not transfer._remote_changed(f'"{DIGEST.hex()}"', b64)
-    assert not transfer._remote_changed(f'W/"{DIGEST.hex()}"', b64)
-    assert transfer._remote_changed(f'"{hashlib.md5(b"x").hexdigest()}"', b64)
-    assert not transfer._remote_changed('"abc123-4"', b64)  # a multipart ETag says nothing about the bytes
-    assert not transfer._remote_changed(None, b64)
+    assert hashing.etag_from_md5(b64) == f'"{DIGEST.hex()}"'
+    assert hashing.etag_from_md5(DIGEST.hex()) == f'"{DIGEST.hex()}"'
+    assert hashing.etag_from_md5(None) is None
+    assert not hashing.remote_changed(f'"{DIGEST.hex()}"', b64)
+    assert not hashing.remote_changed(f'W/"{DIGEST.hex()}"', b64)
+    assert hashing.remote_changed(f'"{hashlib.md5(b"x").hexdigest()}"', b64)
+    assert not hashing.remote_changed('"abc123-4"', b64)  # a multipart ETag says nothing about the bytes
+    assert not hashing.remote_changed(None, b64)
 
 
 @pytest.mark.parametrize(

@@ -169,7 +169,7 @@ def test_a_symlink_planted_where_the_temp_file_goes_is_refused(binary_run: tuple
     victim.write_bytes(b"keep me")
     target = tmp_path / "out" / "small.bin"
     target.parent.mkdir()
-    transfer._part_path(target).symlink_to(victim)
+    transfer.part_path(target).symlink_to(victim)
     with pytest.raises(ValueError, match="symbolic link"):
         run.file("small.bin").download(root=tmp_path / "out")
     assert victim.read_bytes() == b"keep me"

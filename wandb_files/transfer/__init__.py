@@ -1,0 +1,60 @@
+"""All byte movement: every download and upload of the SDK goes through this package.
+
+Download discipline (the same for `File.download`, bulk downloads and the CLI):
+- the target must stay inside the destination folder, whatever name the server sends, and a download only
+  ever changes the path it names: no symbolic link on the way is followed, and a link at the target itself
+  is replaced (with `replace`), never written through;
+- bytes stream in 1 MiB chunks into a hidden temp file beside the target, never into memory; the temp file
+  is claimed with a lock on itself, so two processes never write the same one;
+- a failed attempt keeps its temp file and the next attempt continues with `Range` (+ `If-Range`);
+- size and md5 are checked against the server's record before `os.replace` puts the file under its name,
+  so a crash, a truncated body or a flipped byte never leaves a wrong file under a final name;
+- connection errors, timeouts, 408/429/5xx, truncated bodies and md5 mismatches are retried with backoff,
+  within the client's deadline (which starts again whenever bytes arrive);
+- Ctrl-C stops a bulk transfer within about a second: running transfers stop at their next chunk (their
+  connections are shut down), queued ones never start, and temp files are kept for the next call;
+- the API key goes only to the server's own origin (`GraphQLClient.auth_for`).
+
+The rooms: `paths` (where a file may go), `hashing` (md5 and ETags), `locks` (claiming temp files),
+`runner` (the thread pool, progress bar, cancellation and failure aggregation of bulk calls), `downloads`
+and `uploads`.
+"""
+
+from __future__ import annotations
+
+from wandb_files.transfer.downloads import DownloadJob, clashing_jobs, download, download_many
+from wandb_files.transfer.hashing import CHUNK_SIZE, file_md5, md5_base64, md5_matches
+from wandb_files.transfer.paths import check_root, local_copy_matches, name_problem, part_path, target_path
+from wandb_files.transfer.runner import (
+    DEFAULT_MAX_WORKERS,
+    Cancel,
+    check_max_workers,
+    default_max_workers,
+    progress_enabled,
+)
+from wandb_files.transfer.uploads import UploadJob, plan_uploads, upload, upload_many
+
+__all__ = [
+    "CHUNK_SIZE",
+    "DEFAULT_MAX_WORKERS",
+    "Cancel",
+    "DownloadJob",
+    "UploadJob",
+    "check_max_workers",
+    "check_root",
+    "clashing_jobs",
+    "default_max_workers",
+    "download",
+    "download_many",
+    "file_md5",
+    "local_copy_matches",
+    "md5_base64",
+    "md5_matches",
+    "name_problem",
+    "part_path",
+    "plan_uploads",
+    "progress_enabled",
+    "target_path",
+    "upload",
+    "upload_many",
+]

@@ -1,0 +1,255 @@
+"""Uploads: which local files go under which names, one PUT with its retries, and many in parallel."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Sequence
+
+from wandb_files.errors import LocalFileChangedError, PermissionDeniedError
+from wandb_files.formatting import safe_name
+from wandb_files.graphql import raise_for_status
+from wandb_files.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
+from wandb_files.transfer.hashing import CHUNK_SIZE, md5_base64
+from wandb_files.transfer.paths import name_problem
+from wandb_files.transfer.runner import (
+    BROKEN_CONNECTION,
+    NEVER,
+    Cancel,
+    ProgressCallback,
+    connection_failure,
+    run_parallel,
+)
+
+if TYPE_CHECKING:
+    from wandb_files.graphql import GraphQLClient
+
+
+def plan_uploads(
+    paths: Iterable[str | os.PathLike[str]], root: str | os.PathLike[str], *, skip_outside_links: bool = False
+) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """The local files and their names in the run, checked before anything is sent.
+
+    A name is the path as given (made absolute, not resolved) relative to `root`, so a symbolic link is
+    stored under its own name, not its target's. A link whose target lies outside `root` is refused, or
+    skipped with `skip_outside_links` (for folder walks): its bytes are not what `root` holds.
+
+    Args:
+        paths: The local files.
+        root: The folder names are relative to.
+        skip_outside_links: Skip links to outside `root` (returned second) instead of raising.
+
+    Returns:
+        ``[(path, name), …]`` to upload, and ``[(path, why), …]`` skipped.
+
+    Raises:
+        TypeError: a path is not a path.
+        ValueError: a path is not a file, is not inside `root`, links outside it, or gives a name the server
+            would refuse; or two paths give the same name.
+    """
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path, not {type(root).__name__}")
+    base = Path(os.path.abspath(os.path.expanduser(root)))
+    real_base = base.resolve()
+    planned: list[tuple[Path, str]] = []
+    skipped: list[tuple[Path, str]] = []
+    for path in paths:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a path, not {type(path).__name__}")
+        local = Path(os.path.abspath(os.path.expanduser(path)))
+        shown = str(path)
+        if not local.is_relative_to(base):
+            raise ValueError(f"path {shown!r} is not inside root {str(root)!r}")
+        if not local.is_file():
+            kind = "a broken symbolic link" if local.is_symlink() else "not a file"
+            raise ValueError(f"path {shown!r} is {kind}")
+        real = local.resolve()
+        if not real.is_relative_to(real_base):
+            why = f"it is a symbolic link to {str(real)!r}, outside root {str(root)!r}"
+            if skip_outside_links:
+                skipped.append((local, why))
+                continue
+            raise ValueError(f"path {shown!r}: {why}; upload the target itself, or choose a root that holds it")
+        name = local.relative_to(base).as_posix()
+        problem = name_problem(name)
+        if problem:
+            raise ValueError(f"path {safe_name(shown)!r} cannot be a file name in a run: {problem}")
+        planned.append((local, name))
+    dupes = sorted(name for name, n in Counter(name for _, name in planned).items() if n > 1)
+    if dupes:
+        raise ValueError(f"several paths give the same name: {', '.join(dupes[:5])}")
+    return planned, skipped
+
+
+@dataclass(frozen=True)
+class UploadJob:
+    """One file of a bulk upload.
+
+    Attributes:
+        url: The signed upload URL.
+        path: The local file.
+        name: The file's name in its run.
+        size: The local size, for progress.
+        headers: Extra headers the server asked for.
+        resign: Asked for a fresh upload URL when the server says this one expired (403); None for no retry.
+        declared: `size` was declared to the server (the URL is signed for it): send exactly that many bytes.
+    """
+
+    url: str
+    path: Path
+    name: str
+    size: int
+    headers: dict[str, str]
+    resign: Callable[[], str] | None = None
+    declared: bool = False
+
+
+def upload_many(
+    client: GraphQLClient, jobs: Sequence[UploadJob], *, max_workers: int | None = None, progress: bool | None = None
+) -> list[tuple[int, str]]:
+    """Upload many files in parallel, each with `upload`'s retries; a failure never stops the others.
+
+    Args:
+        client: The GraphQL client whose session moves the bytes.
+        jobs: What to upload.
+        max_workers: Parallel transfers; default `WANDB_FILES_MAX_WORKERS` or `DEFAULT_MAX_WORKERS`.
+        progress: One tqdm bar for bytes and files; None shows it on terminals only.
+
+    Returns:
+        `(size, base64 md5)` of the bytes sent, in the order of `jobs`.
+
+    Raises:
+        UploadError: some files failed; it lists each with its reason and carries the others' results.
+        Interrupted: Ctrl-C; the files that finished are stored.
+    """
+
+    def one(job: UploadJob, advance: ProgressCallback, cancel: Cancel) -> tuple[int, str]:
+        size = job.size if job.declared else None
+        try:
+            sent = upload(client, job.url, job.path, name=job.name, headers=job.headers, size=size, cancel=cancel)
+        except PermissionDeniedError:
+            if job.resign is None:
+                raise
+            sent = upload(client, job.resign(), job.path, name=job.name, headers=job.headers, size=size,
+                          cancel=cancel)
+        advance(sent[0])
+        return sent
+
+    return run_parallel(client, jobs, one, max_workers=max_workers, progress=progress, verb="upload")
+
+
+class _FileShrank(Exception):
+    """The local file ended before the size announced in Content-Length."""
+
+
+class _SnapshotReader:
+    """Reads exactly `size` bytes of an open file, hashing them: what the request announced, however the file
+    grows meanwhile (a live log is sent as it was when the upload started)."""
+
+    def __init__(self, f: BinaryIO, size: int, cancel: Cancel) -> None:
+        self._f = f
+        self._left = size
+        self._size = size
+        self._cancel = cancel
+        self.hasher = hashlib.md5(usedforsecurity=False)
+
+    def __len__(self) -> int:  # lets requests send Content-Length instead of chunked encoding
+        return self._size
+
+    def read(self, n: int = -1) -> bytes:
+        self._cancel.check()
+        want = min(self._left, n if n and n > 0 else CHUNK_SIZE)
+        if want <= 0:
+            return b""
+        data = self._f.read(want)
+        if not data:
+            raise _FileShrank()
+        self._left -= len(data)
+        self.hasher.update(data)
+        return data
+
+
+def upload(
+    client: GraphQLClient,
+    url: str,
+    path: Path,
+    *,
+    name: str,
+    headers: dict[str, str] | None = None,
+    size: int | None = None,
+    cancel: Cancel | None = None,
+) -> tuple[int, str]:
+    """PUT the bytes of `path` to an upload URL, retrying on connection failures, 408, 429 and 5xx.
+
+    The size is taken when an attempt starts and exactly that many bytes are sent: a file that grows
+    meanwhile (a live log) is uploaded as it was then. One that shrinks, or is rewritten in place, is sent
+    again from a fresh start; if it keeps changing, the upload fails with `LocalFileChangedError`.
+
+    Args:
+        client: Supplies the pooled session, timeout, retry policy and the key (for its own origin).
+        url: The (signed) upload URL.
+        path: The local file.
+        name: The file's name in its run, for messages.
+        headers: Extra headers the server asked for.
+        size: Send exactly this many bytes (the size the URL was signed for); None for the size at the start.
+        cancel: Stops the upload at its next chunk when set.
+
+    Returns:
+        The size and the base64 md5 of the bytes sent.
+
+    Raises:
+        LocalFileChangedError: the file kept shrinking or being rewritten while it was sent.
+        TransportError: the server could not be reached after all retries.
+        APIError: the server refused the upload.
+    """
+    cancel = cancel or NEVER
+    backoff = Backoff(client.retry, f"upload of {name}", deadline=client.timeout)
+    while True:
+        cancel.check()
+        retry_after = within = None
+        with open(path, "rb") as f:
+            before = os.fstat(f.fileno())
+            announced = before.st_size if size is None else size
+            reader = _SnapshotReader(f, announced, cancel)
+            try:
+                response = client.session.put(
+                    url,
+                    data=reader,
+                    headers={**(headers or {}), "Content-Length": str(announced)},
+                    auth=client.auth_for(url),
+                    timeout=backoff.attempt_timeout(),
+                )
+            except _FileShrank:
+                now = os.fstat(f.fileno()).st_size
+                error: Exception = LocalFileChangedError(
+                    f"{name}: {str(path)!r} shrank from {announced} to {now} bytes while it was being "
+                    "uploaded; upload it again once it is no longer being written"
+                )
+            except BROKEN_CONNECTION as exc:  # PUT is idempotent: sending it again is safe
+                cancel.check()
+                failure = connection_failure(name, "upload", exc)
+                error, within = failure.error, failure.within
+            else:
+                with response:
+                    if response.status_code not in RETRYABLE_STATUS:
+                        raise_for_status(response, name)
+                        after = os.fstat(f.fileno())
+                        if after.st_size == announced and after.st_mtime_ns != before.st_mtime_ns:
+                            # Same size, new bytes: rewritten in place while it was read. Send it again.
+                            error = LocalFileChangedError(
+                                f"{name}: {str(path)!r} was rewritten while it was being uploaded; the copy on "
+                                "the server may mix old and new bytes: upload it again once it is no longer "
+                                "being written"
+                            )
+                        else:
+                            return announced, md5_base64(reader.hasher.digest())
+                    else:
+                        retry_after = parse_retry_after(response.headers)
+                        try:
+                            raise_for_status(response, name)
+                        except Exception as exc:  # noqa: BLE001 - kept to re-raise when retries run out
+                            error = exc
+        backoff.failed(error, retry_after, within=within, sleep=cancel.sleep)

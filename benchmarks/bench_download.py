@@ -42,7 +42,7 @@ from typing import Any
 
 import requests
 
-from wandb_files.server.background import BackgroundServer, free_port
+from wandb_files.testing import BackgroundServer, free_port
 
 ENTITY = "admin"
 PROJECT = "bench-download"
@@ -292,7 +292,7 @@ def main() -> None:
                 # A process of its own, like a hop on the network: in this process it would share a GIL with
                 # our download (a) but not with curl or wandb-core, which are processes of their own.
                 proxy = subprocess.Popen(
-                    [sys.executable, "-m", "wandb_files.server.proxy", server.base_url, "--port", str(proxy_port),
+                    [sys.executable, "-m", "wandb_files.testing.proxy", server.base_url, "--port", str(proxy_port),
                      "--first-byte-delay-ms", str(args.rtt_ms)],
                     stdout=subprocess.PIPE, text=True,
                 )

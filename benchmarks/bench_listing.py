@@ -87,7 +87,7 @@ def seed(engine_url: str | Path, n_files: int, api_key: str) -> None:
 
 
 def bench(backend: str, n_files: int, per_page: int, postgres_url: str | None) -> dict[str, object]:
-    from wandb_files.server.background import BackgroundServer
+    from wandb_files.testing import BackgroundServer
 
     api_key = uuid.uuid4().hex + "abcdefgh"
     with tempfile.TemporaryDirectory(prefix="bench-listing-") as tmp:

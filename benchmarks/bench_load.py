@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import wandb_files
-from wandb_files.server.background import BackgroundServer
+from wandb_files.testing import BackgroundServer
 
 
 def main() -> None:

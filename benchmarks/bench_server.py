@@ -25,7 +25,7 @@ import requests
 from graphql import print_ast
 
 from wandb_files import queries
-from wandb_files.server.background import BackgroundServer
+from wandb_files.testing import BackgroundServer
 
 FILES_IN_RUN = 200
 PAGE_SIZE = 50

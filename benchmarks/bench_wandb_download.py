@@ -23,7 +23,7 @@ from typing import Callable
 import requests
 
 import wandb_files
-from wandb_files.server.background import BackgroundServer
+from wandb_files.testing import BackgroundServer
 
 
 def timed(label: str, fn: Callable[[], None], repeats: int = 3) -> float:

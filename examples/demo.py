@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import wandb_files
-from wandb_files.server.background import BackgroundServer
+from wandb_files.testing import BackgroundServer
 
 N_FILES = 300
 

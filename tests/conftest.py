@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from wandb_files.server.background import BackgroundServer, free_port
+from wandb_files.testing import BackgroundServer, free_port
 
 __all__ = ["ADMIN_KEY", "LiveServer", "cli", "free_port", "start_server", "stop_server"]
 

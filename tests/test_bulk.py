@@ -320,7 +320,7 @@ def test_a_file_that_grows_while_it_uploads_is_sent_as_it_was_when_the_upload_be
     """A live log: more bytes than announced used to go out (HTTP 400). Now the announced snapshot goes."""
     import threading
 
-    from wandb_files.server.proxy import FaultProxy
+    from wandb_files.testing import FaultProxy
 
     log = tmp_path / "train.log"
     start = os.urandom(1_000_000)
@@ -361,7 +361,7 @@ def test_a_file_that_shrinks_while_it_uploads_is_a_clear_error(
     import threading
 
     from wandb_files.retry import NO_RETRY
-    from wandb_files.server.proxy import FaultProxy
+    from wandb_files.testing import FaultProxy
 
     path = tmp_path / "shrinking.bin"
     size = 16_000_000  # 4 s through the proxy: far more than the socket buffers on the way hold

@@ -16,7 +16,7 @@ import pytest
 
 import wandb_files
 from wandb_files.retry import RetryPolicy
-from wandb_files.server.proxy import FAULTS, FaultProxy
+from wandb_files.testing import FAULTS, FaultProxy
 from tests.conftest import LiveServer
 from tests.helpers import md5_b64
 

@@ -155,7 +155,7 @@ def test_indices_may_be_numpy_integers(runs_by_size: dict) -> None:
 def test_a_bounded_slice_fetches_only_the_pages_up_to_its_stop(
     live_server: LiveServer, tmp_path: Path, unique: str
 ) -> None:
-    from wandb_files.server.proxy import FaultProxy
+    from wandb_files.testing import FaultProxy
 
     with FaultProxy(live_server.base_url) as proxy:
         api = wandb_files.Api(api_key=live_server.api_key, base_url=proxy.url)
@@ -172,7 +172,7 @@ def test_a_bounded_slice_fetches_only_the_pages_up_to_its_stop(
 def test_bulk_delete_sends_one_request_per_500_files_and_reports_each_failure(
     live_server: LiveServer, tmp_path: Path, unique: str
 ) -> None:
-    from wandb_files.server.proxy import FaultProxy
+    from wandb_files.testing import FaultProxy
 
     with FaultProxy(live_server.base_url) as proxy:
         api = wandb_files.Api(api_key=live_server.api_key, base_url=proxy.url)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import wandb_files
-from wandb_files.server.proxy import FaultProxy
+from wandb_files.testing import FaultProxy
 from tests.conftest import LiveServer
 from tests.helpers import md5_b64, run_with_files
 

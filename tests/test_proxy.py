@@ -17,8 +17,8 @@ import requests
 
 pytest.importorskip("aiohttp")
 
-from wandb_files.server.background import free_port  # noqa: E402
-from wandb_files.server.proxy import FaultProxy  # noqa: E402
+from wandb_files.testing import free_port  # noqa: E402
+from wandb_files.testing import FaultProxy  # noqa: E402
 
 _BLOCK = random.Random(7).randbytes(1 << 20)
 

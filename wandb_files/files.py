@@ -6,7 +6,7 @@ import html
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, TextIO
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,12 +25,36 @@ from wandb_files.formatting import human_size, safe_name
 from wandb_files.paginator import Paginator, batches
 
 if TYPE_CHECKING:
-    from wandb_files.api import Api
     from wandb_files.graphql import GraphQLClient
-    from wandb_files.runs import Run
 
 _S3_VIRTUAL_HOST = re.compile(r"^(?P<bucket>[^.]+(?:\.[^.]+)*?)\.s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com$")
 _S3_PATH_HOST = re.compile(r"^s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com$")
+
+
+class RunRef(Protocol):
+    """What files need of their run: where it is, and its project's id (which deletes name). A `Run` is one."""
+
+    @property
+    def entity(self) -> str: ...
+
+    @property
+    def project(self) -> str: ...
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def project_id(self) -> int | None: ...
+
+    @property
+    def path(self) -> list[str]: ...
+
+
+class HasClient(Protocol):
+    """Anything with a GraphQL client to download with, such as an `Api`."""
+
+    @property
+    def client(self) -> GraphQLClient: ...
 
 
 class FileAttrs(BaseModel):
@@ -87,7 +111,7 @@ class File:
         ValueError: `attrs` has no usable `name` or a field of the wrong type.
     """
 
-    def __init__(self, client: GraphQLClient, attrs: Mapping[str, Any], run: Run | None = None) -> None:
+    def __init__(self, client: GraphQLClient, attrs: Mapping[str, Any], run: RunRef | None = None) -> None:
         try:
             self._attrs = FileAttrs.model_validate(dict(attrs))
         except ValidationError as exc:
@@ -170,7 +194,7 @@ class File:
         root: str | os.PathLike[str] = ".",
         replace: bool = False,
         exist_ok: bool = False,
-        api: Api | None = None,
+        api: HasClient | None = None,
     ) -> TextIO:
         """Download the file to `root`/`name` and return it opened for reading, as W&B does.
 
@@ -181,7 +205,7 @@ class File:
             root: The folder to save into (created if missing). Defaults to ".".
             replace: Overwrite a local file of the same name.
             exist_ok: If the local file exists, return it without downloading (unless `replace`).
-            api: The `Api` to download with; defaults to the one this file came from.
+            api: An `Api` (anything with a `client`) to download with; defaults to the file's own client.
 
         Returns:
             The downloaded file, opened in text mode (as `wandb` returns it); close it when done.
@@ -369,7 +393,7 @@ class Files(Paginator[File]):
     def __init__(
         self,
         client: GraphQLClient,
-        run: Run,
+        run: RunRef,
         names: Iterable[str] | None = None,
         per_page: int = 50,
         upload: bool = False,
@@ -494,14 +518,8 @@ class Files(Paginator[File]):
         return pandas.DataFrame([f.to_dict() for f in self], columns=columns)
 
 
-def _run_of(data: Mapping[str, Any], run: Run) -> Mapping[str, Any]:
-    project = data.get("project")
-    if project is None:
-        raise NotFoundError(f"Project {run.entity}/{run.project} not found")
-    found = project.get("run")
-    if found is None:
-        raise NotFoundError(f"Run {'/'.join(run.path)} not found")
-    return found  # type: ignore[no-any-return]
+def _run_of(data: Mapping[str, Any], run: RunRef) -> Mapping[str, Any]:
+    return queries.run_in(data, run.entity, run.project, run.id)
 
 
 _HTML_ROWS = 20

@@ -6,7 +6,11 @@ clients exercise the same server paths. The test suite validates each one agains
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from gql import GraphQLRequest, gql
+
+from wandb_files.errors import NotFoundError
 
 VIEWER: GraphQLRequest = gql(
     """
@@ -142,3 +146,27 @@ ALL: dict[str, GraphQLRequest] = {
     "DELETE_FILES": DELETE_FILES,
     "MARK_RUN_FILES_UPLOADED": MARK_RUN_FILES_UPLOADED,
 }
+
+
+def project_in(data: Mapping[str, Any], entity: str, project: str) -> Mapping[str, Any]:
+    """The `project` of an answer to RUN, RUNS or RUN_FILES.
+
+    Raises:
+        NotFoundError: it is null (no such project, or an entity the key may not see: the server does not say).
+    """
+    found = data.get("project")
+    if found is None:
+        raise NotFoundError(f"Project {entity}/{project} not found")
+    return found  # type: ignore[no-any-return]
+
+
+def run_in(data: Mapping[str, Any], entity: str, project: str, run_id: str) -> Mapping[str, Any]:
+    """The `project.run` of an answer to RUN or RUN_FILES.
+
+    Raises:
+        NotFoundError: the project or the run is null.
+    """
+    found = project_in(data, entity, project).get("run")
+    if found is None:
+        raise NotFoundError(f"Run {entity}/{project}/{run_id} not found")
+    return found  # type: ignore[no-any-return]

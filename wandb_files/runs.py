@@ -69,12 +69,7 @@ class Run:
             NotFoundError: the project or the run does not exist.
         """
         data = self.client.execute(queries.RUN, {"entity": self.entity, "project": self.project, "name": self.id})
-        project = data.get("project")
-        if project is None:
-            raise NotFoundError(f"Project {self.entity}/{self.project} not found")
-        if project.get("run") is None:
-            raise NotFoundError(f"Run {self.entity}/{self.project}/{self.id} not found")
-        self._attrs = dict(project["run"])
+        self._attrs = dict(queries.run_in(data, self.entity, self.project, self.id))
         return self._attrs
 
     @property
@@ -425,17 +420,11 @@ class Runs(Paginator[Run]):
             raise ValueError("pass names or pattern, not both")
         return (file for run in self for file in run.files(names=selected, per_page=per_page, pattern=pattern))
 
-    def _project(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
-        project = data.get("project")
-        if project is None:
-            raise NotFoundError(f"Project {self.entity}/{self.project} not found")
-        return project  # type: ignore[no-any-return]
-
     def _connection(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
-        return self._project(data)["runs"]
+        return queries.project_in(data, self.entity, self.project)["runs"]  # type: ignore[no-any-return]
 
     def _total(self, data: Mapping[str, Any]) -> int | None:
-        count = self._project(data).get("runCount")
+        count = queries.project_in(data, self.entity, self.project).get("runCount")
         return int(count) if count is not None else None
 
     def _convert_node(self, node: Mapping[str, Any]) -> Run:

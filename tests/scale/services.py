@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from wandb_files.server.background import free_port
+from wandb_files.testing import free_port
 
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "wandb-files-test",

@@ -1,6 +1,6 @@
 """Run `wandb-files server` in a background process: for demos, notebooks, and the test suites of your own code.
 
-    from wandb_files.server.background import BackgroundServer
+    from wandb_files.testing import BackgroundServer
 
     with BackgroundServer("/tmp/wf-data") as server:
         os.environ["WANDB_BASE_URL"] = server.base_url
@@ -21,10 +21,6 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Mapping
-
-from .config import ServerConfig
-from .database import create_db_engine, make_session_factory
-from .users import create_user
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -136,6 +132,11 @@ class BackgroundServer:
         Raises:
             ValueError: the name is taken or not a valid name.
         """
+        # The server's own modules, imported only here: starting a server needs none of them in this process.
+        from wandb_files.server.config import ServerConfig
+        from wandb_files.server.database import create_db_engine, make_session_factory
+        from wandb_files.server.users import create_user
+
         engine = create_db_engine(ServerConfig(data_dir=self.data_dir, database_url=self.database_url).database)
         try:
             with make_session_factory(engine)() as session:

@@ -1,6 +1,6 @@
 """A loopback reverse proxy that adds latency and injects faults, for resilience tests and benchmarks.
 
-    from wandb_files.server.proxy import FaultProxy
+    from wandb_files.testing import FaultProxy
 
     with FaultProxy(upstream=server.base_url, first_byte_delay_ms=30, fault_rate=0.2, seed=0,
                     paths=("/files/", "/blobs/")) as proxy:
@@ -366,7 +366,7 @@ class FaultProxy:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m wandb_files.server.proxy UPSTREAM [options]`: run a FaultProxy in its own process.
+    """`python -m wandb_files.testing.proxy UPSTREAM [options]`: run a FaultProxy in its own process.
 
     In a process of its own the proxy behaves like a hop on the network: it does not share a GIL with the
     client under test. It runs until SIGTERM or SIGINT, then prints its stats as one JSON line on stdout.
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import signal
 
-    parser = argparse.ArgumentParser(prog="python -m wandb_files.server.proxy", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m wandb_files.testing.proxy", description=main.__doc__)
     parser.add_argument("upstream", help="the server to forward to, e.g. http://127.0.0.1:8080")
     parser.add_argument("--port", type=int, default=None, help="the port to listen on (a free one by default)")
     parser.add_argument("--first-byte-delay-ms", type=float, default=0.0)

@@ -1,0 +1,70 @@
+"""The arrows between the package's rooms run one way: api → runs → files → transfer → graphql; the server
+imports nothing from the client (the schema file is all they share)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import wandb_files
+
+PACKAGE = Path(wandb_files.__file__).parent
+
+
+def _imports(path: Path) -> set[str]:
+    """The wandb_files modules a file imports, relative imports resolved."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            found.add(name)
+            found |= {f"{name}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.startswith("wandb_files")}
+
+
+def _module_imports(dotted: str) -> set[str]:
+    path = PACKAGE.parent.joinpath(*dotted.split("."))
+    return _imports(path / "__init__.py" if path.is_dir() else path.with_suffix(".py"))
+
+
+def test_the_server_imports_nothing_from_the_client() -> None:
+    shims = {PACKAGE / "server" / "background.py", PACKAGE / "server" / "proxy.py"}  # deprecated re-exports
+    for path in (PACKAGE / "server").rglob("*.py"):
+        if path in shims:
+            continue
+        outside = {name for name in _imports(path) if not name.startswith("wandb_files.server")}
+        assert not outside, f"{path.relative_to(PACKAGE)} imports {sorted(outside)}"
+
+
+@pytest.mark.parametrize(
+    ("module", "must_not_import"),
+    [
+        ("wandb_files.files", ["wandb_files.api", "wandb_files.runs", "wandb_files.bulk", "wandb_files.cli"]),
+        ("wandb_files.runs", ["wandb_files.api", "wandb_files.bulk", "wandb_files.cli"]),
+        ("wandb_files.paginator", ["wandb_files.api", "wandb_files.runs", "wandb_files.files"]),
+        ("wandb_files.graphql", ["wandb_files.api", "wandb_files.runs", "wandb_files.files", "wandb_files.transfer"]),
+    ],
+)
+def test_arrows_run_one_way(module: str, must_not_import: list[str]) -> None:
+    imported = _module_imports(module)
+    for forbidden in must_not_import:
+        assert not any(name == forbidden or name.startswith(forbidden + ".") for name in imported), (module, forbidden)
+
+
+def test_the_transfer_engine_knows_nothing_of_files_runs_or_the_api() -> None:
+    for path in (PACKAGE / "transfer").rglob("*.py"):
+        imported = _imports(path)
+        for forbidden in ("wandb_files.api", "wandb_files.runs", "wandb_files.files", "wandb_files.bulk"):
+            assert not any(n == forbidden or n.startswith(forbidden + ".") for n in imported), (path.name, forbidden)

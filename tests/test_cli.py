@@ -14,7 +14,7 @@ import pytest
 import wandb_files
 from tests.conftest import LiveServer, cli
 from tests.helpers import md5_b64, write_files
-from wandb_files.cli import glob_to_like
+from wandb_files.patterns import glob_to_like
 
 
 def test_help_lists_the_server_commands() -> None:
@@ -325,7 +325,7 @@ def test_upload_checks_every_path_before_creating_the_run_and_skips_links_out_of
 
 
 def test_the_rerun_hint_follows_only_failures_a_rerun_can_fix(capsys: pytest.CaptureFixture[str]) -> None:
-    from wandb_files.cli import _report_failures
+    from wandb_files.cli.app import report_failures as _report_failures
     from wandb_files.errors import NotFoundError, TransportError
 
     _report_failures([("a.bin", TransportError("a.bin: the connection broke"))], "download", 3)
@@ -336,3 +336,33 @@ def test_the_rerun_hint_follows_only_failures_a_rerun_can_fix(capsys: pytest.Cap
     assert "again" not in capsys.readouterr().err
     _report_failures([("a", TransportError("x")), ("b", ValueError("refusing"))], "download", 0)
     assert "may help with 1 of them" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_is_a_quiet_success_for_the_table_and_for_json(
+    live_server: LiveServer, tmp_path: Path, unique: str
+) -> None:
+    """`wandb-files ls PATH | head`: the reader has what it wanted, whichever format it read."""
+    run = _api(live_server).create_run(project=f"cli-pipe{unique}")
+    source = tmp_path / "many"
+    write_files(source, {f"logs/step_{i:05d}_with_a_longish_name.txt": b"x" for i in range(900)})
+    run.upload_files(sorted(source.rglob("*.txt")), root=source, progress=False)
+    for extra in ([], ["--json"]):
+        reader = subprocess.Popen(
+            [sys.executable, "-m", "wandb_files", "ls", _path(run), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(live_server),
+        )
+        assert reader.stdout is not None and reader.stdout.readline()
+        reader.stdout.close()  # as `head -1` does; more than a pipe's buffer is still to come
+        _, err = reader.communicate(timeout=60)
+        assert reader.returncode == 0 and err == b"", (extra, reader.returncode, err)
+
+
+def test_debug_shows_the_sdks_log_on_success_and_every_command_has_examples(
+    live_server: LiveServer, tmp_path: Path, unique: str
+) -> None:
+    run = _run_with(live_server, tmp_path, f"cli-debug{unique}", {"a.txt": b"abc"})
+    result = cli("--debug", "download", _path(run), "-o", str(tmp_path / "out"), env=_env(live_server))
+    assert "RunFiles answered in" in result.stderr and "a.txt: 3 bytes verified" in result.stderr
+    assert live_server.api_key not in result.stderr
+    for command in (["server"], ["user"], ["user", "add"], ["ls"], ["download"], ["upload"], ["rm"]):
+        assert "Examples:" in cli(*command, "--help").stdout, command

@@ -400,10 +400,13 @@ class GraphQLClient:
         if retry_safe is None:
             retry_safe = not _is_mutation(document)
         request = GraphQLRequest(document, variable_values=dict(variables or {}))
-        backoff = Backoff(self.retry, _operation_name(document), deadline=self.timeout)
+        operation = _operation_name(document)
+        backoff = Backoff(self.retry, operation, deadline=self.timeout)
         while True:
             try:
-                return self._gql_session.execute(request, timeout=backoff.attempt_timeout())
+                data = self._gql_session.execute(request, timeout=backoff.attempt_timeout())
+                log.debug("%s answered in %.0f ms", operation, backoff.elapsed() * 1000)
+                return data
             except TransportQueryError as exc:
                 errors = list(exc.errors or [])
                 cls = _error_class(errors, None)

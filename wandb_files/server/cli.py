@@ -29,7 +29,19 @@ _database_url_option = click.option(
 )
 
 
-@click.command("server")
+@click.command(
+    "server",
+    epilog="""\b
+Examples:
+  export WANDB_FILES_API_KEY=$(python -c 'import secrets; print(secrets.token_hex(20))')
+  wandb-files server --data-dir ./wf-data
+  wandb-files server --host 0.0.0.0 --port 8080 --data-dir /var/tmp/wf \\
+      --database-url postgresql+psycopg://wandb@db/wandb_files --blob-store s3://bucket/prefix
+
+\b
+Without an admin key (--api-key or WANDB_FILES_API_KEY), the first start generates
+one and prints it once.""",
+)
 @click.option("--host", envvar="WANDB_FILES_HOST", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", envvar="WANDB_FILES_PORT", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @_data_dir_option
@@ -143,12 +155,26 @@ def server_command(
     )
 
 
-@click.group("user")
+@click.group(
+    "user",
+    epilog="""\b
+Examples:
+  wandb-files user add alice --data-dir ./wf-data
+  wandb-files user add bob --data-dir /var/tmp/wf --database-url postgresql+psycopg://wandb@db/wandb_files""",
+)
 def user_group() -> None:
     """Manage the users of a wandb-files server."""
 
 
-@user_group.command("add")
+@user_group.command(
+    "add",
+    epilog="""\b
+Examples:
+  wandb-files user add alice --data-dir ./wf-data        # prints a random 40-hex key, once
+  wandb-files user add ci-bot --data-dir ./wf-data --api-key "$KEY"   # 32-256 characters
+
+The key is stored only as its SHA-256; a lost key cannot be shown again.""",
+)
 @click.argument("name")
 @_data_dir_option
 @_database_url_option

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections import Counter
@@ -37,6 +38,7 @@ from wandb_files.transfer.runner import (
 if TYPE_CHECKING:
     from wandb_files.graphql import GraphQLClient
 
+log = logging.getLogger(__name__)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -90,6 +92,7 @@ def download(
         try:
             # Another process may have finished this very file while we waited for the claim.
             if local_copy_matches(target, size, md5):
+                log.debug("%s: the local copy already holds these bytes", safe_name(name))
                 if progress and size:
                     progress(size)
                 return target
@@ -119,6 +122,7 @@ def _download_claimed(
             problem = _integrity_problem(received, digest, attempt.size, attempt.md5)
             if problem is None:
                 os.replace(part, target)
+                log.debug("%s: %d bytes verified in %.0f ms", safe_name(name), received, backoff.elapsed() * 1000)
                 return target
             _restart(fd, progress, received)
             if remote_changed(attempt.etag, attempt.md5):

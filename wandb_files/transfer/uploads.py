@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from wandb_files.transfer.runner import (
 
 if TYPE_CHECKING:
     from wandb_files.graphql import GraphQLClient
+
+log = logging.getLogger(__name__)
 
 
 def plan_uploads(
@@ -245,6 +248,8 @@ def upload(
                                 "being written"
                             )
                         else:
+                            log.debug("%s: %d bytes sent in %.0f ms", safe_name(name), announced,
+                                      backoff.elapsed() * 1000)
                             return announced, md5_base64(reader.hasher.digest())
                     else:
                         retry_after = parse_retry_after(response.headers)

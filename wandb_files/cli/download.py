@@ -1,0 +1,169 @@
+"""`wandb-files download`: a run's files (all, named, or matching a glob) into a folder, verified."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterable
+
+import click
+
+from wandb_files.cli.app import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    GLOB_HELP,
+    CliError,
+    Settings,
+    main,
+    report_failures,
+    sigterm_as_interrupt,
+)
+from wandb_files.cli.output import human_size, one_line, safe_name
+from wandb_files.errors import plural
+from wandb_files.patterns import glob_to_like
+
+
+@main.command(
+    "download",
+    epilog="""\b
+Examples:
+  wandb-files download my-entity/my-project/run_id -o out
+  wandb-files download my-entity/my-project/run_id config.yaml output.log
+  wandb-files download my-entity/my-project/run_id --pattern 'checkpoints/*.pt' --skip-existing --workers 8
+
+A file whose local copy already holds the same bytes (size and md5) is not downloaded again. A local file
+that differs stops the download before anything is fetched (exit 2) unless --replace or --skip-existing.""",
+)
+@click.argument("path")
+@click.argument("names", nargs=-1)
+@click.option("--pattern", metavar="GLOB", help=GLOB_HELP)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to download into; names keep their folders.",
+)
+@click.option("--replace", is_flag=True, help="Overwrite local files that differ from the run's.")
+@click.option("--skip-existing", is_flag=True, help="Keep local files that exist, whatever they hold.")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Parallel transfers (default 32, or WANDB_FILES_MAX_WORKERS).")
+@click.option("--no-progress", is_flag=True, help="No progress bar (it is shown on terminals only anyway).")
+@click.pass_obj
+def download_command(
+    settings: Settings,
+    path: str,
+    names: tuple[str, ...],
+    pattern: str | None,
+    output: Path,
+    replace: bool,
+    skip_existing: bool,
+    workers: int | None,
+    no_progress: bool,
+) -> None:
+    """Download the files of the run at PATH (all of them, the NAMES given, or those matching --pattern)."""
+    if replace and skip_existing:
+        raise click.UsageError("--replace and --skip-existing cannot be combined")
+    if names and pattern:
+        raise click.UsageError("give NAMES or --pattern, not both")
+    from wandb_files.errors import DownloadError, Interrupted
+
+    # Files written after this instant are the ones this command downloaded. Taken before the run is looked
+    # up, so that at least two requests separate it from the first write even on a coarse file-system clock.
+    started_ns = time.time_ns()
+    run = settings.run(path)
+    if names:
+        files = run.files(names=list(dict.fromkeys(names)), per_page=min(len(names), 1000))
+    else:
+        files = run.files(per_page=1000, pattern=glob_to_like(pattern) if pattern else None)
+    started = time.monotonic()
+    failures: list[tuple[str, BaseException]] = []
+    interrupted: Interrupted | None = None
+    try:
+        with sigterm_as_interrupt():
+            paths = files.download(
+                output,
+                replace=replace,
+                exist_ok=skip_existing,
+                max_workers=workers,
+                progress=False if no_progress else None,
+            )
+    except DownloadError as exc:
+        paths, failures = list(exc.results), list(exc.failures)
+    except Interrupted as exc:
+        interrupted = exc
+        paths, failures = list(exc.results), list(exc.failures)
+    except ValueError as exc:
+        raise local_conflict(exc) from exc
+    seconds = time.monotonic() - started
+
+    # Files written during this call are the downloaded ones; the others were already there.
+    fetched_bytes = fetched = 0
+    for local in paths:
+        try:
+            stat = local.stat()
+        except OSError:
+            continue
+        if stat.st_mtime_ns >= started_ns:
+            fetched += 1
+            fetched_bytes += stat.st_size
+    kept = len(paths) - fetched
+    rate = fetched_bytes / 1e6 / seconds if seconds > 0 else 0.0
+    if not paths and not failures and not names:
+        click.echo(f"No files to download{f' match {pattern!r}' if pattern else ''} in {'/'.join(run.path)}.")
+        return
+    summary = (
+        f"Downloaded {fetched} file{'s' if fetched != 1 else ''} ({fetched_bytes:,} bytes, "
+        f"{human_size(fetched_bytes)}) in {seconds:.2f} s ({rate:.1f} MB/s) to {output}"
+    )
+    if kept:
+        summary += f"; {kept} already there ({'kept' if skip_existing else 'identical'})"
+    click.echo(summary)
+
+    report_failures(failures, "download", len(paths))
+    if interrupted is not None:
+        click.echo(
+            f"interrupted: {plural(interrupted.unfinished, 'file')} not downloaded yet (temp files kept). "
+            "Run the same command again to resume",
+            err=True,
+        )
+        raise click.exceptions.Exit(EXIT_INTERRUPTED)
+    missing = missing_names(names, output, paths, failures)
+    if missing:
+        click.echo(f"error: not in run {'/'.join(run.path)}: {', '.join(safe_name(n) for n in missing)}. "
+                   f"'wandb-files ls {path}' lists its files", err=True)
+    if failures or missing:
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def local_conflict(exc: ValueError) -> CliError:
+    """The SDK's "local files differ" refusal in the command line's words."""
+    from wandb_files.errors import LocalFilesDifferError
+
+    if isinstance(exc, LocalFilesDifferError):
+        return CliError(EXIT_USAGE, f"{exc.summary}; nothing was downloaded. Pass --replace to overwrite them or "
+                                    "--skip-existing to keep them")
+    return CliError(EXIT_USAGE, f"{one_line(exc)}. See 'wandb-files download --help'")
+
+
+def missing_names(
+    names: Iterable[str], output: Path, paths: list[Path], failures: list[tuple[str, BaseException]]
+) -> list[str]:
+    """The NAMES that neither downloaded nor failed: the run has no such file."""
+    from wandb_files.transfer import target_path
+
+    done = set(paths)
+    failed = {name for name, _ in failures}
+    missing = []
+    for name in dict.fromkeys(names):
+        if name in failed:
+            continue
+        try:
+            if target_path(output, name) in done:
+                continue
+        except (ValueError, TypeError):
+            pass
+        missing.append(name)
+    return missing

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 VENV_MIN ?= .venv-min
 PY_MIN := $(VENV_MIN)/bin/python
 
-.PHONY: demo test test-min venv clean postgresql
+.PHONY: demo test test-min lint venv clean postgresql
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ demo: $(PY)
 
 test: $(PY) postgresql
 	$(PY) -m pip install --quiet -e ".[all,dev,compat]"
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest
+
+# ruff (lint and format check) and mypy (strict on the package), as configured in pyproject.toml.
+lint: $(PY)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 $(PY_MIN):
 	$(PYTHON) -m venv $(VENV_MIN)

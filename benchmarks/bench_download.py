@@ -23,12 +23,12 @@ Loopback only.
 from __future__ import annotations
 
 import argparse
-import socket
 import base64
 import concurrent.futures
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -187,8 +187,9 @@ class Result:
         return self.nbytes / self.seconds / 1e6
 
 
-def best_of(method: str, nbytes: int, repeats: int, once: Callable[[Path], None], check: Callable[[Path], None],
-            tmp: Path) -> Result:
+def best_of(
+    method: str, nbytes: int, repeats: int, once: Callable[[Path], None], check: Callable[[Path], None], tmp: Path
+) -> Result:
     """Run `once(fresh_dir)` up to `repeats` times (once if it takes over SLOW_SECONDS); check the last output."""
     times: list[float] = []
     for attempt in range(repeats):
@@ -274,7 +275,7 @@ def main() -> None:
     if not have_curl:
         log("curl with --parallel (>= 7.66) not found: install it (apt-get install -y curl); skipping curl")
     try:
-        import wandb  # noqa: F401 - imported before timing: its import takes seconds
+        import wandb
     except ImportError:
         wandb = None
         log("wandb is not importable (pip install 'wandb-files[compat]'): skipping the wandb loop")
@@ -292,9 +293,18 @@ def main() -> None:
                 # A process of its own, like a hop on the network: in this process it would share a GIL with
                 # our download (a) but not with curl or wandb-core, which are processes of their own.
                 proxy = subprocess.Popen(
-                    [sys.executable, "-m", "wandb_files.testing.proxy", server.base_url, "--port", str(proxy_port),
-                     "--first-byte-delay-ms", str(args.rtt_ms)],
-                    stdout=subprocess.PIPE, text=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "wandb_files.testing.proxy",
+                        server.base_url,
+                        "--port",
+                        str(proxy_port),
+                        "--first-byte-delay-ms",
+                        str(args.rtt_ms),
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
                 )
                 wait_for_port(proxy_port)
             try:
@@ -319,8 +329,15 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
             time.sleep(0.05)
 
 
-def measure(args: argparse.Namespace, server: BackgroundServer, base_url: str, tmp: Path, have_curl: bool,
-            wandb: Any, download_files: Any) -> dict[str, Result]:
+def measure(
+    args: argparse.Namespace,
+    server: BackgroundServer,
+    base_url: str,
+    tmp: Path,
+    have_curl: bool,
+    wandb: Any,
+    download_files: Any,
+) -> dict[str, Result]:
     key = server.api_key
     big_md5 = seed(Graphql(server.base_url, key), server.base_url, base_url, args, tmp)
     listing = Graphql(base_url, key).list_files(SMALL_RUN)
@@ -347,55 +364,120 @@ def measure(args: argparse.Namespace, server: BackgroundServer, base_url: str, t
             download_files(listed, root, max_workers=args.workers, progress=False)
 
         # download_files writes <destination>/<run id>/<name>
-        results["ours"] = best_of("wandb_files.download_files + listing", small_bytes, args.repeats, ours,
-                                  lambda root: verify("ours", root / SMALL_RUN, expected), tmp)
-        results["ours-listed"] = best_of("wandb_files.download_files alone", small_bytes, args.repeats,
-                                         ours_listed, lambda root: verify("ours", root / SMALL_RUN, expected), tmp)
+        results["ours"] = best_of(
+            "wandb_files.download_files + listing",
+            small_bytes,
+            args.repeats,
+            ours,
+            lambda root: verify("ours", root / SMALL_RUN, expected),
+            tmp,
+        )
+        results["ours-listed"] = best_of(
+            "wandb_files.download_files alone",
+            small_bytes,
+            args.repeats,
+            ours_listed,
+            lambda root: verify("ours", root / SMALL_RUN, expected),
+            tmp,
+        )
 
     if wandb is not None:
-        os.environ.update(WANDB_BASE_URL=base_url, WANDB_API_KEY=key, WANDB_SILENT="true",
-                          WANDB_CONFIG_DIR=str(tmp / "wandb-config"), WANDB_CACHE_DIR=str(tmp / "wandb-cache"),
-                          WANDB_DIR=str(tmp / "wandb-dir"))
+        os.environ.update(
+            WANDB_BASE_URL=base_url,
+            WANDB_API_KEY=key,
+            WANDB_SILENT="true",
+            WANDB_CONFIG_DIR=str(tmp / "wandb-config"),
+            WANDB_CACHE_DIR=str(tmp / "wandb-cache"),
+            WANDB_DIR=str(tmp / "wandb-dir"),
+        )
 
         def wandb_loop(root: Path) -> None:
             for f in wandb.Api().run(small_path).files():
                 f.download(root=str(root), replace=True)
 
-        results["wandb"] = best_of("wandb 0.31 loop", small_bytes, args.repeats, wandb_loop,
-                                   lambda root: verify("wandb", root, expected), tmp)
+        results["wandb"] = best_of(
+            "wandb 0.31 loop", small_bytes, args.repeats, wandb_loop, lambda root: verify("wandb", root, expected), tmp
+        )
 
     if have_curl:
+
         def curl_bulk(root: Path) -> None:
             config = tmp / "curl-urls.txt"
             with open(config, "w") as fh:
                 for f in listing:
                     fh.write(f'url = "{f["url"]}"\noutput = "{root / f["name"]}"\n')
-            subprocess.run(["curl", "--parallel", "--parallel-max", str(CURL_PARALLEL), "--create-dirs", "-sS", "--no-progress-meter",
-                            "--fail", "-u", f"api:{key}", "-K", str(config)], check=True)
+            subprocess.run(
+                [
+                    "curl",
+                    "--parallel",
+                    "--parallel-max",
+                    str(CURL_PARALLEL),
+                    "--create-dirs",
+                    "-sS",
+                    "--no-progress-meter",
+                    "--fail",
+                    "-u",
+                    f"api:{key}",
+                    "-K",
+                    str(config),
+                ],
+                check=True,
+            )
 
-        results["curl"] = best_of(f"curl --parallel-max {CURL_PARALLEL}", small_bytes, args.repeats, curl_bulk,
-                                  lambda root: verify("curl", root, expected), tmp)
+        results["curl"] = best_of(
+            f"curl --parallel-max {CURL_PARALLEL}",
+            small_bytes,
+            args.repeats,
+            curl_bulk,
+            lambda root: verify("curl", root, expected),
+            tmp,
+        )
 
     if args.big_mib:
         results.update(measure_big(args, base_url, key, big_md5, have_curl, tmp))
     return results
 
 
-def measure_big(args: argparse.Namespace, base_url: str, key: str, big_md5: str, have_curl: bool,
-                tmp: Path) -> dict[str, Result]:
+def measure_big(
+    args: argparse.Namespace, base_url: str, key: str, big_md5: str, have_curl: bool, tmp: Path
+) -> dict[str, Result]:
     """d. one big file, each download in a child process so its peak RSS is its own."""
     results: dict[str, Result] = {}
-    _, baseline, _ = run_child([sys.executable, "-c", OUR_BIG_DOWNLOAD, base_url, key,
-                                f"{ENTITY}/{PROJECT}/{BIG_RUN}", BIG_NAME, "-"], tmp)
+    _, baseline, _ = run_child(
+        [sys.executable, "-c", OUR_BIG_DOWNLOAD, base_url, key, f"{ENTITY}/{PROJECT}/{BIG_RUN}", BIG_NAME, "-"], tmp
+    )
     log(f"  our child without the download (imports + lookup): peak RSS {baseline:.0f} MB")
     big_bytes = args.big_mib << 20
     big_url = f"{base_url}/files/{ENTITY}/{PROJECT}/{BIG_RUN}/{BIG_NAME}"
     repeats = args.repeats if args.big_mib <= 256 else 1
     for label, command in (
-        ("big: wandb_files File.download", lambda root: [sys.executable, "-c", OUR_BIG_DOWNLOAD, base_url, key,
-                                                         f"{ENTITY}/{PROJECT}/{BIG_RUN}", BIG_NAME, str(root)]),
-        ("big: curl -o", lambda root: ["curl", "-sS", "--fail", "--create-dirs", "-u", f"api:{key}",
-                                       "-o", str(root / BIG_NAME), big_url]),
+        (
+            "big: wandb_files File.download",
+            lambda root: [
+                sys.executable,
+                "-c",
+                OUR_BIG_DOWNLOAD,
+                base_url,
+                key,
+                f"{ENTITY}/{PROJECT}/{BIG_RUN}",
+                BIG_NAME,
+                str(root),
+            ],
+        ),
+        (
+            "big: curl -o",
+            lambda root: [
+                "curl",
+                "-sS",
+                "--fail",
+                "--create-dirs",
+                "-u",
+                f"api:{key}",
+                "-o",
+                str(root / BIG_NAME),
+                big_url,
+            ],
+        ),
     ):
         if label.startswith("big: curl") and not have_curl:
             continue
@@ -424,8 +506,10 @@ def measure_big(args: argparse.Namespace, base_url: str, key: str, big_md5: str,
 def report(args: argparse.Namespace, results: dict[str, Result]) -> None:
     ours, wandb_r, curl = results.get("ours"), results.get("wandb"), results.get("curl")
     print()
-    print(f"rtt {args.rtt_ms:g} ms, {args.files} files x {args.size:,} B, workers {args.workers or 'default'}; "
-          f"big file {args.big_mib} MiB")
+    print(
+        f"rtt {args.rtt_ms:g} ms, {args.files} files x {args.size:,} B, workers {args.workers or 'default'}; "
+        f"big file {args.big_mib} MiB"
+    )
     print(f"{'method':34} {'runs':>4} {'wall s':>8} {'MB/s':>8} {'x curl':>7} {'x wandb':>8} {'peak RSS':>9}")
     for r in results.values():
         reference_curl = results.get("big-curl") if r.method.startswith("big") else curl
@@ -448,23 +532,38 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> None:
     # compare it with our download alone.
     to_curl, to_wandb = ratio(results.get("ours-listed") or ours, curl), ratio(ours, wandb_r)
     if args.rtt_ms <= 0:
-        target("bulk time <= 1.5 x curl", None if to_curl is None else to_curl <= 1.5,
-               "-" if to_curl is None else f"{to_curl:.2f} x")
-        target("bulk faster than the wandb loop", None if to_wandb is None else to_wandb < 1,
-               "-" if to_wandb is None else f"{to_wandb:.3f} x its time ({1 / to_wandb:.1f} x faster)")
+        target(
+            "bulk time <= 1.5 x curl",
+            None if to_curl is None else to_curl <= 1.5,
+            "-" if to_curl is None else f"{to_curl:.2f} x",
+        )
+        target(
+            "bulk faster than the wandb loop",
+            None if to_wandb is None else to_wandb < 1,
+            "-" if to_wandb is None else f"{to_wandb:.3f} x its time ({1 / to_wandb:.1f} x faster)",
+        )
     else:
-        target("bulk >= 8 x faster than the wandb loop", None if to_wandb is None else 1 / to_wandb >= 8,
-               "-" if to_wandb is None else f"{1 / to_wandb:.1f} x faster")
-        target("bulk time <= 1.3 x curl", None if to_curl is None else to_curl <= 1.3,
-               "-" if to_curl is None else f"{to_curl:.2f} x")
+        target(
+            "bulk >= 8 x faster than the wandb loop",
+            None if to_wandb is None else 1 / to_wandb >= 8,
+            "-" if to_wandb is None else f"{1 / to_wandb:.1f} x faster",
+        )
+        target(
+            "bulk time <= 1.3 x curl",
+            None if to_curl is None else to_curl <= 1.3,
+            "-" if to_curl is None else f"{to_curl:.2f} x",
+        )
     big_ours, big_curl = results.get("big-ours"), results.get("big-curl")
     if big_ours and big_curl:
         share = big_ours.mb_per_s / big_curl.mb_per_s
         note = " (the target is set for rtt 0)" if args.rtt_ms > 0 else ""
         target("big file >= 90 % of curl's throughput", share >= 0.9, f"{share:.0%}{note}")
     if big_ours:
-        target("big file peak RSS < 100 MB", (big_ours.rss_mb or 0) < 100,
-               f"{big_ours.rss_mb:.0f} MB (the same child without the download: {big_ours.baseline_rss_mb:.0f} MB)")
+        target(
+            "big file peak RSS < 100 MB",
+            (big_ours.rss_mb or 0) < 100,
+            f"{big_ours.rss_mb:.0f} MB (the same child without the download: {big_ours.baseline_rss_mb:.0f} MB)",
+        )
 
 
 if __name__ == "__main__":

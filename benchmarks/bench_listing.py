@@ -62,14 +62,22 @@ def seed(engine_url: str | Path, n_files: int, api_key: str) -> None:
         project = Project(entity_id=1, name="scale", created_at=utcnow())
         session.add(project)
         session.flush()
-        run = Run(project_id=project.id, name="big", user_id=user.id, state="finished",
-                  created_at=utcnow(), updated_at=utcnow())
+        run = Run(
+            project_id=project.id,
+            name="big",
+            user_id=user.id,
+            state="finished",
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
         session.add(run)
         session.commit()
         run_id = run.id
     now = utcnow()
-    rows = [(run_id, f"media/step_{i:06d}.png", 1000, "1B2M2Y8AsgTpgAmY7PhCfg==", "image/png", uuid.uuid4().hex, now)
-            for i in range(n_files)]
+    rows = [
+        (run_id, f"media/step_{i:06d}.png", 1000, "1B2M2Y8AsgTpgAmY7PhCfg==", "image/png", uuid.uuid4().hex, now)
+        for i in range(n_files)
+    ]
     columns = ("run_id", "name", "size_bytes", "md5", "mimetype", "blob_key", "updated_at")
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -79,7 +87,9 @@ def seed(engine_url: str | Path, n_files: int, api_key: str) -> None:
                     copy.write_row(row)
         else:
             for start in range(0, n_files, 5000):
-                conn.execute(insert(File.__table__), [dict(zip(columns, r)) for r in rows[start:start + 5000]])
+                conn.execute(
+                    insert(File.__table__), [dict(zip(columns, r, strict=True)) for r in rows[start : start + 5000]]
+                )
         conn.execute(update(Run).where(Run.id == run_id).values(file_count=n_files))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM ANALYZE files" if engine.dialect.name == "postgresql" else "ANALYZE files")
@@ -98,8 +108,12 @@ def bench(backend: str, n_files: int, per_page: int, postgres_url: str | None) -
         seed(database_url or data_dir / "wandb-files.db", n_files, api_key)
         seeded = time.perf_counter() - started
         with BackgroundServer(data_dir, api_key=api_key, database_url=database_url) as server:
-            out = subprocess.run([sys.executable, "-c", CLIENT, server.base_url, api_key, str(per_page)],
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, "-c", CLIENT, server.base_url, api_key, str(per_page)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
     result = json.loads(out)
     assert result["files"] == result["len"] == n_files, result
     return {"seed_s": seeded, **result}
@@ -124,10 +138,12 @@ def main() -> None:
                 continue
         r = bench(backend, args.files, args.per_page, url)
         pages = r["pages"]
-        print(f"{backend:10s} {r['files']:,} files, per_page={args.per_page}: "
-              f"first page {pages[0] * 1000:.0f} ms, last page {pages[-1] * 1000:.0f} ms, "
-              f"median page {sorted(pages)[len(pages) // 2] * 1000:.0f} ms, whole run {r['total']:.1f} s, "
-              f"client peak RSS {r['peak_rss_mib']:.0f} MiB (seeding {r['seed_s']:.1f} s)")
+        print(
+            f"{backend:10s} {r['files']:,} files, per_page={args.per_page}: "
+            f"first page {pages[0] * 1000:.0f} ms, last page {pages[-1] * 1000:.0f} ms, "
+            f"median page {sorted(pages)[len(pages) // 2] * 1000:.0f} ms, whole run {r['total']:.1f} s, "
+            f"client peak RSS {r['peak_rss_mib']:.0f} MiB (seeding {r['seed_s']:.1f} s)"
+        )
 
 
 if __name__ == "__main__":

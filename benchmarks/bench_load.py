@@ -83,13 +83,17 @@ def main() -> None:
         elapsed = time.monotonic() - started
 
     total = sum(len(v) for v in latencies.values())
-    print(f"{args.clients} clients, {elapsed:.1f} s, {total} operations ({total / elapsed:.0f}/s), {len(errors)} errors")
+    print(
+        f"{args.clients} clients, {elapsed:.1f} s, {total} operations ({total / elapsed:.0f}/s), {len(errors)} errors"
+    )
     print(f"{'operation':12} {'count':>6} {'ops/s':>7} {'p50 ms':>8} {'p99 ms':>8}")
     for op, values in sorted(latencies.items()):
         values.sort()
         p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
-        print(f"{op:12} {len(values):6d} {len(values) / elapsed:7.0f} {statistics.median(values) * 1000:8.1f} "
-              f"{p99 * 1000:8.1f}")
+        print(
+            f"{op:12} {len(values):6d} {len(values) / elapsed:7.0f} {statistics.median(values) * 1000:8.1f} "
+            f"{p99 * 1000:8.1f}"
+        )
     for line in errors[:10]:
         print("  error:", line)
 

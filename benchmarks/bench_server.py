@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
-
 from graphql import print_ast
 
 from wandb_files import queries

@@ -26,7 +26,7 @@ def make_files(root: Path, n: int) -> dict[str, bytes]:
     rng = random.Random(0)
     contents: dict[str, bytes] = {}
     for i in range(n):
-        folder = ["media/images", "media/tables", "checkpoints/epoch_%d" % (i % 5), "logs", ""][i % 5]
+        folder = ["media/images", "media/tables", f"checkpoints/epoch_{i % 5}", "logs", ""][i % 5]
         ext = [".png", ".table.json", ".pt", ".log", ".txt"][i % 5]
         name = f"{folder}/file_{i:04d}{ext}".lstrip("/")
         data = rng.randbytes(rng.randint(0, 64 * 1024))
@@ -63,7 +63,7 @@ def main() -> int:
         files.download(root=dest)
         download_s = time.perf_counter() - started
         bad = [n for n, data in contents.items() if (dest / n).read_bytes() != data]
-        leftovers = [p for p in dest.rglob("*.part")]
+        leftovers = list(dest.rglob("*.part"))
         print(f"downloaded {len(files)} files in {download_s:.2f}s; verified md5 of each")
         print(f"byte-for-byte mismatches: {len(bad)}; temp files left: {len(leftovers)}")
         digest = hashlib.sha256(b"".join(contents[n] for n in sorted(contents))).hexdigest()[:16]

@@ -1,6 +1,6 @@
 """List a run's files and download those that match a pattern (W&B's LIKE syntax: % is any run of characters).
 
-    WANDB_BASE_URL=http://127.0.0.1:8080 WANDB_API_KEY=... python examples/download_run.py entity/project/run_id out '%.json'
+WANDB_BASE_URL=http://127.0.0.1:8080 WANDB_API_KEY=... python examples/download_run.py entity/project/run_id out '%.json'
 """
 
 from __future__ import annotations

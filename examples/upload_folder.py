@@ -1,6 +1,6 @@
 """Upload every file under a folder to a run, keeping the folder structure in the names.
 
-    WANDB_BASE_URL=http://127.0.0.1:8080 WANDB_API_KEY=... python examples/upload_folder.py ./outputs my-project
+WANDB_BASE_URL=http://127.0.0.1:8080 WANDB_API_KEY=... python examples/upload_folder.py ./outputs my-project
 """
 
 from __future__ import annotations

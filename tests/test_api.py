@@ -9,16 +9,14 @@ import pytest
 from graphql import build_schema, validate
 
 import wandb_files
+from tests.conftest import LiveServer, free_port
 from wandb_files import queries
 from wandb_files.errors import (
     AuthenticationError,
     ConfigurationError,
     NotFoundError,
-    PermissionDeniedError,
     TransportError,
 )
-from tests.conftest import LiveServer, free_port
-from tests.helpers import FAST_RETRY
 
 SCHEMA = Path(wandb_files.__file__).parent / "server" / "schema.graphql"
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 import wandb_files
-from wandb_files import DownloadError, File, download_files, transfer
 from tests.conftest import LiveServer
-from tests.helpers import FAST_RETRY, md5_b64, random_files, run_with_files
+from tests.helpers import FAST_RETRY, md5_b64, run_with_files
+from wandb_files import DownloadError, File, download_files, transfer
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_files_download_hundreds_in_parallel_verified(big_run: tuple, tmp_path: 
     assert paths == [(tmp_path / name).resolve() for name in sorted(contents)]
     for name, data in contents.items():
         assert (tmp_path / name).read_bytes() == data
-    assert not [p for p in tmp_path.rglob("*.part")]
+    assert not list(tmp_path.rglob("*.part"))
 
 
 def test_files_download_refuses_to_overwrite_different_local_files_before_downloading(
@@ -104,7 +104,9 @@ def test_a_stale_partial_file_is_detected_and_replaced(big_run: tuple, api: wand
     assert target.read_bytes() == contents[name]
 
 
-def test_failures_are_aggregated_and_never_stop_the_others(big_run: tuple, api: wandb_files.Api, tmp_path: Path) -> None:
+def test_failures_are_aggregated_and_never_stop_the_others(
+    big_run: tuple, api: wandb_files.Api, tmp_path: Path
+) -> None:
     run, contents = big_run
     good = list(run.files(per_page=20))[:20]
     missing = File(api.client, {"name": "gone.bin", "url": good[0].url + "-no-such-file", "sizeBytes": 1}, run)
@@ -125,9 +127,7 @@ def test_failures_are_aggregated_and_never_stop_the_others(big_run: tuple, api: 
     assert not (tmp_path / "evil.bin").exists()
 
 
-def test_download_files_table_for_media_and_plain_files_across_two_runs(
-    api: wandb_files.Api, tmp_path: Path
-) -> None:
+def test_download_files_table_for_media_and_plain_files_across_two_runs(api: wandb_files.Api, tmp_path: Path) -> None:
     media = {
         "media/images/predictions_1_a1b2c3d4e5.png": b"p1",
         "media/images/predictions_2_b1b2c3d4e5.png": b"p2",
@@ -136,7 +136,9 @@ def test_download_files_table_for_media_and_plain_files_across_two_runs(
         "labels.json": b"{}",
     }
     run_a = run_with_files(api, tmp_path, media, "bulk-table")
-    run_b = run_with_files(api, tmp_path, {"sample.csv": b"x,y\n", "media/images/predictions_1_ffffff.png": b"b1"}, "bulk-table")
+    run_b = run_with_files(
+        api, tmp_path, {"sample.csv": b"x,y\n", "media/images/predictions_1_ffffff.png": b"b1"}, "bulk-table"
+    )
     dest = tmp_path / "dest"
     frame = download_files([*run_a.files(), *run_b.files()], destination=dest, progress=False)
 
@@ -169,7 +171,9 @@ def test_several_files_at_one_run_step_and_attribute_are_all_kept_as_a_list(
     frame = download_files(run.files(), dest, progress=False)
     at3 = frame.loc[(run.id, 3.0), "examples"]
     assert at3 == [str((dest / run.id / n).resolve()) for n in sorted(logged)[:3]]  # in name order
-    assert frame.loc[(run.id, 4.0), "examples"] == str((dest / run.id / "media/images/examples_4_dddddd1.png").resolve())
+    assert frame.loc[(run.id, 4.0), "examples"] == str(
+        (dest / run.id / "media/images/examples_4_dddddd1.png").resolve()
+    )
     paths = frame["examples"].explode()
     assert sorted(Path(p).read_bytes() for p in paths) == sorted(logged.values())
 
@@ -189,7 +193,7 @@ def test_runs_of_two_projects_with_one_id_are_refused_before_anything_is_written
 
 
 def test_download_files_accepts_a_file_series_and_dataframe(big_run: tuple, tmp_path: Path, monkeypatch) -> None:
-    run, contents = big_run
+    run, _contents = big_run
     files = run.files(per_page=10)[:4]
     monkeypatch.chdir(tmp_path)
     single = download_files(files[0], progress=False)  # destination defaults to the working directory
@@ -204,7 +208,9 @@ def test_download_files_accepts_a_file_series_and_dataframe(big_run: tuple, tmp_
         download_files("a.txt", tmp_path / "u")
 
 
-def test_download_files_needs_runs_before_downloading_anything(api: wandb_files.Api, big_run: tuple, tmp_path: Path) -> None:
+def test_download_files_needs_runs_before_downloading_anything(
+    api: wandb_files.Api, big_run: tuple, tmp_path: Path
+) -> None:
     run, _ = big_run
     orphan = File(api.client, {"name": "x.bin", "url": run.files()[0].url})
     with pytest.raises(ValueError, match="has no run"):
@@ -258,8 +264,9 @@ def strict_server(tmp_path_factory: pytest.TempPathFactory):
     """A second server whose signed URLs live 1 s and whose uploads are capped at 1,000 bytes."""
     from tests.conftest import ADMIN_KEY, start_server, stop_server
 
-    server = start_server(tmp_path_factory.mktemp("strict") / "data", ADMIN_KEY,
-                          "--signed-url-ttl", "1", "--max-upload-bytes", "1000")
+    server = start_server(
+        tmp_path_factory.mktemp("strict") / "data", ADMIN_KEY, "--signed-url-ttl", "1", "--max-upload-bytes", "1000"
+    )
     yield server
     stop_server(server)
 
@@ -303,8 +310,9 @@ def test_a_symlink_is_uploaded_under_its_own_name_and_one_leading_out_of_root_is
     assert run.upload_file(root / "latest.ckpt", root=root).name == "latest.ckpt"
     both = run.upload_files([root / "latest.ckpt", root / "checkpoints" / "epoch_10.ckpt"], root=root)
     assert sorted(f.name for f in both) == ["checkpoints/epoch_10.ckpt", "latest.ckpt"]
-    assert {f.name: f.md5 for f in run.files()} == {n: md5_b64(b"weights") for n in ("checkpoints/epoch_10.ckpt",
-                                                                                     "latest.ckpt")}
+    assert {f.name: f.md5 for f in run.files()} == {
+        n: md5_b64(b"weights") for n in ("checkpoints/epoch_10.ckpt", "latest.ckpt")
+    }
     outside = tmp_path / "secret.txt"
     outside.write_text("not for the run")
     (root / "leak.txt").symlink_to(outside)
@@ -355,9 +363,7 @@ def api_for(server: LiveServer) -> wandb_files.Api:
     return wandb_files.Api(api_key=server.api_key, base_url=server.base_url)
 
 
-def test_a_file_that_shrinks_while_it_uploads_is_a_clear_error(
-    live_server: LiveServer, tmp_path: Path
-) -> None:
+def test_a_file_that_shrinks_while_it_uploads_is_a_clear_error(live_server: LiveServer, tmp_path: Path) -> None:
     import threading
 
     from wandb_files.retry import NO_RETRY
@@ -407,6 +413,8 @@ def test_an_expired_upload_url_is_signed_again(strict_server, tmp_path: Path) ->
     stale = transfer.UploadJob(urls["late.bin"], local, "late.bin", 16, headers)
     with pytest.raises(wandb_files.UploadError, match="expired"):
         transfer.upload_many(api.client, [stale], progress=False)
-    resigned = transfer.UploadJob(urls["late.bin"], local, "late.bin", 16, headers, resign=lambda: run._resign("late.bin"))
+    resigned = transfer.UploadJob(
+        urls["late.bin"], local, "late.bin", 16, headers, resign=lambda: run._resign("late.bin")
+    )
     assert transfer.upload_many(api.client, [resigned], progress=False) == [(16, md5_b64(b"signed too early"))]
     assert run.file("late.bin").md5 == md5_b64(b"signed too early")

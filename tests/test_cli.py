@@ -87,7 +87,9 @@ def test_usage_errors_exit_2_before_any_request() -> None:
     from wandb_files.cli import main
 
     runner = CliRunner()
-    both = runner.invoke(main, ["--base-url", "http://127.0.0.1:9", "download", "e/p/r", "--replace", "--skip-existing"])
+    both = runner.invoke(
+        main, ["--base-url", "http://127.0.0.1:9", "download", "e/p/r", "--replace", "--skip-existing"]
+    )
     assert both.exit_code == 2 and "cannot be combined" in both.output
     neither = runner.invoke(main, ["rm", "e/p/r"])
     assert neither.exit_code == 2 and "NAMES or --pattern" in neither.output
@@ -178,7 +180,8 @@ def test_download_lists_the_file_that_failed_and_exits_1(live_server: LiveServer
     good, broken = os.urandom(777), os.urandom(1777)
     run = _run_with(live_server, tmp_path, "cli-broken", {"good.bin": good, "broken.bin": broken})
     blob = next(
-        p for p in (live_server.data_dir / "blobs").rglob("*")
+        p
+        for p in (live_server.data_dir / "blobs").rglob("*")
         if p.is_file() and p.stat().st_size == len(broken) and p.read_bytes() == broken
     )
     blob.unlink()  # the server now answers 404 for broken.bin's bytes
@@ -213,7 +216,11 @@ def test_upload_a_folder_then_ls_then_rm_refused_without_a_terminal_and_done_wit
     # No terminal and no --yes: refuse, remove nothing.
     refused = subprocess.run(
         [sys.executable, "-m", "wandb_files", "rm", path, "--pattern", "results/plots/*"],
-        capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
     )
     assert refused.returncode == 1 and "--yes" in refused.stderr and "results/plots/loss_1.png" in refused.stdout
     run = _api(live_server).run(path)
@@ -256,7 +263,8 @@ def _plant_file(server: LiveServer, run: wandb_files.Run, name: str) -> None:
     with sqlite3.connect(server.data_dir / "wandb-files.db") as db:
         (run_id,) = db.execute(
             "SELECT runs.id FROM runs JOIN projects ON runs.project_id = projects.id "
-            "WHERE projects.name = ? AND runs.name = ?", (run.project, run.id)
+            "WHERE projects.name = ? AND runs.name = ?",
+            (run.project, run.id),
         ).fetchone()
         db.execute(
             "INSERT INTO files (run_id, name, size_bytes, md5, mimetype, blob_key, updated_at) "
@@ -349,7 +357,9 @@ def test_a_closed_pipe_is_a_quiet_success_for_the_table_and_for_json(
     for extra in ([], ["--json"]):
         reader = subprocess.Popen(
             [sys.executable, "-m", "wandb_files", "ls", _path(run), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(live_server),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(live_server),
         )
         assert reader.stdout is not None and reader.stdout.readline()
         reader.stdout.close()  # as `head -1` does; more than a pipe's buffer is still to come

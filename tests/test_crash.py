@@ -62,8 +62,11 @@ def heavy_run(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory)
 
 
 def finals(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()
-            and not p.name.endswith(".part")}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.endswith(".part")
+    }
 
 
 def test_kill_9_mid_download_leaves_no_partial_file_and_a_rerun_completes(
@@ -78,7 +81,7 @@ def test_kill_9_mid_download_leaves_no_partial_file_and_a_rerun_completes(
     assert len(written) < len(contents)  # it really died mid-way
     for name, data in written.items():
         assert data == contents[name], f"{name} is under its final name but incomplete"
-    leftovers = [p for p in root.rglob("*.part")]
+    leftovers = list(root.rglob("*.part"))
     assert leftovers and all(p.name.startswith(".") for p in leftovers)  # hidden temp files only
 
     rerun = child(live_server, run, root)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 import wandb_files
-from wandb_files.retry import RetryPolicy
-from wandb_files.testing import FAULTS, FaultProxy
 from tests.conftest import LiveServer
 from tests.helpers import md5_b64
+from wandb_files.retry import RetryPolicy
+from wandb_files.testing import FAULTS, FaultProxy
 
 N_FILES = 500
 #: Each attempt waits 1 s for an answer (the proxy's slow faults take 3 s); a call has 60 s for its retries.
@@ -67,8 +67,13 @@ def test_uploads_survive_faults_too(live_server: LiveServer, tmp_path: Path) -> 
     for name, data in contents.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data)
-    with FaultProxy(live_server.base_url, fault_rate=0.2, seed=2, faults=("500", "503", "429", "reset"),
-                    paths=("/uploads/", "/graphql")) as proxy:
+    with FaultProxy(
+        live_server.base_url,
+        fault_rate=0.2,
+        seed=2,
+        faults=("500", "503", "429", "reset"),
+        paths=("/uploads/", "/graphql"),
+    ) as proxy:
         api = through(proxy, live_server)
         run = api.create_run(project="faults-up")
         uploaded = run.upload_files([tmp_path / n for n in contents], root=tmp_path, max_workers=8, progress=False)
@@ -79,18 +84,30 @@ def test_uploads_survive_faults_too(live_server: LiveServer, tmp_path: Path) -> 
 def test_at_100_percent_faults_it_fails_fast_with_one_clear_error(
     live_server: LiveServer, many_files: tuple, tmp_path: Path
 ) -> None:
-    path, contents = many_files
+    path, _contents = many_files
     api = wandb_files.Api(api_key=live_server.api_key, base_url=live_server.base_url)
     files = list(api.run(path).files(per_page=1000))[:50]
     with FaultProxy(live_server.base_url, fault_rate=1.0, seed=3, faults=("500", "503", "reset", "flip")) as proxy:
         broken = through(proxy, live_server)
         broken.client.retry = RetryPolicy(max_attempts=4, backoff_base=0.05, backoff_max=0.5, total_timeout=5)
-        moved = [wandb_files.File(broken.client, {"name": f.name, "url": f.url.replace(live_server.base_url, proxy.url),
-                                                  "sizeBytes": f.size, "md5": f.md5}, f.run) for f in files]
+        moved = [
+            wandb_files.File(
+                broken.client,
+                {
+                    "name": f.name,
+                    "url": f.url.replace(live_server.base_url, proxy.url),
+                    "sizeBytes": f.size,
+                    "md5": f.md5,
+                },
+                f.run,
+            )
+            for f in files
+        ]
         started = time.monotonic()
         with pytest.raises(wandb_files.DownloadError) as info:
-            wandb_files.transfer.download_many(broken.client, [f.download_job(tmp_path / "out") for f in moved],
-                                               max_workers=16, progress=False)
+            wandb_files.transfer.download_many(
+                broken.client, [f.download_job(tmp_path / "out") for f in moved], max_workers=16, progress=False
+            )
         elapsed = time.monotonic() - started
     assert elapsed < 20
     assert len(info.value.failures) == 50 and info.value.results == []

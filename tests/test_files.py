@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 import wandb_files
+from tests.conftest import LiveServer
+from tests.helpers import md5_b64, random_files, run_with_files
 from wandb_files import File, Files
 from wandb_files.errors import NotFoundError
 from wandb_files.files import s3_uri
-from tests.conftest import LiveServer
-from tests.helpers import md5_b64, random_files, run_with_files
 
 PER_PAGE = 4
 
@@ -84,7 +84,7 @@ def test_iterating_twice_gives_the_same_files(runs_by_size: dict) -> None:
 
 def test_names_filter_has_an_exact_len(runs_by_size: dict) -> None:
     run, contents = runs_by_size[3 * PER_PAGE + 2]
-    wanted = sorted(contents)[3:9] + ["no-such-file"]
+    wanted = [*sorted(contents)[3:9], "no-such-file"]
     files = run.files(names=wanted, per_page=4)
     assert len(files) == 6
     assert [f.name for f in files] == sorted(contents)[3:9]
@@ -134,7 +134,8 @@ def test_a_names_filter_is_read_once_and_an_empty_one_selects_nothing(
     runs = module_api.runs(f"gen{unique}")
     # A generator filters every run, not only the first one it was read for.
     assert sorted((f.run.id, f.name) for f in runs.files(names=(n for n in ["b.txt"]))) == [
-        ("one", "b.txt"), ("two", "b.txt")
+        ("one", "b.txt"),
+        ("two", "b.txt"),
     ]
     # A filter that names nothing selects nothing (W&B's client would list every file), without a request.
     assert list(runs.files(names=[])) == []
@@ -147,7 +148,7 @@ def test_indices_may_be_numpy_integers(runs_by_size: dict) -> None:
     run, contents = runs_by_size[3 * PER_PAGE + 2]
     files = run.files(per_page=PER_PAGE)
     assert files[numpy.int64(2)].name == sorted(contents)[2]
-    assert [f.name for f in files[numpy.int64(1):numpy.int32(3)]] == sorted(contents)[1:3]
+    assert [f.name for f in files[numpy.int64(1) : numpy.int32(3)]] == sorted(contents)[1:3]
     with pytest.raises(TypeError, match="indices must be integers or slices, not str"):
         files["2"]  # type: ignore[call-overload]
 
@@ -264,7 +265,11 @@ def test_the_seed_constructors(module_api: wandb_files.Api, runs_by_size: dict) 
     }
     f = File(module_api.client, attrs, run)
     assert (f.id, f.name, f.size, f.direct_url, f.updated_at) == (
-        "file-id", "example_file.txt", 1024, "https://example.com/direct_file", "2025-03-25T21:43:51Z"
+        "file-id",
+        "example_file.txt",
+        1024,
+        "https://example.com/direct_file",
+        "2025-03-25T21:43:51Z",
     )
     nulls = File(module_api.client, {"name": "n", "sizeBytes": None, "md5": None, "url": None})
     assert nulls.size == 0 and nulls.md5 is None and nulls.run is None

@@ -8,8 +8,8 @@ import hashlib
 import pytest
 
 from wandb_files import transfer
-from wandb_files.transfer import hashing
 from wandb_files.formatting import human_size, safe_name
+from wandb_files.transfer import hashing
 
 DATA = b"the bytes of a file"
 DIGEST = hashlib.md5(DATA).digest()
@@ -51,11 +51,24 @@ def test_names_a_file_system_holds(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "why"),
     [
-        ("", "empty"), ("/etc/passwd", "absolute"), ("C:x", "absolute"), ("a\\b", "backslash"),
-        ("a//b", "empty, '.' or '..'"), ("./a", "empty, '.' or '..'"), ("a/../b", "empty, '.' or '..'"),
-        ("a/", "empty, '.' or '..'"), ("x" * 256, "longer than 255 bytes"), ("é" * 128, "longer than 255 bytes"),
-        ("a\x00b", "U+0000"), ("a\x1b[2J", "U+001B"), ("a\x7f", "U+007F"), ("a\x9bb", "U+009B"),
-        ("report\u202etxt.exe", "U+202E"), ("a\u2066b", "U+2066"), ("a\u200fb", "U+200F"), ("a\u2028b", "U+2028"),
+        ("", "empty"),
+        ("/etc/passwd", "absolute"),
+        ("C:x", "absolute"),
+        ("a\\b", "backslash"),
+        ("a//b", "empty, '.' or '..'"),
+        ("./a", "empty, '.' or '..'"),
+        ("a/../b", "empty, '.' or '..'"),
+        ("a/", "empty, '.' or '..'"),
+        ("x" * 256, "longer than 255 bytes"),
+        ("é" * 128, "longer than 255 bytes"),
+        ("a\x00b", "U+0000"),
+        ("a\x1b[2J", "U+001B"),
+        ("a\x7f", "U+007F"),
+        ("a\x9bb", "U+009B"),
+        ("report\u202etxt.exe", "U+202E"),
+        ("a\u2066b", "U+2066"),
+        ("a\u200fb", "U+200F"),
+        ("a\u2028b", "U+2028"),
         ("a\udc80", "U+DC80"),
     ],
 )
@@ -72,8 +85,16 @@ def test_safe_name_escapes_what_would_change_the_display() -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "shown"), [(0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (1_300, "1.3 kB"), (5_400_000, "5.4 MB"),
-                        (3 * 10**9, "3.0 GB"), (2 * 10**15, "2000.0 TB")],
+    ("size", "shown"),
+    [
+        (0, "0 B"),
+        (999, "999 B"),
+        (1000, "1.0 kB"),
+        (1_300, "1.3 kB"),
+        (5_400_000, "5.4 MB"),
+        (3 * 10**9, "3.0 GB"),
+        (2 * 10**15, "2000.0 TB"),
+    ],
 )
 def test_human_size_uses_decimal_units(size: int, shown: str) -> None:
     assert human_size(size) == shown

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import wandb_files
-from wandb_files.testing import FaultProxy
 from tests.conftest import LiveServer
 from tests.helpers import md5_b64, run_with_files
+from wandb_files.testing import FaultProxy
 
 #: Each body through the proxy moves at this rate: 40 files of 300 kB take about 10 s with 4 workers.
 RATE = 300_000
@@ -85,7 +85,9 @@ def test_ctrl_c_stops_a_bulk_download_within_a_second_and_a_rerun_resumes(
     with FaultProxy(live_server.base_url, bytes_per_second=RATE) as proxy:
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, proxy.url, live_server.api_key, "/".join(run.path), str(root)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         _wait_for_a_finished_file(root, child)
         elapsed, out, err = _stop_and_time(child, signum)
@@ -110,9 +112,23 @@ def test_the_cli_stops_on_ctrl_c_or_sigterm_and_says_how_to_resume(
     root = tmp_path / "out"
     with FaultProxy(live_server.base_url, bytes_per_second=RATE) as proxy:
         child = subprocess.Popen(
-            [sys.executable, "-m", "wandb_files", "--base-url", proxy.url, "download", "/".join(run.path),
-             "-o", str(root), "--workers", "4", "--no-progress"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "wandb_files",
+                "--base-url",
+                proxy.url,
+                "download",
+                "/".join(run.path),
+                "-o",
+                str(root),
+                "--workers",
+                "4",
+                "--no-progress",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, "WANDB_API_KEY": live_server.api_key},
         )
         _wait_for_a_finished_file(root, child)

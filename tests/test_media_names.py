@@ -23,8 +23,15 @@ def test_media_files_are_an_attribute_at_a_step(name: str, attribute: str, step:
 
 
 @pytest.mark.parametrize(
-    "name", ["config.yaml", "media/images/no_step.png", "media/images/x_1_XYZ.png", "media/x_1_abcdef.png",
-             "other/images/p_1_abcdef.png", "media/images/p_1_abc.png"],
+    "name",
+    [
+        "config.yaml",
+        "media/images/no_step.png",
+        "media/images/x_1_XYZ.png",
+        "media/x_1_abcdef.png",
+        "other/images/p_1_abcdef.png",
+        "media/images/p_1_abc.png",
+    ],
 )
 def test_other_files_are_their_own_attribute_at_no_step(name: str) -> None:
     attribute, step = attribute_and_step(name)

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wandb_files
+from tests.conftest import LiveServer
 from wandb_files import transfer
 from wandb_files.server.names import InvalidName, validate_file_name
-from tests.conftest import LiveServer
 
 # Path-ish text: separators, dots, drive letters, NUL and control characters, look-alikes, long runs.
 PIECES = st.sampled_from(["/", "\\", ".", "..", ":", "C:", "\x00", "\n", "a", "b", "Ａ", "․", "\u2215", " ", "~"])

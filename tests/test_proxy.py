@@ -17,8 +17,10 @@ import requests
 
 pytest.importorskip("aiohttp")
 
-from wandb_files.testing import free_port  # noqa: E402
-from wandb_files.testing import FaultProxy  # noqa: E402
+from wandb_files.testing import (
+    FaultProxy,
+    free_port,
+)
 
 _BLOCK = random.Random(7).randbytes(1 << 20)
 
@@ -223,11 +225,13 @@ def test_live_server_range_and_auth_through_proxy(live_server: Any, unique: str)
         answer = requests.post(f"{base}/graphql", json={"query": query, "variables": variables}, auth=("api", key))
         return answer.json()["data"]
 
-    gql("mutation($p: String, $n: String) { upsertBucket(input: {modelName: $p, name: $n}) { bucket { id } } }",
-        {"p": unique, "n": "run"})
+    gql(
+        "mutation($p: String, $n: String) { upsertBucket(input: {modelName: $p, name: $n}) { bucket { id } } }",
+        {"p": unique, "n": "run"},
+    )
     created = gql(
-        "mutation($p: String!, $f: [String!]!) { createRunFiles(input: {entityName: \"admin\", projectName: $p,"
-        " runName: \"run\", files: $f}) { files { uploadUrl } } }",
+        'mutation($p: String!, $f: [String!]!) { createRunFiles(input: {entityName: "admin", projectName: $p,'
+        ' runName: "run", files: $f}) { files { uploadUrl } } }',
         {"p": unique, "f": ["data.bin"]},
     )
     data = body_of(300_000)
@@ -379,7 +383,7 @@ def test_flip_changes_one_byte_in_the_middle(upstream: Upstream) -> None:
 def test_flip_without_content_length_still_flips_one_byte(upstream: Upstream) -> None:
     with FaultProxy(upstream.url, fault_rate=1.0, faults=("flip",)) as proxy:
         got, expected = requests.get(f"{proxy.url}/chunked/100000").content, body_of(100000)
-        assert len(got) == len(expected) and sum(a != b for a, b in zip(got, expected)) == 1
+        assert len(got) == len(expected) and sum(a != b for a, b in zip(got, expected, strict=True)) == 1
 
 
 def test_a_client_leaving_mid_download_is_counted_and_harmless(upstream: Upstream) -> None:
@@ -403,8 +407,12 @@ def test_slow_waits_before_the_first_byte(upstream: Upstream) -> None:
 
 def test_faults_only_on_given_paths_and_reproducible_by_seed(upstream: Upstream) -> None:
     def statuses(seed: int) -> list[int]:
-        with FaultProxy(upstream.url, fault_rate=0.5, faults=("500", "503", "429"), seed=seed,
-                        paths=("/bytes/",)) as proxy, requests.Session() as s:
+        with (
+            FaultProxy(
+                upstream.url, fault_rate=0.5, faults=("500", "503", "429"), seed=seed, paths=("/bytes/",)
+            ) as proxy,
+            requests.Session() as s,
+        ):
             for _ in range(20):
                 assert s.get(f"{proxy.url}/echo").status_code == 200  # not an eligible path
             return [s.get(f"{proxy.url}/bytes/10").status_code for _ in range(60)]

@@ -12,8 +12,14 @@ from wandb_files.retry import Backoff, RetryPolicy, parse_retry_after
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [({"Retry-After": "7"}, 7.0), ({"Retry-After": " 0 "}, 0.0), ({}, None), ({"Retry-After": ""}, None),
-     ({"Retry-After": "soon"}, None), ({"Retry-After": "-3"}, None)],
+    [
+        ({"Retry-After": "7"}, 7.0),
+        ({"Retry-After": " 0 "}, 0.0),
+        ({}, None),
+        ({"Retry-After": ""}, None),
+        ({"Retry-After": "soon"}, None),
+        ({"Retry-After": "-3"}, None),
+    ],
 )
 def test_retry_after_in_seconds(header: dict[str, str], expected: float | None) -> None:
     assert parse_retry_after(header) == expected

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import wandb_files
-from wandb_files.redact import redact
 from tests.conftest import LiveServer
 from tests.helpers import FAST_RETRY, run_with_files
+from wandb_files.redact import redact
 
 
 def test_debug_logs_of_a_whole_session_hold_no_key_and_no_signature(
@@ -62,9 +62,7 @@ def test_redact(text: str, secret: str) -> None:
 @pytest.mark.parametrize(
     "logger_name", ["wandb_files.transfer", "wandb_files.graphql", "urllib3.connectionpool", "gql.transport.requests"]
 )
-def test_records_of_child_loggers_are_redacted_too(
-    logger_name: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_records_of_child_loggers_are_redacted_too(logger_name: str, caplog: pytest.LogCaptureFixture) -> None:
     """Python runs a logger's filters only for its own records: redaction must not depend on them."""
     import wandb_files.graphql  # noqa: F401 - installs the redaction
 

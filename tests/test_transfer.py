@@ -9,10 +9,10 @@ import pytest
 
 import wandb_files
 import wandb_files.retry
-from wandb_files import File, transfer
-from wandb_files.errors import IntegrityError, NotFoundError, PermissionDeniedError
 from tests.conftest import LiveServer
 from tests.helpers import FAST_RETRY, md5_b64, run_with_files
+from wandb_files import File, transfer
+from wandb_files.errors import IntegrityError, NotFoundError
 
 SIZES = {"empty.bin": 0, "one.bin": 1, "small.bin": 1000, "chunky/three_mib.bin": 3 * 1024 * 1024 + 7}
 
@@ -81,7 +81,11 @@ def test_corrupted_bytes_raise_integrity_error_and_leave_nothing(
     binary_run: tuple, live_server: LiveServer, tmp_path: Path
 ) -> None:
     run, contents = binary_run
-    blob = next(p for p in (live_server.data_dir / "blobs").rglob("*") if p.is_file() and p.read_bytes() == contents["small.bin"])
+    blob = next(
+        p
+        for p in (live_server.data_dir / "blobs").rglob("*")
+        if p.is_file() and p.read_bytes() == contents["small.bin"]
+    )
     data = bytearray(blob.read_bytes())
     data[500] ^= 0xFF
     blob.write_bytes(bytes(data))
@@ -196,8 +200,10 @@ def test_a_name_and_a_folder_of_that_name_in_one_download_clash_before_any_byte(
     """W&B allows `a` and `a/b` in one run; no file system does. `a` is written, `a/b` refused, no temp file."""
     run, contents = binary_run
     url = run.file("one.bin").url
-    files = [File(api.client, {"name": n, "url": url, "sizeBytes": 1, "md5": md5_b64(contents["one.bin"])}, run)
-             for n in ("a", "a/b", "a/c/d")]
+    files = [
+        File(api.client, {"name": n, "url": url, "sizeBytes": 1, "md5": md5_b64(contents["one.bin"])}, run)
+        for n in ("a", "a/b", "a/c/d")
+    ]
     with pytest.raises(wandb_files.DownloadError) as info:
         transfer.download_many(api.client, [f.download_job(tmp_path / "dest") for f in files], progress=False)
     assert sorted(name for name, _ in info.value.failures) == ["a/b", "a/c/d"]
@@ -302,7 +308,7 @@ def test_key_does_not_follow_a_redirect_to_another_host(tmp_path: Path) -> None:
     seen: dict[str, str | None] = {}
 
     class Storage(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             seen["storage"] = self.headers.get("Authorization")
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -315,7 +321,7 @@ def test_key_does_not_follow_a_redirect_to_another_host(tmp_path: Path) -> None:
     storage = ThreadingHTTPServer(("127.0.0.1", 0), Storage)
 
     class Base(Storage):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             seen["base"] = self.headers.get("Authorization")
             self.send_response(302)
             # Same machine, other host name: for the client it is another host.
@@ -328,8 +334,12 @@ def test_key_does_not_follow_a_redirect_to_another_host(tmp_path: Path) -> None:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         api = wandb_files.Api(api_key="k" * 40, base_url=f"http://127.0.0.1:{base.server_port}")
-        attrs = {"name": "moved.bin", "url": f"http://127.0.0.1:{base.server_port}/files/a/b/c/moved.bin",
-                 "sizeBytes": len(body), "md5": md5_b64(body)}
+        attrs = {
+            "name": "moved.bin",
+            "url": f"http://127.0.0.1:{base.server_port}/files/a/b/c/moved.bin",
+            "sizeBytes": len(body),
+            "md5": md5_b64(body),
+        }
         File(api.client, attrs).download(root=tmp_path).close()
     finally:
         base.shutdown()
@@ -339,9 +349,7 @@ def test_key_does_not_follow_a_redirect_to_another_host(tmp_path: Path) -> None:
     assert seen["storage"] is None
 
 
-def test_a_file_replaced_since_it_was_listed_fails_at_once_and_says_so(
-    api: wandb_files.Api, tmp_path: Path
-) -> None:
+def test_a_file_replaced_since_it_was_listed_fails_at_once_and_says_so(api: wandb_files.Api, tmp_path: Path) -> None:
     import time
 
     api.client.retry = wandb_files.retry.RetryPolicy(max_attempts=6, backoff_base=2.0, total_timeout=60)

@@ -1,10 +1,10 @@
 """wandb-files: the files of W&B runs — list, download, upload, delete — fast and safe.
 
-    >>> import wandb_files
-    >>> api = wandb_files.Api()
-    >>> run = api.run("entity/project/run_id")
-    >>> for f in run.files(pattern="%.json"):
-    ...     f.download(root="out", exist_ok=True)
+>>> import wandb_files
+>>> api = wandb_files.Api()
+>>> run = api.run("entity/project/run_id")
+>>> for f in run.files(pattern="%.json"):
+...     f.download(root="out", exist_ok=True)
 """
 
 from __future__ import annotations

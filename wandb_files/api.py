@@ -8,9 +8,10 @@ import os
 import re
 import secrets
 import string
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from wandb_files import queries
@@ -124,9 +125,7 @@ class Api:
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         key, source = _resolve_key(api_key, self.base_url)
-        self.client = GraphQLClient(
-            self.base_url, key, timeout=float(timeout or DEFAULT_TIMEOUT), key_source=source
-        )
+        self.client = GraphQLClient(self.base_url, key, timeout=float(timeout or DEFAULT_TIMEOUT), key_source=source)
 
     def __repr__(self) -> str:
         viewer = self.__dict__.get("viewer")  # only if already fetched: a repr sends nothing
@@ -177,7 +176,7 @@ class Api:
         parts_url = urlsplit(text)
         if parts_url.scheme in ("http", "https"):
             text = parts_url.path
-        parts = [p for p in text.strip("/").split("/")]
+        parts = list(text.strip("/").split("/"))
         if len(parts) >= 4 and parts[2] == "runs":
             # entity/project/runs/run_id, and a web URL's tab after it: /overview, /files, /logs, …
             parts = [parts[0], parts[1], parts[3]]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from wandb_files import transfer
 from wandb_files.errors import DownloadError
@@ -153,8 +154,10 @@ def _table(pd: Any, downloaded: list[tuple[File, Path]]) -> pd.DataFrame:
         cells.setdefault((file.run.id, step), {}).setdefault(attribute, []).append((file.name, str(path)))
     # Runs in the order they came, steps ascending within a run, NaN (plain files) first as in neptune's tables.
     keys = sorted(cells, key=lambda k: (run_order[k[0]], not math.isnan(k[1]), 0.0 if math.isnan(k[1]) else k[1]))
-    index = pd.MultiIndex.from_tuples(keys, names=["run", "step"]) if keys else pd.MultiIndex.from_tuples(
-        [], names=["run", "step"]
+    index = (
+        pd.MultiIndex.from_tuples(keys, names=["run", "step"])
+        if keys
+        else pd.MultiIndex.from_tuples([], names=["run", "step"])
     )
     rows = [{attribute: _cell(found) for attribute, found in cells[k].items()} for k in keys]
     frame = pd.DataFrame(rows, index=index)

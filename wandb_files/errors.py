@@ -6,7 +6,8 @@ the built-in `ValueError`/`TypeError` (as W&B's own API does), before any reques
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 class WandbFilesError(Exception):
@@ -148,9 +149,7 @@ class Interrupted(KeyboardInterrupt):
         unfinished: how many files were neither finished nor failed.
     """
 
-    def __init__(
-        self, results: Sequence[Any], failures: Sequence[tuple[str, BaseException]], unfinished: int
-    ) -> None:
+    def __init__(self, results: Sequence[Any], failures: Sequence[tuple[str, BaseException]], unfinished: int) -> None:
         self.results = list(results)
         self.failures = list(failures)
         self.unfinished = unfinished

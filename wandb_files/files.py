@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -223,14 +224,14 @@ class File:
         job = self.download_job(root)
         if os.path.lexists(job.target) and not replace:
             if exist_ok:
-                return open(job.target)  # noqa: SIM115 - returned to the caller, as W&B does
+                return open(job.target)
             link = " (a symbolic link)" if job.target.is_symlink() else ""
             raise ValueError(
                 f"File {str(job.target)!r}{link} already exists; pass replace=True to overwrite it "
                 "or exist_ok=True to keep it as is."
             )
         transfer.download(client, job.url, job.target, name=job.name, size=job.size, md5=job.md5)
-        return open(job.target)  # noqa: SIM115
+        return open(job.target)
 
     def download_job(self, root: str | os.PathLike[str], label: str | None = None) -> transfer.DownloadJob:
         """What downloading this file to `root`/`name` takes (for the bulk engine).
@@ -479,7 +480,8 @@ class Files(Paginator[File]):
         return delete_files(self.client, iter(self))
 
     def _connection(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
-        return _run_of(data, self.run)["files"]
+        files: Mapping[str, Any] = _run_of(data, self.run)["files"]
+        return files
 
     def _total(self, data: Mapping[str, Any]) -> int | None:
         if self.names or self.pattern:
@@ -528,12 +530,12 @@ _HTML_ROWS = 20
 def _html_table(files: list[File]) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("name", "size", "mimetype", "updated", "md5"))
     rows = "".join(
-        "<tr>" + "".join(
+        "<tr>"
+        + "".join(
             f"<td>{html.escape(str(v))}</td>"
             for v in (safe_name(f.name), human_size(f.size), f.mimetype or "", f.updated_at or "", f.md5 or "")
-        ) + "</tr>"
+        )
+        + "</tr>"
         for f in files
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-

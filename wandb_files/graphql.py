@@ -10,7 +10,8 @@ import logging
 import socket
 import threading
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -143,7 +144,7 @@ class StreamedResponse:
 
 
 #: What byte transfers read: requests' response, or the lean one of the fast path.
-HTTPResponse = typing.Union[StreamedResponse, requests.Response]
+HTTPResponse: typing.TypeAlias = "StreamedResponse | requests.Response"
 
 
 class _HTTPError(Exception):
@@ -277,7 +278,7 @@ class GraphQLClient:
             shared_session=self.session, url=f"{self.base_url}/graphql", auth=self._auth, timeout=timeout
         )
         self._gql = Client(transport=transport, fetch_schema_from_transport=False)
-        self._gql_session = self._gql.connect_sync()
+        self._gql_session = self._gql.connect_sync()  # type: ignore[no-untyped-call]  # gql leaves it unannotated
 
     def __repr__(self) -> str:
         return f"<GraphQLClient {self.base_url}>"
@@ -335,8 +336,13 @@ class GraphQLClient:
             if auth is not None:
                 sent["Authorization"] = self._basic
             raw = pool.urlopen(
-                "GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=sent,
-                preload_content=False, decode_content=False, redirect=False, retries=False,
+                "GET",
+                parts.path + (f"?{parts.query}" if parts.query else ""),
+                headers=sent,
+                preload_content=False,
+                decode_content=False,
+                redirect=False,
+                retries=False,
                 timeout=urllib3.Timeout(connect=timeout, read=timeout),
             )
             if raw.status not in _REDIRECTS:
@@ -404,7 +410,7 @@ class GraphQLClient:
         backoff = Backoff(self.retry, operation, deadline=self.timeout)
         while True:
             try:
-                data = self._gql_session.execute(request, timeout=backoff.attempt_timeout())
+                data: dict[str, Any] = self._gql_session.execute(request, timeout=backoff.attempt_timeout())
                 log.debug("%s answered in %.0f ms", operation, backoff.elapsed() * 1000)
                 return data
             except TransportQueryError as exc:
@@ -440,7 +446,7 @@ class GraphQLClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._gql.close_sync()
+        self._gql.close_sync()  # type: ignore[no-untyped-call]  # gql leaves it unannotated
         self.session.close()
 
 

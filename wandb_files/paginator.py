@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import abc
 import operator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Iterable, Iterator, Mapping, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 if TYPE_CHECKING:
     from gql import GraphQLRequest
@@ -240,4 +241,3 @@ class Paginator(Generic[T], abc.ABC):
                 return str(self._last_page.total)
             return f"{len(self.objects)}+" if self.more else str(len(self.objects))
         return "?"
-

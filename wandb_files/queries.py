@@ -6,7 +6,8 @@ clients exercise the same server paths. The test suite validates each one agains
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from gql import GraphQLRequest, gql
 

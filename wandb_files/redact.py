@@ -20,8 +20,10 @@ _PATTERNS = [
     # Our server's signed tokens: /blobs/<token>, /uploads/<token>.
     (re.compile(r"(/(?:blobs|uploads)/)[A-Za-z0-9_.~%=-]+"), r"\1<redacted>"),
     # Presigned S3/GCS/Azure URLs: the signature and credential parameters.
-    (re.compile(r"((?:X-Amz-|X-Goog-)?(?:Signature|Credential|Security-Token)|sig|token)=[^&\s\"']+", re.I),
-     r"\1=<redacted>"),
+    (
+        re.compile(r"((?:X-Amz-|X-Goog-)?(?:Signature|Credential|Security-Token)|sig|token)=[^&\s\"']+", re.I),
+        r"\1=<redacted>",
+    ),
 ]
 
 #: The loggers (with their children) that see URLs and bodies: ours, gql's transports, urllib3.

@@ -11,8 +11,8 @@ import email.utils
 import logging
 import random
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 from wandb_files import queries, transfer
@@ -236,15 +237,21 @@ class Run:
                 resign=partial(self._resign, name, specs.get(name)),
                 declared=name in specs,  # send exactly the bytes the URL was signed for
             )
-            for path, name in zip(local, names)
+            for path, name in zip(local, names, strict=True)
         ]
         failures: list[tuple[str, BaseException]] = []
         try:
-            sent = dict(zip(names, transfer.upload_many(self.client, jobs, max_workers=max_workers, progress=progress)))
+            sent = dict(
+                zip(
+                    names,
+                    transfer.upload_many(self.client, jobs, max_workers=max_workers, progress=progress),
+                    strict=True,
+                )
+            )
         except UploadError as exc:
             failures = exc.failures
             failed = {name for name, _ in failures}
-            sent = dict(zip([n for n in names if n not in failed], exc.results))
+            sent = dict(zip([n for n in names if n not in failed], exc.results, strict=True))
         if sent and self.client.feature_enabled("MARK_RUN_FILES_UPLOADED"):
             # Presigned uploads go straight to a bucket: the server commits them when told they arrived.
             for name, error in self._mark_uploaded(list(sent)):
@@ -257,13 +264,18 @@ class Run:
                 continue
             file = stored.get(name)
             if file is None:
-                failures.append((name, NotFoundError(
-                    f"{name}: uploaded, but the server no longer lists it (deleted by someone else meanwhile?)"
-                )))
+                failures.append(
+                    (
+                        name,
+                        NotFoundError(
+                            f"{name}: uploaded, but the server no longer lists it (deleted by someone else meanwhile?)"
+                        ),
+                    )
+                )
             elif file.md5 and file.md5 != sent[name][1]:
-                failures.append((name, IntegrityError(
-                    f"{name}: the server stored md5 {file.md5}, but {sent[name][1]} was sent"
-                )))
+                failures.append(
+                    (name, IntegrityError(f"{name}: the server stored md5 {file.md5}, but {sent[name][1]} was sent"))
+                )
             else:
                 uploaded.append(file)
         if failures:
@@ -365,8 +377,11 @@ class Run:
         for batch in batches(wanted):
             found += self.files(names=batch, per_page=len(batch))
         present = {f.name for f in found}
-        missing = [(name, NotFoundError(f"Run {'/'.join(self.path)} has no file {name!r}"))
-                   for name in wanted if name not in present]
+        missing = [
+            (name, NotFoundError(f"Run {'/'.join(self.path)} has no file {name!r}"))
+            for name in wanted
+            if name not in present
+        ]
         try:
             deleted = delete_files(self.client, found)
         except DeleteError as exc:

@@ -119,9 +119,7 @@ def test_runs_of_a_project_over_several_pages(wandb_api: Any, our_api: wandb_fil
     assert sorted(r.id for r in runs) == sorted(ids)
 
 
-def test_another_users_project_is_an_error_not_data(
-    live_server: LiveServer, wandb_api: Any, unique: str
-) -> None:
+def test_another_users_project_is_an_error_not_data(live_server: LiveServer, wandb_api: Any, unique: str) -> None:
     bob = wandb_files.Api(api_key=live_server.add_user("bob"), base_url=live_server.base_url)
     bobs = bob.create_run(project=f"p{unique}")
     with pytest.raises(Exception, match="permission|access") as info:
@@ -151,6 +149,11 @@ def test_the_clients_operations_for_our_features_are_valid_against_our_schema() 
     from wandb.apis._generated import operations
 
     schema = build_schema((Path(wandb_files.__file__).parent / "server" / "schema.graphql").read_text())
-    for name in ("GET_VIEWER_GQL", "GET_DEFAULT_ENTITY_GQL", "GET_PROJECT_GQL", "GET_PROJECTS_GQL",
-                 "IS_PROJECT_READ_ONLY_GQL"):
+    for name in (
+        "GET_VIEWER_GQL",
+        "GET_DEFAULT_ENTITY_GQL",
+        "GET_PROJECT_GQL",
+        "GET_PROJECTS_GQL",
+        "IS_PROJECT_READ_ONLY_GQL",
+    ):
         assert validate(schema, parse(getattr(operations, name))) == [], name

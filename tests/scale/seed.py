@@ -17,8 +17,15 @@ def file_name(i: int) -> str:
     return f"media/step_{i:06d}.png"
 
 
-def seed_run(engine: Engine, n_files: int, *, user: str = "admin", api_key: str | None = None,
-             project: str = "scale", run: str = "big") -> int:
+def seed_run(
+    engine: Engine,
+    n_files: int,
+    *,
+    user: str = "admin",
+    api_key: str | None = None,
+    project: str = "scale",
+    run: str = "big",
+) -> int:
     """Create (if needed) `user`, its project and run, and give the run `n_files` file rows; returns the run id.
 
     The rows point at blob keys that hold no bytes: listing never reads them.
@@ -32,8 +39,14 @@ def seed_run(engine: Engine, n_files: int, *, user: str = "admin", api_key: str 
         project_row = Project(entity_id=entity_id, name=project, created_at=utcnow())
         session.add(project_row)
         session.flush()
-        run_row = Run(project_id=project_row.id, name=run, user_id=owner.id, state="finished",
-                      created_at=utcnow(), updated_at=utcnow())
+        run_row = Run(
+            project_id=project_row.id,
+            name=run,
+            user_id=owner.id,
+            state="finished",
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
         session.add(run_row)
         session.commit()
         run_id = run_row.id
@@ -60,9 +73,15 @@ def seed_run(engine: Engine, n_files: int, *, user: str = "admin", api_key: str 
             conn.execute(
                 insert(File.__table__),
                 [
-                    {"run_id": run_id, "name": file_name(i), "size_bytes": 1000 + i % 1000,
-                     "md5": "1B2M2Y8AsgTpgAmY7PhCfg==", "mimetype": "image/png",
-                     "blob_key": uuid.uuid4().hex, "updated_at": now}
+                    {
+                        "run_id": run_id,
+                        "name": file_name(i),
+                        "size_bytes": 1000 + i % 1000,
+                        "md5": "1B2M2Y8AsgTpgAmY7PhCfg==",
+                        "mimetype": "image/png",
+                        "blob_key": uuid.uuid4().hex,
+                        "updated_at": now,
+                    }
                     for i in range(start, min(n_files, start + CHUNK))
                 ],
             )

@@ -103,12 +103,36 @@ def _start_local_cluster() -> PostgresCluster:
         subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)
 
     try:
-        run(str(bindir / "initdb"), "-D", str(data), "-U", "wandb", "-A", "trust", "-E", "UTF8",
-            "--locale=C.UTF-8" if Path("/usr/lib/locale/C.utf8").exists() else "--locale=C", "--no-sync")
-        options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "postgres.log"), "-o", options,
-            "-w", "-t", "60", "start")
+        run(
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "wandb",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8" if Path("/usr/lib/locale/C.utf8").exists() else "--locale=C",
+            "--no-sync",
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        )
+        run(
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "postgres.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         detail = (getattr(exc, "stderr", b"") or b"").decode(errors="replace")
         log = root / "postgres.log"
@@ -119,8 +143,11 @@ def _start_local_cluster() -> PostgresCluster:
 
     def stop() -> None:
         with contextlib.suppress(Exception):
-            subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                timeout=60,
+            )
         shutil.rmtree(root, ignore_errors=True)
 
     atexit.register(stop)

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import create_engine
@@ -24,7 +24,9 @@ PAGE = 50
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def big_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, int]]:
+def big_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveServer, int]]:
     data_dir = tmp_path_factory.mktemp(f"big-{request.param}") / "data"
     data_dir.mkdir(parents=True)
     url = postgres_cluster().create_database() if request.param == "postgresql" else None

@@ -54,12 +54,18 @@ def spec(name: str, data: bytes) -> dict[str, Any]:
     return {"name": name, "sizeBytes": len(data), "md5": md5_b64(data)}
 
 
-def create_signed(client: Client, path: tuple[str, str, str], specs: list[dict[str, Any]],
-                  names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+def create_signed(
+    client: Client, path: tuple[str, str, str], specs: list[dict[str, Any]], names: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
     """createRunFiles with fileSpecs; the answer's files by name."""
     entity, project, run = path
-    variables = {"entity": entity, "project": project, "run": run,
-                 "files": names or [s["name"] for s in specs], "fileSpecs": specs}
+    variables = {
+        "entity": entity,
+        "project": project,
+        "run": run,
+        "files": names or [s["name"] for s in specs],
+        "fileSpecs": specs,
+    }
     return {f["name"]: f for f in client.gql(CREATE_WITH_SPECS, variables)["createRunFiles"]["files"]}
 
 
@@ -89,7 +95,7 @@ def put_and_mark(client: Client, path: tuple[str, str, str], files: dict[str, by
     entity, project, run = path
     created = client.gql(CREATE_FILES, {"entity": entity, "project": project, "run": run, "files": list(files)})
     urls = [f["uploadUrl"] for f in created["createRunFiles"]["files"]]
-    for url, data in zip(urls, files.values()):
+    for url, data in zip(urls, files.values(), strict=True):
         response = requests.put(url, data=data, timeout=30)
         assert response.status_code == 200, response.text
     if mark:
@@ -236,8 +242,12 @@ def test_fast_presigner_matches_botocore(s3: S3Service, monkeypatch: pytest.Monk
         ("get_object", {"ResponseContentType": "image/png"}, {}, "host"),
         ("put_object", {}, {}, "host"),
         # botocore signs ContentLength and ContentMD5 as headers too: the URL only works with exactly these.
-        ("put_object", {"ContentLength": 123456789012, "ContentMD5": md5}, {"size": 123456789012, "md5_b64": md5},
-         "content-length;content-md5;host"),
+        (
+            "put_object",
+            {"ContentLength": 123456789012, "ContentMD5": md5},
+            {"size": 123456789012, "md5_b64": md5},
+            "content-length;content-md5;host",
+        ),
         ("put_object", {"ContentLength": 0}, {"size": 0}, "content-length;host"),
     ]
     for endpoint in (s3.endpoint_url, None, "https://minio.example.com:9000/base"):
@@ -250,8 +260,11 @@ def test_fast_presigner_matches_botocore(s3: S3Service, monkeypatch: pytest.Monk
             query = parse_qs(urlsplit(reference).query)
             assert query["X-Amz-SignedHeaders"] == [signed_headers]
             now = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-            ours = (store.presigned_get(key, "image/png", now=now) if operation == "get_object"
-                    else store.presigned_put(key, now=now, **ours_extra))
+            ours = (
+                store.presigned_get(key, "image/png", now=now)
+                if operation == "get_object"
+                else store.presigned_put(key, now=now, **ours_extra)
+            )
             assert urlsplit(ours)._replace(query="") == urlsplit(reference)._replace(query="")
             assert parse_qs(urlsplit(ours).query) == query
 
@@ -350,10 +363,16 @@ def test_undeclared_multipart_object_is_hashed(
     parts = [os.urandom(5 * 1024 * 1024), os.urandom(1000)]
     bucket = s3.client()
     upload_id = bucket.create_multipart_upload(Bucket=s3_bucket, Key=key)["UploadId"]
-    etags = [bucket.upload_part(Bucket=s3_bucket, Key=key, UploadId=upload_id, PartNumber=i + 1, Body=part)["ETag"]
-             for i, part in enumerate(parts)]
-    bucket.complete_multipart_upload(Bucket=s3_bucket, Key=key, UploadId=upload_id, MultipartUpload={
-        "Parts": [{"ETag": etag, "PartNumber": i + 1} for i, etag in enumerate(etags)]})
+    etags = [
+        bucket.upload_part(Bucket=s3_bucket, Key=key, UploadId=upload_id, PartNumber=i + 1, Body=part)["ETag"]
+        for i, part in enumerate(parts)
+    ]
+    bucket.complete_multipart_upload(
+        Bucket=s3_bucket,
+        Key=key,
+        UploadId=upload_id,
+        MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": i + 1} for i, etag in enumerate(etags)]},
+    )
     assert "-" in bucket.head_object(Bucket=s3_bucket, Key=key)["ETag"]
     s3_admin.gql(MARK, {"entity": entity, "project": project, "run": run, "files": ["big.bin"]})
     node = listing(s3_admin, s3_run)["files"]["edges"][0]["node"]
@@ -371,12 +390,18 @@ def test_mark_of_many_files_at_once(
     declared = [n for i, n in enumerate(contents) if i % 2 == 0]
     for name in list(contents)[:10]:  # an older upload of other bytes under the same name, handed out first
         older = create_signed(s3_admin, s3_run, [spec(name, b"older " + name.encode())])[name]
-        assert requests.put(older["uploadUrl"], data=b"older " + name.encode(), headers=header_dict(older),
-                            timeout=30).status_code == 200
+        assert (
+            requests.put(
+                older["uploadUrl"], data=b"older " + name.encode(), headers=header_dict(older), timeout=30
+            ).status_code
+            == 200
+        )
     files = create_signed(s3_admin, s3_run, [spec(n, contents[n]) for n in declared], names=list(contents))
     for name, data in contents.items():
-        assert requests.put(files[name]["uploadUrl"], data=data, headers=header_dict(files[name]),
-                            timeout=30).status_code == 200
+        assert (
+            requests.put(files[name]["uploadUrl"], data=data, headers=header_dict(files[name]), timeout=30).status_code
+            == 200
+        )
     s3_admin.gql(MARK, {"entity": entity, "project": project, "run": run, "files": list(contents)})
     run_files = listing(s3_admin, s3_run, fileLimit=100)
     assert run_files["fileCount"] == 50
@@ -403,8 +428,10 @@ def test_abandoned_uploads_are_cleaned_periodically(s3: S3Service, tmp_path: Pat
         assert {old, fresh} <= set(s3.keys(bucket))
         # Long expired: as if handed out in 2000 and never marked.
         db = sqlite3.connect(server.data_dir / "wandb-files.db")
-        db.execute("UPDATE pending_uploads SET created_at = '2000-01-01 00:00:00.000000' WHERE blob_key = ?",
-                   (old.rsplit("/", 1)[-1],))
+        db.execute(
+            "UPDATE pending_uploads SET created_at = '2000-01-01 00:00:00.000000' WHERE blob_key = ?",
+            (old.rsplit("/", 1)[-1],),
+        )
         db.commit()
         db.close()
         deadline = time.monotonic() + 15
@@ -427,8 +454,9 @@ def test_abandoned_uploads_are_cleaned_periodically(s3: S3Service, tmp_path: Pat
 # --- the two clients, end to end -------------------------------------------------------------------
 
 
-def test_our_sdk_declares_sizes_and_md5s(s3_live: LiveServer, s3: S3Service, s3_bucket: str,
-                                         tmp_path: Path, unique: str) -> None:
+def test_our_sdk_declares_sizes_and_md5s(
+    s3_live: LiveServer, s3: S3Service, s3_bucket: str, tmp_path: Path, unique: str
+) -> None:
     """The SDK sends fileSpecs when SIGNED_UPLOAD_CHECKSUMS is on, and each PUT carries its own Content-MD5."""
     api = wandb_files.Api(api_key=s3_live.api_key, base_url=s3_live.base_url)
     sent: list[requests.PreparedRequest] = []
@@ -459,8 +487,9 @@ def test_our_sdk_declares_sizes_and_md5s(s3_live: LiveServer, s3: S3Service, s3_
     assert listed == {n: (len(d), md5_b64(d)) for n, d in contents.items()}
 
 
-def test_our_sdk_round_trip(s3_live: LiveServer, s3_admin: Client, s3: S3Service, s3_bucket: str,
-                            tmp_path: Path, unique: str) -> None:
+def test_our_sdk_round_trip(
+    s3_live: LiveServer, s3_admin: Client, s3: S3Service, s3_bucket: str, tmp_path: Path, unique: str
+) -> None:
     api = wandb_files.Api(api_key=s3_live.api_key, base_url=s3_live.base_url)
     run = api.create_run(run_id=f"r{unique}", project=f"p{unique}")
     contents = {f"d/f{i}.bin": os.urandom(1000 + i) for i in range(5)}
@@ -487,8 +516,9 @@ def test_our_sdk_round_trip(s3_live: LiveServer, s3_admin: Client, s3: S3Service
     assert len(run.files()) == 4
 
 
-def test_real_wandb_client_round_trip(s3_live: LiveServer, s3: S3Service, s3_bucket: str, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch, unique: str) -> None:
+def test_real_wandb_client_round_trip(
+    s3_live: LiveServer, s3: S3Service, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unique: str
+) -> None:
     wandb = pytest.importorskip("wandb", reason="the real wandb client is installed by `make test` ([compat])")
     monkeypatch.setenv("WANDB_BASE_URL", s3_live.base_url)
     monkeypatch.setenv("WANDB_API_KEY", s3_live.api_key)

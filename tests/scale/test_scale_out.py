@@ -23,9 +23,7 @@ from .services import PostgresCluster, S3Service
 from .test_s3 import put_and_mark
 
 
-def test_two_instances_share_postgres_and_bucket(
-    postgres: PostgresCluster, s3: S3Service, tmp_path: Path
-) -> None:
+def test_two_instances_share_postgres_and_bucket(postgres: PostgresCluster, s3: S3Service, tmp_path: Path) -> None:
     url = postgres.create_database()
     bucket = s3.create_bucket()
     servers: list[LiveServer] = []

@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -51,9 +52,9 @@ class Client:
 
     def upload(self, entity: str, project: str, run: str, name: str, data: bytes) -> dict[str, Any]:
         """createRunFiles + PUT; returns the PUT's JSON answer."""
-        created = self.gql(
-            CREATE_FILES, {"entity": entity, "project": project, "run": run, "files": [name]}
-        )["createRunFiles"]
+        created = self.gql(CREATE_FILES, {"entity": entity, "project": project, "run": run, "files": [name]})[
+            "createRunFiles"
+        ]
         url = created["files"][0]["uploadUrl"]
         response = requests.put(url, data=data, timeout=30)
         assert response.status_code == 200, response.text
@@ -120,8 +121,9 @@ def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         from tests.scale.services import postgres_cluster
 
         database_url = postgres_cluster().create_database()
-    server = LiveServer(tmp_path_factory.mktemp(f"server-{request.param}") / "data", api_key=ADMIN_KEY,
-                        database_url=database_url)
+    server = LiveServer(
+        tmp_path_factory.mktemp(f"server-{request.param}") / "data", api_key=ADMIN_KEY, database_url=database_url
+    )
     server.start()
     yield server
     server.stop()

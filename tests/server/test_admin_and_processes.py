@@ -94,12 +94,17 @@ def test_keys_shorter_than_32_characters_are_refused(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     short = subprocess.run(
         [sys.executable, "-m", "wandb_files", "user", "add", "dave", "--data-dir", str(data_dir), "--api-key", "short"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert short.returncode != 0 and "32-256 characters" in short.stderr
     server = subprocess.run(
         [sys.executable, "-m", "wandb_files", "server", "--data-dir", str(data_dir), "--port", str(free_port())],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "WANDB_FILES_API_KEY": "x" * 31},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "WANDB_FILES_API_KEY": "x" * 31},
     )
     assert server.returncode != 0 and "32-256 characters" in server.stderr
 

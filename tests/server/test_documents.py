@@ -16,9 +16,9 @@ RULES = (*specified_rules, QueryDepthRule)
 
 def nested_query(depth: int) -> str:
     """A valid query `depth` fields deep: project { run { project { run { ... { id } } } } }."""
-    fields = ["project(name: \"p\")"]
+    fields = ['project(name: "p")']
     while len(fields) < depth - 1:
-        fields.append("run(name: \"r\")" if fields[-1].startswith("project") else "project")
+        fields.append('run(name: "r")' if fields[-1].startswith("project") else "project")
     return "query Deep { " + " { ".join(fields) + " { id" + " }" * len(fields) + " }"
 
 
@@ -39,19 +39,19 @@ def test_depth_limit_counts_fields() -> None:
 def test_depth_limit_follows_fragments() -> None:
     # Each fragment adds two levels; the operation itself is shallow.
     fragments = "".join(
-        f"fragment F{i} on Project {{ run(name: \"r\") {{ project {{ ...F{i + 1} }} }} }}\n" for i in range(8)
+        f'fragment F{i} on Project {{ run(name: "r") {{ project {{ ...F{i + 1} }} }} }}\n' for i in range(8)
     )
-    query = "{ project(name: \"p\") { ...F0 } }\n" + fragments + "fragment F8 on Project { id }"
+    query = '{ project(name: "p") { ...F0 } }\n' + fragments + "fragment F8 on Project { id }"
     errors = errors_of(query)
     assert [e.message for e in errors] == ["the operation is nested 18 fields deep; the limit is 15"]
 
 
 def test_depth_limit_survives_fragment_cycles_and_reuse() -> None:
-    cyclic = "{ project(name: \"p\") { ...A } } fragment A on Project { run(name: \"r\") { project { ...A } } }"
+    cyclic = '{ project(name: "p") { ...A } } fragment A on Project { run(name: "r") { project { ...A } } }'
     assert any("cycle" in e.message or "Cannot spread" in e.message for e in errors_of(cyclic))
     # A fragment spread many times over is measured once (no exponential blow-up).
     many = "".join(f"fragment G{i} on Project {{ ...G{i + 1} ...G{i + 1} id }}\n" for i in range(40))
-    assert errors_of("{ project(name: \"p\") { ...G0 } }\n" + many + "fragment G40 on Project { id }") == []
+    assert errors_of('{ project(name: "p") { ...G0 } }\n' + many + "fragment G40 on Project { id }") == []
 
 
 def test_deep_query_is_rejected_over_http(admin: Client) -> None:

@@ -201,9 +201,27 @@ def test_short_body_is_400_and_stores_nothing(admin: Client, run_path: RunPath, 
 
 def test_bad_file_names_are_refused_and_nothing_created(admin: Client, run_path: RunPath) -> None:
     entity, project, run = run_path
-    for bad in ["../x", "/etc/passwd", "a//b", "C:\\x", "C:x", "a\x00b", "a/./b", "dir/", "", "tab\there", "é" * 513,
-                "x" * 256, "ok/" + "é" * 128 + "/y", "report\u202etxt.exe", "csi\u009b2J", "iso\u2066late",
-                "mark\u200fx", "line\u2028sep", "lone\ud800"]:
+    for bad in [
+        "../x",
+        "/etc/passwd",
+        "a//b",
+        "C:\\x",
+        "C:x",
+        "a\x00b",
+        "a/./b",
+        "dir/",
+        "",
+        "tab\there",
+        "é" * 513,
+        "x" * 256,
+        "ok/" + "é" * 128 + "/y",
+        "report\u202etxt.exe",
+        "csi\u009b2J",
+        "iso\u2066late",
+        "mark\u200fx",
+        "line\u2028sep",
+        "lone\ud800",
+    ]:
         response = admin.post(
             CREATE_FILES, {"entity": entity, "project": project, "run": run, "files": ["fine.txt", bad]}
         )
@@ -307,8 +325,13 @@ def test_names_and_pattern_filters(admin: Client, run_path: RunPath) -> None:
     assert case["files"]["edges"] == []
     error = admin.post(
         RUN_FILES,
-        {"entity": run_path[0], "project": run_path[1], "name": run_path[2], "fileNames": ["a.json"],
-         "pattern": "%.json"},
+        {
+            "entity": run_path[0],
+            "project": run_path[1],
+            "name": run_path[2],
+            "fileNames": ["a.json"],
+            "pattern": "%.json",
+        },
     ).json()["errors"][0]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert "pattern" in error["message"]
@@ -316,8 +339,9 @@ def test_names_and_pattern_filters(admin: Client, run_path: RunPath) -> None:
 
 @pytest.mark.parametrize("first", [-1, 10001])
 def test_first_out_of_range_is_bad_input(admin: Client, run_path: RunPath, first: int) -> None:
-    response = admin.post(RUN_FILES, {"entity": run_path[0], "project": run_path[1], "name": run_path[2],
-                                         "fileLimit": first})
+    response = admin.post(
+        RUN_FILES, {"entity": run_path[0], "project": run_path[1], "name": run_path[2], "fileLimit": first}
+    )
     error = response.json()["errors"][0]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert "first" in error["message"]
@@ -331,8 +355,9 @@ def test_first_zero_returns_no_edges(admin: Client, run_path: RunPath) -> None:
 
 def test_bogus_cursor_is_bad_input(admin: Client, run_path: RunPath) -> None:
     for bogus in ["bogus", "Zm9vYmFy", "!!!"]:
-        response = admin.post(RUN_FILES, {"entity": run_path[0], "project": run_path[1], "name": run_path[2],
-                                             "fileCursor": bogus})
+        response = admin.post(
+            RUN_FILES, {"entity": run_path[0], "project": run_path[1], "name": run_path[2], "fileCursor": bogus}
+        )
         error = response.json()["errors"][0]
         assert error["extensions"]["code"] == "BAD_USER_INPUT"
         assert error["message"] == "invalid cursor"

@@ -13,7 +13,17 @@ from wandb_files.server.names import (
 
 
 @pytest.mark.parametrize(
-    "name", ["a", "media/images/pic_1.png", "deep/er/path/file.tar.gz", "ünïcode/名前.txt", "a..b", ".hidden", "x" * 255, "/".join(["x" * 255] * 4)]
+    "name",
+    [
+        "a",
+        "media/images/pic_1.png",
+        "deep/er/path/file.tar.gz",
+        "ünïcode/名前.txt",
+        "a..b",
+        ".hidden",
+        "x" * 255,
+        "/".join(["x" * 255] * 4),
+    ],
 )
 def test_good_file_names(name: str) -> None:
     assert validate_file_name(name) == name
@@ -22,10 +32,37 @@ def test_good_file_names(name: str) -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        "", "/abs", "../x", "a/../b", "a/./b", ".", "..", "a//b", "dir/", "C:\\x", "C:x", "c:/x", "a\\b",
-        "a\x00b", "a\nb", "a\x7fb", "x" * 1025, "é" * 513, None, 5, "x" * 256, "a/" + "b" * 256,
-        "a\x85b", "a\u009bb", "report\u202etxt.exe", "a\u202ab", "a\u2066b", "a\u200eb", "a\u061cb",
-        "a\u2029b", "a\udc80b",
+        "",
+        "/abs",
+        "../x",
+        "a/../b",
+        "a/./b",
+        ".",
+        "..",
+        "a//b",
+        "dir/",
+        "C:\\x",
+        "C:x",
+        "c:/x",
+        "a\\b",
+        "a\x00b",
+        "a\nb",
+        "a\x7fb",
+        "x" * 1025,
+        "é" * 513,
+        None,
+        5,
+        "x" * 256,
+        "a/" + "b" * 256,
+        "a\x85b",
+        "a\u009bb",
+        "report\u202etxt.exe",
+        "a\u202ab",
+        "a\u2066b",
+        "a\u200eb",
+        "a\u061cb",
+        "a\u2029b",
+        "a\udc80b",
     ],
 )
 def test_bad_file_names(name: object) -> None:

@@ -29,7 +29,7 @@ def test_another_users_entity_answers_as_a_missing_one(
 ) -> None:
     admin.upload(*run_path, "secret.txt", b"secret")
     intruder = _intruder(live_server)
-    entity, project, run = run_path
+    entity, project, _run = run_path
     response = intruder.post(PROJECT, {"p": project, "e": entity})
     assert response.status_code == 200
     body = response.json()

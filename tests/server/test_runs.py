@@ -107,8 +107,17 @@ def test_runs_paging_newest_first_and_oldest_first(admin: Client, unique: str) -
         seen: list[str] = []
         cursor = None
         while True:
-            data = admin.gql(RUNS_QUERY, {"project": project, "entity": "admin", "cursor": cursor, "perPage": 3,
-                                          "order": order, "filters": "{}"})["project"]
+            data = admin.gql(
+                RUNS_QUERY,
+                {
+                    "project": project,
+                    "entity": "admin",
+                    "cursor": cursor,
+                    "perPage": 3,
+                    "order": order,
+                    "filters": "{}",
+                },
+            )["project"]
             assert data["runCount"] == 7
             edges = data["runs"]["edges"]
             seen += [e["node"]["name"] for e in edges]

@@ -22,7 +22,7 @@ def test_the_old_import_paths_work_for_one_release_with_a_deprecation_warning() 
     with pytest.warns(DeprecationWarning, match="import FaultProxy from wandb_files.testing"):
         assert proxy.FaultProxy is FaultProxy
     with pytest.raises(AttributeError):
-        background.NoSuchThing  # noqa: B018
+        background.NoSuchThing
 
 
 def test_the_new_paths_warn_nothing_and_import_neither_the_server_nor_aiohttp_until_used() -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Iterator, NoReturn
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -276,8 +277,9 @@ def report_failures(failures: list[tuple[str, BaseException]], verb: str, succee
         line += ". Run the same command again to retry them"
     elif transient:
         line += f". Running the same command again may help with {transient} of them (the others will fail again)"
-    click.echo(line + (" (finished files are not downloaded again)" if verb == "download" and transient else ""),
-               err=True)
+    click.echo(
+        line + (" (finished files are not downloaded again)" if verb == "download" and transient else ""), err=True
+    )
 
 
 @contextlib.contextmanager

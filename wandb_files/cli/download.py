@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import click
 
@@ -49,7 +49,12 @@ that differs stops the download before anything is fetched (exit 2) unless --rep
 )
 @click.option("--replace", is_flag=True, help="Overwrite local files that differ from the run's.")
 @click.option("--skip-existing", is_flag=True, help="Keep local files that exist, whatever they hold.")
-@click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Parallel transfers (default 32, or WANDB_FILES_MAX_WORKERS).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Parallel transfers (default 32, or WANDB_FILES_MAX_WORKERS).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is shown on terminals only anyway).")
 @click.pass_obj
 def download_command(
@@ -132,8 +137,11 @@ def download_command(
         raise click.exceptions.Exit(EXIT_INTERRUPTED)
     missing = missing_names(names, output, paths, failures)
     if missing:
-        click.echo(f"error: not in run {'/'.join(run.path)}: {', '.join(safe_name(n) for n in missing)}. "
-                   f"'wandb-files ls {path}' lists its files", err=True)
+        click.echo(
+            f"error: not in run {'/'.join(run.path)}: {', '.join(safe_name(n) for n in missing)}. "
+            f"'wandb-files ls {path}' lists its files",
+            err=True,
+        )
     if failures or missing:
         raise click.exceptions.Exit(EXIT_FAILED)
 
@@ -143,8 +151,10 @@ def local_conflict(exc: ValueError) -> CliError:
     from wandb_files.errors import LocalFilesDifferError
 
     if isinstance(exc, LocalFilesDifferError):
-        return CliError(EXIT_USAGE, f"{exc.summary}; nothing was downloaded. Pass --replace to overwrite them or "
-                                    "--skip-existing to keep them")
+        return CliError(
+            EXIT_USAGE,
+            f"{exc.summary}; nothing was downloaded. Pass --replace to overwrite them or --skip-existing to keep them",
+        )
     return CliError(EXIT_USAGE, f"{one_line(exc)}. See 'wandb-files download --help'")
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from wandb_files.formatting import human_size, safe_name
 
@@ -40,8 +41,14 @@ def print_json_lines(files: Iterable[File]) -> None:
 
     out = sys.stdout
     for f in files:  # json.dumps escapes every control and non-ASCII character: the lines are safe to print
-        record = {"name": f.name, "size": f.size, "updated_at": f.updated_at, "md5": f.md5,
-                  "mimetype": f.mimetype, "url": f.url}
+        record = {
+            "name": f.name,
+            "size": f.size,
+            "updated_at": f.updated_at,
+            "md5": f.md5,
+            "mimetype": f.mimetype,
+            "url": f.url,
+        }
         out.write(json.dumps(record) + "\n")
     out.flush()
 
@@ -72,5 +79,6 @@ def print_table(files: Iterable[File], run: Run) -> None:
     console = _Console(width=None if sys.stdout.isatty() else 1_000_000, highlight=False)
     console.print(table)
     where = "/".join(run.path)
-    console.print(f"{count} file{'s' if count != 1 else ''}, {total:,} bytes ({human_size(total)}) in {where}",
-                  markup=False)
+    console.print(
+        f"{count} file{'s' if count != 1 else ''}, {total:,} bytes ({human_size(total)}) in {where}", markup=False
+    )

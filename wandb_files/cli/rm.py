@@ -64,8 +64,11 @@ def rm_command(settings: Settings, path: str, names: tuple[str, ...], pattern: s
         click.echo(f"  {safe_name(f.name)}")
     if not yes:
         if not sys.stdin.isatty():
-            fail(EXIT_FAILED, "not removing anything without confirmation, and there is no terminal to ask on. "
-                               "Pass --yes to remove these files")
+            fail(
+                EXIT_FAILED,
+                "not removing anything without confirmation, and there is no terminal to ask on. "
+                "Pass --yes to remove these files",
+            )
         if not click.confirm(f"Remove {'this file' if len(found) == 1 else f'these {len(found)} files'}?"):
             fail(EXIT_FAILED, "nothing removed")
 

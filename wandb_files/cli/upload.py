@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import click
 
@@ -42,7 +42,12 @@ A name that exists in the run is replaced.""",
     help="Names in the run are the files' paths relative to this folder; every file must be inside it.",
 )
 @click.option("--create", is_flag=True, help="Create the run (and its project) if it does not exist.")
-@click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Parallel transfers (default 32, or WANDB_FILES_MAX_WORKERS).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Parallel transfers (default 32, or WANDB_FILES_MAX_WORKERS).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is shown on terminals only anyway).")
 @click.pass_obj
 def upload_command(
@@ -80,8 +85,7 @@ def upload_command(
     interrupted: Interrupted | None = None
     try:
         with sigterm_as_interrupt():
-            uploaded = run.upload_files(local, root=root, max_workers=workers,
-                                        progress=False if no_progress else None)
+            uploaded = run.upload_files(local, root=root, max_workers=workers, progress=False if no_progress else None)
     except UploadError as exc:
         uploaded, failures = list(exc.results), list(exc.failures)
     except Interrupted as exc:
@@ -117,8 +121,10 @@ def walk(items: Iterable[Path]) -> list[Path]:
             for folder, dirs, filenames in os.walk(item):
                 dirs.sort()
                 for name in [d for d in dirs if Path(folder, d).is_symlink()]:
-                    click.echo(f"skipped: {safe_name(str(Path(folder, name)))}: a symbolic link to a folder "
-                               "(not followed)", err=True)
+                    click.echo(
+                        f"skipped: {safe_name(str(Path(folder, name)))}: a symbolic link to a folder (not followed)",
+                        err=True,
+                    )
                 for filename in sorted(filenames):
                     candidate = Path(folder, filename)
                     if candidate.is_file():

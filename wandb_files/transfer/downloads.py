@@ -6,9 +6,10 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from wandb_files.errors import IntegrityError, TransportError
 from wandb_files.formatting import safe_name
@@ -181,8 +182,8 @@ def _fetch_into(
             with open(fd, "r+b", closefd=False) as out:
                 out.seek(0)
                 if response.status_code == 206 and _range_start(response) == offset:
-                    for chunk in iter(lambda: out.read(CHUNK_SIZE), b""):
-                        hasher.update(chunk)
+                    for kept in iter(lambda: out.read(CHUNK_SIZE), b""):
+                        hasher.update(kept)
                     received = offset
                 else:
                     if offset:
@@ -270,10 +271,15 @@ def clashing_jobs(jobs: Sequence[DownloadJob]) -> list[tuple[str, BaseException]
     for job in jobs:
         clash = next((folder for folder in job.target.parents if folder in targets), None)
         if clash is not None:
-            refused.append((job.name, ValueError(
-                f"cannot write file {safe_name(job.name)!r}: the run also has a file where its folder "
-                f"{str(clash)!r} would go, and a path cannot be both"
-            )))
+            refused.append(
+                (
+                    job.name,
+                    ValueError(
+                        f"cannot write file {safe_name(job.name)!r}: the run also has a file where its folder "
+                        f"{str(clash)!r} would go, and a path cannot be both"
+                    ),
+                )
+            )
     return refused
 
 
@@ -316,9 +322,8 @@ def download_many(
 
     def one(job: DownloadJob, advance: ProgressCallback, cancel: Cancel) -> Path:
         # download() skips a target that already holds these bytes, checked under its claim.
-        return download(client, job.url, job.target, name=job.name, size=job.size, md5=job.md5,
-                        progress=advance, cancel=cancel)
+        return download(
+            client, job.url, job.target, name=job.name, size=job.size, md5=job.md5, progress=advance, cancel=cancel
+        )
 
-    return run_parallel(
-        client, jobs, one, max_workers=max_workers, progress=progress, verb="download", refused=refused
-    )
+    return run_parallel(client, jobs, one, max_workers=max_workers, progress=progress, verb="download", refused=refused)

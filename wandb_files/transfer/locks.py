@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
-try:
+if sys.platform != "win32":
     import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -59,7 +58,7 @@ def claim_part(part: Path, should_stop: Callable[[], None] | None = None) -> Ite
         ValueError: `part` is a symbolic link.
         OSError: it cannot be created or opened.
     """
-    if fcntl is None:  # pragma: no cover - Windows
+    if sys.platform == "win32":  # pragma: no cover
         from filelock import FileLock
 
         with FileLock(str(part) + ".lock"):

@@ -114,7 +114,10 @@ def local_copy_matches(path: Path, size: int | None, md5: str | None) -> bool:
 
 
 def part_path(target: Path) -> Path:
-    # Hidden and short whatever the target's name, so it never exceeds the file system's name limit.
+    """The hidden temp file a download of `target` writes before the rename.
+
+    Named by a hash, so it stays short whatever the target's name (never over the file system's limit).
+    """
     key = hashlib.sha1(target.name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return target.with_name(f".{key}.wandb-files.part")
 

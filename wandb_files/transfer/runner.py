@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import requests
 import urllib3
@@ -179,12 +180,18 @@ def run_parallel(
     lock = threading.Lock()
     cancel = Cancel()
     done = 0
-    results: list[R | None] = [None] * len(jobs)
-    finished = [False] * len(jobs)
+    results: dict[int, R] = {}  # by the job's index
     failures: list[tuple[str, BaseException]] = list(refused)
-    with tqdm(total=sum(job.size or 0 for job in jobs), unit="B", unit_scale=True, unit_divisor=1000,
-              disable=progress_enabled(progress), desc=f"{verb}ing", dynamic_ncols=True,
-              postfix={"files": f"0/{len(jobs)}"}) as bar:
+    with tqdm(
+        total=sum(job.size or 0 for job in jobs),
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1000,
+        disable=progress_enabled(progress),
+        desc=f"{verb}ing",
+        dynamic_ncols=True,
+        postfix={"files": f"0/{len(jobs)}"},
+    ) as bar:
 
         def advance(n: int) -> None:
             with lock:
@@ -201,7 +208,6 @@ def run_parallel(
         def collect(future: Future[R], i: int) -> None:
             try:
                 results[i] = future.result()
-                finished[i] = True
             except Cancelled:
                 pass
             except Exception as exc:  # noqa: BLE001 - every failure is reported together below
@@ -220,12 +226,13 @@ def run_parallel(
             for future in stopped:
                 if not future.cancelled():
                     collect(future, futures[future])
-            kept = [r for r, ok in zip(results, finished) if ok]
-            raise Interrupted(kept, sorted(failures, key=lambda item: item[0]),
-                              len(jobs) - len(kept) - (len(failures) - len(refused))) from None
+            kept = [results[i] for i in sorted(results)]
+            raise Interrupted(
+                kept, sorted(failures, key=lambda item: item[0]), len(jobs) - len(kept) - (len(failures) - len(refused))
+            ) from None
         finally:
             pool.shutdown(wait=not cancel.is_set())
-    succeeded = [result for result, ok in zip(results, finished) if ok]
+    succeeded = [results[i] for i in sorted(results)]
     if failures:
         failures.sort(key=lambda item: item[0])
         raise (DownloadError if verb == "download" else UploadError)(failures, succeeded)

@@ -6,9 +6,10 @@ import hashlib
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, BinaryIO
 
 from wandb_files.errors import LocalFileChangedError, PermissionDeniedError
 from wandb_files.formatting import safe_name
@@ -136,8 +137,7 @@ def upload_many(
         except PermissionDeniedError:
             if job.resign is None:
                 raise
-            sent = upload(client, job.resign(), job.path, name=job.name, headers=job.headers, size=size,
-                          cancel=cancel)
+            sent = upload(client, job.resign(), job.path, name=job.name, headers=job.headers, size=size, cancel=cancel)
         advance(sent[0])
         return sent
 
@@ -248,8 +248,9 @@ def upload(
                                 "being written"
                             )
                         else:
-                            log.debug("%s: %d bytes sent in %.0f ms", safe_name(name), announced,
-                                      backoff.elapsed() * 1000)
+                            log.debug(
+                                "%s: %d bytes sent in %.0f ms", safe_name(name), announced, backoff.elapsed() * 1000
+                            )
                             return announced, md5_base64(reader.hasher.digest())
                     else:
                         retry_after = parse_retry_after(response.headers)

@@ -1,0 +1,90 @@
+"""The public surface, pinned: what `import wandb_files` offers, that each name resolves, and that each is
+documented (a docstring, and a mention in the README). Changing it is a decision, made here on purpose."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import wandb_files
+import wandb_files.testing
+import wandb_files.transfer
+
+README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+
+PUBLIC = [
+    "APIError",
+    "Api",
+    "AuthenticationError",
+    "BadRequestError",
+    "BulkTransferError",
+    "ConfigurationError",
+    "DeleteError",
+    "DownloadError",
+    "File",
+    "Files",
+    "IntegrityError",
+    "Interrupted",
+    "LocalFileChangedError",
+    "LocalFilesDifferError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "Run",
+    "Runs",
+    "ServerError",
+    "TransportError",
+    "UploadError",
+    "WandbFilesError",
+    "__version__",
+    "download_files",
+]
+
+
+def test_the_public_names_are_pinned() -> None:
+    assert sorted(wandb_files.__all__) == PUBLIC
+    assert wandb_files.testing.__all__ == ["FAULTS", "BackgroundServer", "FaultProxy", "free_port"]
+    assert set(wandb_files.__all__) <= set(dir(wandb_files))
+
+
+@pytest.mark.parametrize("name", [n for n in PUBLIC if n != "__version__"])
+def test_each_name_resolves_and_is_documented(name: str) -> None:
+    value = getattr(wandb_files, name)
+    assert inspect.getdoc(value), f"{name} has no docstring"
+    assert f"`{name}" in README or f"{name}(" in README, f"the README never mentions {name}"
+    if inspect.isclass(value) or inspect.isfunction(value):
+        assert value.__module__.startswith("wandb_files."), value.__module__
+
+
+def test_public_methods_and_functions_have_docstrings() -> None:
+    missing = []
+    for name in PUBLIC:
+        value = getattr(wandb_files, name)
+        if not inspect.isclass(value) or issubclass(value, BaseException):
+            continue
+        for attribute, member in vars(value).items():
+            if attribute.startswith("_"):
+                continue
+            target = member.fget if isinstance(member, property) else member
+            if callable(target) and not inspect.getdoc(target):
+                missing.append(f"{name}.{attribute}")
+    for name in wandb_files.transfer.__all__:
+        member = getattr(wandb_files.transfer, name)
+        if callable(member) and not inspect.getdoc(member):
+            missing.append(f"transfer.{name}")
+    assert not missing, missing
+
+
+def test_the_lazy_names_are_imported_only_when_used() -> None:
+    code = "import sys, wandb_files; print('gql' in sys.modules, 'requests' in sys.modules); wandb_files.Api"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+    for name in PUBLIC:
+        importlib.reload(wandb_files)  # a fresh module: every name goes through the lazy path again
+        assert getattr(wandb_files, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        wandb_files.Nope  # noqa: B018

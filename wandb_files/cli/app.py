@@ -53,6 +53,17 @@ GLOB_HELP = (
     "character; matched against the whole name, case-sensitively."
 )
 
+#: The options of every command that moves bytes.
+WORKERS_OPTION = click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Parallel transfers (default 32, or WANDB_FILES_MAX_WORKERS).",
+)
+NO_PROGRESS_OPTION = click.option(
+    "--no-progress", is_flag=True, help="No progress bar (it is shown on terminals only anyway)."
+)
+
 
 class CliError(Exception):
     """A failure the command has already put into words: printed as one line, exits with `code`."""

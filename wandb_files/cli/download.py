@@ -13,6 +13,8 @@ from wandb_files.cli.app import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     GLOB_HELP,
+    NO_PROGRESS_OPTION,
+    WORKERS_OPTION,
     CliError,
     Settings,
     main,
@@ -49,13 +51,8 @@ that differs stops the download before anything is fetched (exit 2) unless --rep
 )
 @click.option("--replace", is_flag=True, help="Overwrite local files that differ from the run's.")
 @click.option("--skip-existing", is_flag=True, help="Keep local files that exist, whatever they hold.")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Parallel transfers (default 32, or WANDB_FILES_MAX_WORKERS).",
-)
-@click.option("--no-progress", is_flag=True, help="No progress bar (it is shown on terminals only anyway).")
+@WORKERS_OPTION
+@NO_PROGRESS_OPTION
 @click.pass_obj
 def download_command(
     settings: Settings,

@@ -12,6 +12,8 @@ import click
 from wandb_files.cli.app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    NO_PROGRESS_OPTION,
+    WORKERS_OPTION,
     CliError,
     Settings,
     main,
@@ -42,13 +44,8 @@ A name that exists in the run is replaced.""",
     help="Names in the run are the files' paths relative to this folder; every file must be inside it.",
 )
 @click.option("--create", is_flag=True, help="Create the run (and its project) if it does not exist.")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Parallel transfers (default 32, or WANDB_FILES_MAX_WORKERS).",
-)
-@click.option("--no-progress", is_flag=True, help="No progress bar (it is shown on terminals only anyway).")
+@WORKERS_OPTION
+@NO_PROGRESS_OPTION
 @click.pass_obj
 def upload_command(
     settings: Settings,

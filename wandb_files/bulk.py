@@ -32,7 +32,12 @@ def attribute_and_step(name: str) -> tuple[str, float]:
     return name, math.nan
 
 
-def _require_pandas() -> Any:
+def require_pandas() -> Any:
+    """The pandas module.
+
+    Raises:
+        ImportError: it is not installed (with the command that installs it).
+    """
     try:
         import pandas
     except ImportError:
@@ -117,7 +122,7 @@ def download_files(
         DownloadError: some files failed; the others were downloaded, `error.results` lists their paths and
             `error.dataframe` is the table of those that succeeded.
     """
-    pd = _require_pandas()
+    pd = require_pandas()
     collected = _collect(files, pd)
     _check_run_ids(collected)
     root = Path(destination) if destination is not None else Path.cwd()

@@ -73,7 +73,7 @@ def test_runs_and_attributes_by_regex_and_open_step_ranges(project: tuple) -> No
     assert set(everything.columns) == {"predictions", "val/examples", "predictions_extra"}
     assert {r for r, _ in everything.index} == {"kittiwake-i2ufv", "kittiwake-h7jk2", "other-x1"}
     listed = wq.fetch_series(path, runs=["other-x1"], attributes=["predictions", "val/examples"], api=api)
-    assert sorted(set(s for _, s in listed.index)) == [1.0, 2.0, 3.0, 4.0]
+    assert sorted({s for _, s in listed.index}) == [1.0, 2.0, 3.0, 4.0]
     assert set(listed.columns) == {"predictions", "val/examples"}  # predictions_extra is another attribute
 
 

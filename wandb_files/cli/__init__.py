@@ -6,7 +6,7 @@ One module a command; `app` holds the group, the exit codes and the error lines,
 
 from __future__ import annotations
 
-from wandb_files.cli import download, ls, rm, upload  # noqa: F401 - each registers its command on `main`
+from wandb_files.cli import download, ls, rm, sync, upload  # noqa: F401 - each registers its command on `main`
 from wandb_files.cli.app import EXIT_AUTH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 
 __all__ = ["EXIT_AUTH", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]

@@ -233,13 +233,20 @@ class File:
         transfer.download(client, job.url, job.target, name=job.name, size=job.size, md5=job.md5)
         return open(job.target)
 
-    def download_job(self, root: str | os.PathLike[str], label: str | None = None) -> transfer.DownloadJob:
+    def download_job(
+        self, root: str | os.PathLike[str] | transfer.Destination, label: str | None = None
+    ) -> transfer.DownloadJob:
         """What downloading this file to `root`/`name` takes (for the bulk engine).
+
+        Args:
+            root: The folder, or a `transfer.Destination` over it (which checks each folder once for many files).
+            label: How messages name the file; its name when omitted.
 
         Raises:
             ValueError: the name would land outside `root`, or the file has no url.
         """
-        target = transfer.target_path(root, self.name)
+        destination = root if isinstance(root, transfer.Destination) else transfer.Destination(root)
+        target = destination.target(self.name)
         if not self.url:
             raise ValueError(f"file {self.name!r} has no download url")
         return transfer.DownloadJob(self.url, target, label or self.name, self._attrs.size, self.md5)
@@ -325,20 +332,25 @@ def download_jobs(
     Raises:
         ValueError: `root` is a file; or `by_run` and a file has no run.
     """
-    transfer.check_root(root)
+    destination = transfer.Destination(root)
+    by_run_id: dict[str, transfer.Destination] = {}
     jobs: list[transfer.DownloadJob] = []
     refused: list[tuple[str, BaseException]] = []
     for file in files:
-        base: str | os.PathLike[str] = root
         label = file.name
-        if by_run:
-            if file.run is None:
-                raise ValueError(f"file {file.name!r} has no run, so it has no <run_id> folder to go to")
-            base = transfer.target_path(root, file.run.id, folder=True)
-            label = f"{file.run.id}/{file.name}"
         try:
+            base = destination
+            if by_run:
+                if file.run is None:
+                    raise ValueError(f"file {file.name!r} has no run, so it has no <run_id> folder to go to")
+                label = f"{file.run.id}/{file.name}"
+                base = by_run_id.get(file.run.id) or by_run_id.setdefault(
+                    file.run.id, transfer.Destination(destination.target(file.run.id, folder=True))
+                )
             jobs.append(file.download_job(base, label))
         except ValueError as exc:  # a name (or run id) that would escape root
+            if by_run and file.run is None:
+                raise
             refused.append((label, exc))
     return jobs, refused
 

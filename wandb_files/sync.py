@@ -25,7 +25,7 @@ from filelock import FileLock, Timeout
 
 from wandb_files.errors import DownloadError, Interrupted, NotFoundError
 from wandb_files.files import File
-from wandb_files.transfer import DownloadJob, check_root, download_many, file_md5, md5_matches, target_path
+from wandb_files.transfer import Destination, DownloadJob, download_many, file_md5, md5_matches
 
 if TYPE_CHECKING:
     from wandb_files.api import Api
@@ -125,7 +125,8 @@ def sync(
         api = Api()
     if pattern is not None and not isinstance(pattern, str):
         raise TypeError(f"pattern must be a LIKE pattern string, not {type(pattern).__name__}")
-    root = check_root(destination)
+    mirror = Destination(destination)
+    root = mirror.root
     started = time.monotonic()
     result = SyncResult(dry_run=dry_run)
     runs = _runs_of(api, source)
@@ -143,11 +144,12 @@ def sync(
         with _Manifest(state / "manifest.db", read_only=dry_run) as manifest:
             jobs: list[tuple[DownloadJob, File]] = []
             for run in runs:
-                run_root = target_path(root, run.id, folder=True)
+                run_root = mirror.target(run.id, folder=True)
+                run_folder = Destination(run_root)
                 remote: set[str] = set()
                 for file in run.files(pattern=pattern, per_page=_PAGE):
                     remote.add(file.name)
-                    job = _plan(file, run_root, manifest, result)
+                    job = _plan(file, run_folder, manifest, result)
                     if job is not None:
                         jobs.append((job, file))
                 if delete:
@@ -193,10 +195,11 @@ def _check_run_ids(runs: list[Run]) -> None:
             raise ValueError(f"runs {seen[run.id]} and {path} share the id {run.id!r}: sync them to different folders")
 
 
-def _plan(file: File, run_root: Path, manifest: _Manifest, result: SyncResult) -> DownloadJob | None:
+def _plan(file: File, run_folder: Destination, manifest: _Manifest, result: SyncResult) -> DownloadJob | None:
     """The download `file` needs, or None when the local copy is already right (counted as unchanged)."""
+    run_root = run_folder.root
     try:
-        job = file.download_job(run_root, label=f"{run_root.name}/{file.name}")
+        job = file.download_job(run_folder, label=f"{run_root.name}/{file.name}")
     except ValueError as exc:  # a name no file system should take, or a clash on disk
         result.failed.append((f"{run_root.name}/{file.name}", exc))
         return None

@@ -24,7 +24,14 @@ from __future__ import annotations
 
 from wandb_files.transfer.downloads import DownloadJob, clashing_jobs, download, download_many
 from wandb_files.transfer.hashing import CHUNK_SIZE, file_md5, md5_base64, md5_matches
-from wandb_files.transfer.paths import check_root, local_copy_matches, name_problem, part_path, target_path
+from wandb_files.transfer.paths import (
+    Destination,
+    check_root,
+    local_copy_matches,
+    name_problem,
+    part_path,
+    target_path,
+)
 from wandb_files.transfer.runner import (
     DEFAULT_MAX_WORKERS,
     Cancel,
@@ -38,6 +45,7 @@ __all__ = [
     "CHUNK_SIZE",
     "DEFAULT_MAX_WORKERS",
     "Cancel",
+    "Destination",
     "DownloadJob",
     "UploadJob",
     "check_max_workers",

@@ -12,13 +12,12 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import anyio
-
 from ariadne import graphql_sync
 from graphql import GraphQLSchema
 from sqlalchemy import Engine, bindparam, select
@@ -29,6 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from .auth import api_key_from_authorization
 from .config import ServerConfig
@@ -45,6 +45,8 @@ from .users import authenticate, hash_api_key
 
 logger = logging.getLogger("wandb_files.server")
 
+_T = TypeVar("_T")
+
 MAX_GRAPHQL_BODY_BYTES = 10 * 1024 * 1024
 WRITE_BUFFER_BYTES = 1024 * 1024
 STALE_TEMP_SECONDS = 24 * 3600
@@ -57,6 +59,7 @@ _ariadne_logger.addHandler(logging.NullHandler())
 
 
 _VALIDATION_RULES = (QueryDepthRule,)
+
 
 class _StoredFile(Protocol):
     """What serving a file's bytes needs: a `File` row, or the columns `_OWNED_FILE` selects."""
@@ -106,7 +109,7 @@ class BlobResponse(FileResponse):
         # Starlette's hook for opening self.path; the handle is closed in __call__, not here.
         yield anyio.wrap_file(self._file)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         extensions = scope.get("extensions") or {}
         if "http.response.pathsend" in extensions:
             scope = {**scope, "extensions": {k: v for k, v in extensions.items() if k != "http.response.pathsend"}}
@@ -208,7 +211,7 @@ class _Server:
 
     # --- uploads -----------------------------------------------------------------------------------
 
-    def _read_token(self, read: Any, token: str) -> Any:
+    def _read_token(self, read: Callable[[str], _T], token: str) -> _T:
         try:
             return read(token)
         except ExpiredToken:
@@ -271,7 +274,7 @@ class _Server:
         size = 0
         buffer = bytearray()
 
-        def flush(fh: Any, data: bytes) -> None:
+        def flush(fh: BinaryIO, data: bytes) -> None:
             # Disk writes and hashing off the event loop; hashlib releases the GIL on big buffers.
             md5.update(data)
             fh.write(data)
@@ -324,9 +327,7 @@ class _Server:
             fh.close()
             raise
 
-    def _find_file(
-        self, session: Session, api_key: str | None, entity: str, project: str, run: str, name: str
-    ) -> File:
+    def _find_file(self, session: Session, api_key: str | None, entity: str, project: str, run: str, name: str) -> File:
         """The file behind a /files URL, or a 401 (no or a bad key) or 404 (anything else, another user's too)."""
         user = authenticate(session, api_key) if api_key else None
         if user is None:
@@ -352,7 +353,7 @@ class _Server:
             with self.engine.connect() as connection:
                 row = connection.execute(_OWNED_FILE, params).first()
             if row is not None:
-                return row  # type: ignore[return-value]
+                return row
         with self.sessions() as session:
             return self._find_file(session, api_key, entity, project, run, name)
 

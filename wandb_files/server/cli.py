@@ -150,9 +150,7 @@ def server_command(
     http_impl = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop_impl = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     logging.getLogger("wandb_files.server").info("HTTP parser: %s, event loop: %s", http_impl, loop_impl)
-    uvicorn.run(
-        app, host=host, port=port, log_level=config.log_level, access_log=access_log, loop="auto", http="auto"
-    )
+    uvicorn.run(app, host=host, port=port, log_level=config.log_level, access_log=access_log, loop="auto", http="auto")
 
 
 @click.group(

@@ -6,13 +6,19 @@ import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import Run
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from alembic.config import Config
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 BUSY_TIMEOUT_SECONDS = 30
 # Execution option asking the "begin" hook for BEGIN IMMEDIATE instead of a deferred BEGIN.
@@ -32,7 +38,7 @@ def sqlite_url(db_path: Path) -> str:
 def normalize_database_url(url: str) -> str:
     """`url` with PostgreSQL pointed at psycopg 3 (`postgresql://` and `postgres://` mean psycopg here)."""
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -68,7 +74,7 @@ def _sqlite_engine(url: str) -> Engine:
     )
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy emit BEGIN itself (below) instead of the sqlite3 module's implicit one.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
@@ -80,7 +86,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
+    def _on_begin(conn: Connection) -> None:
         # Writers take the lock up front: upgrading a read snapshot to a write in WAL mode fails
         # with SQLITE_BUSY at once instead of waiting for the busy timeout.
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN")
@@ -91,7 +97,7 @@ def _sqlite_engine(url: str) -> Engine:
 # --- migrations ------------------------------------------------------------------------------------
 
 
-def _alembic_config(connection: Connection | None = None) -> Any:
+def _alembic_config(connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
     config = Config()

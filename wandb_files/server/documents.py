@@ -13,9 +13,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     FieldNode,
     FragmentSpreadNode,
@@ -24,6 +25,7 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    TypeInfo,
     ValidationContext,
     ValidationRule,
     parse,
@@ -36,7 +38,15 @@ DEFAULT_CACHE_SIZE = 256
 # Longer query strings are parsed and validated every time instead of being kept.
 MAX_CACHED_QUERY_CHARS = 64 * 1024
 
-_PARSE_LIMIT = (
+
+class _ParseLimit(TypedDict, total=False):
+    """The token limit for `parse`: max_lexical_tokens where graphql-core has it (max_tokens is then deprecated)."""
+
+    max_tokens: int
+    max_lexical_tokens: int
+
+
+_PARSE_LIMIT: _ParseLimit = (
     {"max_lexical_tokens": MAX_QUERY_TOKENS}
     if "max_lexical_tokens" in inspect.signature(parse).parameters
     else {"max_tokens": MAX_QUERY_TOKENS}
@@ -109,7 +119,7 @@ class QueryDepthRule(ValidationRule):
 @dataclass
 class _Entry:
     document: DocumentNode
-    rules: tuple[type[Any], ...] | None = None
+    rules: tuple[type[ASTValidationRule], ...] | None = None
     errors: list[GraphQLError] | None = None
 
 
@@ -160,20 +170,31 @@ class DocumentCache:
     def validate(
         self,
         schema: GraphQLSchema,
-        document: DocumentNode,
-        rules: Collection[type[Any]] | None = None,
+        document_ast: DocumentNode,
+        rules: Collection[type[ASTValidationRule]] | None = None,
         max_errors: int | None = None,
+        type_info: TypeInfo | None = None,
         **kwargs: Any,
     ) -> list[GraphQLError]:
-        """Ariadne query_validator hook: graphql-core's validate, once per cached document and rule set."""
+        """Ariadne query_validator hook: graphql-core's validate, once per cached document and rule set.
+
+        The parameters are those of Ariadne's QueryValidator; `type_info` (which graphql-core 3.3's validate
+        no longer takes) and any other keyword argument are passed on to graphql-core's validate.
+        """
+        if type_info is not None:
+            kwargs["type_info"] = type_info
         rules_key = tuple(rules) if rules is not None else None
         with self._lock:
-            entry = self._by_document.get(id(document))
-            if entry is not None and entry.document is document and entry.errors is not None:
-                if entry.rules == rules_key:
-                    return entry.errors
-        errors = validate(schema, document, rules=rules, max_errors=max_errors, **kwargs)
-        if entry is not None and entry.document is document:
+            entry = self._by_document.get(id(document_ast))
+            if (
+                entry is not None
+                and entry.document is document_ast
+                and entry.errors is not None
+                and entry.rules == rules_key
+            ):
+                return entry.errors
+        errors = validate(schema, document_ast, rules=rules, max_errors=max_errors, **kwargs)
+        if entry is not None and entry.document is document_ast:
             with self._lock:
                 entry.rules, entry.errors = rules_key, errors
         return errors

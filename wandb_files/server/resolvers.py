@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 from urllib.parse import quote
 
 from ariadne import MutationType, ObjectType, QueryType, ScalarType, make_executable_schema
@@ -28,6 +28,12 @@ from .models import Entity, File, PendingUpload, Project, Run, User, utcnow
 from .names import InvalidName, validate_file_name, validate_run_or_project_name
 from .signing import UrlSigner
 from .storage import BlobStore, ObjectInfo, S3BlobStore
+
+if TYPE_CHECKING:
+    from sqlalchemy import CursorResult, Delete
+    from typing_extensions import TypeVarTuple, Unpack
+
+    _Ts = TypeVarTuple("_Ts")
 
 SCHEMA_PATH = Path(__file__).parent / "schema.graphql"
 DEFAULT_PAGE_SIZE = 50
@@ -69,8 +75,13 @@ class FileView:
     url_prefix: str
 
 
-def _ctx(info: GraphQLResolveInfo) -> RequestContext:
-    return info.context  # type: ignore[no-any-return]
+# The `info` every resolver is given: its context is the request's RequestContext (app.py passes one).
+# A string: GraphQLResolveInfo cannot be subscripted at run time before graphql-core 3.3, nor on Python 3.10.
+_Info: TypeAlias = "GraphQLResolveInfo[RequestContext]"
+
+
+def _ctx(info: _Info) -> RequestContext:
+    return info.context
 
 
 # --- scalars ---------------------------------------------------------------------------------------
@@ -94,8 +105,7 @@ def serialize_int64(value: int) -> int:
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-@int64_scalar.value_parser
-def parse_int64_value(value: Any) -> int:
+def parse_int64_value(value: object) -> int:
     """An Int64 variable: a JSON integer in range (not a bool, float or string).
 
     Args:
@@ -110,6 +120,11 @@ def parse_int64_value(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not _INT64_MIN <= value <= _INT64_MAX:
         raise GraphQLError(f"Int64 must be a 64-bit integer, not {value!r}")
     return value
+
+
+# Set by a call, not with the decorator: the decorator is typed to return a Callable[[Any], Any], which would
+# hide from parse_int64_literal (and mypy) that this returns an int.
+int64_scalar.set_value_parser(parse_int64_value)
 
 
 @int64_scalar.literal_parser
@@ -193,7 +208,7 @@ def _check_filters(filters: str | None) -> None:
     if filters in (None, ""):
         return
     try:
-        parsed = json.loads(filters)  # type: ignore[arg-type]
+        parsed = json.loads(filters)
     except ValueError:
         raise bad_input("`filters` is not valid JSON") from None
     if parsed not in ({}, None):
@@ -244,10 +259,10 @@ def _upload_urls(
             declared_size=specs[name][0] if name in specs else None,
             declared_md5=specs[name][1] if name in specs else None,
         )
-        for name, key in zip(names, keys)
+        for name, key in zip(names, keys, strict=True)
     )
     urls = []
-    for name, key in zip(names, keys):
+    for name, key in zip(names, keys, strict=True):
         size, md5 = specs.get(name, (None, None))
         urls.append(ctx.store.presigned_put(key, size=size, md5_b64=md5))
     return urls
@@ -293,13 +308,13 @@ query = QueryType()
 
 
 @query.field("viewer")
-def resolve_viewer(_: None, info: GraphQLResolveInfo) -> Viewer:
+def resolve_viewer(_: None, info: _Info) -> Viewer:
     """The authenticated user."""
     return _ctx(info).viewer
 
 
 @query.field("project")
-def resolve_project(_: None, info: GraphQLResolveInfo, name: str, entityName: str | None = None) -> Project | None:
+def resolve_project(_: None, info: _Info, name: str, entityName: str | None = None) -> Project | None:
     """A project of an accessible entity, or null."""
     ctx = _ctx(info)
     return _project(ctx, _entity_for(ctx, entityName), name)
@@ -307,7 +322,7 @@ def resolve_project(_: None, info: GraphQLResolveInfo, name: str, entityName: st
 
 @query.field("models")
 def resolve_models(
-    _: None, info: GraphQLResolveInfo, entityName: str | None = None, after: str | None = None, first: int | None = None
+    _: None, info: _Info, entityName: str | None = None, after: str | None = None, first: int | None = None
 ) -> dict[str, Any]:
     """The projects of an entity (W&B's old word for them is models), keyset-paged by name."""
     ctx = _ctx(info)
@@ -326,13 +341,17 @@ SIGNED_UPLOAD_CHECKSUMS = "SIGNED_UPLOAD_CHECKSUMS"
 
 
 @query.field("serverInfo")
-def resolve_server_info(_: None, info: GraphQLResolveInfo) -> dict[str, Any]:
+def resolve_server_info(_: None, info: _Info) -> dict[str, Any]:
     """Local store: no optional features (the upload PUT commits, and our server reads every byte). S3:
     uploads are committed by markRunFilesUploaded, which clients send after their PUTs; and createRunFiles
     signs the URLs of files given a fileSpec for exactly that size and md5."""
     if _ctx(info).store.presigned:
-        return {"features": [{"name": MARK_RUN_FILES_UPLOADED, "isEnabled": True},
-                             {"name": SIGNED_UPLOAD_CHECKSUMS, "isEnabled": True}]}
+        return {
+            "features": [
+                {"name": MARK_RUN_FILES_UPLOADED, "isEnabled": True},
+                {"name": SIGNED_UPLOAD_CHECKSUMS, "isEnabled": True},
+            ]
+        }
     return {"features": []}
 
 
@@ -342,38 +361,38 @@ user_type = ObjectType("User")
 
 
 @user_type.field("id")
-def resolve_user_id(user: Viewer | User, info: GraphQLResolveInfo) -> str:
+def resolve_user_id(user: Viewer | User, info: _Info) -> str:
     """Opaque user id."""
     return encode_node_id("User", user.id)
 
 
 @user_type.field("username")
 @user_type.field("entity")
-def resolve_user_name(user: Viewer | User, info: GraphQLResolveInfo) -> str:
+def resolve_user_name(user: Viewer | User, info: _Info) -> str:
     """A user's name doubles as username and default entity."""
     return user.name
 
 
 @user_type.field("email")
-def resolve_user_email(user: Viewer | User, info: GraphQLResolveInfo) -> None:
+def resolve_user_email(user: Viewer | User, info: _Info) -> None:
     """No e-mail addresses are kept."""
     return None
 
 
 @user_type.field("flags")
-def resolve_user_flags(user: Viewer | User, info: GraphQLResolveInfo) -> str:
+def resolve_user_flags(user: Viewer | User, info: _Info) -> str:
     """No feature flags."""
     return "{}"
 
 
 @user_type.field("apiKeys")
-def resolve_user_api_keys(user: Viewer | User, info: GraphQLResolveInfo) -> dict[str, Any]:
+def resolve_user_api_keys(user: Viewer | User, info: _Info) -> dict[str, Any]:
     """Keys are stored only as hashes, so none can be listed (W&B's old keys were their own names)."""
     return {"edges": []}
 
 
 @user_type.field("teams")
-def resolve_user_teams(user: Viewer | User, info: GraphQLResolveInfo, first: int | None = None) -> dict[str, Any]:
+def resolve_user_teams(user: Viewer | User, info: _Info, first: int | None = None) -> dict[str, Any]:
     """The entities the user owns."""
     stmt = select(Entity).where(Entity.owner_id == user.id).order_by(Entity.name)
     if first is not None:
@@ -386,7 +405,7 @@ entity_type = ObjectType("Entity")
 
 
 @entity_type.field("id")
-def resolve_entity_id(entity: Entity, info: GraphQLResolveInfo) -> str:
+def resolve_entity_id(entity: Entity, info: _Info) -> str:
     """Opaque entity id."""
     return encode_node_id("Entity", entity.id)
 
@@ -397,56 +416,56 @@ project_type = ObjectType("Project")
 
 
 @project_type.field("id")
-def resolve_project_id(project: Project, info: GraphQLResolveInfo) -> str:
+def resolve_project_id(project: Project, info: _Info) -> str:
     """Opaque project id."""
     return encode_node_id("Project", project.id)
 
 
 @project_type.field("internalId")
-def resolve_project_internal_id(project: Project, info: GraphQLResolveInfo) -> str:
+def resolve_project_internal_id(project: Project, info: _Info) -> str:
     """The integer id as a string."""
     return str(project.id)
 
 
 @project_type.field("entityName")
-def resolve_project_entity_name(project: Project, info: GraphQLResolveInfo) -> str:
+def resolve_project_entity_name(project: Project, info: _Info) -> str:
     """The owning entity's name."""
     return project.entity.name
 
 
 @project_type.field("createdAt")
-def resolve_project_created_at(project: Project, info: GraphQLResolveInfo) -> datetime:
+def resolve_project_created_at(project: Project, info: _Info) -> datetime:
     """Creation time."""
     return project.created_at
 
 
 @project_type.field("user")
-def resolve_project_user(project: Project, info: GraphQLResolveInfo) -> User | None:
+def resolve_project_user(project: Project, info: _Info) -> User | None:
     """The owner of the project's entity."""
     return _ctx(info).session.get(User, project.entity.owner_id)
 
 
 @project_type.field("isBenchmark")
-def resolve_project_is_benchmark(project: Project, info: GraphQLResolveInfo) -> bool:
+def resolve_project_is_benchmark(project: Project, info: _Info) -> bool:
     """W&B benchmarks do not exist here."""
     return False
 
 
 @project_type.field("readOnly")
-def resolve_read_only(obj: Any, info: GraphQLResolveInfo) -> bool:
+def resolve_read_only(obj: Any, info: _Info) -> bool:
     """Everything accessible is writable by its owner."""
     return False
 
 
 @project_type.field("runCount")
-def resolve_run_count(project: Project, info: GraphQLResolveInfo, filters: str | None = None) -> int:
+def resolve_run_count(project: Project, info: _Info, filters: str | None = None) -> int:
     """The number of runs in the project."""
     _check_filters(filters)
     return _ctx(info).session.scalar(select(func.count()).select_from(Run).where(Run.project_id == project.id)) or 0
 
 
 @project_type.field("run")
-def resolve_project_run(project: Project, info: GraphQLResolveInfo, name: str) -> Run | None:
+def resolve_project_run(project: Project, info: _Info, name: str) -> Run | None:
     """A run by its run id, or null."""
     return _run(_ctx(info), project, name)
 
@@ -454,7 +473,7 @@ def resolve_project_run(project: Project, info: GraphQLResolveInfo, name: str) -
 @project_type.field("runs")
 def resolve_project_runs(
     project: Project,
-    info: GraphQLResolveInfo,
+    info: _Info,
     filters: str | None = None,
     after: str | None = None,
     first: int | None = None,
@@ -493,56 +512,56 @@ run_type.set_alias("projectId", "project_id")
 
 
 @run_type.field("id")
-def resolve_run_id(run: Run, info: GraphQLResolveInfo) -> str:
+def resolve_run_id(run: Run, info: _Info) -> str:
     """Opaque run id."""
     return encode_node_id("Run", run.id)
 
 
 @run_type.field("displayName")
-def resolve_run_display_name(run: Run, info: GraphQLResolveInfo) -> str:
+def resolve_run_display_name(run: Run, info: _Info) -> str:
     """The display name, defaulting to the run id."""
     return run.display_name or run.name
 
 
 @run_type.field("config")
-def resolve_run_config(run: Run, info: GraphQLResolveInfo) -> str:
+def resolve_run_config(run: Run, info: _Info) -> str:
     """The config as a JSON string."""
     return run.config or "{}"
 
 
 @run_type.field("summaryMetrics")
-def resolve_run_summary(run: Run, info: GraphQLResolveInfo) -> str:
+def resolve_run_summary(run: Run, info: _Info) -> str:
     """The summary as a JSON string."""
     return run.summary or "{}"
 
 
 @run_type.field("systemMetrics")
-def resolve_run_system_metrics(run: Run, info: GraphQLResolveInfo) -> str:
+def resolve_run_system_metrics(run: Run, info: _Info) -> str:
     """System metrics are not recorded."""
     return "{}"
 
 
 @run_type.field("tags")
-def resolve_run_tags(run: Run, info: GraphQLResolveInfo) -> list[str]:
+def resolve_run_tags(run: Run, info: _Info) -> list[str]:
     """The tags list."""
     return list(json.loads(run.tags)) if run.tags else []
 
 
 @run_type.field("sweepName")
 @run_type.field("historyKeys")
-def resolve_none(obj: Any, info: GraphQLResolveInfo) -> None:
+def resolve_none(obj: Any, info: _Info) -> None:
     """Sweeps and history are not kept by this server."""
     return None
 
 
 @run_type.field("historyLineCount")
-def resolve_history_line_count(run: Run, info: GraphQLResolveInfo) -> int:
+def resolve_history_line_count(run: Run, info: _Info) -> int:
     """No history is kept."""
     return 0
 
 
 @run_type.field("fileCount")
-def resolve_file_count(run: Run, info: GraphQLResolveInfo) -> int:
+def resolve_file_count(run: Run, info: _Info) -> int:
     """All files of the run, whatever a files() call filters: a counter kept with the rows, not a COUNT."""
     return run.file_count
 
@@ -550,7 +569,7 @@ def resolve_file_count(run: Run, info: GraphQLResolveInfo) -> int:
 @run_type.field("files")
 def resolve_run_files(
     run: Run,
-    info: GraphQLResolveInfo,
+    info: _Info,
     names: list[str | None] | None = None,
     after: str | None = None,
     first: int | None = None,
@@ -575,7 +594,7 @@ def resolve_run_files(
 
 def files_page_statement(
     run_id: int, after_name: str | None, limit: int, *, names: list[str] | None = None, pattern: str | None = None
-) -> Select[tuple[File]]:
+) -> Select[File]:
     """One page of a run's files: WHERE run_id = ? AND name > ? ORDER BY name LIMIT ?, which walks the unique
     (run_id, name) index from the cursor on, so page 2,000 costs what page 1 does (never OFFSET)."""
     stmt = select(File).where(File.run_id == run_id)
@@ -594,19 +613,19 @@ file_type = ObjectType("File")
 
 
 @file_type.field("id")
-def resolve_file_id(view: FileView, info: GraphQLResolveInfo) -> str:
+def resolve_file_id(view: FileView, info: _Info) -> str:
     """Opaque file id (deleteFiles takes it)."""
     return encode_node_id("File", view.file.id)
 
 
 @file_type.field("name")
-def resolve_file_name(view: FileView, info: GraphQLResolveInfo) -> str:
+def resolve_file_name(view: FileView, info: _Info) -> str:
     """The path inside the run."""
     return view.file.name
 
 
 @file_type.field("url")
-def resolve_file_url(view: FileView, info: GraphQLResolveInfo, upload: bool | None = None) -> str:
+def resolve_file_url(view: FileView, info: _Info, upload: bool | None = None) -> str:
     """The authenticated download URL, or with upload: true a signed upload URL for the same file."""
     ctx = _ctx(info)
     if upload:
@@ -621,7 +640,7 @@ def resolve_file_url(view: FileView, info: GraphQLResolveInfo, upload: bool | No
 
 
 @file_type.field("directUrl")
-def resolve_file_direct_url(view: FileView, info: GraphQLResolveInfo) -> str:
+def resolve_file_direct_url(view: FileView, info: _Info) -> str:
     """A short-lived signed URL of the file's current blob: a presigned GET with S3, else our /blobs URL."""
     ctx = _ctx(info)
     if isinstance(ctx.store, S3BlobStore):
@@ -630,25 +649,25 @@ def resolve_file_direct_url(view: FileView, info: GraphQLResolveInfo) -> str:
 
 
 @file_type.field("sizeBytes")
-def resolve_file_size(view: FileView, info: GraphQLResolveInfo) -> int:
+def resolve_file_size(view: FileView, info: _Info) -> int:
     """Size in bytes."""
     return view.file.size_bytes
 
 
 @file_type.field("mimetype")
-def resolve_file_mimetype(view: FileView, info: GraphQLResolveInfo) -> str:
+def resolve_file_mimetype(view: FileView, info: _Info) -> str:
     """The MIME type guessed from the name at upload."""
     return view.file.mimetype
 
 
 @file_type.field("updatedAt")
-def resolve_file_updated_at(view: FileView, info: GraphQLResolveInfo) -> datetime:
+def resolve_file_updated_at(view: FileView, info: _Info) -> datetime:
     """When the bytes were last stored."""
     return view.file.updated_at
 
 
 @file_type.field("md5")
-def resolve_file_md5(view: FileView, info: GraphQLResolveInfo) -> str:
+def resolve_file_md5(view: FileView, info: _Info) -> str:
     """base64 of the binary MD5 digest."""
     return view.file.md5
 
@@ -666,7 +685,7 @@ def _optional_text(inp: dict[str, Any], field: str) -> str | None:
 
 
 @mutation.field("upsertBucket")
-def resolve_upsert_bucket(_: None, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
+def resolve_upsert_bucket(_: None, info: _Info, input: dict[str, Any]) -> dict[str, Any]:
     """Create the project if needed, then create or update the run."""
     ctx = _ctx(info)
     try:
@@ -740,7 +759,7 @@ def resolve_upsert_bucket(_: None, info: GraphQLResolveInfo, input: dict[str, An
 
 
 @mutation.field("createRunFiles")
-def resolve_create_run_files(_: None, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
+def resolve_create_run_files(_: None, info: _Info, input: dict[str, Any]) -> dict[str, Any]:
     """Signed upload URLs for files of an existing run; nothing is stored until the PUTs (local store) or
     until markRunFilesUploaded (S3)."""
     ctx = _ctx(info)
@@ -768,7 +787,7 @@ def resolve_create_run_files(_: None, info: GraphQLResolveInfo, input: dict[str,
                 # The signed Content-MD5 must be sent; Content-Length is signed too, but every client sets it.
                 "uploadHeaders": [f"Content-MD5:{specs[n][1]}"] if signed and n in specs else [],
             }
-            for n, url in zip(names, urls)
+            for n, url in zip(names, urls, strict=True)
         ],
     }
 
@@ -827,7 +846,7 @@ def _arrived(row: Any, head: ObjectInfo) -> _Arrived:
 
 
 @mutation.field("markRunFilesUploaded")
-def resolve_mark_run_files_uploaded(_: None, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, bool]:
+def resolve_mark_run_files_uploaded(_: None, info: _Info, input: dict[str, Any]) -> dict[str, bool]:
     """Commit presigned uploads (S3): for each name, the newest pending upload whose object arrived becomes
     the file's bytes, with the size the store reports, and the md5 declared in createRunFiles' fileSpecs
     (which S3 checked at the PUT), else the md5 of the object's ETag, else of its bytes (read through).
@@ -867,7 +886,7 @@ def resolve_mark_run_files_uploaded(_: None, info: GraphQLResolveInfo, input: di
     superseded: list[tuple[int, str]] = []
     refused: list[tuple[str, int, str, str]] = []  # name, pending id, key, why
     refused_names: set[str] = set()
-    for row, head in zip(pending, heads):
+    for row, head in zip(pending, heads, strict=True):
         if head is None:
             continue  # not uploaded (yet); cleaned up once its URL has long expired
         if row.name in chosen or row.name in refused_names:
@@ -880,11 +899,17 @@ def resolve_mark_run_files_uploaded(_: None, info: GraphQLResolveInfo, input: di
         else:
             chosen[row.name] = _arrived(row, head)
     unknown = [a for a in chosen.values() if a.md5 is None]
-    for arrived, md5 in zip(unknown, store.compute_md5_many([a.blob_key for a in unknown])):
+    for arrived, md5 in zip(unknown, store.compute_md5_many([a.blob_key for a in unknown]), strict=True):
         if arrived.expected_md5 is not None and md5 != arrived.expected_md5:
             del chosen[arrived.name]
-            refused.append((arrived.name, arrived.pending_id, arrived.blob_key,
-                            f"upload has md5 {md5}, but {arrived.expected_md5} was declared"))
+            refused.append(
+                (
+                    arrived.name,
+                    arrived.pending_id,
+                    arrived.blob_key,
+                    f"upload has md5 {md5}, but {arrived.expected_md5} was declared",
+                )
+            )
         else:
             chosen[arrived.name] = _Arrived(arrived.pending_id, arrived.name, arrived.blob_key, arrived.size, md5)
     if refused:
@@ -896,7 +921,7 @@ def resolve_mark_run_files_uploaded(_: None, info: GraphQLResolveInfo, input: di
             raise not_found("the run no longer exists")
         for name, arrived in chosen.items():
             # Whoever deletes the pending row commits it; a concurrent mark of the same upload skips it.
-            if session.execute(delete(PendingUpload).where(PendingUpload.id == arrived.pending_id)).rowcount != 1:
+            if _deleted(session, delete(PendingUpload).where(PendingUpload.id == arrived.pending_id)) != 1:
                 continue
             assert arrived.md5 is not None
             try:
@@ -906,13 +931,19 @@ def resolve_mark_run_files_uploaded(_: None, info: GraphQLResolveInfo, input: di
             if old_key is not None:
                 garbage.append(old_key)
         for pending_id, key in superseded:
-            if session.execute(delete(PendingUpload).where(PendingUpload.id == pending_id)).rowcount == 1:
+            if _deleted(session, delete(PendingUpload).where(PendingUpload.id == pending_id)) == 1:
                 garbage.append(key)
     # Objects go only after the rows stopped pointing at them.
     for key in garbage:
         store.delete(key)
     _require_files(ctx, run_id, names)
     return {"success": True}
+
+
+def _deleted(session: Session, stmt: Delete) -> int:
+    """Run the DELETE `stmt`; how many rows it deleted."""
+    # Session.execute is typed to return a Result, which has no rowcount; a DELETE's result is a CursorResult.
+    return cast("CursorResult[Unpack[tuple[Any, ...]]]", session.execute(stmt)).rowcount
 
 
 def _forget_refused(ctx: RequestContext, store: S3BlobStore, refused: list[tuple[str, int, str, str]]) -> None:
@@ -925,7 +956,7 @@ def _forget_refused(ctx: RequestContext, store: S3BlobStore, refused: list[tuple
     with write_transaction(ctx.session) as session:
         for _, pending_id, key, _ in refused:
             # Only the call that deletes the row deletes the object: no other can have committed it then.
-            if session.execute(delete(PendingUpload).where(PendingUpload.id == pending_id)).rowcount == 1:
+            if _deleted(session, delete(PendingUpload).where(PendingUpload.id == pending_id)) == 1:
                 owned.append(key)
     for key in owned:
         store.delete(key)
@@ -941,7 +972,7 @@ def _require_files(ctx: RequestContext, run_id: int, names: list[str]) -> None:
 
 
 @mutation.field("deleteFiles")
-def resolve_delete_files(_: None, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, bool]:
+def resolve_delete_files(_: None, info: _Info, input: dict[str, Any]) -> dict[str, bool]:
     """Delete files and their blobs, all or nothing."""
     ctx = _ctx(info)
     ids = {decode_node_id("File", node_id) for node_id in input["files"]}
@@ -965,7 +996,7 @@ def resolve_delete_files(_: None, info: GraphQLResolveInfo, input: dict[str, Any
     return {"success": True}
 
 
-def _owned_files(stmt: Select[Any], ctx: RequestContext, ids: set[int]) -> Select[Any]:
+def _owned_files(stmt: Select[Unpack[_Ts]], ctx: RequestContext, ids: set[int]) -> Select[Unpack[_Ts]]:
     """`stmt` over the files `ids` that belong to the viewer (joined through run, project and entity)."""
     return (
         stmt.select_from(File)

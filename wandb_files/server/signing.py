@@ -42,9 +42,7 @@ def load_or_create_secret(session: Session) -> str:
     """The server's signing secret, made once and shared through the database by every server process."""
     # INSERT … ON CONFLICT DO NOTHING, then read: processes starting at once end up with the same secret.
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(
-        insert(Setting).values(key=SECRET_SETTING, value=secrets.token_hex(32)).on_conflict_do_nothing()
-    )
+    session.execute(insert(Setting).values(key=SECRET_SETTING, value=secrets.token_hex(32)).on_conflict_do_nothing())
     session.commit()
     return session.scalars(select(Setting.value).where(Setting.key == SECRET_SETTING)).one()
 

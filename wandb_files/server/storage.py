@@ -58,7 +58,7 @@ class BlobStore(ABC):
     def exists(self, key: str) -> bool:
         """Whether blob `key` is stored."""
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - an optional hook: most stores have nothing to check
         """Fail at startup, with a message for the operator, when the store cannot be used."""
 
 
@@ -333,8 +333,9 @@ class _SigV4Presigner:
         return f"{self._scheme_host}{path}?{query}&X-Amz-Signature={signature.hexdigest()}"
 
 
-def open_blob_store(url: str | None, *, local_root: Path, endpoint_url: str | None = None, url_ttl: int = 3600
-                    ) -> BlobStore:
+def open_blob_store(
+    url: str | None, *, local_root: Path, endpoint_url: str | None = None, url_ttl: int = 3600
+) -> BlobStore:
     """The store named by --blob-store: None (or a path) is the local folder; s3://bucket/prefix is S3."""
     if url is None or url == "":
         return LocalBlobStore(local_root)

@@ -96,7 +96,9 @@ def ensure_admin(session: Session, api_key: str | None) -> str | None:
         if admin.api_key_sha256 != new_hash:
             try:
                 with write_transaction(session):
-                    session.get(User, admin.id).api_key_sha256 = new_hash  # type: ignore[union-attr]
+                    user = session.get(User, admin.id)
+                    assert user is not None  # users are never deleted
+                    user.api_key_sha256 = new_hash
             except IntegrityError:
                 raise UserError("that API key already belongs to another user") from None
     return None
@@ -105,7 +107,7 @@ def ensure_admin(session: Session, api_key: str | None) -> str | None:
 _AUTHENTICATE = select(User.id, User.name, User.admin).where(User.api_key_sha256 == bindparam("key_hash"))
 
 
-def authenticate(session: Session, api_key: str) -> Row[tuple[int, str, bool]] | None:
+def authenticate(session: Session, api_key: str) -> Row[int, str, bool] | None:
     """The id, name and admin flag of the user holding `api_key`, or None (one indexed lookup, no ORM)."""
     if not api_key:
         return None

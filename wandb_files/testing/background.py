@@ -1,11 +1,11 @@
 """Run `wandb-files server` in a background process: for demos, notebooks, and the test suites of your own code.
 
-    from wandb_files.testing import BackgroundServer
+from wandb_files.testing import BackgroundServer
 
-    with BackgroundServer("/tmp/wf-data") as server:
-        os.environ["WANDB_BASE_URL"] = server.base_url
-        os.environ["WANDB_API_KEY"] = server.api_key
-        ...  # wandb.Api() or wandb_files.Api() now talk to it
+with BackgroundServer("/tmp/wf-data") as server:
+    os.environ["WANDB_BASE_URL"] = server.base_url
+    os.environ["WANDB_API_KEY"] = server.api_key
+    ...  # wandb.Api() or wandb_files.Api() now talk to it
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Mapping
+from typing import IO
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -71,8 +72,11 @@ class BackgroundServer:
         self.port = port or free_port(host)
         self.database_url = database_url
         self.extra_args = list(extra_args)
-        for option, value in (("--database-url", database_url), ("--blob-store", blob_store),
-                              ("--s3-endpoint-url", s3_endpoint_url)):
+        for option, value in (
+            ("--database-url", database_url),
+            ("--blob-store", blob_store),
+            ("--s3-endpoint-url", s3_endpoint_url),
+        ):
             if value is not None:
                 self.extra_args += [option, value]
         self.env = dict(env) if env is not None else None
@@ -92,8 +96,18 @@ class BackgroundServer:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         # The key goes through the environment: a command line is visible to every local user (`ps`).
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "wandb_files.server", "--host", self.host, "--port", str(self.port),
-             "--data-dir", str(self.data_dir), *self.extra_args],
+            [
+                sys.executable,
+                "-m",
+                "wandb_files.server",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                *self.extra_args,
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(self.env or {}), "WANDB_FILES_API_KEY": self.api_key},

@@ -35,13 +35,12 @@ import random
 import socket
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
-from typing import Any
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, hdrs, web
+from aiohttp import ClientError, ClientResponse, ClientSession, ClientTimeout, TCPConnector, hdrs, web
 from aiohttp.web_protocol import RequestHandler
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 from yarl import URL
 
 __all__ = ["FAULTS", "FaultProxy"]
@@ -66,7 +65,7 @@ _HOP_BY_HOP = frozenset(
 _READ_BUFFER = 1024 * 1024  # upstream socket reads; large chunks keep the per-chunk Python cost small
 
 
-def _end_to_end(headers: Any) -> CIMultiDict[str]:
+def _end_to_end(headers: MultiMapping[str]) -> CIMultiDict[str]:
     """`headers` without hop-by-hop fields (including any the Connection header names)."""
     named = {token.strip().lower() for value in headers.getall(hdrs.CONNECTION, ()) for token in value.split(",")}
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _HOP_BY_HOP and k.lower() not in named)
@@ -250,19 +249,19 @@ class FaultProxy:
             self._count(fault)
         if fault in ("500", "503", "429"):
             status = int(fault)
-            headers = {"Content-Type": "application/json"}
+            fault_headers = {"Content-Type": "application/json"}
             if status == 429:
-                headers["Retry-After"] = "1"
-            body = json.dumps({"error": f"injected by FaultProxy: {status}"}).encode()
+                fault_headers["Retry-After"] = "1"
+            fault_body = json.dumps({"error": f"injected by FaultProxy: {status}"}).encode()
             await asyncio.sleep(self.first_byte_delay)
-            return web.Response(status=status, body=body, headers=headers)
+            return web.Response(status=status, body=fault_body, headers=fault_headers)
 
         headers = _end_to_end(request.headers)
         if headers.get(hdrs.EXPECT, "").lower() == "100-continue":
             # Answered here, as aiohttp's router would; the upstream then gets the body at once.
             del headers[hdrs.EXPECT]
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body: Any = None
+        body: AsyncIterator[bytes] | None = None
         if request.body_exists:
             body = self._paced(request.content.iter_any())
         try:
@@ -300,7 +299,7 @@ class FaultProxy:
                 self._count("client_aborts")  # the client went away mid-response; the upstream is closed on exit
         return response
 
-    async def _paced(self, chunks: Any) -> Any:
+    async def _paced(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         """`chunks` (an async iterator of bytes) at no more than `bytes_per_second`, in pieces of 64 KiB."""
         if self.bytes_per_second is None:
             async for chunk in chunks:
@@ -310,7 +309,7 @@ class FaultProxy:
         started, sent = loop.time(), 0
         async for chunk in chunks:
             for start in range(0, len(chunk), 65536):
-                piece = chunk[start:start + 65536]
+                piece = chunk[start : start + 65536]
                 sent += len(piece)
                 ahead = sent / self.bytes_per_second - (loop.time() - started)
                 if ahead > 0:
@@ -318,7 +317,12 @@ class FaultProxy:
                 yield piece
 
     @staticmethod
-    async def _relay(response: web.StreamResponse, upstream: Any, flip: bool, pace: Any) -> None:
+    async def _relay(
+        response: web.StreamResponse,
+        upstream: ClientResponse,
+        flip: bool,
+        pace: Callable[[AsyncIterable[bytes]], AsyncIterator[bytes]],
+    ) -> None:
         """Stream the upstream body to the client, through `pace`; with `flip`, invert the byte in the middle
         of it (of its first chunk when the length is unknown)."""
         flip_at = (upstream.content_length // 2 if upstream.content_length is not None else None) if flip else -1
@@ -334,7 +338,7 @@ class FaultProxy:
             await response.write(chunk)
 
     async def _cut(
-        self, request: web.BaseRequest, response: web.StreamResponse, upstream: Any, fault: str
+        self, request: web.BaseRequest, response: web.StreamResponse, upstream: ClientResponse, fault: str
     ) -> None:
         """Send about half the body (up to the first chunk when the length is unknown), then drop the
         connection: an RST for ``reset``, an orderly close (FIN) for ``truncate``."""

@@ -6,14 +6,15 @@ Run by hand (`alembic -c ... upgrade head`), it connects to `sqlalchemy.url` ins
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from alembic.util import CommandError
+from sqlalchemy import Connection, create_engine
 
 from wandb_files.server.models import Base
 
 config = context.config
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
@@ -29,7 +30,10 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:  # pragma: no cover - only when run through the alembic command line
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise CommandError("sqlalchemy.url is not set in the Alembic configuration")
+    engine = create_engine(url)
     with engine.begin() as conn:
         _run(conn)
     engine.dispose()

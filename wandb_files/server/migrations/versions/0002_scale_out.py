@@ -19,9 +19,7 @@ NAME_TEXT = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
 
 def upgrade() -> None:
     op.add_column("runs", sa.Column("file_count", sa.Integer(), nullable=False, server_default="0"))
-    op.execute(
-        "UPDATE runs SET file_count = (SELECT COUNT(*) FROM files WHERE files.run_id = runs.id)"
-    )
+    op.execute("UPDATE runs SET file_count = (SELECT COUNT(*) FROM files WHERE files.run_id = runs.id)")
     op.create_table(
         "pending_uploads",
         sa.Column("id", sa.Integer(), primary_key=True),

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 VENV_MIN ?= .venv-min
 PY_MIN := $(VENV_MIN)/bin/python
 
-.PHONY: demo test test-min lint venv clean postgresql
+.PHONY: demo test test-slow test-min lint venv clean postgresql
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(PY) postgresql
 	$(PY) -m pip install --quiet -e ".[all,dev,compat]"
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest
+
+# The tests marked slow (left out of `make test` to keep it under five minutes); CI runs them too.
+test-slow: $(PY) postgresql
+	$(PY) -m pip install --quiet -e ".[all,dev,compat]"
+	$(PY) -m pytest -m slow
 
 # ruff (lint and format check) and mypy (strict on the package), as configured in pyproject.toml.
 lint: $(PY)

@@ -2,56 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from wandb_files.testing import BackgroundServer, free_port
-
-__all__ = ["ADMIN_KEY", "LiveServer", "cli", "free_port", "start_server", "stop_server"]
-
-ADMIN_KEY = "a" * 8 + secrets.token_hex(16)  # 40 characters, like a W&B key
-
-
-def cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `wandb-files ARGS…` in a subprocess, the way a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "wandb_files", *args],
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=120,
-        env=env,
-    )
-
-
-class LiveServer(BackgroundServer):
-    """The embedded server, with users created once per name and shared by the tests that ask for them."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._users: dict[str, str] = {}
-
-    def add_user(self, name: str, api_key: str | None = None) -> str:
-        if name not in self._users:
-            self._users[name] = super().add_user(name, api_key)
-        return self._users[name]
-
-
-def start_server(data_dir: Path, api_key: str, *extra: str) -> LiveServer:
-    server = LiveServer(data_dir, api_key=api_key, extra_args=extra)
-    server.start()
-    return server
-
-
-def stop_server(server: LiveServer) -> None:
-    server.stop()
+from tests.support import ADMIN_KEY, LiveServer, start_server, stop_server
 
 
 @pytest.fixture(scope="session")

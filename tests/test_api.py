@@ -9,7 +9,7 @@ import pytest
 from graphql import build_schema, validate
 
 import wandb_files
-from tests.conftest import LiveServer, free_port
+from tests.support import LiveServer, free_port
 from wandb_files import queries
 from wandb_files.errors import (
     AuthenticationError,

@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 import wandb_files
-from tests.conftest import LiveServer
-from tests.helpers import FAST_RETRY, md5_b64, run_with_files
+from tests.support import FAST_RETRY, LiveServer, md5_b64, run_with_files
 from wandb_files import DownloadError, File, download_files, transfer
 
 
@@ -262,7 +261,7 @@ def test_progress_bar_shows_bytes_and_files_and_can_be_turned_off(
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory: pytest.TempPathFactory):
     """A second server whose signed URLs live 1 s and whose uploads are capped at 1,000 bytes."""
-    from tests.conftest import ADMIN_KEY, start_server, stop_server
+    from tests.support import ADMIN_KEY, start_server, stop_server
 
     server = start_server(
         tmp_path_factory.mktemp("strict") / "data", ADMIN_KEY, "--signed-url-ttl", "1", "--max-upload-bytes", "1000"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import LiveServer
+from tests.support import LiveServer
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 import wandb_files
-from tests.conftest import LiveServer
-from tests.helpers import md5_b64, random_files, run_with_files
+from tests.support import LiveServer, md5_b64, random_files, run_with_files
 from wandb_files import File, Files
 from wandb_files.errors import NotFoundError
 from wandb_files.files import s3_uri

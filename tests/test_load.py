@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 import wandb_files
-from tests.conftest import ADMIN_KEY, start_server, stop_server
-from tests.helpers import md5_b64
+from tests.support import ADMIN_KEY, md5_b64, start_server, stop_server
 
 CLIENTS = 16
 OPS_PER_CLIENT = 15
@@ -33,6 +32,7 @@ def own_server(tmp_path_factory: pytest.TempPathFactory):
     stop_server(server)
 
 
+@pytest.mark.slow
 def test_sixteen_clients_hammering_one_run_leave_it_consistent(own_server, tmp_path: Path) -> None:
     run_path = "/".join(
         wandb_files.Api(api_key=own_server.api_key, base_url=own_server.base_url).create_run(project="load").path

@@ -87,4 +87,4 @@ def test_the_lazy_names_are_imported_only_when_used() -> None:
         importlib.reload(wandb_files)  # a fresh module: every name goes through the lazy path again
         assert getattr(wandb_files, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        wandb_files.Nope  # noqa: B018
+        wandb_files.Nope

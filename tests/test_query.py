@@ -10,8 +10,7 @@ import pytest
 
 import wandb_files
 import wandb_files.query as wq
-from tests.conftest import LiveServer
-from tests.helpers import md5_b64
+from tests.support import LiveServer, md5_b64
 from wandb_files.query import _Matcher
 
 LOGGED = {

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 import wandb_files
-from tests.conftest import LiveServer
-from tests.helpers import FAST_RETRY, run_with_files
+from tests.support import FAST_RETRY, LiveServer, run_with_files
 from wandb_files.redact import redact
 
 

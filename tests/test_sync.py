@@ -13,8 +13,7 @@ import pytest
 
 import wandb_files
 import wandb_files.sync as sync_module
-from tests.conftest import LiveServer, cli
-from tests.helpers import write_files
+from tests.support import LiveServer, cli, write_files
 from wandb_files.sync import STATE_DIR, sync
 from wandb_files.testing import FaultProxy
 

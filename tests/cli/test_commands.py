@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 import wandb_files
-from tests.conftest import LiveServer, cli
-from tests.helpers import md5_b64, write_files
+from tests.support import LiveServer, cli, md5_b64, write_files
 from wandb_files.patterns import glob_to_like
 
 
@@ -346,6 +345,7 @@ def test_the_rerun_hint_follows_only_failures_a_rerun_can_fix(capsys: pytest.Cap
     assert "may help with 1 of them" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_is_a_quiet_success_for_the_table_and_for_json(
     live_server: LiveServer, tmp_path: Path, unique: str
 ) -> None:

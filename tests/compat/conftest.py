@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import wandb_files
-from tests.conftest import LiveServer
+from tests.support import LiveServer
 
 wandb = pytest.importorskip("wandb", reason="the real wandb client is installed by `make test` (the [compat] extra)")
 

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 import wandb_files
-from tests.conftest import LiveServer
-from tests.helpers import md5_b64, run_with_files
+from tests.support import LiveServer, md5_b64, run_with_files
 
 wandb = pytest.importorskip("wandb")
 

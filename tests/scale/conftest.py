@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ADMIN_KEY, LiveServer
-from tests.server.conftest import Client
-
-from .services import PostgresCluster, S3Service, postgres_cluster, s3_service
+from tests.support import Client, LiveServer
+from tests.support.services import PostgresCluster, S3Service, postgres_cluster, s3_server, s3_service
 
 
 @pytest.fixture(scope="session")
@@ -21,19 +18,6 @@ def postgres() -> PostgresCluster:
 @pytest.fixture(scope="session")
 def s3() -> S3Service:
     return s3_service()
-
-
-def s3_server(data_dir: Path, s3: S3Service, bucket: str, prefix: str = "blobs", **kwargs: object) -> LiveServer:
-    """A started server keeping its bytes in `bucket` (under `prefix/`)."""
-    server = LiveServer(
-        data_dir,
-        api_key=ADMIN_KEY,
-        blob_store=f"s3://{bucket}/{prefix}",
-        s3_endpoint_url=s3.endpoint_url,
-        env=s3.env,
-        **kwargs,  # type: ignore[arg-type]
-    )
-    return server.start()  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from tests.conftest import ADMIN_KEY, LiveServer
-from tests.server.conftest import RUN_FILES, Client
+from tests.support import ADMIN_KEY, RUN_FILES, Client, LiveServer
+from tests.support.services import postgres_cluster
 from wandb_files.server.database import create_db_engine
 from wandb_files.server.ids import encode_cursor
 from wandb_files.server.resolvers import files_page_statement
 
 from .seed import file_name, seed_run
-from .services import postgres_cluster
 
 N_FILES = 100_000
+pytestmark = pytest.mark.slow  # seeding 100,000 files twice (SQLite, PostgreSQL)
 PAGE = 50
 
 

@@ -26,11 +26,8 @@ import requests
 
 import wandb_files
 import wandb_files.files
-from tests.conftest import LiveServer
-from tests.server.conftest import CREATE_FILES, DELETE_FILES, RUN_FILES, Client, md5_b64
-
-from .conftest import s3_server
-from .services import S3Service
+from tests.support import CREATE_FILES, DELETE_FILES, RUN_FILES, Client, LiveServer, md5_b64
+from tests.support.services import S3Service, s3_server
 
 MARK = """
 mutation MarkRunFilesUploaded($entity: String!, $project: String!, $run: String!, $files: [String!]!) {

@@ -13,13 +13,11 @@ import pytest
 import requests
 from sqlalchemy import inspect, text
 
-from tests.conftest import ADMIN_KEY, LiveServer
-from tests.server.conftest import DELETE_FILES, RUN_FILES, Client, md5_b64
+from tests.support import ADMIN_KEY, DELETE_FILES, RUN_FILES, Client, LiveServer, md5_b64
+from tests.support.services import PostgresCluster, S3Service, s3_server
 from wandb_files.server.database import create_db_engine, head_revision
 from wandb_files.server.users import hash_api_key
 
-from .conftest import s3_server
-from .services import PostgresCluster, S3Service
 from .test_s3 import put_and_mark
 
 
@@ -139,7 +137,7 @@ def test_concurrent_uploads_keep_the_counter_right(backend: str, tmp_path: Path)
     """Parallel uploads and re-uploads of the same names, then deletes: fileCount equals the rows."""
     url = None
     if backend == "postgresql":
-        from .services import postgres_cluster
+        from tests.support.services import postgres_cluster
 
         url = postgres_cluster().create_database()
     server = LiveServer(tmp_path / "data", api_key=ADMIN_KEY, database_url=url).start()

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import free_port, start_server, stop_server
-
-from .conftest import Client
+from tests.support import Client, free_port, start_server, stop_server
 
 
 def _start_without_key(data_dir: Path) -> tuple[subprocess.Popen[str], str]:

@@ -6,9 +6,7 @@ import base64
 
 import requests
 
-from tests.conftest import LiveServer
-
-from .conftest import Client, database_args
+from tests.support import Client, LiveServer, database_args
 
 
 def test_healthz(live_server: LiveServer) -> None:
@@ -111,7 +109,7 @@ def test_unknown_path_is_json_404(live_server: LiveServer) -> None:
 
 
 def test_user_add_prints_key_and_refuses_duplicates_and_bad_names(live_server: LiveServer) -> None:
-    from tests.conftest import cli
+    from tests.support import cli
 
     key = live_server.add_user("basics_user")
     assert len(key) == 40

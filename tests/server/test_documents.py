@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from graphql import GraphQLError, specified_rules
 
+from tests.support import RUN_FILES, Client
 from wandb_files.server.documents import MAX_QUERY_DEPTH, DocumentCache, QueryDepthRule
 from wandb_files.server.resolvers import build_schema
-
-from .conftest import RUN_FILES, Client
 
 SCHEMA = build_schema()
 RULES = (*specified_rules, QueryDepthRule)

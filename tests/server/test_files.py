@@ -14,9 +14,18 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.conftest import LiveServer, start_server, stop_server
-
-from .conftest import CREATE_FILES, DELETE_FILES, RUN_FILES, Client, blob_files, md5_b64, random_bytes
+from tests.support import (
+    CREATE_FILES,
+    DELETE_FILES,
+    RUN_FILES,
+    Client,
+    LiveServer,
+    blob_files,
+    md5_b64,
+    random_bytes,
+    start_server,
+    stop_server,
+)
 
 RunPath = tuple[str, str, str]
 

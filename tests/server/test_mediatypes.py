@@ -6,9 +6,8 @@ import mimetypes
 
 import pytest
 
+from tests.support import Client
 from wandb_files.server.mediatypes import guess_mimetype
-
-from .conftest import Client
 
 RunPath = tuple[str, str, str]
 

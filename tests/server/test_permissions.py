@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.conftest import LiveServer
-
-from .conftest import CREATE_FILES, DELETE_FILES, UPSERT, Client
+from tests.support import CREATE_FILES, DELETE_FILES, UPSERT, Client, LiveServer
 
 RunPath = tuple[str, str, str]
 PROJECT = 'query($p: String!, $e: String) { project(name: $p, entityName: $e) { id run(name: "x") { id } } }'

@@ -6,7 +6,7 @@ import base64
 import json
 import re
 
-from .conftest import UPSERT, Client
+from tests.support import UPSERT, Client
 
 RUN_QUERY = """#graphql
 query Run($project: String!, $entity: String!, $name: String!) {

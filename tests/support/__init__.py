@@ -1,13 +1,96 @@
-"""Helpers shared by the client tests: making runs with files on the live server."""
+"""What the test suites share: the live server and its users, helpers to make runs with files, a raw GraphQL
+client for the server's own tests, and (in `tests.support.services`) PostgreSQL and an S3-compatible server.
+
+conftest files hold fixtures only and take what they need from here; test modules import from here, never
+from a conftest.
+"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import requests
 
 import wandb_files
 from wandb_files.retry import RetryPolicy
+from wandb_files.testing import BackgroundServer, free_port
+
+__all__ = [
+    "ADMIN_KEY",
+    "CREATE_FILES",
+    "DELETE_FILES",
+    "FAST_RETRY",
+    "RUN_FILES",
+    "UPSERT",
+    "Client",
+    "LiveServer",
+    "blob_files",
+    "cli",
+    "database_args",
+    "free_port",
+    "md5_b64",
+    "random_bytes",
+    "random_files",
+    "run_with_files",
+    "start_server",
+    "stop_server",
+    "write_files",
+]
+
+# --- the live server ----------------------------------------------------------------------------------------
+
+ADMIN_KEY = "a" * 8 + secrets.token_hex(16)  # 40 characters, like a W&B key
+
+
+def cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `wandb-files ARGS…` in a subprocess, the way a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "wandb_files", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+        env=env,
+    )
+
+
+class LiveServer(BackgroundServer):
+    """The embedded server, with users created once per name and shared by the tests that ask for them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._users: dict[str, str] = {}
+
+    def add_user(self, name: str, api_key: str | None = None) -> str:
+        if name not in self._users:
+            self._users[name] = super().add_user(name, api_key)
+        return self._users[name]
+
+
+def start_server(data_dir: Path, api_key: str, *extra: str) -> LiveServer:
+    server = LiveServer(data_dir, api_key=api_key, extra_args=extra)
+    server.start()
+    return server
+
+
+def stop_server(server: LiveServer) -> None:
+    server.stop()
+
+
+def database_args(server: LiveServer) -> list[str]:
+    """The --database-url option a command needs to reach `server`'s database (none for SQLite)."""
+    return ["--database-url", server.database_url] if server.database_url else []
+
+
+# --- runs with files ----------------------------------------------------------------------------------------
 
 #: Retries that give up fast, for tests of failure paths.
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05, total_timeout=5)
@@ -38,6 +121,101 @@ def run_with_files(
 
 
 def md5_b64(data: bytes) -> str:
-    import base64
-
+    """W&B's form of an md5: the base64 of the binary digest."""
     return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+# --- raw GraphQL, for the server's own tests ---------------------------------------------------------------
+
+
+@dataclass
+class Client:
+    """Raw HTTP access to a server as one user."""
+
+    base_url: str
+    api_key: str
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return ("api", self.api_key)
+
+    def post(self, query: str, variables: dict[str, Any] | None = None, **extra: Any) -> requests.Response:
+        body: dict[str, Any] = {"query": query, "variables": variables, "operationName": ""}
+        body.update(extra)
+        return requests.post(f"{self.base_url}/graphql", json=body, auth=self.auth, timeout=30)
+
+    def gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Execute and return `data`, failing on any error."""
+        response = self.post(query, variables)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert not body.get("errors"), body
+        return body["data"]
+
+    def gql_error(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Execute expecting exactly one error; return it."""
+        response = self.post(query, variables)
+        body = response.json()
+        assert body.get("errors"), body
+        return body["errors"][0]
+
+    def make_run(self, project: str, run: str, entity: str | None = None) -> dict[str, Any]:
+        return self.gql(UPSERT, {"project": project, "name": run, "entity": entity})["upsertBucket"]
+
+    def upload(self, entity: str, project: str, run: str, name: str, data: bytes) -> dict[str, Any]:
+        """createRunFiles + PUT; returns the PUT's JSON answer."""
+        created = self.gql(CREATE_FILES, {"entity": entity, "project": project, "run": run, "files": [name]})[
+            "createRunFiles"
+        ]
+        url = created["files"][0]["uploadUrl"]
+        response = requests.put(url, data=data, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def files(self, entity: str, project: str, run: str, **variables: Any) -> dict[str, Any]:
+        data = self.gql(RUN_FILES, {"entity": entity, "project": project, "name": run, **variables})
+        return data["project"]["run"]
+
+
+UPSERT = """
+mutation Upsert($project: String, $name: String, $entity: String, $config: JSONString, $state: String,
+                $tags: [String!], $displayName: String) {
+  upsertBucket(input: {modelName: $project, name: $name, entityName: $entity, config: $config, state: $state,
+                       tags: $tags, displayName: $displayName}) {
+    bucket { id name displayName state config tags projectId project { name entity { name } } }
+    inserted
+  }
+}
+"""
+
+CREATE_FILES = """
+mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, $files: [String!]!) {
+  createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run, files: $files}) {
+    runID uploadHeaders files { name uploadUrl }
+  }
+}
+"""
+
+RUN_FILES = """#graphql
+query RunFiles($project: String!, $entity: String!, $name: String!, $fileCursor: String,
+               $fileLimit: Int = 50, $fileNames: [String] = [], $upload: Boolean = false, $pattern: String) {
+  project(name: $project, entityName: $entity) { internalId
+    run(name: $name) { fileCount projectId ...RunFilesFragment } } }
+fragment RunFilesFragment on Run {
+  files(names: $fileNames, after: $fileCursor, first: $fileLimit, pattern: $pattern) {
+    edges { node { id name url(upload: $upload) directUrl sizeBytes mimetype updatedAt md5 } cursor }
+    pageInfo { endCursor hasNextPage } } }
+"""
+
+DELETE_FILES = """
+mutation deleteFiles($files: [ID!]!, $projectId: Int) {
+  deleteFiles(input: { files: $files projectId: $projectId }) { success } }
+"""
+
+
+def blob_files(data_dir: Path) -> list[Path]:
+    return [p for p in (data_dir / "blobs").rglob("*") if p.is_file()]
+
+
+def random_bytes(n: int) -> bytes:
+    return os.urandom(n)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ADMIN_KEY, LiveServer
 from wandb_files.testing import free_port
 
 S3_CREDENTIALS = {
@@ -250,3 +251,16 @@ def s3_service() -> S3Service:
         _unavailable(_s3_error or "S3 is not available")
     assert _s3 is not None
     return _s3
+
+
+def s3_server(data_dir: Path, s3: S3Service, bucket: str, prefix: str = "blobs", **kwargs: object) -> LiveServer:
+    """A started server keeping its bytes in `bucket` (under `prefix/`)."""
+    server = LiveServer(
+        data_dir,
+        api_key=ADMIN_KEY,
+        blob_store=f"s3://{bucket}/{prefix}",
+        s3_endpoint_url=s3.endpoint_url,
+        env=s3.env,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return server.start()  # type: ignore[return-value]

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 import wandb_files
-from tests.conftest import LiveServer
-from tests.helpers import run_with_files
+from tests.support import LiveServer, run_with_files
 
 CHILD = textwrap.dedent(
     """

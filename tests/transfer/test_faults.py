@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 import wandb_files
-from tests.conftest import LiveServer
-from tests.helpers import md5_b64
+from tests.support import LiveServer, md5_b64
 from wandb_files.retry import RetryPolicy
 from wandb_files.testing import FAULTS, FaultProxy
 
@@ -45,6 +44,7 @@ def through(proxy: FaultProxy, live_server: LiveServer, timeout: float = 60.0) -
     return api
 
 
+@pytest.mark.slow
 def test_bulk_download_at_20_percent_faults_completes_verified(
     live_server: LiveServer, many_files: tuple, tmp_path: Path
 ) -> None:

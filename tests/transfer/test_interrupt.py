@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 import wandb_files
-from tests.conftest import LiveServer
-from tests.helpers import md5_b64, run_with_files
+from tests.support import LiveServer, md5_b64, run_with_files
 from wandb_files.testing import FaultProxy
 
 #: Each body through the proxy moves at this rate: 40 files of 300 kB take about 10 s with 4 workers.

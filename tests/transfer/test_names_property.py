@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wandb_files
-from tests.conftest import LiveServer
+from tests.support import LiveServer
 from wandb_files import transfer
 from wandb_files.server.names import InvalidName, validate_file_name
 

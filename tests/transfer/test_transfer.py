@@ -9,8 +9,7 @@ import pytest
 
 import wandb_files
 import wandb_files.retry
-from tests.conftest import LiveServer
-from tests.helpers import FAST_RETRY, md5_b64, run_with_files
+from tests.support import FAST_RETRY, LiveServer, md5_b64, run_with_files
 from wandb_files import File, transfer
 from wandb_files.errors import IntegrityError, NotFoundError
 

@@ -66,6 +66,15 @@ def _stop_and_time(process: subprocess.Popen[str], signum: int) -> tuple[float, 
     return time.monotonic() - started, out, err
 
 
+def _interrupt_mid_download(
+    command: list[str], root: Path, signum: int, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], float, str, str]:
+    """Start `command`, send `signum` once a file is done and another part-way; how long it took to stop."""
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _wait_for_a_finished_file(root, child)
+    return (child, *_stop_and_time(child, signum))
+
+
 def _check_what_is_left(root: Path, contents: dict[str, bytes]) -> list[Path]:
     """Every file under a final name holds the right bytes; returns the temp files kept."""
     finals = [p for p in root.iterdir() if p.name.startswith("shard_")]
@@ -82,14 +91,9 @@ def test_ctrl_c_stops_a_bulk_download_within_a_second_and_a_rerun_resumes(
     run, contents = slow_run
     root = tmp_path / "out"
     with FaultProxy(live_server.base_url, bytes_per_second=RATE) as proxy:
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, proxy.url, live_server.api_key, "/".join(run.path), str(root)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        child, elapsed, out, err = _interrupt_mid_download(
+            [sys.executable, "-c", CHILD, proxy.url, live_server.api_key, "/".join(run.path), str(root)], root, signum
         )
-        _wait_for_a_finished_file(root, child)
-        elapsed, out, err = _stop_and_time(child, signum)
     assert child.returncode == 130, err
     assert elapsed < 2.0, elapsed  # 50 s of queued work was waiting
     report = json.loads(out)
@@ -110,28 +114,11 @@ def test_the_cli_stops_on_ctrl_c_or_sigterm_and_says_how_to_resume(
     run, contents = slow_run
     root = tmp_path / "out"
     with FaultProxy(live_server.base_url, bytes_per_second=RATE) as proxy:
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "wandb_files",
-                "--base-url",
-                proxy.url,
-                "download",
-                "/".join(run.path),
-                "-o",
-                str(root),
-                "--workers",
-                "4",
-                "--no-progress",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "WANDB_API_KEY": live_server.api_key},
+        command = [sys.executable, "-m", "wandb_files", "--base-url", proxy.url, "download", "/".join(run.path),
+                   "-o", str(root), "--workers", "4", "--no-progress"]  # fmt: skip
+        child, elapsed, out, err = _interrupt_mid_download(
+            command, root, signum, env={**os.environ, "WANDB_API_KEY": live_server.api_key}
         )
-        _wait_for_a_finished_file(root, child)
-        elapsed, out, err = _stop_and_time(child, signum)
     assert child.returncode == 130, (out, err)
     assert elapsed < 2.0, elapsed
     assert "interrupted:" in err and "Run the same command again to resume" in err

@@ -449,6 +449,8 @@ class WandbFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec publi
         Raises:
             FileNotFoundError: there is none. IsADirectoryError: `path` is a folder.
         """
+        if len(_parts(path)) <= _RUN_DEPTH:
+            self.info(path)  # missing, or a folder
         run_path, name = self._split_file(path)
         listing = self._run_listing(run_path)
         file = self._lookup(listing, name)

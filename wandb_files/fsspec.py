@@ -738,7 +738,11 @@ class WandbFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec publi
         """
         rpath = self._strip_protocol(rpath)
         if outfile is not None or isfilelike(lpath):
-            super().get_file(rpath, lpath, callback=callback, outfile=outfile, **kwargs)
+            with self.open(rpath, "rb") as source:
+                callback.set_size(source.size)
+                while chunk := source.read(self.read_block_size):
+                    (outfile if outfile is not None else lpath).write(chunk)
+                    callback.relative_update(len(chunk))
             return
         if self.isdir(rpath):
             os.makedirs(lpath, exist_ok=True)
@@ -1063,7 +1067,10 @@ class WandbFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec publishes
             raise NotImplementedError(f"mode {mode!r}: a run's files are read ('rb') or written whole ('wb', 'xb')")
         if block_size in (None, "default"):
             block_size = fs.read_block_size
-        super().__init__(fs, path, mode, block_size, autocommit, cache_type, cache_options, **kwargs)
+        # Checked above for "xb"; older fsspec releases know only "wb".
+        super().__init__(
+            fs, path, "wb" if mode == "xb" else mode, block_size, autocommit, cache_type, cache_options, **kwargs
+        )
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         data: bytes = self.fs._read(self._remote, self.path, start, end)

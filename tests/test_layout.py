@@ -68,3 +68,11 @@ def test_the_transfer_engine_knows_nothing_of_files_runs_or_the_api() -> None:
         imported = _imports(path)
         for forbidden in ("wandb_files.api", "wandb_files.runs", "wandb_files.files", "wandb_files.bulk"):
             assert not any(n == forbidden or n.startswith(forbidden + ".") for n in imported), (path.name, forbidden)
+
+
+def test_only_optional_code_imports_the_fsspec_filesystem() -> None:
+    """wandb_files.fsspec needs the [fsspec] extra: nothing else in the package may import it."""
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "fsspec.py" and path.parent == PACKAGE:
+            continue
+        assert not any(n == "wandb_files.fsspec" or n.startswith("wandb_files.fsspec.") for n in _imports(path)), path

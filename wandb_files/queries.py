@@ -79,6 +79,18 @@ RUN_FILES: GraphQLRequest = gql(
     """
 )
 
+# W&B's GetProjects (W&B's old name for projects is models), without the owner's user fragment.
+PROJECTS: GraphQLRequest = gql(
+    """
+    query GetProjects($entity: String, $cursor: String, $perPage: Int = 50) {
+      models(entityName: $entity, after: $cursor, first: $perPage) {
+        pageInfo { endCursor hasNextPage }
+        edges { node { id name entityName createdAt isBenchmark } cursor }
+      }
+    }
+    """
+)
+
 UPSERT_RUN: GraphQLRequest = gql(
     """
     mutation UpsertBucket($name: String, $project: String, $entity: String, $displayName: String,
@@ -141,6 +153,7 @@ ALL: dict[str, GraphQLRequest] = {
     "RUN": RUN,
     "RUNS": RUNS,
     "RUN_FILES": RUN_FILES,
+    "PROJECTS": PROJECTS,
     "UPSERT_RUN": UPSERT_RUN,
     "CREATE_RUN_FILES": CREATE_RUN_FILES,
     "CREATE_RUN_FILES_WITH_SPECS": CREATE_RUN_FILES_WITH_SPECS,

@@ -8,14 +8,18 @@ from a conftest.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import secrets
+import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -31,6 +35,7 @@ __all__ = [
     "RUN_FILES",
     "UPSERT",
     "Client",
+    "CountingRelay",
     "LiveServer",
     "blob_files",
     "cli",
@@ -219,3 +224,77 @@ def blob_files(data_dir: Path) -> list[Path]:
 
 def random_bytes(n: int) -> bytes:
     return os.urandom(n)
+
+
+# --- bytes on the wire ---------------------------------------------------------------------------------------
+
+
+class CountingRelay:
+    """A TCP relay on 127.0.0.1 in front of `upstream` ("http://host:port") that counts what crosses it.
+
+    It passes bytes through unchanged (the Host header too, so a server builds its URLs with the relay's
+    address and every later request comes back through it), and counts `received`: the bytes the upstream sent
+    to clients, headers included. Requests are not parsed; put a FaultProxy behind it to count them.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._received = 0
+        self._sockets: list[Any] = []
+        self._closing = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def received(self) -> int:
+        with self._lock:
+            return self._received
+
+    def reset(self) -> None:
+        with self._lock:
+            self._received = 0
+
+    def _accept(self) -> None:
+        while not self._closing:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._upstream, timeout=30)
+            with self._lock:
+                self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source: Any, sink: Any, counted: bool) -> None:
+        try:
+            while chunk := source.recv(65536):
+                if counted:
+                    with self._lock:
+                        self._received += len(chunk)
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._closing = True
+        self._listener.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> CountingRelay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` and `make test`. Both set up .venv on a fresh machine.
+# The two commands of the README: `make demo` and `make test`. Both set up .venv on a fresh machine. bench-tools
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -52,6 +52,15 @@ postgresql:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
 		|| echo "PostgreSQL could not be installed: the PostgreSQL tests will be skipped"; \
 	else echo "PostgreSQL is not installed and this is not root: the PostgreSQL tests will be skipped"; fi
+
+# nginx and wrk for benchmarks/bench_bytes.py (our server next to nginx on the same file): Debian's packages,
+# installed only when missing and we are root. No test needs them.
+bench-tools:
+	@if command -v wrk >/dev/null && { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing nginx and wrk (apt-get install nginx wrk) for benchmarks/bench_bytes.py"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null; \
+	else echo "nginx and wrk are missing and this is not root: install them to run benchmarks/bench_bytes.py"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) $(VENV_MIN) build *.egg-info .pytest_cache

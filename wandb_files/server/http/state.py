@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from graphql import GraphQLSchema
@@ -16,6 +16,7 @@ from ..config import ServerConfig
 from ..graphql.documents import DocumentCache
 from ..signing import ExpiredToken, InvalidToken, UrlSigner
 from ..storage import BlobStore
+from .cache import TtlCache
 
 _T = TypeVar("_T")
 
@@ -33,6 +34,16 @@ def _json_error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+@dataclass(frozen=True)
+class LocatedFile:
+    """What serving a file's blob needs, as a /files lookup found it (and the location cache keeps it)."""
+
+    name: str
+    blob_key: str
+    md5: str
+    mimetype: str
+
+
 @dataclass
 class ServerState:
     """The state shared by all requests of one app."""
@@ -44,6 +55,14 @@ class ServerState:
     store: BlobStore
     schema: GraphQLSchema
     documents: DocumentCache
+    # sha256 of an API key → its user's id, and (user id, entity, project, run, name) → the file's blob, for
+    # config.key_cache_seconds: a revoked key, or a file moved to another blob, is seen within that bound.
+    key_users: TtlCache[str, int] = field(init=False)
+    locations: TtlCache[tuple[int, str, str, str, str], LocatedFile] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key_users = TtlCache(self.config.key_cache_seconds)
+        self.locations = TtlCache(self.config.key_cache_seconds)
 
     def public_url(self, request: Request) -> str:
         """The base of absolute URLs: --public-url, else the URL this request came in on."""

@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` and `make test`. Both set up .venv on a fresh machine. bench-tools
+# The two commands of the README: `make demo` and `make test`. Both set up .venv on a fresh machine.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 VENV_MIN ?= .venv-min
 PY_MIN := $(VENV_MIN)/bin/python
 
-.PHONY: demo test test-slow test-min lint venv clean postgresql
+.PHONY: demo test test-slow test-min lint venv clean postgresql bench-tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

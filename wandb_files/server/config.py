@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,9 @@ DEFAULT_UPLOAD_CLEANUP_INTERVAL = 900
 DB_FILE_NAME = "wandb-files.db"
 # How long a download may go on trusting an API key (and where its file's blob is) without the database.
 DEFAULT_KEY_CACHE_SECONDS = 5.0
+# Server processes of `wandb-files server`: see README "Performance" for the measurements behind it.
+DEFAULT_WORKERS = 1
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,23 @@ class ServerConfig:
         if self.public_url is not None:
             # A trailing slash would give URLs with "//" in them.
             object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+
+    def to_json(self) -> str:
+        """These settings as JSON, for the worker processes of `--workers N`."""
+        return json.dumps({**dataclasses.asdict(self), "data_dir": str(self.data_dir)})
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerConfig:
+        """The settings `to_json` wrote.
+
+        Args:
+            text: Its output.
+
+        Returns:
+            The same settings.
+        """
+        fields = json.loads(text)
+        return cls(**{**fields, "data_dir": Path(fields["data_dir"])})
 
     @property
     def abandoned_upload_seconds(self) -> int:

@@ -110,6 +110,7 @@ def test_a_revoked_key_stops_working_within_the_cache_bound(cache_server: LiveSe
     client.upload("revoked", "p", "r", "f.txt", b"secret")
     url = _node(client, ("revoked", "p", "r"), "f.txt")["url"]
     assert requests.get(url, auth=client.auth, timeout=10).content == b"secret"  # key and file now cached
+    assert client.post("query { viewer { id } }").status_code == 200
     _execute(cache_server, update(User).where(User.name == "revoked").values(api_key_sha256=hash_api_key("x" * 40)))
     revoked_at = time.monotonic()
     while requests.get(url, auth=client.auth, timeout=10).status_code == 200:
@@ -117,6 +118,8 @@ def test_a_revoked_key_stops_working_within_the_cache_bound(cache_server: LiveSe
         time.sleep(0.05)
     for _ in range(3):
         assert requests.get(url, auth=client.auth, timeout=10).status_code == 401
+    # GraphQL requests trust the same cache, with the same bound.
+    assert client.post("query { viewer { id } }").status_code == 401
 
 
 def test_workers_serve_and_shut_down_gracefully(tmp_path: Path) -> None:

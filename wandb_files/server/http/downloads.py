@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..db.models import Entity, File, Project, Run, User
 from ..db.users import authenticate, hash_api_key
+from ..graphql.context import Viewer
 from ..signing import BlobRef
 from ..storage import LocalBlobStore, S3BlobStore
 from .auth import api_key_from_authorization
@@ -44,7 +45,15 @@ class _StoredFile(Protocol):
 # The common case of a /files download (a valid key, its owner's entity, a file that exists) in one Core query:
 # no ORM session, no separate key lookup. Anything else falls back to `_find_file`, which tells 401 from 404.
 _OWNED_FILE = (
-    select(File.name, File.blob_key, File.md5, File.mimetype, User.id.label("user_id"))
+    select(
+        File.name,
+        File.blob_key,
+        File.md5,
+        File.mimetype,
+        User.id.label("user_id"),
+        User.name.label("user_name"),
+        User.admin,
+    )
     .join(Run, File.run_id == Run.id)
     .join(Project, Run.project_id == Project.id)
     .join(Entity, Project.entity_id == Entity.id)
@@ -161,7 +170,7 @@ class Downloads(ServerState):
                 row = connection.execute(_OWNED_FILE, params).first()
             if row is not None:
                 located = LocatedFile(row.name, row.blob_key, row.md5, row.mimetype)
-                self.key_users.put(key_hash, row.user_id)
+                self.key_users.put(key_hash, Viewer(id=row.user_id, name=row.user_name, admin=row.admin))
                 self.locations.put((row.user_id, entity, project, run, name), located)
                 return located
         with self.sessions() as session:
@@ -193,10 +202,10 @@ class Downloads(ServerState):
         """
         if self.store.presigned:
             return None
-        user_id = self.key_users.get(hash_api_key(api_key))
-        if user_id is None:
+        viewer = self.key_users.get(hash_api_key(api_key))
+        if viewer is None:
             return None
-        cache_key = (user_id, entity, project, run, name)
+        cache_key = (viewer.id, entity, project, run, name)
         located = self.locations.get(cache_key)
         if located is None:
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +14,9 @@ DEFAULT_UPLOAD_CLEANUP_INTERVAL = 900
 DB_FILE_NAME = "wandb-files.db"
 # How long a download may go on trusting an API key (and where its file's blob is) without the database.
 DEFAULT_KEY_CACHE_SECONDS = 5.0
-# Server processes of `wandb-files server`: see README "Performance" for the measurements behind it.
-DEFAULT_WORKERS = 1
+# Server processes of `wandb-files server`: two on a two-core box served the load benchmark (benchmarks/
+# bench_load.py) faster than one, markedly on PostgreSQL; README "Performance" has the figures.
+DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

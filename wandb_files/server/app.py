@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from .auth import api_key_from_authorization
@@ -42,6 +42,7 @@ from .resolvers import RequestContext, Viewer, build_schema
 from .signing import ExpiredToken, InvalidToken, UrlSigner, load_or_create_secret
 from .storage import BlobStore, LocalBlobStore, S3BlobStore, open_blob_store
 from .users import authenticate, hash_api_key
+from .web import MOUNT, attachment_disposition, create_web_app
 
 logger = logging.getLogger("wandb_files.server")
 
@@ -387,6 +388,18 @@ class _Server:
                 response.headers["www-authenticate"] = 'Basic realm="wandb-files"'
             return response
 
+    def open_attachment(self, file: File) -> Response | None:
+        """The web page's download of `file`: its bytes as an attachment (with S3, a redirect to a presigned
+        GET that says the same), or None if the blob is gone (replaced or deleted since the lookup)."""
+        disposition = attachment_disposition(file.name)
+        if isinstance(self.store, S3BlobStore):
+            url = self.store.presigned_get(file.blob_key, file.mimetype, disposition=disposition)
+            return RedirectResponse(url, status_code=302)
+        response = self._open_blob(file)
+        if response is not None:
+            response.headers["content-disposition"] = disposition
+        return response
+
     def open_blob_key(self, blob_key: str) -> Response | None:
         """The opened blob `blob_key` (or, with S3, a redirect), if a file row still uses it."""
         with self.sessions() as session:
@@ -445,6 +458,10 @@ async def _clean_periodically(config: ServerConfig, sessions: sessionmaker[Sessi
             logger.info("removed %d abandoned uploads", removed)
 
 
+def _https(config: ServerConfig) -> bool:
+    return bool(config.public_url and config.public_url.startswith("https:"))
+
+
 def create_app(config: ServerConfig) -> Starlette:
     """Build the server app over `config` (creating or migrating the database and directories as needed).
 
@@ -500,6 +517,9 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/uploads/{token}", server.upload, methods=["PUT"]),
         Route("/files/{entity}/{project}/{run}/{path:path}", server.download, methods=["GET", "HEAD"]),
         Route("/blobs/{token}", server.direct, methods=["GET", "HEAD"]),
+        # The web page (wandb_files.server.web), at /web; / is its home.
+        Route("/", lambda request: RedirectResponse(MOUNT + "/", status_code=307), methods=["GET", "HEAD"]),
+        Mount(MOUNT, create_web_app(sessions, secret, server.open_attachment, https=_https(config))),
     ]
     app = Starlette(
         routes=routes,

@@ -68,7 +68,7 @@ def seed_run(server: LiveServer, user: str, project: str, run: str, **columns: o
             entity = session.query(Entity).filter_by(name=user).one()
             found = session.query(Project).filter_by(entity_id=entity.id, name=project).one_or_none()
             if found is None:
-                found = Project(entity_id=entity.id, name=project, created_at=columns.pop("created_at", utcnow()))
+                found = Project(entity_id=entity.id, name=project, created_at=columns.get("created_at", utcnow()))
                 session.add(found)
                 session.flush()
             session.add(Run(project_id=found.id, name=run, user_id=owner.id, **columns))

@@ -82,7 +82,7 @@ def test_root_redirects_to_the_page_and_every_page_sends_the_security_headers(li
         csp = response.headers["content-security-policy"]
         assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, path
         assert response.headers["x-content-type-options"] == "nosniff"
-        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["referrer-policy"] == "same-origin"
         assert response.headers["x-frame-options"] == "DENY"
     assert client.get("/").headers["cache-control"] == "no-store"
     # The API keeps its JSON answers and its own headers.

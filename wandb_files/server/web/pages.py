@@ -55,7 +55,8 @@ SECURITY_HEADERS = {
         "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
     ),
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on our own forms.
+    "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
     "cross-origin-opener-policy": "same-origin",
 }
@@ -130,15 +131,19 @@ class WebPages:
 
     # --- plumbing ------------------------------------------------------------------------------------
 
-    def page(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        """`template` as the response, with the CSRF token every form needs."""
+    def page(
+        self, request: Request, template: str, status: int = 200, *, new_session: bool = True, **context: Any
+    ) -> HTMLResponse:
+        """`template` as the response, with the CSRF token every form needs (made now when `new_session`)."""
         context.setdefault("viewer", None)
-        html = self.renderer.render(template, csrf=self.csrf_token(request), root=self.root(request), **context)
+        token = self.csrf_token(request) if new_session else request.session.get("csrf", "")
+        html = self.renderer.render(template, csrf=token, root=self.root(request), **context)
         return HTMLResponse(html, status_code=status)
 
     def error(self, request: Request, status: int, message: str, viewer: WebViewer | None = None) -> HTMLResponse:
-        """An error page."""
-        return self.page(request, "error.html", status, code=status, message=message, viewer=viewer)
+        """An error page. It never starts a session: a refused cross-site POST arrives without the (Lax)
+        cookie, and a fresh cookie in its answer would replace the visitor's session."""
+        return self.page(request, "error.html", status, new_session=False, code=status, message=message, viewer=viewer)
 
     @staticmethod
     def root(request: Request) -> str:

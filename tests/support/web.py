@@ -16,11 +16,11 @@ import requests
 from sqlalchemy import insert, update
 
 from tests.support import LiveServer
-from wandb_files.server.access import owned_run
-from wandb_files.server.database import create_db_engine, make_session_factory, write_transaction
+from wandb_files.server.db.access import owned_run
+from wandb_files.server.db.database import create_db_engine, make_session_factory, write_transaction
+from wandb_files.server.db.models import Entity, File, Project, Run, User, utcnow
+from wandb_files.server.db.users import hash_api_key
 from wandb_files.server.mediatypes import guess_mimetype
-from wandb_files.server.models import Entity, File, Project, Run, User, utcnow
-from wandb_files.server.users import hash_api_key
 
 __all__ = ["WebClient", "change_key", "csrf_of", "seed_files", "seed_run"]
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from ..access import files_page_statement
-from ..models import File
+from ..db.filerows import files_page_statement
+from ..db.models import File
 
 #: Past every name that starts with ``folder/``: no name is longer than 1,024 bytes, so none under the folder
 #: reaches 256 of the highest code point (4 bytes each in UTF-8, which both databases compare byte-wise).

@@ -30,11 +30,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import access
-from ..errors import ApiError
-from ..ids import decode_cursor, encode_cursor
-from ..models import File, Project, Run, User
-from ..users import authenticate, hash_api_key
+from ..db import access
+from ..db.models import File, Project, Run, User
+from ..db.users import authenticate, hash_api_key
+from ..graphql.errors import ApiError
+from ..graphql.ids import decode_cursor, encode_cursor
 from .listing import Entry, folder_page
 from .render import Renderer
 

@@ -9,10 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .filerows import files_page_statement
 from .models import Entity, File, Project, Run
+
+# The page of a run's files lives with the writers of file rows (filerows); re-exported as part of this access path.
+__all__ = [
+    "files_page_statement",
+    "like_pattern_problem",
+    "like_prefix",
+    "owned_entity",
+    "owned_file",
+    "owned_run",
+    "project_named",
+    "projects_page",
+    "run_named",
+    "runs_page",
+    "viewer_entities",
+]
 
 
 def viewer_entities(session: Session, viewer_id: int, limit: int | None = None) -> Sequence[Entity]:
@@ -159,41 +175,6 @@ def runs_page(
         stmt = stmt.where(Run.id < after_id if newest_first else Run.id > after_id)
     stmt = stmt.order_by(Run.id.desc() if newest_first else Run.id.asc()).limit(limit)
     return list(session.scalars(stmt))
-
-
-def files_page_statement(
-    run_id: int,
-    after_name: str | None,
-    limit: int,
-    *,
-    names: list[str] | None = None,
-    pattern: str | None = None,
-    before_name: str | None = None,
-) -> Select[File]:
-    """One page of a run's files: WHERE run_id = ? AND name > ? ORDER BY name LIMIT ?, which walks the unique
-    (run_id, name) index from the cursor on, so page 2,000 costs what page 1 does (never OFFSET).
-
-    Args:
-        run_id: The run's row id.
-        after_name: Only names after this one (the previous page's last), or None.
-        limit: At most this many rows.
-        names: Only these names (None or empty: no such filter).
-        pattern: Only names matching this SQL LIKE pattern (backslash escapes), or None.
-        before_name: Only names before this one (the end of a folder's range of the index), or None.
-
-    Returns:
-        The SELECT of `File` rows.
-    """
-    stmt = select(File).where(File.run_id == run_id)
-    if after_name is not None:
-        stmt = stmt.where(File.name > after_name)
-    if before_name is not None:
-        stmt = stmt.where(File.name < before_name)
-    if names:
-        stmt = stmt.where(File.name.in_(set(names)))
-    if pattern is not None:
-        stmt = stmt.where(File.name.like(pattern, escape="\\"))
-    return stmt.order_by(File.name).limit(limit)
 
 
 def like_pattern_problem(pattern: str) -> str | None:

@@ -9,6 +9,7 @@ import base64
 import html
 import json
 import re
+from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
@@ -98,7 +99,7 @@ def test_the_session_cookie_is_httponly_lax_signed_and_holds_no_key(live_server:
     assert "httponly" in flags and "samesite=lax" in flags and "path=/web" in flags
     value = cookie.split(";")[0].split("=", 1)[1]
     payload = json.loads(base64.b64decode(value.split(".")[0]))
-    assert set(payload) == {"uid", "kf", "csrf"}
+    assert set(payload) == {"uid", "kf", "iat", "csrf"}
     assert ADMIN_KEY not in cookie and ADMIN_KEY not in json.dumps(payload)
     import hashlib
 
@@ -137,6 +138,43 @@ def test_forms_without_the_csrf_token_or_from_another_origin_are_refused(live_se
     token = csrf_of(client.get("/").text)
     assert client.post("/signout", {"csrf": token}).status_code == 303
     assert client.get("/e/admin").status_code == 401
+
+
+def test_sign_out_ends_copies_of_the_cookie_too(live_server: LiveServer, unique: str) -> None:
+    user = f"out{unique}"
+    key = live_server.add_user(user)
+    first, second = WebClient(live_server), WebClient(live_server)
+    first.sign_in(key)
+    second.sign_in(key)
+    stolen = WebClient(live_server)
+    stolen.http.cookies.update(first.http.cookies)
+    assert stolen.get(f"/e/{user}").status_code == 200
+    assert first.post("/signout", {"csrf": csrf_of(first.get("/").text)}).status_code == 303
+    assert stolen.get(f"/e/{user}").status_code == 401  # the copy made before sign-out is worthless
+    assert second.get(f"/e/{user}").status_code == 401  # as is every other session made before it
+    again = WebClient(live_server)
+    again.sign_in(key)  # and a new one works
+    assert again.get(f"/e/{user}").status_code == 200
+
+
+def test_behind_an_https_public_url_the_cookie_is_secure_and_its_origin_is_ours(tmp_path: Path) -> None:
+    import requests
+
+    with LiveServer(tmp_path / "data", api_key=ADMIN_KEY, extra_args=("--public-url", "https://wf.example")) as server:
+        first = requests.get(server.base_url + "/web/", timeout=30)
+        set_cookie = first.headers["set-cookie"]
+        assert "secure" in [part.strip().lower() for part in set_cookie.split(";")]
+        # A TLS-terminating proxy forwards plain HTTP (so requests would keep the Secure cookie to itself: it is
+        # sent by hand), and the browser's Origin says where the form really came from.
+        cookie = {"Cookie": set_cookie.split(";")[0]}
+        form = {"api_key": ADMIN_KEY, "csrf": csrf_of(first.text)}
+        url = server.base_url + "/web/signin"
+        evil = requests.post(url, data=form, headers={**cookie, "Origin": "https://evil.example"}, timeout=30)
+        assert evil.status_code == 403
+        ours = requests.post(
+            url, data=form, headers={**cookie, "Origin": "https://wf.example"}, allow_redirects=False, timeout=30
+        )
+        assert ours.status_code == 303
 
 
 def test_a_changed_key_ends_the_session(live_server: LiveServer, unique: str) -> None:

@@ -19,7 +19,6 @@ from .models import Entity, File, Project, Run
 __all__ = [
     "files_page_statement",
     "like_pattern_problem",
-    "like_prefix",
     "owned_entity",
     "owned_file",
     "owned_run",
@@ -190,15 +189,3 @@ def like_pattern_problem(pattern: str) -> str | None:
     for ch in pattern:
         escaped = not escaped and ch == "\\"
     return "`pattern` ends with an unpaired backslash" if escaped else None
-
-
-def like_prefix(prefix: str) -> str:
-    """A LIKE pattern matching exactly the names that start with `prefix`.
-
-    Args:
-        prefix: Literal text.
-
-    Returns:
-        `prefix` with `\\`, `%` and `_` escaped, then `%`.
-    """
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

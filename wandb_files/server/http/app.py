@@ -78,10 +78,6 @@ async def _clean_periodically(config: ServerConfig, sessions: sessionmaker[Sessi
             logger.info("removed %d abandoned uploads", removed)
 
 
-def _https(config: ServerConfig) -> bool:
-    return bool(config.public_url and config.public_url.startswith("https:"))
-
-
 def create_app(config: ServerConfig) -> Starlette:
     """Build the server app over `config` (creating or migrating the database and directories as needed).
 
@@ -139,7 +135,7 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/blobs/{token}", server.direct, methods=["GET", "HEAD"]),
         # The web page (wandb_files.server.web), at /web; / is its home.
         Route("/", lambda request: RedirectResponse(MOUNT + "/", status_code=307), methods=["GET", "HEAD"]),
-        Mount(MOUNT, create_web_app(sessions, secret, server.open_attachment, https=_https(config))),
+        Mount(MOUNT, create_web_app(sessions, secret, server.open_attachment, public_url=config.public_url)),
     ]
     app = Starlette(
         routes=routes,

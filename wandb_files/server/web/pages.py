@@ -3,7 +3,9 @@
 Access is the API's: every lookup goes through `access` from the viewer's own entities, so another user's
 run is a 404 page, as a missing one. The session cookie (Starlette's SessionMiddleware: signed with a key
 derived from the server's secret, HttpOnly, SameSite=Lax) holds the user id, a fingerprint of the key's
-stored hash and a CSRF token, never the key: changing a user's key ends their sessions at the next request.
+stored hash, when it was made and a CSRF token, never the key: changing a user's key ends their sessions at
+the next request, and signing out ends every session of that user made before (a copy of the cookie is no
+longer good either), through a row of the settings table.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +35,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..db import access
-from ..db.models import File, Project, Run, User
+from ..db.database import write_transaction
+from ..db.models import File, Project, Run, Setting, User
 from ..db.users import authenticate, hash_api_key
 from ..graphql.errors import ApiError
 from ..graphql.ids import decode_cursor, encode_cursor
@@ -115,6 +120,11 @@ def attachment_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(base, safe='')}"
 
 
+def _signed_out_key(uid: int) -> str:
+    """The settings row holding when user `uid` last signed out of the web page (ns since the epoch)."""
+    return f"web.signed_out.{uid}"
+
+
 def _key_fingerprint(session_key: bytes, api_key_sha256: str) -> str:
     """What the session keeps of the key: an HMAC of its stored hash, useless for anything but comparing."""
     return hmac.new(session_key, api_key_sha256.encode(), hashlib.sha256).hexdigest()[:32]
@@ -123,8 +133,12 @@ def _key_fingerprint(session_key: bytes, api_key_sha256: str) -> str:
 class WebPages:
     """The routes of the web page over the server's database and file path."""
 
-    def __init__(self, sessions: sessionmaker[Session], secret: str, open_file: FileOpener) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], secret: str, open_file: FileOpener, origins: tuple[str, ...] = ()
+    ) -> None:
         self.sessions = sessions
+        # Besides the origin a request came in on: --public-url's (a proxy in front may speak https).
+        self.origins = origins
         self.session_key = hmac.new(secret.encode(), b"wandb-files.web-session", hashlib.sha256).digest()
         self.open_file = open_file
         self.renderer = Renderer()
@@ -167,8 +181,8 @@ class WebPages:
             HTTPException: 403 when either check fails, 413 for a body over 16 KiB, 400 for a form that is not UTF-8.
         """
         origin = request.headers.get("origin")
-        own = f"{request.url.scheme}://{request.url.netloc}"
-        if origin is not None and origin != own:
+        own = {f"{request.url.scheme}://{request.url.netloc}", *self.origins}
+        if origin is not None and origin not in own:
             raise HTTPException(403, "this form was sent from another site")
         body = bytearray()
         async for chunk in request.stream():
@@ -190,13 +204,22 @@ class WebPages:
 
     def viewer(self, request: Request) -> WebViewer | None:
         """The signed-in user, if the session is one and the user's key is still the one signed in with."""
-        uid, fingerprint = request.session.get("uid"), request.session.get("kf")
-        if not isinstance(uid, int) or not isinstance(fingerprint, str):
+        uid, fingerprint, made = (request.session.get(k) for k in ("uid", "kf", "iat"))
+        if not isinstance(uid, int) or not isinstance(fingerprint, str) or not isinstance(made, int):
             return None
         with self.sessions() as session:
-            row = session.execute(select(User.id, User.name, User.api_key_sha256).where(User.id == uid)).first()
-        if row is None or not hmac.compare_digest(_key_fingerprint(self.session_key, row.api_key_sha256), fingerprint):
-            # The key was changed (revoked) since sign-in: this session is over.
+            row = session.execute(
+                select(User.id, User.name, User.api_key_sha256, Setting.value)
+                .outerjoin(Setting, Setting.key == _signed_out_key(uid))
+                .where(User.id == uid)
+            ).first()
+        if (
+            row is None
+            # The key was changed (revoked) since sign-in.
+            or not hmac.compare_digest(_key_fingerprint(self.session_key, row.api_key_sha256), fingerprint)
+            # The user signed out (anywhere) after this session was made.
+            or (row.value is not None and made <= int(row.value))
+        ):
             request.session.clear()
             return None
         return WebViewer(row.id, row.name)
@@ -237,13 +260,19 @@ class WebPages:
             return self.page(request, "signin.html", 401, message="That API key is not valid.")
         request.session.clear()
         request.session.update(
-            uid=found[0], kf=_key_fingerprint(self.session_key, found[1]), csrf=secrets.token_urlsafe(32)
+            uid=found[0],
+            kf=_key_fingerprint(self.session_key, found[1]),
+            iat=time.time_ns(),
+            csrf=secrets.token_urlsafe(32),
         )
         return RedirectResponse(self.root(request) + "/", status_code=303)
 
     async def sign_out(self, request: Request) -> Response:
-        """POST /signout: end the session."""
+        """POST /signout: end this session and every other one the user made before now."""
         await self.form(request)
+        uid = request.session.get("uid")
+        if isinstance(uid, int):
+            await run_in_threadpool(self._record_sign_out, uid)
         request.session.clear()
         return RedirectResponse(self.root(request) + "/", status_code=303)
 
@@ -406,6 +435,14 @@ class WebPages:
 
     # --- helpers -------------------------------------------------------------------------------------
 
+    def _record_sign_out(self, uid: int) -> None:
+        """Sessions of `uid` made until now are over, wherever their cookie is (an upsert: several instances)."""
+        now = str(time.time_ns())
+        with self.sessions() as session, write_transaction(session):
+            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+            stmt = insert(Setting).values(key=_signed_out_key(uid), value=now)
+            session.execute(stmt.on_conflict_do_update(index_elements=[Setting.key], set_={"value": now}))
+
     @staticmethod
     def _cursor(request: Request, kind: str) -> str | None:
         after = request.query_params.get("after")
@@ -438,12 +475,13 @@ def _sorted(entries: list[Entry], sort: str, descending: bool) -> list[Entry]:
     }
     key = keys[sort]
     folders = [e for e in entries if e.file is None]
-    files = sorted((e for e in entries if e.file is not None), key=lambda e: (key(e.file), e.key), reverse=descending)  # type: ignore[arg-type]
-    return folders + files
+    files = [(e.file, e) for e in entries if e.file is not None]
+    files.sort(key=lambda pair: (key(pair[0]), pair[1].key), reverse=descending)
+    return folders + [e for _, e in files]
 
 
 def create_web_app(
-    sessions: sessionmaker[Session], secret: str, open_file: FileOpener, *, https: bool = False
+    sessions: sessionmaker[Session], secret: str, open_file: FileOpener, *, public_url: str | None = None
 ) -> Starlette:
     """The web page as an ASGI app, to be mounted at /web of the server.
 
@@ -452,12 +490,14 @@ def create_web_app(
         secret: The server's secret (shared through the database by every instance); the session cookie's
             signing key is derived from it.
         open_file: Serves a file row's bytes as an attachment (the server's own download path).
-        https: The server is reached over HTTPS (its --public-url): the cookie is then sent only over HTTPS.
+        public_url: The server's --public-url, if any: forms may come from its origin too, and when it is
+            https the cookie is sent only over HTTPS.
 
     Returns:
         The app.
     """
-    pages = WebPages(sessions, secret, open_file)
+    origin = urlsplit(public_url) if public_url else None
+    pages = WebPages(sessions, secret, open_file, (f"{origin.scheme}://{origin.netloc}",) if origin else ())
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -485,7 +525,7 @@ def create_web_app(
                 max_age=SESSION_SECONDS,
                 path=MOUNT,
                 same_site="lax",
-                https_only=https,
+                https_only=origin is not None and origin.scheme == "https",
             ),
         ],
         exception_handlers={HTTPException: http_error},

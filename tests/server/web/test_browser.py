@@ -32,8 +32,14 @@ def sign_in(page: Any, server: LiveServer, key: str) -> None:
     page.wait_for_selector("#entities")
 
 
-def shown_names(page: Any) -> list[str]:
-    return [text.strip() for text in page.locator("#files tr.file td.name, #files tr.folder td a").all_inner_texts()]
+ENTRIES = "#files tr.file td.name, #files tr.folder td a"
+
+
+def expect_names(page: Any, names: list[str]) -> None:
+    """The run page lists exactly `names` (waiting for a navigation under way to finish)."""
+    from playwright.sync_api import expect  # imported here: without playwright the fixtures skip the module
+
+    expect(page.locator(ENTRIES)).to_have_text(names)
 
 
 def test_sign_in_walk_down_filter_download_and_copy(web_server: LiveServer, page: Any, tmp_path: Path) -> None:
@@ -57,21 +63,21 @@ def test_sign_in_walk_down_filter_download_and_copy(web_server: LiveServer, page
     assert "running" in row.inner_text() and row.locator("td.num").inner_text() == "5"
     row.get_by_role("link", name="run-1").click()
     assert page.inner_text("#file-count") == "5"
-    assert shown_names(page) == ["config.yaml", "media/", "model.ckpt"]
+    expect_names(page, ["config.yaml", "media/", "model.ckpt"])
 
     page.get_by_role("link", name="media/").click()
-    assert shown_names(page) == ["../", "images/", "tables/"]
+    expect_names(page, ["../", "images/", "tables/"])
     page.get_by_role("link", name="images/").click()
-    assert shown_names(page) == ["../", "pred_1.png", "pred_2.png"]
+    expect_names(page, ["../", "pred_1.png", "pred_2.png"])
     page.get_by_role("link", name="run-1", exact=True).click()  # the breadcrumb back to the top
 
     page.fill("#pattern", "%.png")
     page.click("#apply-filter")
+    expect_names(page, ["media/images/pred_1.png", "media/images/pred_2.png"])
     assert parse_qs(urlsplit(page.url).query)["pattern"] == ["%.png"]
-    assert shown_names(page) == ["media/images/pred_1.png", "media/images/pred_2.png"]
     page.fill("#pattern", "model.%")
     page.click("#apply-filter")
-    assert shown_names(page) == ["model.ckpt"]
+    expect_names(page, ["model.ckpt"])
 
     with page.expect_download() as started:
         page.locator("#files tr.file", has_text="model.ckpt").locator("a.download").click()
@@ -83,7 +89,7 @@ def test_sign_in_walk_down_filter_download_and_copy(web_server: LiveServer, page
     row = page.locator("#files tr.file", has_text="model.ckpt")
     row.locator("summary").click()
     row.locator("button.copy").click()
-    from playwright.sync_api import expect  # imported here: without playwright the fixtures skip the module
+    from playwright.sync_api import expect
 
     expect(row.locator("button.copy")).to_have_text("copied")
     copied = page.evaluate("navigator.clipboard.readText()")
@@ -131,7 +137,7 @@ def test_hostile_names_run_no_script_and_show_escaped(web_server: LiveServer, pa
     assert '<img src=x onerror="window.__pwned=1">.png' in text  # shown as the text it is
     # Following the links (the folder, the javascript: name's download) runs nothing either.
     page.get_by_role("link", name="<img src=x onerror=window.__pwned=6>/").click()
-    assert shown_names(page) == ["../", "inside.txt"]
+    expect_names(page, ["../", "inside.txt"])
     assert page.evaluate("typeof window.__pwned") == "undefined" and not dialogs
 
 
@@ -181,13 +187,13 @@ def test_a_big_run_opens_at_once_and_pages_by_its_cursor(web_server: LiveServer,
     page.goto(web_server.base_url + "/web/e/admin/big/b5000")
     opened = time.perf_counter() - started
     assert page.inner_text("#file-count") == "5,000"
-    assert shown_names(page) == names[:100]
+    expect_names(page, names[:100])
     assert opened < 5, opened  # one indexed query of 101 rows, whatever the run's size
     page.click("#next-page")
+    expect_names(page, names[100:200])
     assert "after=" in page.url
-    assert shown_names(page) == names[100:200]
     page.click("#next-page")
-    assert shown_names(page) == names[200:300]
+    expect_names(page, names[200:300])
 
 
 @pytest.mark.skipif(os.environ.get("WANDB_FILES_NO_SCREENSHOT") == "1", reason="WANDB_FILES_NO_SCREENSHOT=1")

@@ -15,6 +15,7 @@ import hmac
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -125,13 +126,58 @@ class UrlSigner:
             raise InvalidToken("the signed URL is not valid")
         return payload[0], payload[1]
 
-    def blob_token(self, blob_key: str) -> str:
-        """A token allowing GET of one blob without an API key."""
-        return self._blob.dumps(blob_key)
+    def blob_token(self, blob_key: str, *, size: int, md5: str, mimetype: str, filename: str) -> str:
+        """A token allowing GET of one blob without an API key.
 
-    def read_blob_token(self, token: str) -> str:
-        """The blob key of a valid blob token; raises InvalidToken/ExpiredToken."""
+        It carries what the response needs besides the bytes (size, base64 md5 for the ETag, media type, the
+        file name for Content-Disposition), so serving it needs no database. Blob keys are never reused: a
+        re-uploaded file gets a new key and its old blob is deleted, so the token of a replaced or deleted
+        file finds no blob and answers 404.
+
+        Args:
+            blob_key: The blob the file row points at.
+            size: Its size in bytes.
+            md5: Its base64 MD5 digest.
+            mimetype: The media type to serve it with.
+            filename: The last part of the file's name.
+
+        Returns:
+            The token, for a /blobs/{token} URL.
+        """
+        return self._blob.dumps([blob_key, size, md5, mimetype, filename])
+
+    def read_blob_token(self, token: str) -> BlobRef:
+        """What a valid blob token says about its blob.
+
+        Args:
+            token: The token of a /blobs/{token} URL.
+
+        Returns:
+            The blob's key and, for tokens made since they carry them, its size, md5, media type and file name.
+
+        Raises:
+            InvalidToken: it was tampered with, malformed, or made with another secret.
+            ExpiredToken: it is older than the signed-URL lifetime.
+        """
         payload = self._blob.loads(token, self.ttl_seconds)
-        if not isinstance(payload, str):
+        if isinstance(payload, str):
+            return BlobRef(payload)  # made by a server before tokens carried more than the key
+        if (
+            not isinstance(payload, list)
+            or len(payload) != 5
+            or not all(isinstance(v, str) for v in payload[:1] + payload[2:])
+            or not isinstance(payload[1], int)
+        ):
             raise InvalidToken("the signed URL is not valid")
-        return payload
+        return BlobRef(*payload)
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """A blob as a /blobs token names it. Only `blob_key` is set in tokens of servers before these fields."""
+
+    blob_key: str
+    size: int | None = None
+    md5: str | None = None
+    mimetype: str | None = None
+    filename: str | None = None

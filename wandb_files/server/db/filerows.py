@@ -48,7 +48,12 @@ def find_clashes(session: Session, run_id: int, names: list[str]) -> list[PathCl
     for folder, name in folders.items():
         if folder in wanted:
             clashes.setdefault(name, PathClash(name, folder))
-    existing = set(session.scalars(select(File.name).where(File.run_id == run_id, File.name.in_(folders))))
+    # Top-level names have no folders to look up: no query (a round trip, on PostgreSQL) for them.
+    existing = (
+        set(session.scalars(select(File.name).where(File.run_id == run_id, File.name.in_(folders))))
+        if folders
+        else set()
+    )
     for folder in existing:
         clashes.setdefault(folders[folder], PathClash(folders[folder], folder))
     for name in names:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from ..config import ServerConfig
+from ..config import LOG_FORMAT, ServerConfig
 from ..db.database import create_db_engine, make_session_factory
 from ..db.filerows import clean_abandoned_uploads
 from ..graphql.documents import DocumentCache
@@ -78,27 +79,41 @@ async def _clean_periodically(config: ServerConfig, sessions: sessionmaker[Sessi
             logger.info("removed %d abandoned uploads", removed)
 
 
-def create_app(config: ServerConfig) -> Starlette:
-    """Build the server app over `config` (creating or migrating the database and directories as needed).
+def create_app(config: ServerConfig, *, prepare: bool = True) -> Starlette:
+    """Build the server app over `config`.
 
     Everything a request needs lives in the database and the blob store, so any number of processes
     over the same PostgreSQL database and bucket serve the same data.
+
+    Args:
+        config: The settings.
+        prepare: Do the start-up work first: create the directories, migrate the database, remove stale temp
+            files and abandoned uploads. The workers of `--workers N` leave it to the process that forks them.
+
+    Returns:
+        The ASGI app.
+
+    Raises:
+        ValueError: the blob store or database URL is not one this server can use.
+        RuntimeError: the blob store cannot be used (the message says why).
     """
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    config.tmp_dir.mkdir(exist_ok=True)
-    _remove_stale_temp_files(config.tmp_dir)
+    if prepare:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.tmp_dir.mkdir(exist_ok=True)
+        _remove_stale_temp_files(config.tmp_dir)
     store = open_blob_store(
         config.blob_store,
         local_root=config.blob_dir,
         endpoint_url=config.s3_endpoint_url,
         url_ttl=config.signed_url_ttl,
     )
-    store.check()
-    engine = create_db_engine(config.database)
+    if prepare:
+        store.check()
+    engine = create_db_engine(config.database, migrate=prepare)
     sessions = make_session_factory(engine)
     with sessions() as session:
         secret = load_or_create_secret(session)
-    if store.presigned:
+    if prepare and store.presigned:
         # Upload URLs nobody marked as uploaded long after they expired: their objects are litter.
         removed = clean_abandoned_uploads(sessions, store, older_than_seconds=config.abandoned_upload_seconds)
         if removed:
@@ -144,3 +159,18 @@ def create_app(config: ServerConfig) -> Starlette:
     )
     app.state.server = server
     return app
+
+
+#: Where `wandb-files server --workers N` hands its settings to the worker processes it starts.
+CONFIG_ENV = "WANDB_FILES_SERVER_CONFIG"
+
+
+def worker_app() -> Starlette:
+    """The app of one worker of `--workers N` (an app factory for uvicorn), from the settings in CONFIG_ENV.
+
+    Returns:
+        The ASGI app, over a database the starting process has already migrated.
+    """
+    config = ServerConfig.from_json(os.environ[CONFIG_ENV])
+    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
+    return create_app(config, prepare=False)

@@ -11,8 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..db.users import authenticate
-from ..graphql.context import RequestContext, Viewer
+from ..graphql.context import RequestContext
 from ..graphql.documents import QueryDepthRule
 from ..graphql.errors import UNAUTHENTICATED, error_body, format_error
 from .auth import api_key_from_authorization
@@ -36,12 +35,12 @@ class GraphQLEndpoint(ServerState):
     def execute_graphql(self, api_key: str, body: dict[str, Any], public_url: str) -> tuple[int, dict[str, Any]]:
         """Authenticate and execute one GraphQL request (runs in a worker thread, one session)."""
         with self.sessions() as session:
-            user = authenticate(session, api_key)
-            if user is None:
+            viewer = self.viewer(session, api_key)
+            if viewer is None:
                 return 401, error_body(UNAUTHENTICATED, "the API key is not valid")
             ctx = RequestContext(
                 session=session,
-                viewer=Viewer(id=user.id, name=user.name, admin=user.admin),
+                viewer=viewer,
                 signer=self.signer,
                 store=self.store,
                 public_url=public_url,

@@ -51,7 +51,11 @@ def resolve_file_direct_url(view: FileView, info: Info) -> str:
     ctx = ctx_of(info)
     if isinstance(ctx.store, S3BlobStore):
         return ctx.store.presigned_get(view.file.blob_key, view.file.mimetype)
-    return f"{ctx.public_url}/blobs/{ctx.signer.blob_token(view.file.blob_key)}"
+    file = view.file
+    token = ctx.signer.blob_token(
+        file.blob_key, size=file.size_bytes, md5=file.md5, mimetype=file.mimetype, filename=file.name.rsplit("/", 1)[-1]
+    )
+    return f"{ctx.public_url}/blobs/{token}"
 
 
 @file_type.field("sizeBytes")

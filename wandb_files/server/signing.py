@@ -47,6 +47,10 @@ def load_or_create_secret(session: Session) -> str:
     return session.scalars(select(Setting.value).where(Setting.key == SECRET_SETTING)).one()
 
 
+# json.dumps(payload, separators=(",", ":")) without making an encoder per call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def _b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -69,17 +73,22 @@ class _Purpose:
     """Signs and checks the tokens of one purpose."""
 
     def __init__(self, secret: str, purpose: bytes) -> None:
-        key = hmac.new(secret.encode("utf-8"), purpose, hashlib.sha256).digest()
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._key = hmac.new(secret.encode("utf-8"), purpose, hashlib.sha256).digest()
+        # (second, its base-36 text): the timestamp part of tokens, made once a second (a listing signs a URL
+        # per file). One tuple, so that threads always read a matching pair.
+        self._stamp: tuple[int, str] = (-1, "")
 
     def _signature(self, signed: str) -> str:
-        mac = self._mac.copy()
-        mac.update(signed.encode("ascii"))
-        return _b64encode(mac.digest())
+        # hmac.digest: the one-shot HMAC (OpenSSL's), the same bytes as hmac.new(...).digest().
+        return _b64encode(hmac.digest(self._key, signed.encode("ascii"), "sha256"))
 
     def dumps(self, payload: Any) -> str:
-        body = _b64encode(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
-        signed = f"{body}.{_base36(int(time.time()))}"
+        body = _b64encode(_COMPACT_JSON.encode(payload).encode("utf-8"))
+        now = int(time.time())
+        stamp = self._stamp
+        if stamp[0] != now:
+            stamp = self._stamp = (now, _base36(now))
+        signed = f"{body}.{stamp[1]}"
         return f"{signed}.{self._signature(signed)}"
 
     def loads(self, token: str, max_age: int) -> Any:

@@ -25,6 +25,7 @@ from .db.models import Setting
 
 SECRET_SETTING = "url_signing_secret"
 _UPLOAD_PURPOSE = b"wandb-files.upload"
+_SHA256_BLOCK = 64
 _BLOB_PURPOSE = b"wandb-files.blob"
 # Tokens stamped later than now by more than this (clock skew between processes) are not accepted.
 _MAX_CLOCK_SKEW_SECONDS = 60
@@ -77,14 +78,22 @@ class _Purpose:
     """Signs and checks the tokens of one purpose."""
 
     def __init__(self, secret: str, purpose: bytes) -> None:
-        self._key = hmac.new(secret.encode("utf-8"), purpose, hashlib.sha256).digest()
+        key = hmac.new(secret.encode("utf-8"), purpose, hashlib.sha256).digest()
+        # HMAC-SHA256 (RFC 2104) with the key's two padded blocks hashed once: each signature then copies them.
+        # hmac.digest looks SHA-256 up in OpenSSL 3 at every call, which costs twice the hashing itself.
+        block = key.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         # (second, its base-36 text): the timestamp part of tokens, made once a second (a listing signs a URL
         # per file). One tuple, so that threads always read a matching pair.
         self._stamp: tuple[int, str] = (-1, "")
 
     def _signature(self, signed: str) -> str:
-        # hmac.digest: the one-shot HMAC (OpenSSL's), the same bytes as hmac.new(...).digest().
-        return _b64encode(hmac.digest(self._key, signed.encode("ascii"), "sha256"))
+        inner = self._inner.copy()
+        inner.update(signed.encode("ascii"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return _b64encode(outer.digest())
 
     def dumps(self, payload: Any) -> str:
         body = _b64encode(_COMPACT_JSON.encode(payload).encode("utf-8"))

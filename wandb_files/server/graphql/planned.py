@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, TypeAlias, TypeVar, overload
 
 from graphql import (
@@ -120,17 +121,17 @@ class _Plan:
     def project(self, sources: Sequence[Any], info: _Info) -> list[dict[str, Any]]:
         if not self.columns:
             return [{} for _ in sources]
-        keys = self.keys
         columns = [column(sources, info) for column in self.columns]
-        return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
+        # Every column has one value a source; strict=True would double the cost of this line.
+        return list(map(dict, map(zip, repeat(self.keys), zip(*columns, strict=False))))
 
 
 def _default_column(name: str) -> Callable[[Sequence[Any], _Info], list[Any]]:
     def fetch(sources: Sequence[Any], info: _Info) -> list[Any]:
-        values = [
-            s.get(name) if type(s) is dict else (s.get(name) if isinstance(s, Mapping) else getattr(s, name, None))
-            for s in sources
-        ]
+        if set(map(type, sources)) == {dict}:
+            values = list(map(dict.get, sources, repeat(name)))
+        else:
+            values = [s.get(name) if isinstance(s, Mapping) else getattr(s, name, None) for s in sources]
         if any(map(callable, values)):
             raise _Fallback  # the default resolver would call it
         return values
@@ -155,7 +156,7 @@ def _resolver_column(
         return fetch_with_args
 
     def fetch(sources: Sequence[Any], info: _Info) -> list[Any]:
-        return [resolve(s, info) for s in sources]
+        return list(map(resolve, sources, repeat(info)))
 
     return fetch
 
@@ -185,13 +186,22 @@ def _leaf_completer(leaf_type: GraphQLLeafType, nullable: bool) -> Callable[[lis
     if plain is str or plain is bool:
 
         def complete_plain(values: list[Any]) -> list[Any]:
-            if all(type(v) is plain for v in values):
+            if set(map(type, values)) <= {plain}:
                 return values
             return [complete_one(v) for v in values]
 
         return complete_plain
 
+    coerce = leaf_type.coerce_output_value
+    none_or_undefined = {type(None), type(Undefined)}
+
     def complete(values: list[Any]) -> list[Any]:
+        kinds = set(map(type, values))
+        if plain is None and not kinds & none_or_undefined and not any(issubclass(k, Exception) for k in kinds):
+            # complete_leaf_value is coerce_output_value, refusing a null result
+            completed = list(map(coerce, values))
+            if not set(map(type, completed)) & none_or_undefined:
+                return completed
         return [complete_one(v) for v in values]
 
     return complete
@@ -323,8 +333,11 @@ def _object_column(fetch: _Column, plan: _Plan, nullable: bool) -> _Column:
 
 def _project_objects(plan: _Plan, values: list[Any], nullable: bool, info: _Info) -> list[Any]:
     """Project objects through `plan`; None stays None where the type is nullable."""
-    if any(_is_missing(v) or isinstance(v, Exception) for v in values):
-        if not nullable or any(isinstance(v, Exception) for v in values):
+    kinds = set(map(type, values))
+    if any(issubclass(kind, Exception) for kind in kinds):
+        raise _Fallback
+    if type(None) in kinds or type(Undefined) in kinds:
+        if not nullable:
             raise _Fallback
         present = [v for v in values if not _is_missing(v)]
         projected = iter(plan.project(present, info))

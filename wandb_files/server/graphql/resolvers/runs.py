@@ -11,7 +11,7 @@ from ariadne import MutationType, ObjectType
 from sqlalchemy.exc import IntegrityError
 
 from ...db.database import write_transaction
-from ...db.filerows import files_page_statement
+from ...db.filerows import file_page_rows
 from ...db.models import File, Project, Run, utcnow
 from ...names import InvalidName, validate_run_or_project_name
 from ..context import FileRow, FileView, Info, ctx_of
@@ -119,9 +119,10 @@ def resolve_run_files(
     if pattern is not None:
         _check_like_pattern(pattern)
     after_name = decode_cursor("file", after) if after is not None else None
-    stmt = files_page_statement(run.id, after_name, limit + 1, names=wanted, pattern=pattern)
     # Only the columns the fields read, as plain tuples: ORM objects cost more than the rest of a page.
-    rows = ctx_of(info).session.execute(stmt.with_only_columns(*_FILE_ROW_COLUMNS)).all()
+    rows = file_page_rows(
+        ctx_of(info).session, _FILE_ROW_COLUMNS, run.id, after_name, limit + 1, names=wanted, pattern=pattern
+    )
     prefix = _files_url_prefix(run)
     make_row = FileRow._make
     edges = [

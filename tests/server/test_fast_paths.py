@@ -7,12 +7,14 @@ import hashlib
 import hmac
 import json
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
 from wandb_files.server.graphql.ids import decode_cursor, decode_node_id, encode_cursor, encode_node_id
+from wandb_files.server.graphql.resolvers.common import quote_path
 from wandb_files.server.graphql.resolvers.scalars import serialize_datetime
 from wandb_files.server.signing import _UPLOAD_PURPOSE, UrlSigner, _b64encode, _Purpose
 
@@ -81,3 +83,8 @@ def test_response_bodies_are_starlettes_json(value: object) -> None:
     assert orjson.dumps(value) == json.dumps(
         value, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
     ).encode("utf-8")
+
+
+@given(name=texts | st.text("abcXYZ019_.-~/%+ ", max_size=60))
+def test_file_url_paths_are_quoted_as_quote_does(name: str) -> None:
+    assert quote_path(name) == quote(name, safe="/")

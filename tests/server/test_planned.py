@@ -180,6 +180,8 @@ HANDWRITTEN: list[tuple[str, dict[str, Any]]] = [
     ("""{ project(name: "proj-0") { run(name: "run0") { files(first: -1) { edges { cursor } } } } }""", {}),
     ("""{ project(name: "proj-0") { run(name: "run0") { files(names: [], first: 2) { edges { cursor } } } } }""", {}),
     ("""{ serverInfo { features { name isEnabled } } viewer { __typename id } __typename }""", {}),
+    (graphql.get_introspection_query(descriptions=True), {}),  # lists of introspection objects
+    ("""{ __type(name: "File") { name fields { name type { name kind ofType { name } } args { name } } } }""", {}),
 ]
 
 

@@ -76,6 +76,10 @@ def test_the_listing_is_planned_and_answers_alike(seeded: Seeded) -> None:
     status, _ = seeded.state.execute_graphql(seeded.admin_key, request, "http://x", executor_class=ProbeExecutor)
     assert status == 200
     assert sorted(ProbeExecutor.planned) == ["File", "FileEdge"]
+    # The plan is kept for the next request of this document with these variables: no planning again.
+    ProbeExecutor.planned.clear()
+    seeded.state.execute_graphql(seeded.admin_key, request, "http://x", executor_class=ProbeExecutor)
+    assert ProbeExecutor.planned == []
     answer = same_answer(seeded, request)
     check_json(answer)
     nodes = files_of(answer)

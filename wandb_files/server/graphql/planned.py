@@ -19,6 +19,8 @@ run twice) and may use only `info.context` (they are given the list field's info
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -26,6 +28,8 @@ from typing import Any, TypeAlias, TypeVar, overload
 
 from graphql import (
     Executor,
+    FieldNode,
+    FragmentSpreadNode,
     GraphQLBoolean,
     GraphQLID,
     GraphQLInt,
@@ -36,11 +40,14 @@ from graphql import (
     GraphQLResolveInfo,
     GraphQLString,
     Undefined,
+    VariableNode,
+    Visitor,
     default_field_resolver,
     get_nullable_type,
     is_leaf_type,
     is_non_null_type,
     is_object_type,
+    visit,
 )
 from graphql.execution.collect_fields import FieldDetails
 from graphql.execution.values import get_argument_values
@@ -230,7 +237,7 @@ class PlannedExecutor(Executor[Any]):
             if is_object_type(object_type) and not any(
                 d.name.value == "stream" for fd in field_details_list for d in fd.node.directives or ()
             ):
-                plan = self._plan(object_type, field_details_list)
+                plan = self._shared_plan(object_type, field_details_list)
                 if plan is not None:
                     try:
                         return _project_objects(plan, result, item_nullable, info)
@@ -239,6 +246,46 @@ class PlannedExecutor(Executor[Any]):
                     except Exception:  # noqa: BLE001 - graphql-core's own completion reports it, with its path
                         pass
         return super().complete_list_value(return_type, field_details_list, info, path, result, position_context)
+
+    def _shared_plan(self, object_type: GraphQLObjectType, field_details_list: list[FieldDetails]) -> _Plan | None:
+        """`_plan`, remembered across requests for the same document nodes and the variables they use."""
+        key = self._plan_key(object_type, field_details_list)
+        if key is None:
+            return self._plan(object_type, field_details_list)
+        with _SHARED_LOCK:
+            entry = _SHARED_PLANS.get(key)
+            if entry is not None:
+                _SHARED_PLANS.move_to_end(key)
+                return entry[1]
+        plan = self._plan(object_type, field_details_list)
+        with _SHARED_LOCK:
+            # The nodes are kept with the plan, so that their ids in the key stay theirs while it is cached.
+            _SHARED_PLANS[key] = (tuple(fd.node for fd in field_details_list), plan)
+            while len(_SHARED_PLANS) > SHARED_PLANS:
+                _SHARED_PLANS.popitem(last=False)
+        return plan
+
+    def _plan_key(self, object_type: GraphQLObjectType, field_details_list: list[FieldDetails]) -> Any:
+        """What a plan depends on: the schema and resolvers, the field nodes (of a cached document) and the
+        values of the variables used under them; None when it cannot be told (then nothing is shared)."""
+        if any(fd.fragment_variable_values is not None or fd.defer_usage is not None for fd in field_details_list):
+            return None
+        nodes = tuple(fd.node for fd in field_details_list)
+        names = _variables_under(nodes, self.fragments)
+        coerced = self.variable_values.coerced
+        key = (
+            self.schema,
+            object_type,
+            tuple(map(id, nodes)),
+            self.field_resolver,
+            self.middleware_manager is None,
+            tuple((name, coerced.get(name, Undefined)) for name in names),
+        )
+        try:
+            hash(key)
+        except TypeError:  # a list or input object variable
+            return None
+        return key
 
     def _plan(self, object_type: GraphQLObjectType, field_details_list: list[FieldDetails]) -> _Plan | None:
         """The plan of `object_type`'s selection in these fields, or None where it is not plannable."""
@@ -308,6 +355,44 @@ class PlannedExecutor(Executor[Any]):
                 raise _Fallback  # lists and abstract types: the ordinary way
             keys.append(response_key)
         return _Plan(tuple(keys), tuple(columns))
+
+
+# Plans shared across requests (see PlannedExecutor._shared_plan), least recently used first.
+SHARED_PLANS = 256
+_SHARED_PLANS: OrderedDict[Any, tuple[tuple[FieldNode, ...], _Plan | None]] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+# The variables used under field nodes (following fragment spreads), by the nodes' ids.
+_VARIABLES: dict[tuple[int, ...], tuple[tuple[FieldNode, ...], tuple[str, ...]]] = {}
+
+
+def _variables_under(nodes: tuple[FieldNode, ...], fragments: Mapping[str, Any]) -> tuple[str, ...]:
+    """The names of the variables the selections under `nodes` use, in arguments and directives, sorted."""
+    key = tuple(map(id, nodes))
+    with _SHARED_LOCK:
+        known = _VARIABLES.get(key)
+    if known is not None and all(a is b for a, b in zip(known[0], nodes, strict=True)):
+        return known[1]
+    names: set[str] = set()
+    seen: set[str] = set()
+
+    class Collect(Visitor):
+        def enter_variable(self, node: VariableNode, *_: Any) -> None:
+            names.add(node.name.value)
+
+        def enter_fragment_spread(self, node: FragmentSpreadNode, *_: Any) -> None:
+            name = node.name.value
+            if name not in seen and name in fragments:
+                seen.add(name)
+                visit(fragments[name].definition, self)
+
+    for node in nodes:
+        visit(node, Collect())
+    found = tuple(sorted(names))
+    with _SHARED_LOCK:
+        if len(_VARIABLES) >= 4 * SHARED_PLANS:
+            _VARIABLES.clear()
+        _VARIABLES[key] = (nodes, found)
+    return found
 
 
 def _constant_column(value: str) -> _Column:

@@ -32,11 +32,17 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture(autouse=True)
-def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Parts of 1 MiB from 2 MiB on, so that files of a few MiB make many parts."""
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Parts of 1 MiB from 2 MiB on, so that files of a few MiB make many parts; every test gives back the
+    connections it took from the process's budget."""
     monkeypatch.setattr(ranges, "THRESHOLD", 2 * MiB)
     monkeypatch.setattr(ranges, "PART_SIZE", 1 * MiB)
     monkeypatch.setattr(ranges, "PARTS_AT_ONCE", 8)
+    yield
+    deadline = time.monotonic() + 5
+    while ranges._BUDGET._used and time.monotonic() < deadline:  # a part stopped by cancel may take a moment
+        time.sleep(0.01)
+    assert ranges._BUDGET._used == 0
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +99,30 @@ def test_parts_beat_a_per_connection_cap(live_server: LiveServer, big_run: tuple
     assert elapsed < len(data) / (4 * MiB) / 2, elapsed  # at least twice one stream's speed (about 5x here)
 
 
+def test_a_bulk_download_of_big_and_small_files_shares_the_budget(
+    live_server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ranges, "EXTRA_STREAMS", 5)
+    api = client_through(live_server.base_url, live_server.api_key)
+    contents = {f"big_{i}.bin": os.urandom(4 * MiB + i) for i in range(4)}
+    contents.update({f"small_{i}.txt": os.urandom(1000) for i in range(10)})
+    run = run_with_files(api, tmp_path, contents, "ranges")
+    most = [0]
+    real_take = ranges._BUDGET.take
+
+    def take() -> bool:
+        taken = real_take()
+        most[0] = max(most[0], ranges._BUDGET._used)
+        return taken
+
+    monkeypatch.setattr(ranges._BUDGET, "take", take)
+    paths = run.files().download(root=tmp_path / "out", max_workers=8, progress=False)
+    assert len(paths) == len(contents)
+    assert {p.name: p.read_bytes() for p in paths} == contents
+    assert most[0] == 5  # the extra connections of all four big files together
+    assert not temp_files(tmp_path / "out")
+
+
 def test_a_server_that_ignores_range_gets_one_clean_stream(tmp_path: Path) -> None:
     data = os.urandom(5 * MiB + 3)
     client = GraphQLClient("http://127.0.0.1:9", "k" * 40, retry=FAST_RETRY)  # the key stays at that origin
@@ -123,6 +153,37 @@ def test_a_remote_that_changes_mid_file_starts_over_cleanly(tmp_path: Path, list
             assert hashlib.md5(target.read_bytes()).digest() == hashlib.md5(new).digest()
         assert 200 in server.statuses  # If-Range caught the change
     assert not temp_files(tmp_path)
+
+
+def test_a_reupload_on_our_server_mid_download_is_never_mixed_in(
+    live_server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our server answers If-Range with the ETag of the old version by a 200: the parts stop, and the listed
+    md5 (the old one) no longer matches the remote: an IntegrityError, nothing under the final name."""
+    monkeypatch.setattr(ranges, "PARTS_AT_ONCE", 2)  # parts 3 to 8 are asked for after the re-upload
+    api = client_through(live_server.base_url, live_server.api_key)
+    old, new = os.urandom(8 * MiB), os.urandom(8 * MiB)
+    run = run_with_files(api, tmp_path, {"w.bin": old}, "ranges")
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "w.bin").write_bytes(new)
+    reuploaded = threading.Event()
+
+    def progress(n: int) -> None:  # after the first MiB, in another thread: a new version of the file
+        if n > 0 and not reuploaded.is_set():
+            reuploaded.set()
+            threading.Thread(
+                target=run.upload_file, args=(str(tmp_path / "new" / "w.bin"),), kwargs={"root": str(tmp_path / "new")}
+            ).start()
+
+    with FaultProxy(live_server.base_url, bytes_per_second=2 * MiB) as proxy:
+        file = client_through(proxy.url, live_server.api_key).run("/".join(run.path)).file("w.bin")
+        target = tmp_path / "out" / "w.bin"
+        with pytest.raises(IntegrityError, match="changed on the server since it was listed"):
+            transfer.download(
+                file.client, file.url, target, name="w.bin", size=file.size, md5=file.md5, progress=progress
+            )
+    assert not target.exists() and not temp_files(tmp_path / "out")
+    assert run.file("w.bin").md5 == md5_b64(new)
 
 
 def test_a_server_without_etag_or_md5_goes_as_one_stream(tmp_path: Path) -> None:
@@ -185,7 +246,6 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
 def test_kill_9_mid_download_then_a_rerun_fetches_only_the_unfinished_parts(
     live_server: LiveServer, big_run: tuple, tmp_path: Path
 ) -> None:
@@ -219,6 +279,51 @@ def test_kill_9_mid_download_then_a_rerun_fetches_only_the_unfinished_parts(
     assert 12 not in done
     assert target.read_bytes() == data
     assert not temp_files(tmp_path)
+
+
+SIGINT_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import wandb_files
+    from wandb_files.transfer import ranges
+
+    base_url, key, path, root = sys.argv[1:5]
+    ranges.THRESHOLD, ranges.PART_SIZE, ranges.PARTS_AT_ONCE = 2 << 20, 1 << 20, 4
+    file = wandb_files.Api(api_key=key, base_url=base_url).run(path).file("model.ckpt")
+    try:
+        file.download(root=root)
+    except KeyboardInterrupt:
+        print(time.monotonic(), flush=True)
+        sys.exit(130)
+    """
+)
+
+
+def test_ctrl_c_stops_file_download_within_a_second_and_the_finished_parts_stay(
+    live_server: LiveServer, big_run: tuple, tmp_path: Path
+) -> None:
+    run, data = big_run
+    part = transfer.part_path(tmp_path / "model.ckpt")
+    with FaultProxy(live_server.base_url, bytes_per_second=1 * MiB) as proxy:
+        child = subprocess.Popen(
+            [sys.executable, "-c", SIGINT_CHILD, proxy.url, live_server.api_key, "/".join(run.path), str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while len((ranges._load_state(part) or ranges._State(0, None, 1)).done) < 2:
+            assert time.monotonic() < deadline and child.poll() is None, child.communicate()
+            time.sleep(0.01)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    assert float(out) - sent < 1.0  # clocks of one machine: CLOCK_MONOTONIC is system-wide
+    state = ranges._load_state(part)
+    assert state is not None and 2 <= len(state.done) < 13
+    run.file("model.ckpt").download(root=str(tmp_path)).close()
+    assert (tmp_path / "model.ckpt").read_bytes() == data and not temp_files(tmp_path)
 
 
 def test_the_resume_state_survives_its_round_trip() -> None:

@@ -223,12 +223,18 @@ def main() -> None:
                 log(f"curl, one stream: {curl:.2f}s ({args.mib / curl:.1f} MiB/s)")
                 sdk, delta = bench.sdk(name, md5, proxy_url)
                 log(f"File.download in parts: {sdk:.2f}s ({args.mib / sdk:.1f} MiB/s), peak RSS +{delta:.1f} MiB")
-                print()
-                print(
-                    f"{args.mib} MiB, {args.cap_mib:g} MiB/s a connection: File.download {args.mib / sdk:.1f} MiB/s, "
+                one, one_delta = bench.sdk(name, md5, proxy_url, threshold=1 << 50, repeats=1)
+                log(
+                    f"File.download, one stream: {one:.2f}s ({args.mib / one:.1f} MiB/s), peak RSS +{one_delta:.1f} MiB"
                 )
-                print(f"curl {args.mib / curl:.1f} MiB/s: ratio {curl / sdk:.2f} x curl's throughput (goal >= 3.5)")
-                print(f"File.download's peak RSS over its baseline: {delta:.1f} MiB (the file: {args.mib} MiB)")
+                print()
+                print(f"{args.mib} MiB, each connection capped at {args.cap_mib:g} MiB/s:")
+                print(f"  curl, one stream       {args.mib / curl:7.1f} MiB/s")
+                print(f"  File.download, parts   {args.mib / sdk:7.1f} MiB/s")
+                print(f"  ratio                  {curl / sdk:7.2f} x curl's throughput (goal >= 3.5)")
+                print(
+                    f"  File.download's peak RSS over its baseline: {delta:.1f} MiB ({one_delta:.1f} MiB in one stream)"
+                )
                 if args.sweep:
                     sweep(bench, server, proxy_url, args, tmp)
             finally:
@@ -238,7 +244,7 @@ def main() -> None:
 
 def sweep(bench: Bench, server: BackgroundServer, proxy_url: str, args: argparse.Namespace, tmp: Path) -> None:
     never = 1 << 50
-    print("\nsize MiB | via        | one stream s | parts s | ratio")
+    print("\nsize MiB | via        | one stream s | parts s | ratio | RSS delta MiB: one stream, parts")
     for mib in (8, 16, 32, 64, 512):
         name = f"sweep-{mib}.bin"
         md5 = seed(server, name, mib, proxy_url, tmp)
@@ -246,9 +252,13 @@ def sweep(bench: Bench, server: BackgroundServer, proxy_url: str, args: argparse
             if via == "cap" and mib > 128:
                 continue  # 20 s a stream, no news
             direct = via != "cap"
-            single, _ = bench.sdk(name, md5, proxy_url, threshold=never, repeats=2, direct=direct)
-            parts, _ = bench.sdk(name, md5, proxy_url, threshold=1, repeats=2, direct=direct)
-            print(f"{mib:8} | {via:10} | {single:12.2f} | {parts:7.2f} | {single / parts:5.2f}", flush=True)
+            single, single_rss = bench.sdk(name, md5, proxy_url, threshold=never, repeats=2, direct=direct)
+            parts, parts_rss = bench.sdk(name, md5, proxy_url, threshold=1, repeats=2, direct=direct)
+            print(
+                f"{mib:8} | {via:10} | {single:12.2f} | {parts:7.2f} | {single / parts:5.2f} | "
+                f"{single_rss:5.1f}, {parts_rss:5.1f}",
+                flush=True,
+            )
     name = f"big-{args.mib}.bin"
     md5 = md5_of_remote(server, name)
     print("\npart MiB | at once | via      | seconds | peak RSS delta MiB")

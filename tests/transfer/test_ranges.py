@@ -22,7 +22,7 @@ from tests.support import FAST_RETRY, LiveServer, md5_b64, run_with_files
 from tests.support.services import S3Service, s3_server, s3_service
 from tests.support.static_http import StaticServer
 from wandb_files import transfer
-from wandb_files.errors import IntegrityError
+from wandb_files.errors import IntegrityError, NotFoundError
 from wandb_files.graphql import GraphQLClient
 from wandb_files.testing import FaultProxy
 from wandb_files.transfer import ranges
@@ -324,6 +324,16 @@ def test_ctrl_c_stops_file_download_within_a_second_and_the_finished_parts_stay(
     assert state is not None and 2 <= len(state.done) < 13
     run.file("model.ckpt").download(root=str(tmp_path)).close()
     assert (tmp_path / "model.ckpt").read_bytes() == data and not temp_files(tmp_path)
+
+
+def test_a_refused_big_file_leaves_no_temp_file(live_server: LiveServer, big_run: tuple, tmp_path: Path) -> None:
+    run, data = big_run
+    file = run.file("model.ckpt")
+    with pytest.raises(NotFoundError):
+        transfer.download(
+            file.client, file.url + "-gone", tmp_path / "x.bin", name="x.bin", size=len(data), md5=file.md5
+        )
+    assert not temp_files(tmp_path)
 
 
 def test_the_resume_state_survives_its_round_trip() -> None:

@@ -332,8 +332,6 @@ class _Attempt:
 
     def run(self) -> tuple[str, BaseException | None]:
         r = self.r
-        if os.fstat(r.fd).st_size != r.size:
-            _allocate(r.fd, r.size)
         pending = [i for i in range(r.count) if self.written[i] < r._span(i)[1] + 1 - r._span(i)[0]]
         try:
             if pending:
@@ -343,6 +341,12 @@ class _Attempt:
                     return _RESTART, self._restart_error(exc)
                 if first is None:
                     return _FALLBACK, None
+                if os.fstat(r.fd).st_size != r.size:  # only now: a refused file (404, 401) leaves no big temp file
+                    try:
+                        _allocate(r.fd, r.size)
+                    except BaseException:
+                        self._close(first)
+                        raise
                 self.queue.extend(pending[1:])
                 self._start_stream(pending[0], first, extra=False)
                 self._top_up()

@@ -6,8 +6,8 @@ import pytest
 from graphql import GraphQLError, specified_rules
 
 from tests.support import RUN_FILES, Client
-from wandb_files.server.documents import MAX_QUERY_DEPTH, DocumentCache, QueryDepthRule
-from wandb_files.server.resolvers import build_schema
+from wandb_files.server.graphql.documents import MAX_QUERY_DEPTH, DocumentCache, QueryDepthRule
+from wandb_files.server.graphql.schema import build_schema
 
 SCHEMA = build_schema()
 RULES = (*specified_rules, QueryDepthRule)

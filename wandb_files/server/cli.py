@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from .config import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_SIGNED_URL_TTL, DEFAULT_UPLOAD_CLEANUP_INTERVAL, ServerConfig
-from .database import create_db_engine, make_session_factory
-from .users import UserError, create_user, ensure_admin
+from .db.database import create_db_engine, make_session_factory
+from .db.users import UserError, create_user, ensure_admin
 
 _LOG_LEVELS = click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False)
 _data_dir_option = click.option(
@@ -112,7 +112,7 @@ def server_command(
     """Run the W&B-compatible file server in the foreground."""
     import uvicorn
 
-    from .app import create_app
+    from .http.app import create_app
 
     config = ServerConfig(
         data_dir=data_dir,

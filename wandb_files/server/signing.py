@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .models import Setting
+from .db.models import Setting
 
 SECRET_SETTING = "url_signing_secret"
 _UPLOAD_PURPOSE = b"wandb-files.upload"

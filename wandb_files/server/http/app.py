@@ -1,0 +1,142 @@
+"""The Starlette application: GraphQL endpoint, upload and download routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..config import ServerConfig
+from ..db.database import create_db_engine, make_session_factory
+from ..db.filerows import clean_abandoned_uploads
+from ..graphql.documents import DocumentCache
+from ..graphql.schema import build_schema
+from ..signing import UrlSigner, load_or_create_secret
+from ..storage import BlobStore, open_blob_store
+from .downloads import Downloads
+from .graphql_endpoint import GraphQLEndpoint
+from .state import _json_error
+from .uploads import Uploads
+
+logger = logging.getLogger("wandb_files.server")
+
+STALE_TEMP_SECONDS = 24 * 3600
+
+
+class _Server(GraphQLEndpoint, Uploads, Downloads):
+    """The state shared by all requests of one app, with the routes that use it."""
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = {404: "not found", 405: "method not allowed"}.get(status, "error")
+    return _json_error(status, message)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return _json_error(500, "internal server error")
+
+
+def _remove_stale_temp_files(tmp_dir: Path) -> None:
+    # Other server processes may be writing here right now, so only clearly abandoned files go.
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for path in tmp_dir.iterdir():
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+
+
+async def _clean_periodically(config: ServerConfig, sessions: sessionmaker[Session], store: BlobStore) -> None:
+    """Every `upload_cleanup_interval` seconds, remove abandoned presigned uploads (in a worker thread);
+    several instances may do so at once. Runs until cancelled; a failed sweep is logged and retried."""
+    while True:
+        await asyncio.sleep(config.upload_cleanup_interval)
+        try:
+            removed = await anyio.to_thread.run_sync(
+                clean_abandoned_uploads, sessions, store, config.abandoned_upload_seconds
+            )
+        except Exception as exc:  # noqa: BLE001 - the database or bucket may be back at the next sweep
+            logger.warning("removing abandoned uploads failed: %s", exc)
+            continue
+        if removed:
+            logger.info("removed %d abandoned uploads", removed)
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    """Build the server app over `config` (creating or migrating the database and directories as needed).
+
+    Everything a request needs lives in the database and the blob store, so any number of processes
+    over the same PostgreSQL database and bucket serve the same data.
+    """
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.tmp_dir.mkdir(exist_ok=True)
+    _remove_stale_temp_files(config.tmp_dir)
+    store = open_blob_store(
+        config.blob_store,
+        local_root=config.blob_dir,
+        endpoint_url=config.s3_endpoint_url,
+        url_ttl=config.signed_url_ttl,
+    )
+    store.check()
+    engine = create_db_engine(config.database)
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        secret = load_or_create_secret(session)
+    if store.presigned:
+        # Upload URLs nobody marked as uploaded long after they expired: their objects are litter.
+        removed = clean_abandoned_uploads(sessions, store, older_than_seconds=config.abandoned_upload_seconds)
+        if removed:
+            logger.info("removed %d abandoned uploads", removed)
+    server = _Server(
+        config=config,
+        engine=engine,
+        sessions=sessions,
+        signer=UrlSigner(secret, config.signed_url_ttl),
+        store=store,
+        schema=build_schema(),
+        documents=DocumentCache(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # A server that runs for weeks must not wait for its next restart to drop abandoned uploads.
+        cleaner = asyncio.create_task(_clean_periodically(config, sessions, store)) if store.presigned else None
+        try:
+            yield
+        finally:
+            if cleaner is not None:
+                # A sweep under way finishes its batch first (worker threads are not abandoned).
+                cleaner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cleaner
+            engine.dispose()
+
+    routes = [
+        Route("/healthz", _healthz, methods=["GET"]),
+        Route("/graphql", server.graphql, methods=["POST"]),
+        Route("/uploads/{token}", server.upload, methods=["PUT"]),
+        Route("/files/{entity}/{project}/{run}/{path:path}", server.download, methods=["GET", "HEAD"]),
+        Route("/blobs/{token}", server.direct, methods=["GET", "HEAD"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.server = server
+    return app

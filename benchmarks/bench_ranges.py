@@ -9,7 +9,10 @@ connection); every URL the server hands out goes through it. Seeds one --mib MiB
 
   a. curl -o over the file's `url` through the proxy: one connection;
   b. run.file(name).download(root) through the proxy, in a child process under GNU time (its peak RSS), and
-     the same child doing everything but the download (its baseline RSS): the delta is what the download held.
+     the same child doing everything but the download (its baseline RSS): the delta is what the download held;
+     then the same in one stream (THRESHOLD raised out of reach), once;
+  c. parts against one stream straight from the server, without the proxy (no cap): what parts cost where a
+     single connection is not limited.
 
 Both outputs are checked against the server's md5. It prints the throughput ratio b / a and the RSS delta.
 
@@ -227,6 +230,9 @@ def main() -> None:
                 log(
                     f"File.download, one stream: {one:.2f}s ({args.mib / one:.1f} MiB/s), peak RSS +{one_delta:.1f} MiB"
                 )
+                free_one, _ = bench.sdk(name, md5, proxy_url, threshold=1 << 50, direct=True)
+                free_parts, _ = bench.sdk(name, md5, proxy_url, direct=True)
+                log(f"no proxy, no cap: one stream {free_one:.2f}s, parts {free_parts:.2f}s")
                 print()
                 print(f"{args.mib} MiB, each connection capped at {args.cap_mib:g} MiB/s:")
                 print(f"  curl, one stream       {args.mib / curl:7.1f} MiB/s")
@@ -235,6 +241,7 @@ def main() -> None:
                 print(
                     f"  File.download's peak RSS over its baseline: {delta:.1f} MiB ({one_delta:.1f} MiB in one stream)"
                 )
+                print(f"straight from the server, no cap: parts take {free_parts / free_one:.2f} x one stream's time")
                 if args.sweep:
                     sweep(bench, server, proxy_url, args, tmp)
             finally:

@@ -337,8 +337,8 @@ class FaultProxy:
                 changed[flip_at - sent] ^= 0xFF
                 chunk = bytes(changed)
             sent += len(chunk)
+            count("body_bytes", len(chunk))  # before it is sent: a client that has the bytes finds them counted
             await response.write(chunk)
-            count("body_bytes", len(chunk))
 
     async def _cut(
         self, request: web.BaseRequest, response: web.StreamResponse, upstream: ClientResponse, fault: str

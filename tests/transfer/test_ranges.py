@@ -24,6 +24,7 @@ from tests.support.static_http import StaticServer
 from wandb_files import transfer
 from wandb_files.errors import IntegrityError, NotFoundError
 from wandb_files.graphql import GraphQLClient
+from wandb_files.retry import RetryPolicy
 from wandb_files.testing import FaultProxy
 from wandb_files.transfer import ranges
 from wandb_files.transfer.runner import Cancel, Cancelled
@@ -120,6 +121,21 @@ def test_a_bulk_download_of_big_and_small_files_shares_the_budget(
     assert len(paths) == len(contents)
     assert {p.name: p.read_bytes() for p in paths} == contents
     assert most[0] == 5  # the extra connections of all four big files together
+    assert not temp_files(tmp_path / "out")
+
+
+def test_faulty_parts_are_retried_and_the_file_comes_whole(live_server: LiveServer, tmp_path: Path) -> None:
+    """A third of the answers faulted (5xx, 429, resets, truncated and flipped bodies, slow starts): each
+    part resumes where it broke; a flipped byte fails the md5, and the whole file starts over."""
+    api = client_through(live_server.base_url, live_server.api_key)
+    data = os.urandom(6 * MiB + 5)
+    run = run_with_files(api, tmp_path, {"f.bin": data}, "ranges")
+    with FaultProxy(live_server.base_url, fault_rate=0.33, seed=3, slow_seconds=0.3, paths=("/files/",)) as proxy:
+        file = client_through(proxy.url, live_server.api_key).run("/".join(run.path)).file("f.bin")
+        file.client.retry = RetryPolicy(max_attempts=12, backoff_base=0.01, backoff_max=0.05, total_timeout=60)
+        file.download(root=str(tmp_path / "out")).close()
+        assert proxy.stats["faults"] >= 3
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
     assert not temp_files(tmp_path / "out")
 
 

@@ -79,6 +79,8 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _POLL_SECONDS = 0.05
 #: How long a stopping download waits for its parts to leave (one blocked on a silent server may not).
 _STOP_GRACE_SECONDS = 0.5
+#: Parts write at offsets (os.pwrite, os.pread): POSIX only; elsewhere every file goes as one stream.
+_POSITIONAL_IO = hasattr(os, "pwrite") and hasattr(os, "pread")
 
 
 def state_path(part: Path) -> Path:
@@ -230,7 +232,8 @@ def download_parts(
 
     Returns:
         `target` once it holds the verified bytes; None when the file goes as a single stream instead (it
-        is too small, its size is unknown, or the server does not answer parts), with the temp file emptied
+        is too small, its size is unknown, the server does not answer parts, or the platform has no
+        positional writes), with the temp file emptied
         of anything the parts left in it.
 
     Raises:
@@ -239,7 +242,7 @@ def download_parts(
         APIError: the server refused a part (401, 403, 404, …) or kept failing.
         Cancelled: `cancel` was set.
     """
-    if size is None or size < max(THRESHOLD, 1) or PART_SIZE < 1:
+    if size is None or size < max(THRESHOLD, 1) or PART_SIZE < 1 or not _POSITIONAL_IO:
         if os.fstat(fd).st_size:  # a temp file left by parts of a version of another size
             discard_state(part)
         return None

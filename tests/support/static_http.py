@@ -22,6 +22,8 @@ class StaticServer:
         then: Bytes to serve instead once `change_after` GET requests were answered (a new version).
         change_after: How many GETs see `data` before `then` replaces it.
         send_etag: Whether answers carry an ETag at all.
+        token_uses: If set, ``url`` answers 302 to ``file.bin?token=N`` (as our server in S3 mode redirects to
+            a presigned URL), and each token is good for this many GETs, then answers 403 (it expired).
 
     Attributes:
         url: ``http://127.0.0.1:port/file.bin``.
@@ -37,12 +39,16 @@ class StaticServer:
         then: bytes | None = None,
         change_after: int | None = None,
         send_etag: bool = True,
+        token_uses: int | None = None,
     ) -> None:
         self.data = data
         self.ranges = ranges
         self.then = then
         self.change_after = change_after
         self.send_etag = send_etag
+        self.token_uses = token_uses
+        self.tokens: dict[str, int] = {}  # token -> GETs it answered
+        self.redirects = 0
         self.statuses: list[int] = []
         self.ranges_asked: list[str | None] = []
         self.body_bytes = 0
@@ -61,7 +67,7 @@ class StaticServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/file.bin"
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/" + ("start" if token_uses else "file.bin")
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 
@@ -73,6 +79,28 @@ class StaticServer:
             return self.data
 
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
+        if self.token_uses is not None:
+            if handler.path == "/start":
+                with self._lock:
+                    self.redirects += 1
+                    token = str(self.redirects)
+                    self.tokens[token] = 0
+                handler.send_response(302)
+                handler.send_header("Location", f"/file.bin?token={token}")
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
+            token = handler.path.partition("?token=")[2]
+            with self._lock:
+                uses = self.tokens.get(token)
+                expired = uses is None or uses >= self.token_uses
+                if not expired:
+                    self.tokens[token] += 1
+            if expired:
+                handler.send_response(403)
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
         data = self._current()
         etag = f'"{hashlib.md5(data).hexdigest()}"'
         asked = handler.headers.get("Range")

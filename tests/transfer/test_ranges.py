@@ -151,6 +151,18 @@ def test_a_server_that_ignores_range_gets_one_clean_stream(tmp_path: Path) -> No
     assert not temp_files(tmp_path)
 
 
+def test_an_expired_presigned_url_is_replaced_by_following_url_again(tmp_path: Path) -> None:
+    """`url` redirects to a URL good for 4 GETs: the parts go there, and when it answers 403 `url` is followed
+    again for a fresh one."""
+    data = os.urandom(10 * MiB)
+    client = GraphQLClient("http://127.0.0.1:9", "k" * 40, retry=FAST_RETRY)
+    with StaticServer(data, token_uses=4) as server:
+        transfer.download(client, server.url, tmp_path / "f", name="f", size=len(data), md5=md5_b64(data))
+        assert server.redirects >= 3  # 10 parts, 4 a URL
+        assert server.statuses.count(206) == 10  # statuses counts answered GETs of the file, 403s excluded
+    assert (tmp_path / "f").read_bytes() == data
+
+
 @pytest.mark.parametrize("listed_md5", [False, True])
 def test_a_remote_that_changes_mid_file_starts_over_cleanly(tmp_path: Path, listed_md5: bool) -> None:
     """After 3 answers the server holds new bytes: the next parts' If-Range no longer matches (200). Never a

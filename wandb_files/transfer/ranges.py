@@ -528,7 +528,7 @@ class _Attempt:
             try:
                 response = self._get(r.url, start, end, self.state.etag if resumed else None, backoff)
                 try:
-                    self._check_status(response)
+                    self._check_status(response, r.url)
                     if response.status_code != 206:
                         if resumed:  # If-Range said the parts we have are of another version
                             raise _Restart(None)
@@ -566,8 +566,9 @@ class _Attempt:
             response.raw.close()
             response.close()
 
-    def _check_status(self, response: HTTPResponse) -> None:
-        """Raise what an answer that is no part calls for (see the module's docstring)."""
+    def _check_status(self, response: HTTPResponse, asked: str) -> None:
+        """Raise what an answer that is no part calls for (see the module's docstring); `asked` is the URL
+        the request went to."""
         status = response.status_code
         if status in RETRYABLE_STATUS:
             retry_after = parse_retry_after(response.headers)
@@ -577,7 +578,7 @@ class _Attempt:
                 raise Retryable(exc, retry_after) from None
         if status == 416:
             raise _Restart("the remote file is shorter than it was")
-        if status == 403 and self.part_url != self.r.url:
+        if status == 403 and asked != self.r.url:
             self.part_url = self.r.url  # an expired presigned URL: follow `url` again for a fresh one
             raise Retryable(PermissionDeniedError(f"{self.r.name}: HTTP 403", status_code=403))
         raise_for_status(response, self.r.name)
@@ -602,14 +603,16 @@ class _Attempt:
             start = first + self.written[i]
             if start > last:
                 return
+            asked = r.url  # the first part's answer comes from the probe, which asks `url` itself
             try:
                 self._check()
                 if response is None:
-                    response = self._get(self.part_url, start, last, self.state.etag, backoff)
-                    if isinstance(response, requests.Response) and response.url:
+                    asked = self.part_url
+                    response = self._get(asked, start, last, self.state.etag, backoff)
+                    if isinstance(response, requests.Response) and response.url != asked:
                         self.part_url = response.url  # `url` followed again (an expired presigned URL)
                 with response, r.cancel.reading(response), self.stop.reading(response):
-                    self._check_status(response)
+                    self._check_status(response, asked)
                     if response.status_code != 206:
                         raise _Restart("the server answered a part with the whole file: it changed mid-file")
                     etag = response.headers.get("ETag")

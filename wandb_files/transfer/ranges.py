@@ -79,6 +79,8 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _POLL_SECONDS = 0.05
 #: How long a stopping download waits for its parts to leave (one blocked on a silent server may not).
 _STOP_GRACE_SECONDS = 0.5
+#: The most the calling thread hashes before it looks at Ctrl-C and the budget again (a resumed prefix may be big).
+_HASH_STEP = 64 * 1024 * 1024
 #: Parts write at offsets (os.pwrite, os.pread): POSIX only; elsewhere every file goes as one stream.
 _POSITIONAL_IO = hasattr(os, "pwrite") and hasattr(os, "pread")
 
@@ -354,11 +356,12 @@ class _Attempt:
                 self._start_stream(pending[0], first, extra=False)
                 self._top_up()
                 while True:
-                    self._hash()
+                    behind = self._hash(_HASH_STEP)
                     with self.cond:
                         if not self.streams:
                             break
-                        self.cond.wait(_POLL_SECONDS)
+                        if not behind:
+                            self.cond.wait(_POLL_SECONDS)
                     if r.cancel.is_set():
                         self.stop.set()
                     if not self.stop.is_set():
@@ -424,15 +427,19 @@ class _Attempt:
             self.head += 1
         return r.size
 
-    def _hash(self) -> None:
-        """md5 the bytes that joined the prefix on disk since the last call (read back from the page cache)."""
+    def _hash(self, step: int | None = None) -> bool:
+        """md5 the bytes that joined the prefix on disk since the last call (read back from the page cache),
+        at most `step` of them; returns whether some are left."""
         frontier = self._frontier()
+        if step is not None:
+            frontier = min(frontier, self.hashed + step)
         while self.hashed < frontier:
             chunk = os.pread(self.r.fd, min(CHUNK_SIZE, frontier - self.hashed), self.hashed)
             if not chunk:
                 break  # the temp file was cut under us: the size check below says so
             self.hasher.update(chunk)
             self.hashed += len(chunk)
+        return self.hashed < self._frontier()
 
     # --- connections ---------------------------------------------------------------------------------
 
@@ -482,9 +489,6 @@ class _Attempt:
                 self.error = self.error or exc
             self.stop.set()
         finally:
-            if response is not None:
-                with contextlib.suppress(Exception):
-                    response.raw.close()
             if extra:
                 _BUDGET.give()
             with self.cond:

@@ -40,7 +40,10 @@ Examples:
 
 \b
 Without an admin key (--api-key or WANDB_FILES_API_KEY), the first start generates
-one and prints it once.""",
+one and prints it once.
+
+\b
+The web page: open http://HOST:PORT/ in a browser and sign in with an API key.""",
 )
 @click.option("--host", envvar="WANDB_FILES_HOST", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", envvar="WANDB_FILES_PORT", default=8080, show_default=True, type=click.IntRange(0, 65535))

@@ -141,13 +141,33 @@ def clean_abandoned_uploads(
 
 
 def files_page_statement(
-    run_id: int, after_name: str | None, limit: int, *, names: list[str] | None = None, pattern: str | None = None
+    run_id: int,
+    after_name: str | None,
+    limit: int,
+    *,
+    names: list[str] | None = None,
+    pattern: str | None = None,
+    before_name: str | None = None,
 ) -> Select[File]:
     """One page of a run's files: WHERE run_id = ? AND name > ? ORDER BY name LIMIT ?, which walks the unique
-    (run_id, name) index from the cursor on, so page 2,000 costs what page 1 does (never OFFSET)."""
+    (run_id, name) index from the cursor on, so page 2,000 costs what page 1 does (never OFFSET).
+
+    Args:
+        run_id: The run's row id.
+        after_name: Only names after this one (the previous page's last), or None.
+        limit: At most this many rows.
+        names: Only these names (None or empty: no such filter).
+        pattern: Only names matching this SQL LIKE pattern (backslash escapes), or None.
+        before_name: Only names before this one (where a folder's range of the index ends), or None.
+
+    Returns:
+        The SELECT of `File` rows.
+    """
     stmt = select(File).where(File.run_id == run_id)
     if after_name is not None:
         stmt = stmt.where(File.name > after_name)
+    if before_name is not None:
+        stmt = stmt.where(File.name < before_name)
     if names:
         stmt = stmt.where(File.name.in_(set(names)))
     if pattern is not None:

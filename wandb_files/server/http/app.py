@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
 
 from ..config import ServerConfig
 from ..db.database import create_db_engine, make_session_factory
@@ -24,6 +24,7 @@ from ..graphql.documents import DocumentCache
 from ..graphql.schema import build_schema
 from ..signing import UrlSigner, load_or_create_secret
 from ..storage import BlobStore, open_blob_store
+from ..web import MOUNT, create_web_app
 from .downloads import Downloads
 from .graphql_endpoint import GraphQLEndpoint
 from .state import _json_error
@@ -132,6 +133,9 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/uploads/{token}", server.upload, methods=["PUT"]),
         Route("/files/{entity}/{project}/{run}/{path:path}", server.download, methods=["GET", "HEAD"]),
         Route("/blobs/{token}", server.direct, methods=["GET", "HEAD"]),
+        # The web page (wandb_files.server.web), at /web; / is its home.
+        Route("/", lambda request: RedirectResponse(MOUNT + "/", status_code=307), methods=["GET", "HEAD"]),
+        Mount(MOUNT, create_web_app(sessions, secret, server.open_attachment, public_url=config.public_url)),
     ]
     app = Starlette(
         routes=routes,

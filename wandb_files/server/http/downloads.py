@@ -17,9 +17,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from ..db import access
 from ..db.models import Entity, File, Project, Run, User
 from ..db.users import authenticate, hash_api_key
 from ..storage import LocalBlobStore, S3BlobStore
+from ..web.pages import attachment_disposition
 from .auth import api_key_from_authorization
 from .state import ServerState, _HttpError, _json_error
 
@@ -119,15 +121,7 @@ class Downloads(ServerState):
         if user is None:
             raise _HttpError(401, "an API key is missing or not valid")
         # Another user's entity answers as a missing one does: nothing can be probed for existence.
-        entity_row = session.scalar(select(Entity).where(Entity.name == entity, Entity.owner_id == user.id))
-        if entity_row is None:
-            raise _HttpError(404, "no such file")
-        file = session.scalar(
-            select(File)
-            .join(Run, File.run_id == Run.id)
-            .join(Project, Run.project_id == Project.id)
-            .where(Project.entity_id == entity_row.id, Project.name == project, Run.name == run, File.name == name)
-        )
+        file = access.owned_file(session, user.id, entity, project, run, name)
         if file is None:
             raise _HttpError(404, "no such file")
         return file
@@ -142,6 +136,18 @@ class Downloads(ServerState):
                 return row
         with self.sessions() as session:
             return self._find_file(session, api_key, entity, project, run, name)
+
+    def open_attachment(self, file: File) -> Response | None:
+        """The web page's download of `file`: its bytes as an attachment (with S3, a redirect to a presigned
+        GET that says the same), or None if the blob is gone (replaced or deleted since the lookup)."""
+        disposition = attachment_disposition(file.name)
+        if isinstance(self.store, S3BlobStore):
+            url = self.store.presigned_get(file.blob_key, file.mimetype, disposition=disposition)
+            return RedirectResponse(url, status_code=302)
+        response = self._open_blob(file)
+        if response is not None:
+            response.headers["content-disposition"] = disposition
+        return response
 
     def _redirect(self, file: _StoredFile) -> Response:
         """S3 mode: 302 to a presigned GET of the file's object; the bytes never pass through here."""

@@ -159,9 +159,14 @@ class S3BlobStore(BlobStore):
             digest.update(chunk)
         return base64.b64encode(digest.digest()).decode()
 
-    def presigned_get(self, key: str, mimetype: str | None = None, *, now: datetime | None = None) -> str:
-        """A presigned GET URL of the object, valid for url_ttl seconds."""
+    def presigned_get(
+        self, key: str, mimetype: str | None = None, *, disposition: str | None = None, now: datetime | None = None
+    ) -> str:
+        """A presigned GET URL of the object, valid for url_ttl seconds; S3 answers it with `mimetype` as its
+        Content-Type and `disposition` (when given) as its Content-Disposition."""
         extra = {"response-content-type": mimetype} if mimetype else {}
+        if disposition:
+            extra["response-content-disposition"] = disposition
         return self._presigner.url("GET", self.object_key(key), extra, now)
 
     def presigned_put(

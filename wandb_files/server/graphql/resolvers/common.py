@@ -6,8 +6,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import select
-
+from ...db import access
 from ...db.models import Entity, Project, Run
 from ...names import InvalidName, validate_file_name
 from ..context import FileView, RequestContext
@@ -47,18 +46,18 @@ def _entity_for(ctx: RequestContext, entity_name: str | None) -> Entity:
     Another user's entity gets the very answer a missing one gets, so names cannot be probed for existence.
     """
     name = entity_name or ctx.viewer.name
-    entity = ctx.session.scalar(select(Entity).where(Entity.name == name, Entity.owner_id == ctx.viewer.id))
+    entity = access.owned_entity(ctx.session, ctx.viewer.id, name)
     if entity is None:
         raise entity_not_found(name)
     return entity
 
 
 def _project(ctx: RequestContext, entity: Entity, name: str) -> Project | None:
-    return ctx.session.scalar(select(Project).where(Project.entity_id == entity.id, Project.name == name))
+    return access.project_named(ctx.session, entity.id, name)
 
 
 def _run(ctx: RequestContext, project: Project, name: str) -> Run | None:
-    return ctx.session.scalar(select(Run).where(Run.project_id == project.id, Run.name == name))
+    return access.run_named(ctx.session, project.id, name)
 
 
 def _json_object_text(value: object, field: str) -> str:
@@ -87,11 +86,9 @@ def _check_filters(filters: str | None) -> None:
 
 
 def _check_like_pattern(pattern: str) -> None:
-    escaped = False
-    for ch in pattern:
-        escaped = not escaped and ch == "\\"
-    if escaped:
-        raise bad_input("`pattern` ends with an unpaired backslash")
+    problem = access.like_pattern_problem(pattern)
+    if problem is not None:
+        raise bad_input(problem)
 
 
 def _files_url_prefix(run: Run) -> str:

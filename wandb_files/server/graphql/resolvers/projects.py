@@ -8,6 +8,7 @@ from typing import Any
 from ariadne import ObjectType
 from sqlalchemy import func, select
 
+from ...db import access
 from ...db.models import Project, Run, User
 from ..context import Info, ctx_of
 from ..errors import bad_input
@@ -92,13 +93,12 @@ def resolve_project_runs(
         newest_first = False
     else:
         raise bad_input(f"`order` {order!r} is not supported; use -createdAt or +createdAt")
-    stmt = select(Run).where(Run.project_id == project.id)
+    after_id = None
     if after is not None:
         raw = decode_cursor("run", after)
         if not raw.isdigit():
             raise bad_input("invalid cursor")
-        stmt = stmt.where(Run.id < int(raw) if newest_first else Run.id > int(raw))
-    stmt = stmt.order_by(Run.id.desc() if newest_first else Run.id.asc()).limit(limit + 1)
-    runs = list(ctx_of(info).session.scalars(stmt))
+        after_id = int(raw)
+    runs = access.runs_page(ctx_of(info).session, project.id, after_id, limit + 1, newest_first=newest_first)
     edges = [{"node": r, "cursor": encode_cursor("run", str(r.id))} for r in runs[:limit]]
     return _connection(edges, has_next=len(runs) > limit)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ariadne import QueryType
-from sqlalchemy import select
 
+from ...db import access
 from ...db.models import Project
 from ..context import Info, Viewer, ctx_of
 from ..ids import decode_cursor, encode_cursor
@@ -38,10 +38,8 @@ def resolve_models(
     ctx = ctx_of(info)
     entity = _entity_for(ctx, entityName)
     limit = _page_size(first)
-    stmt = select(Project).where(Project.entity_id == entity.id)
-    if after is not None:
-        stmt = stmt.where(Project.name > decode_cursor("project", after))
-    projects = list(ctx.session.scalars(stmt.order_by(Project.name).limit(limit + 1)))
+    after_name = decode_cursor("project", after) if after is not None else None
+    projects = access.projects_page(ctx.session, entity.id, after_name, limit + 1)
     edges = [{"node": p, "cursor": encode_cursor("project", p.name)} for p in projects[:limit]]
     return _connection(edges, has_next=len(projects) > limit)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ariadne import ObjectType
-from sqlalchemy import select
 
+from ...db import access
 from ...db.models import Entity, User
 from ..context import Info, Viewer, ctx_of
 from ..ids import encode_cursor, encode_node_id
@@ -51,10 +51,7 @@ def resolve_user_api_keys(user: Viewer | User, info: Info) -> dict[str, Any]:
 @user_type.field("teams")
 def resolve_user_teams(user: Viewer | User, info: Info, first: int | None = None) -> dict[str, Any]:
     """The entities the user owns."""
-    stmt = select(Entity).where(Entity.owner_id == user.id).order_by(Entity.name)
-    if first is not None:
-        stmt = stmt.limit(_page_size(first))
-    entities = ctx_of(info).session.scalars(stmt).all()
+    entities = access.viewer_entities(ctx_of(info).session, user.id, _page_size(first) if first is not None else None)
     return {"edges": [{"node": e, "cursor": encode_cursor("entity", e.name)} for e in entities]}
 
 

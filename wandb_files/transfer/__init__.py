@@ -18,8 +18,8 @@ Download discipline (the same for `File.download`, bulk downloads and the CLI):
 - the API key goes only to the server's own origin (`GraphQLClient.auth_for`).
 
 The rooms: `paths` (where a file may go), `hashing` (md5 and ETags), `locks` (claiming temp files),
-`runner` (the thread pool, progress bar, cancellation and failure aggregation of bulk calls), `downloads`,
-`ranges` (big files in parallel parts) and `uploads`.
+`runner` (the thread pool, progress bar, cancellation and failure aggregation of bulk calls), `downloads`
+and `uploads`.
 """
 
 from __future__ import annotations

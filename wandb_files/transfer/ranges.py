@@ -49,6 +49,7 @@ from wandb_files.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
 from wandb_files.transfer.hashing import CHUNK_SIZE, md5_base64, md5_matches, remote_changed
 from wandb_files.transfer.runner import (
     BROKEN_CONNECTION,
+    DEFAULT_MAX_WORKERS,
     Cancel,
     Cancelled,
     ProgressCallback,
@@ -248,7 +249,11 @@ def download_parts(
         if os.fstat(fd).st_size:  # a temp file left by parts of a version of another size
             discard_state(part)
         return None
-    client.ensure_pool(default_max_workers() + EXTRA_STREAMS)
+    try:
+        workers = default_max_workers()
+    except ValueError:  # a bad WANDB_FILES_MAX_WORKERS is the bulk calls' to report, not one download's
+        workers = DEFAULT_MAX_WORKERS
+    client.ensure_pool(workers + EXTRA_STREAMS)  # room for a bulk call's workers and every extra connection
     return _Ranged(client, url, target, part, fd, name, size, md5, progress, cancel).run()
 
 

@@ -364,6 +364,28 @@ def test_a_refused_big_file_leaves_no_temp_file(live_server: LiveServer, big_run
     assert not temp_files(tmp_path)
 
 
+def test_a_symbolic_link_planted_where_the_state_goes_is_never_followed(
+    live_server: LiveServer, big_run: tuple, tmp_path: Path
+) -> None:
+    run, data = big_run
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    target = tmp_path / "out" / "model.ckpt"
+    target.parent.mkdir()
+    state = ranges.state_path(transfer.part_path(target))
+    state.symlink_to(victim)
+    run.file("model.ckpt").download(root=str(tmp_path / "out")).close()
+    assert target.read_bytes() == data
+    assert victim.read_text() == "precious" and not state.exists() and not state.is_symlink()
+
+    new = state.with_name(state.name.replace(".ranges.", ".ranges-new."))
+    new.symlink_to(victim)
+    target.unlink()
+    with pytest.raises(ValueError, match="symbolic link"):
+        run.file("model.ckpt").download(root=str(tmp_path / "out")).close()
+    assert victim.read_text() == "precious" and not target.exists()
+
+
 def test_the_resume_state_survives_its_round_trip() -> None:
     state = ranges._State(100 * MiB, "abc", MiB, '"e"', {0, 1, 2, 3, 7, 9, 10})
     text = state.to_json()

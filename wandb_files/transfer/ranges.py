@@ -91,10 +91,17 @@ def state_path(part: Path) -> Path:
     return part.with_name(part.name.removesuffix(_SUFFIX) + ".ranges" + _SUFFIX)
 
 
+def _new_state_path(part: Path) -> Path:
+    """Where the next state is written before it replaces the current one."""
+    path = state_path(part)
+    return path.with_name(path.name.removesuffix(_SUFFIX) + "-new" + _SUFFIX)
+
+
 def discard_state(part: Path) -> None:
     """Remove the resume state of `part`, if any (call it while holding the claim on `part`)."""
-    with contextlib.suppress(FileNotFoundError):
-        state_path(part).unlink()
+    for path in (state_path(part), _new_state_path(part)):  # a kill -9 may have left a new one unrenamed
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 @dataclass
@@ -147,8 +154,7 @@ def _load_state(part: Path) -> _State | None:
 
 
 def _save_state(part: Path, state: _State) -> None:
-    path = state_path(part)
-    new = path.with_name(path.name.removesuffix(_SUFFIX) + "-new" + _SUFFIX)
+    path, new = state_path(part), _new_state_path(part)
     try:
         fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | _CLOEXEC, 0o644)
     except OSError:
@@ -566,7 +572,11 @@ class _Attempt:
                 self.part_url = response.url  # where a redirect landed: the later parts go straight there
             if etag != self.state.etag or not self.state.done:
                 self.state.etag = etag
-                _save_state(r.part, self.state)
+                try:
+                    _save_state(r.part, self.state)
+                except BaseException:
+                    self._close(response)
+                    raise
             return response
 
     @staticmethod

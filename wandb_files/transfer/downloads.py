@@ -323,7 +323,7 @@ def download_many(
     from wandb_files.transfer.curl import download_engine
 
     bandwidth = check_max_bandwidth(max_bandwidth)
-    refused = list(refused)
+    refused = refused if isinstance(refused, list) else list(refused)  # the caller's list may grow meanwhile
     if isinstance(jobs, Sequence):
         dupes = sorted(str(target) for target, n in Counter(job.target for job in jobs).items() if n > 1)
         if dupes:

@@ -9,11 +9,12 @@ import math
 import os
 import queue
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import requests
 import urllib3
@@ -140,7 +141,7 @@ class Throttle:
         rate: Bytes per second.
     """
 
-    BURST_SECONDS = 0.2
+    BURST_SECONDS = 0.05
 
     def __init__(self, rate: float) -> None:
         self.rate = float(rate)
@@ -344,6 +345,30 @@ class _ThreadPool(Generic[J, R]):
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt(*, force: bool = False) -> Iterator[None]:
+    """While inside, SIGTERM stops a bulk call the way Ctrl-C does: promptly, keeping what can be resumed.
+
+    Only in the main thread (where Python runs signal handlers), and, unless `force`, only where SIGTERM
+    still has its default action: a program with a handler of its own keeps it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if not force and signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 _END = object()
 
 
@@ -371,6 +396,7 @@ def run_parallel(
     """
     workers = check_max_workers(max_workers)
     client.ensure_pool(workers)
+    paced = verb == "download"  # a download is paced by its progress, chunk by chunk; an upload by its reader
     lock = threading.Lock()
     cancel = Cancel(max_bandwidth=max_bandwidth, concurrency=workers)
     done = submitted = 0
@@ -394,7 +420,8 @@ def run_parallel(
         def advance(n: int) -> None:
             with lock:
                 bar.update(n)
-            cancel.pace(n)
+            if paced:
+                cancel.pace(n)
 
         def run(job: J) -> R:
             return work(job, advance, cancel)
@@ -443,18 +470,10 @@ def run_parallel(
                 bar.set_postfix(files=f"{done}/{submitted}", refresh=False)
 
         feeder = threading.Thread(target=feed, name="wandb-files-feed", daemon=True)
-        fed = False
         try:
-            feeder.start()
-            while True:
-                item = finished.get()
-                if item is _END:
-                    fed = True
-                else:
-                    collect(item)  # type: ignore[arg-type]
-                with lock:
-                    if fed and not names:
-                        break
+            with sigterm_as_interrupt():
+                feeder.start()
+                _wait_for_all(finished, collect, lambda: bool(names), lock)
         except KeyboardInterrupt:
             cancel.set()
             pool.shutdown(wait=False, cancel_futures=True)
@@ -483,3 +502,19 @@ def run_parallel(
         failures.sort(key=lambda item: item[0])
         raise (DownloadError if verb == "download" else UploadError)(failures, succeeded)
     return succeeded
+
+
+def _wait_for_all(
+    finished: queue.SimpleQueue[Any], collect: Callable[[Any], None], pending: Callable[[], bool], lock: threading.Lock
+) -> None:
+    """Collect finished futures until the jobs have all been read and every one of them has finished."""
+    fed = False
+    while True:
+        item = finished.get()
+        if item is _END:
+            fed = True
+        else:
+            collect(item)
+        with lock:
+            if fed and not pending():
+                return

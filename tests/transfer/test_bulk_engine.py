@@ -329,3 +329,45 @@ def test_the_bar_and_the_summaries_count_in_the_same_units() -> None:
         number, unit = human_size(n).split()
         assert (text[-1] if text[-1] in "kMGT" else "") + "B" == unit, (text, unit)
         assert abs(float(text.rstrip("kMGT")) - float(number)) < 0.06 * float(number), (text, number)
+
+
+# --- crashes --------------------------------------------------------------------------------------------
+
+KILLED_CHILD = """
+import sys
+import wandb_files
+base_url, key, path, root = sys.argv[1:5]
+wandb_files.Api(api_key=key, base_url=base_url).run(path).files().download(root=root, max_workers=4, progress=False)
+"""
+
+
+def test_kill_9_mid_download_on_either_engine_leaves_no_wrong_file_and_a_rerun_completes(
+    engine: str, api: wandb_files.Api, live_server: LiveServer, tmp_path: Path, unique: str
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from wandb_files.testing import FaultProxy
+
+    contents = random_files(16, 300_000)
+    run = _run(api, tmp_path, contents, f"kill{unique}")
+    root = tmp_path / "out"
+    with FaultProxy(live_server.base_url, bytes_per_second=600_000) as proxy:
+        child = subprocess.Popen(
+            [sys.executable, "-c", KILLED_CHILD, proxy.url, live_server.api_key, "/".join(run.path), str(root)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while not (root.exists() and any(p.name.startswith("f_") for p in root.iterdir())):
+            assert time.monotonic() < deadline and child.poll() is None, child.communicate()
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=30)
+    finals = [p for p in root.iterdir() if p.name.startswith("f_")]
+    assert 0 < len(finals) < len(contents)
+    assert all(p.read_bytes() == contents[p.name] for p in finals)  # never a partial file under a final name
+    run.files().download(root, progress=False)
+    assert all((root / n).read_bytes() == d for n, d in contents.items())
+    assert not list(root.glob(".*.part"))

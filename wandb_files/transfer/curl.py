@@ -10,18 +10,21 @@ connection, bytes that disagree) goes to the pure-Python `download` of that file
 written and has the retries, the backoff and the typed errors: the two engines cannot differ in what they raise.
 
 ``WANDB_FILES_ENGINE`` chooses: ``auto`` (the default: this engine when pycurl is installed), ``curl`` (fail if
-pycurl is missing) or ``python``.
+pycurl is missing) or ``python``. A session with proxies, TLS settings or client certificates of its own, and
+URLs that go through a proxy (``HTTPS_PROXY`` and the like), stay with requests, which knows what they mean.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import hashlib
 import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from wandb_files.formatting import safe_name
 from wandb_files.transfer.hashing import md5_matches
-from wandb_files.transfer.locks import _open_part, _same_file, release_if_empty
+from wandb_files.transfer.locks import release_if_empty
 from wandb_files.transfer.paths import local_copy_matches, make_parent, part_path
 from wandb_files.transfer.runner import Cancel, Cancelled, PoolFactory, ProgressCallback
 
@@ -42,9 +45,13 @@ if os.name != "nt":
 
 log = logging.getLogger(__name__)
 
+_EXCLUSIVE = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
 ENGINES = ("auto", "curl", "python")
 #: libcurl's receive buffer: fewer, larger writes into Python (libcurl accepts up to 10 MiB).
 BUFFER_SIZE = 1 << 20
+#: Bytes wait in memory at most this long before they are written to the temp file.
+FLUSH_SECONDS = 0.2
 #: How long one turn of the loop waits for sockets (and so how soon it sees a new job or a cancellation).
 SELECT_SECONDS = 0.05
 
@@ -84,6 +91,9 @@ def download_engine(client: GraphQLClient) -> PoolFactory[DownloadJob, Path] | N
         if choice == "curl":
             raise ImportError("WANDB_FILES_ENGINE=curl needs pycurl: pip install 'wandb-files[curl]'")
         return None
+    session = client.session
+    if session.proxies or session.verify is not True or session.cert is not None:
+        return None  # a session set up by hand (proxies, TLS): only requests knows what it means
 
     def factory(
         workers: int, fallback: Callable[[DownloadJob], Path], advance: ProgressCallback, cancel: Cancel
@@ -96,7 +106,7 @@ def download_engine(client: GraphQLClient) -> PoolFactory[DownloadJob, Path] | N
 class _Transfer:
     """One download in flight on a curl handle."""
 
-    __slots__ = ("advance", "fd", "future", "job", "md5", "part", "received")
+    __slots__ = ("advance", "buffered", "fd", "flush_by", "future", "job", "md5", "part", "pending", "received")
 
     def __init__(self, job: DownloadJob, future: Future[Path], fd: int, part: Path, advance: ProgressCallback) -> None:
         self.job = job
@@ -106,6 +116,17 @@ class _Transfer:
         self.advance = advance
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.received = 0
+        self.buffered: list[bytes] = []
+        self.pending = 0
+        self.flush_by = 0.0
+
+    def flush(self) -> None:
+        """Write what arrived since the last flush into the temp file."""
+        if self.buffered:
+            if os.writev(self.fd, self.buffered) != self.pending:  # short on a regular file: the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.buffered.clear()
+            self.pending = 0
 
 
 class CurlPool:
@@ -142,6 +163,7 @@ class CurlPool:
         self._multi = pycurl.CurlMulti()
         self._idle: list[Any] = []
         self._active: dict[Any, _Transfer] = {}
+        self._folders: set[Path] = set()  # folders made (or found) for earlier files of the call
         self._headers = [f"User-Agent: {_text(client.session.headers.get('User-Agent', 'wandb-files'))}"]
         self._auth = f"Authorization: {_text(client._basic)}"
         self._ca = _ca_bundle()
@@ -226,26 +248,33 @@ class CurlPool:
 
     def _start(self, job: DownloadJob, future: Future[Path]) -> bool:
         """Begin `job` on a handle; False when it was settled (or handed to the fallback) at once."""
+        if self._client._fast_pool(job.url) is None:  # a proxy for that origin: requests' business
+            self._hand_over(job, future)
+            return False
+        part = part_path(job.target)
         try:
-            make_parent(job.target, job.name)
-            part = part_path(job.target)
-            fd = _open_part(part)
-        except Exception as exc:  # noqa: BLE001 - the job's own failure, as download() would raise it
+            if job.target.parent not in self._folders:
+                make_parent(job.target, job.name)
+                self._folders.add(job.target.parent)
+            # A temp file of our own making: nobody else's to resume, and nobody holds it yet.
+            fd = os.open(part, _EXCLUSIVE, 0o644)
+        except FileExistsError:  # a temp file to resume, or one another process holds: the Python path
+            self._hand_over(job, future)
+            return False
+        except Exception:  # noqa: BLE001 - the job's own failure, as download() would raise it
+            if part.is_symlink():
+                exc = ValueError(f"refusing to write through the symbolic link {str(part)!r}")
             future.set_exception(exc)
             return False
-        claimed = False
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            claimed = _same_file(fd, part) and os.fstat(fd).st_size == 0
-        except BlockingIOError:
-            pass
-        except BaseException:
-            os.close(fd)
-            raise
-        if not claimed:  # another process holds it, or there is a temp file to resume: the Python path
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a process that opened it meanwhile waits for us
+        except BlockingIOError:  # or it got there first
             os.close(fd)
             self._hand_over(job, future)
             return False
+        except BaseException:
+            os.close(fd)
+            raise
         try:
             if local_copy_matches(job.target, job.size, job.md5):
                 log.debug("%s: the local copy already holds these bytes", safe_name(job.name))
@@ -288,9 +317,15 @@ class CurlPool:
         # The status is not known here (pycurl refuses getinfo while perform runs): the body is written as it
         # comes and a status other than 200 empties the temp file when the transfer ends.
         try:
-            os.write(transfer.fd, chunk)
             transfer.md5.update(chunk)
             transfer.received += len(chunk)
+            if not transfer.buffered:
+                transfer.flush_by = time.monotonic() + FLUSH_SECONDS
+            transfer.buffered.append(chunk)
+            transfer.pending += len(chunk)
+            # A fast small file is one write; a big or slow one reaches its temp file as it comes (for a resume).
+            if transfer.pending >= BUFFER_SIZE or time.monotonic() >= transfer.flush_by:
+                transfer.flush()
             transfer.advance(len(chunk))  # may wait (the bandwidth limit) or raise Cancelled
         except BaseException:  # noqa: BLE001 - a full disk or a stop: the Python path raises it as it should
             return 0
@@ -311,6 +346,10 @@ class CurlPool:
         status = handle.getinfo(self._pycurl.RESPONSE_CODE)
         job = transfer.job
         self._forget(transfer)
+        try:
+            transfer.flush()
+        except OSError as exc:  # a full disk: the Python path raises it as it should
+            failure = failure or f"writing the temp file failed ({exc})"
         if status:
             self._cancel.answered(status)
         problem = failure or (_integrity_problem(transfer, job) if status == 200 else f"HTTP {status}")
@@ -359,6 +398,8 @@ class CurlPool:
         """Ctrl-C: drop every transfer, keeping what its temp file holds; queued jobs never start."""
         for transfer in list(self._active.values()):
             self._forget(transfer)
+            with contextlib.suppress(OSError):
+                transfer.flush()  # what arrived is kept for the resume
             release_if_empty(transfer.fd, transfer.part)
             os.close(transfer.fd)
             _fail(transfer.future, Cancelled())

@@ -3,10 +3,11 @@
 Python threads cost CPU for every small file (a request through urllib3, a thread switch for every chunk under the
 GIL); libcurl drives all connections from one thread, so a bulk download of small files spends a fraction of that
 (``benchmarks/bench_transfer.py``). The discipline is the same as the pure-Python path's, and the common case is
-the only one handled here: a fresh download whose answer is a 200 with the expected bytes. The file is claimed
-(``locks``), written to its temp file, hashed as it arrives, checked for size and md5 and renamed into place.
-Anything else (a temp file to resume, a claim held by another process, a redirect, any other status, a broken
-connection, bytes that disagree) goes to the pure-Python `download` of that file, which resumes what was
+the only one handled here: a fresh download of a file under 8 MiB whose answer is a 200 with the expected bytes.
+The file is claimed (``locks``), written to its temp file, hashed as it arrives, checked for size and md5 and
+renamed into place.
+Anything else (a bigger file, a temp file to resume, a claim held by another process, a redirect, any other
+status, a broken connection, bytes that disagree) goes to the pure-Python `download` of that file, which resumes what was
 written and has the retries, the backoff and the typed errors: the two engines cannot differ in what they raise.
 
 ``WANDB_FILES_ENGINE`` chooses: ``auto`` (the default: this engine when pycurl is installed), ``curl`` (fail if
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wandb_files.formatting import safe_name
-from wandb_files.transfer.hashing import md5_matches
+from wandb_files.transfer.hashing import BACKGROUND_HASH_BYTES, md5_matches
 from wandb_files.transfer.locks import release_if_empty
 from wandb_files.transfer.paths import local_copy_matches, make_parent, part_path
 from wandb_files.transfer.runner import Cancel, Cancelled, PoolFactory, ProgressCallback
@@ -50,6 +51,8 @@ _EXCLUSIVE = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) |
 ENGINES = ("auto", "curl", "python")
 #: libcurl's receive buffer: fewer, larger writes into Python (libcurl accepts up to 10 MiB).
 BUFFER_SIZE = 1 << 20
+#: Files this big go to the Python path: the per-file overhead this engine saves is nothing beside their bytes.
+PYTHON_PATH_BYTES = BACKGROUND_HASH_BYTES
 #: Bytes wait in memory at most this long before they are written to the temp file.
 FLUSH_SECONDS = 0.2
 #: How long one turn of the loop waits for sockets (and so how soon it sees a new job or a cancellation).
@@ -248,7 +251,9 @@ class CurlPool:
 
     def _start(self, job: DownloadJob, future: Future[Path]) -> bool:
         """Begin `job` on a handle; False when it was settled (or handed to the fallback) at once."""
-        if self._client._fast_pool(job.url) is None:  # a proxy for that origin: requests' business
+        if (job.size or 0) >= PYTHON_PATH_BYTES or self._client._fast_pool(job.url) is None:
+            # A big file gains nothing here (its cost is its bytes) and has the Python path's background md5 and
+            # ranged parts; a proxy for that origin is requests' business.
             self._hand_over(job, future)
             return False
         part = part_path(job.target)

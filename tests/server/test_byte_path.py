@@ -148,3 +148,30 @@ def test_workers_serve_and_shut_down_gracefully(tmp_path: Path) -> None:
         assert log.count("Running upgrade  -> 0001") == 1
     finally:
         stop_server(server)
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """SIGKILL to the parent (BackgroundServer's last resort) must not leave workers serving the port."""
+    server = start_server(tmp_path / "data", "o" * 40, "--workers", "2")
+    try:
+        assert server.process is not None
+        parent = server.process.pid
+        workers = [int(p) for p in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+        assert len(workers) >= 2
+        server.process.kill()
+        server.process.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while any(Path(f"/proc/{w}").exists() and "Z" not in _state(w) for w in workers):
+            assert time.monotonic() < deadline, "workers outlived their parent"
+            time.sleep(0.2)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{server.base_url}/healthz", timeout=2)
+    finally:
+        stop_server(server)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -81,6 +82,23 @@ async def _clean_periodically(config: ServerConfig, sessions: sessionmaker[Sessi
             logger.info("removed %d abandoned uploads", removed)
 
 
+# Young-generation collections once per this many net allocations (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc_for_serving() -> None:
+    """Make the cyclic garbage collector cheap for a serving process (called as it starts serving).
+
+    A page of 1,000 files allocates some 10,000 short-lived containers, which at CPython's default thresholds
+    sets off dozens of collections a page, each scanning what survived before. What exists at startup
+    (modules, the schema, the app) is frozen out of every collection, and young collections are rarer (cycles
+    are still collected, a little later).
+    """
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 def create_app(config: ServerConfig, *, prepare: bool = True) -> Starlette:
     """Build the server app over `config`.
 
@@ -132,6 +150,7 @@ def create_app(config: ServerConfig, *, prepare: bool = True) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tune_gc_for_serving()
         # A server that runs for weeks must not wait for its next restart to drop abandoned uploads.
         cleaner = asyncio.create_task(_clean_periodically(config, sessions, store)) if store.presigned else None
         try:

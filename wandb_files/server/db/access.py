@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, contains_eager, lazyload
 
 from .filerows import files_page_statement
 from .models import Entity, File, Project, Run
@@ -116,7 +116,12 @@ _OWNED_PROJECT = (
         Entity.name == bindparam("entity"), Entity.owner_id == bindparam("owner_id"), Project.name == bindparam("name")
     )
 )
-_RUN_NAMED = select(Run).where(Run.project_id == bindparam("project_id"), Run.name == bindparam("name"))
+# The run's project is the one the caller holds (in the session already): taken from there, not joined again.
+_RUN_NAMED = (
+    select(Run)
+    .options(lazyload(Run.project))
+    .where(Run.project_id == bindparam("project_id"), Run.name == bindparam("name"))
+)
 
 
 def owned_run(session: Session, viewer_id: int, entity: str, project: str, run: str) -> Run | None:

@@ -107,7 +107,7 @@ def bench(backend: str, n_files: int, per_page: int, postgres_url: str | None) -
         started = time.perf_counter()
         seed(database_url or data_dir / "wandb-files.db", n_files, api_key)
         seeded = time.perf_counter() - started
-        with BackgroundServer(data_dir, api_key=api_key, database_url=database_url) as server:
+        with BackgroundServer(data_dir, api_key=api_key, database_url=database_url, workers=None) as server:
             out = subprocess.run(
                 [sys.executable, "-c", CLIENT, server.base_url, api_key, str(per_page)],
                 capture_output=True,

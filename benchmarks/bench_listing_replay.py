@@ -165,7 +165,8 @@ def floor_ratios(n_files: int, per_pages: list[int], repeat: int, extra_args: li
         data_dir = tmp / "data"
         data_dir.mkdir()
         seed(data_dir / "wandb-files.db", n_files, api_key)
-        with BackgroundServer(data_dir, api_key=api_key, extra_args=extra_args) as server:
+        # workers=None: the server's default, as a user runs it.
+        with BackgroundServer(data_dir, api_key=api_key, workers=None, extra_args=extra_args) as server:
             for per_page in per_pages:
                 store = tmp / f"recorded-{per_page}.pickle"
                 recorder = Stub("record", store, server.base_url)
@@ -201,7 +202,8 @@ def wandb_ratio(n_files: int, per_page: int, repeat: int, extra_args: list[str])
         data_dir = tmp / "data"
         data_dir.mkdir()
         seed(data_dir / "wandb-files.db", n_files, api_key)
-        with BackgroundServer(data_dir, api_key=api_key, extra_args=extra_args) as server:
+        # workers=None: the server's default, as a user runs it.
+        with BackgroundServer(data_dir, api_key=api_key, workers=None, extra_args=extra_args) as server:
             ours, theirs = [], []
             for _ in range(repeat):
                 ours.append(sdk(server.base_url, api_key, per_page))

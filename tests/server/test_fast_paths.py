@@ -63,10 +63,10 @@ def test_signatures_are_hmac_sha256(secret: str, signed: str) -> None:
 def test_token_bodies_are_compact_json(run_id: int, name: str) -> None:
     signer = UrlSigner("s" * 64, 3600)
     token = signer.upload_token(run_id, name)
-    body = token.split(".")[0]
-    assert base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)) == json.dumps(
-        [run_id, name], separators=(",", ":")
-    ).encode("utf-8")
+    body = base64.urlsafe_b64decode(token.split(".")[0] + "=" * (-len(token.split(".")[0]) % 4))
+    assert json.loads(body) == [run_id, name]
+    # What json.dumps wrote before, byte for byte, but for non-ASCII text (now UTF-8 rather than escapes).
+    assert body == json.dumps([run_id, name], separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     assert signer.read_upload_token(token) == (run_id, name)
 
 

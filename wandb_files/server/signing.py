@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -47,10 +48,6 @@ def load_or_create_secret(session: Session) -> str:
     session.execute(insert(Setting).values(key=SECRET_SETTING, value=secrets.token_hex(32)).on_conflict_do_nothing())
     session.commit()
     return session.scalars(select(Setting.value).where(Setting.key == SECRET_SETTING)).one()
-
-
-# json.dumps(payload, separators=(",", ":")) without making an encoder per call.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -97,7 +94,8 @@ class _Purpose:
         return _b64encode(outer.digest())
 
     def dumps(self, payload: Any) -> str:
-        body = _b64encode(_COMPACT_JSON.encode(payload).encode("utf-8"))
+        # orjson: the compact UTF-8 JSON of json.dumps, without making an encoder per call (a token a file).
+        body = _b64encode(orjson.dumps(payload))
         now = int(time.time())
         stamp = self._stamp
         if stamp[0] != now:

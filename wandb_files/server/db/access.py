@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager, lazyload
 
 from .filerows import files_page_statement
 from .models import Entity, File, Project, Run
@@ -21,6 +21,7 @@ __all__ = [
     "like_pattern_problem",
     "owned_entity",
     "owned_file",
+    "owned_project",
     "owned_run",
     "project_named",
     "projects_page",
@@ -75,6 +76,21 @@ def project_named(session: Session, entity_id: int, name: str) -> Project | None
     return session.scalar(_PROJECT_NAMED, {"entity_id": entity_id, "name": name})
 
 
+def owned_project(session: Session, viewer_id: int, entity: str, name: str) -> Project | None:
+    """Project `name` of entity `entity` if `viewer_id` owns the entity, else None, in one query.
+
+    Args:
+        session: An open session.
+        viewer_id: The user's row id.
+        entity: The entity's name.
+        name: The project's name.
+
+    Returns:
+        The project (its entity loaded), or None: a missing project, or an entity missing or not the viewer's.
+    """
+    return session.scalar(_OWNED_PROJECT, {"entity": entity, "owner_id": viewer_id, "name": name})
+
+
 def run_named(session: Session, project_id: int, name: str) -> Run | None:
     """Run `name` (its run id) of a project the caller already may see, or None.
 
@@ -92,7 +108,20 @@ def run_named(session: Session, project_id: int, name: str) -> Run | None:
 # Made once: building a statement costs more than running it, and every GraphQL request looks these up.
 _OWNED_ENTITY = select(Entity).where(Entity.name == bindparam("name"), Entity.owner_id == bindparam("owner_id"))
 _PROJECT_NAMED = select(Project).where(Project.entity_id == bindparam("entity_id"), Project.name == bindparam("name"))
-_RUN_NAMED = select(Run).where(Run.project_id == bindparam("project_id"), Run.name == bindparam("name"))
+_OWNED_PROJECT = (
+    select(Project)
+    .join(Project.entity)
+    .options(contains_eager(Project.entity))
+    .where(
+        Entity.name == bindparam("entity"), Entity.owner_id == bindparam("owner_id"), Project.name == bindparam("name")
+    )
+)
+# The run's project is the one the caller holds (in the session already): taken from there, not joined again.
+_RUN_NAMED = (
+    select(Run)
+    .options(lazyload(Run.project))
+    .where(Run.project_id == bindparam("project_id"), Run.name == bindparam("name"))
+)
 
 
 def owned_run(session: Session, viewer_id: int, entity: str, project: str, run: str) -> Run | None:

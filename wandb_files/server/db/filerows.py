@@ -215,4 +215,5 @@ def file_page_rows(
         params["names"] = sorted(set(names))
     if pattern is not None:
         params["pattern"] = pattern
-    return session.execute(stmt, params).all()
+    # The session's connection, not the session: column rows need no ORM result processing.
+    return session.connection().execute(stmt, params).all()

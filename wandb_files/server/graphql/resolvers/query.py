@@ -10,7 +10,7 @@ from ...db import access
 from ...db.models import Project
 from ..context import Info, Viewer, ctx_of
 from ..ids import decode_cursor, encode_cursor
-from .common import _connection, _entity_for, _page_size, _project
+from .common import _connection, _entity_for, _page_size
 
 # --- Query -----------------------------------------------------------------------------------------
 
@@ -27,7 +27,10 @@ def resolve_viewer(_: None, info: Info) -> Viewer:
 def resolve_project(_: None, info: Info, name: str, entityName: str | None = None) -> Project | None:
     """A project of an accessible entity, or null."""
     ctx = ctx_of(info)
-    return _project(ctx, _entity_for(ctx, entityName), name)
+    project = access.owned_project(ctx.session, ctx.viewer.id, entityName or ctx.viewer.name, name)
+    if project is None:
+        _entity_for(ctx, entityName)  # an entity missing or not the viewer's is an error, a missing project null
+    return project
 
 
 @query.field("models")

@@ -117,11 +117,34 @@ def test_a_bulk_download_of_big_and_small_files_shares_the_budget(
         return taken
 
     monkeypatch.setattr(ranges._BUDGET, "take", take)
-    paths = run.files().download(root=tmp_path / "out", max_workers=8, progress=False)
+    with FaultProxy(live_server.base_url, bytes_per_second=4 * MiB) as proxy:  # slow connections want company
+        files = client_through(proxy.url, live_server.api_key).run("/".join(run.path)).files()
+        paths = files.download(root=tmp_path / "out", max_workers=8, progress=False)
     assert len(paths) == len(contents)
     assert {p.name: p.read_bytes() for p in paths} == contents
     assert most[0] == 5  # the extra connections of all four big files together
     assert not temp_files(tmp_path / "out")
+
+
+def test_a_fast_connection_gets_no_company(
+    live_server: LiveServer, big_run: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where one connection already moves more than FAST_CONNECTION, the parts go one after another on it
+    (more would only compete for the client's CPU); behind a cap below it, they go in parallel."""
+    run, data = big_run
+    taken: list[bool] = []
+    real_take = ranges._BUDGET.take
+    monkeypatch.setattr(ranges._BUDGET, "take", lambda: taken.append(real_take()) or taken[-1])
+    monkeypatch.setattr(ranges, "FAST_CONNECTION", 1 * MiB)  # any loopback connection beats it
+    with FaultProxy(live_server.base_url, bytes_per_second=8 * MiB) as proxy:  # 1.5 s on one connection
+        file = client_through(proxy.url, live_server.api_key).run("/".join(run.path)).file("model.ckpt")
+        proxy.reset_stats()
+        file.download(root=str(tmp_path / "fast")).close()
+        assert not taken and proxy.stats["requests"] == 13 and proxy.stats["connections"] <= 1
+        monkeypatch.setattr(ranges, "FAST_CONNECTION", 100 * MiB)  # now 8 MiB/s is slow
+        file.download(root=str(tmp_path / "slow")).close()
+        assert taken.count(True) == 7
+    assert (tmp_path / "fast" / "model.ckpt").read_bytes() == data == (tmp_path / "slow" / "model.ckpt").read_bytes()
 
 
 def test_faulty_parts_are_retried_and_the_file_comes_whole(live_server: LiveServer, tmp_path: Path) -> None:

@@ -20,7 +20,9 @@ docstring: the claim on the temp file, the size and md5 check, the atomic rename
   first one landed (the key only ever goes to the server's own origin), and a presigned URL that is refused
   (expired) is replaced by following `url` again.
 - Each download has its own connection and takes extra ones from a budget the process shares
-  (`EXTRA_STREAMS`), so a bulk download of many big files never opens workers × `PARTS_AT_ONCE` connections.
+  (`EXTRA_STREAMS`), so a bulk download of many big files never opens workers × `PARTS_AT_ONCE` connections;
+  and only while its connections are slow (each under `FAST_CONNECTION`): where one connection is already
+  fast, the parts follow one another on it, since more would only compete for the client's CPU.
 - Ctrl-C (or the bulk call's cancel) stops every part at its next chunk; finished parts stay finished.
 """
 

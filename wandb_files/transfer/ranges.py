@@ -48,7 +48,7 @@ from wandb_files.errors import IntegrityError, PermissionDeniedError, TransportE
 from wandb_files.formatting import safe_name
 from wandb_files.graphql import HTTPResponse, connection_problem, raise_for_status
 from wandb_files.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
-from wandb_files.transfer.hashing import CHUNK_SIZE, md5_base64, md5_matches, remote_changed
+from wandb_files.transfer.hashing import CHUNK_SIZE, etag_from_md5, md5_base64, md5_matches, remote_changed
 from wandb_files.transfer.runner import (
     BROKEN_CONNECTION,
     DEFAULT_MAX_WORKERS,
@@ -217,7 +217,7 @@ class _Stop(Exception):
     """Another part failed or the download was cancelled: this part stops at its chunk."""
 
 
-_DONE, _FALLBACK, _RESTART = "done", "fallback", "restart"
+_DONE, _FALLBACK, _RESTART, _SINGLE = "done", "fallback", "restart", "single"
 
 
 def download_parts(
@@ -305,21 +305,37 @@ class _Ranged:
             self.cancel.check()
             state = _load_state(self.part)
             if state is None or (state.size, state.md5, state.part_size) != (self.size, self.md5, self.part_size):
-                state = _State(self.size, self.md5, self.part_size)
-            if state.done and os.fstat(self.fd).st_size != self.size:
+                state = self._adopt_prefix()
+            elif state.done and os.fstat(self.fd).st_size != self.size:
                 state = _State(self.size, self.md5, self.part_size)  # the temp file was cut: its parts are not there
+            attempt = _Attempt(self, state)
             try:
-                outcome, error = _Attempt(self, state).run()
+                outcome, error = attempt.run()
             except IntegrityError:
                 self._discard()  # bytes of another version than the listed one: nothing worth resuming
                 raise
             if outcome == _DONE:
                 return self.target
+            if outcome == _SINGLE:  # the rest as one stream, from the end of what is on disk
+                discard_state(self.part)
+                os.ftruncate(self.fd, attempt._frontier())
+                return None
             self._discard()
             if outcome == _FALLBACK:
                 return None
             if error is not None:
                 backoff.failed(error, sleep=self.cancel.sleep)
+
+    def _adopt_prefix(self) -> _State:
+        """A fresh state; the whole parts of a temp file that one stream began (it holds a prefix, and no
+        state) count as done, against the ETag the listed md5 gives, as that stream would have resumed."""
+        state = _State(self.size, self.md5, self.part_size)
+        kept = os.fstat(self.fd).st_size
+        etag = etag_from_md5(self.md5)
+        if 0 < kept < self.size and etag:
+            state.done = set(range(kept // self.part_size))
+            state.etag = etag if state.done else None
+        return state
 
     def _discard(self) -> None:
         """Empty the temp file (it stays claimed) and forget its parts."""
@@ -350,6 +366,7 @@ class _Attempt:
         self.moved = 0
         self.sampled: tuple[float, int] | None = None  # when the rate was last measured, and `moved` then
         self.slow = False  # whether the connections measured moved less than FAST_CONNECTION each
+        self.solo = False  # one connection proved fast: the rest goes as one stream (see _go_solo)
         # Held to write a chunk or record a part: once `closed`, no thread of this attempt touches the temp
         # file again (its descriptor may be closed and reused as soon as the attempt returns).
         self.io_lock = threading.Lock()
@@ -400,6 +417,13 @@ class _Attempt:
         if self.restart is not None:
             self._take_back()
             return _RESTART, self._restart_error(self.restart)
+        if self.solo:
+            log.debug(
+                "%s: one connection moves %d bytes/s or more: the rest as one stream",
+                safe_name(r.name),
+                FAST_CONNECTION,
+            )
+            return _SINGLE, None
         self._hash()
         if self.hashed != r.size:
             raise IntegrityError(f"{r.name}: the temp file holds {self.hashed} bytes, expected {r.size}")
@@ -463,6 +487,17 @@ class _Attempt:
 
     # --- connections ---------------------------------------------------------------------------------
 
+    def _go_solo(self) -> bool:
+        """After a part of the first connection: whether it alone moves `FAST_CONNECTION`, so the rest had
+        better go as one stream (one request for it all, hashed as it arrives) than as parts one by one (each
+        part a request to wait for)."""
+        with self.cond:
+            if self.slow or self.streams > 1 or not self.queue or self.sampled is None:
+                return False
+            elapsed = time.monotonic() - self.sampled[0]
+            self.solo = elapsed > 0 and self.moved / elapsed >= FAST_CONNECTION
+            return self.solo
+
     def _slow_connections(self) -> bool:
         """Whether each connection of this download moved less than `FAST_CONNECTION` over the last window
         (the last answer while a window runs): only then do more connections help."""
@@ -481,7 +516,7 @@ class _Attempt:
     def _top_up(self) -> None:
         """Start extra connections while parts wait for one, the connections so far are slow, and the budget
         has some."""
-        if not self.queue or not self._slow_connections():
+        if not self.queue or self.solo or not self._slow_connections():
             return
         while True:
             with self.cond:
@@ -514,6 +549,8 @@ class _Attempt:
                 first, response = response, None  # _fetch_part owns it from now on
                 self._fetch_part(job, first)
                 self._finished(job)
+                if not extra and self._go_solo():
+                    break
                 with self.cond:
                     job = self.queue.popleft() if self.queue and not self.stop.is_set() else None
         except (Cancelled, _Stop):

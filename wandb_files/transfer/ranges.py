@@ -21,8 +21,9 @@ docstring: the claim on the temp file, the size and md5 check, the atomic rename
   (expired) is replaced by following `url` again.
 - Each download has its own connection and takes extra ones from a budget the process shares
   (`EXTRA_STREAMS`), so a bulk download of many big files never opens workers × `PARTS_AT_ONCE` connections;
-  and only while its connections are slow (each under `FAST_CONNECTION`): where one connection is already
-  fast, the parts follow one another on it, since more would only compete for the client's CPU.
+  and only while its connections are slow (each under `FAST_CONNECTION`): a first connection that is already
+  fast over its first part gets the rest as one stream (the single-stream path resumes from the parts on
+  disk), since more connections would only compete for the client's CPU.
 - Ctrl-C (or the bulk call's cancel) stops every part at its next chunk; finished parts stay finished.
 """
 

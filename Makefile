@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 VENV_MIN ?= .venv-min
 PY_MIN := $(VENV_MIN)/bin/python
 
-.PHONY: demo test test-slow test-min lint venv clean postgresql chromium
+.PHONY: demo test test-slow test-min lint venv clean postgresql chromium bench-tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,15 @@ postgresql:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
 		|| echo "PostgreSQL could not be installed: the PostgreSQL tests will be skipped"; \
 	else echo "PostgreSQL is not installed and this is not root: the PostgreSQL tests will be skipped"; fi
+
+# nginx and wrk for benchmarks/bench_bytes.py (our server next to nginx on the same file): Debian's packages,
+# installed only when missing and we are root. No test needs them.
+bench-tools:
+	@if command -v wrk >/dev/null && { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing nginx and wrk (apt-get install nginx wrk) for benchmarks/bench_bytes.py"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null; \
+	else echo "nginx and wrk are missing and this is not root: install them to run benchmarks/bench_bytes.py"; exit 1; fi
 
 # The browser the web page's tests drive (Playwright with executable_path; Playwright's own browser downloads are
 # never used): Debian's package, installed only when missing and we are root. Otherwise those tests skip and say why.

@@ -129,7 +129,7 @@ def main() -> None:
     for backend in args.backends.split(","):
         url = args.postgres_url
         if backend == "postgresql" and url is None:
-            from tests.scale.services import _start_local_cluster
+            from tests.support.services import _start_local_cluster
 
             try:
                 url = _start_local_cluster().create_database()

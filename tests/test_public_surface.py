@@ -26,6 +26,7 @@ PUBLIC = [
     "ConfigurationError",
     "DeleteError",
     "DownloadError",
+    "DryRunFile",  # #14: the records of a dry run (dry_run=True), as huggingface_hub's DryRunFileInfo
     "File",
     "Files",
     "IntegrityError",

@@ -38,6 +38,7 @@ from wandb_files.errors import (
 _LAZY = {
     "Api": "wandb_files.api",
     "download_files": "wandb_files.bulk",
+    "DryRunFile": "wandb_files.transfer.plan",
     "File": "wandb_files.files",
     "Files": "wandb_files.files",
     "Run": "wandb_files.runs",
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from wandb_files.bulk import download_files
     from wandb_files.files import File, Files
     from wandb_files.runs import Run, Runs
+    from wandb_files.transfer.plan import DryRunFile
 
 
 def __getattr__(name: str) -> Any:
@@ -73,6 +75,7 @@ __all__ = [
     "ConfigurationError",
     "DeleteError",
     "DownloadError",
+    "DryRunFile",
     "File",
     "Files",
     "IntegrityError",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import html
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO, overload
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -355,6 +355,28 @@ def download_jobs(
     return jobs, refused
 
 
+def _jobs_of(
+    files: Iterable[File], destination: transfer.Destination, refused: list[tuple[str, BaseException]]
+) -> Iterator[transfer.DownloadJob]:
+    """The download jobs of `files` under `destination`, as they are read; names it cannot write go to `refused`."""
+    for file in files:
+        try:
+            yield file.download_job(destination)
+        except ValueError as exc:  # a name that would escape the destination
+            refused.append((file.name, exc))
+
+
+def _empty_folder(root: Path) -> bool:
+    """Whether `root` is missing or an empty folder: no local file can differ from what a download brings."""
+    try:
+        with os.scandir(root) as entries:
+            return next(entries, None) is None
+    except FileNotFoundError:
+        return True
+    except NotADirectoryError:
+        return False
+
+
 def check_names(names: Iterable[str] | None) -> list[str] | None:
     """Validate a `names` filter, reading it exactly once (a generator is fine).
 
@@ -436,6 +458,7 @@ class Files(Paginator[File]):
         if selected is not None and not selected:
             self._mark_empty()
 
+    @overload
     def download(
         self,
         root: str | os.PathLike[str] = ".",
@@ -443,10 +466,42 @@ class Files(Paginator[File]):
         exist_ok: bool = False,
         max_workers: int | None = None,
         progress: bool | None = None,
-    ) -> list[Path]:
+        *,
+        max_bandwidth: float | str | None = None,
+        dry_run: Literal[False] = False,
+    ) -> list[Path]: ...
+
+    @overload
+    def download(
+        self,
+        root: str | os.PathLike[str] = ".",
+        replace: bool = False,
+        exist_ok: bool = False,
+        max_workers: int | None = None,
+        progress: bool | None = None,
+        *,
+        max_bandwidth: float | str | None = None,
+        dry_run: Literal[True],
+    ) -> list[transfer.DryRunFile]: ...
+
+    def download(
+        self,
+        root: str | os.PathLike[str] = ".",
+        replace: bool = False,
+        exist_ok: bool = False,
+        max_workers: int | None = None,
+        progress: bool | None = None,
+        *,
+        max_bandwidth: float | str | None = None,
+        dry_run: bool = False,
+    ) -> list[Path] | list[transfer.DryRunFile]:
         """Download every file of the collection to `root`, in parallel, each verified and renamed atomically.
 
-        A local file that already holds the same bytes (size and md5) is never downloaded again.
+        A local file that already holds the same bytes (size and md5) is never downloaded again. Into a folder
+        that is new or empty, or with `replace` or `exist_ok`, files start downloading as soon as the first
+        page of the listing arrives and later pages are fetched meanwhile (the listing is never held whole);
+        into a folder that holds files, the whole listing is checked first, so that a differing local file
+        stops the call before anything is fetched.
 
         Args:
             root: The folder to save into; names keep their folders (``media/a.png`` → ``root/media/a.png``).
@@ -455,27 +510,57 @@ class Files(Paginator[File]):
             max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 32).
             progress: A progress bar for bytes and files; None shows it on terminals only
                 (`WANDB_FILES_DISABLE_PROGRESS=1` turns it off).
+            max_bandwidth: Bytes per second across all transfers (a number, or ``"5MB"``, ``"4MiB"``); default
+                `WANDB_FILES_MAX_BANDWIDTH`, else no limit.
+            dry_run: Write nothing; return what the call would download, skip or refuse.
 
         Returns:
-            The local paths, in the collection's order (skipped files included).
+            The local paths, in the collection's order (skipped files included); with `dry_run`, one
+            `DryRunFile` a file (its action, path, size and the reason for a skip or a refusal).
 
         Raises:
             LocalFilesDifferError: local files differ and neither `replace` nor `exist_ok` is set (nothing is
                 downloaded; a `ValueError`).
-            ValueError: `root` is a file.
+            ValueError: `root` is a file, or `max_bandwidth` is not a positive bandwidth.
             DownloadError: some files failed (or had names that would land outside `root`); all others were
                 downloaded, and their paths are in `error.results`.
+            Interrupted: Ctrl-C; finished files stay, temp files are kept for the next call.
         """
-        jobs, refused = download_jobs(self, root)
-        todo, conflicts = [], []
+        bandwidth = transfer.check_max_bandwidth(max_bandwidth)
+        destination = transfer.Destination(root)
+        refused: list[tuple[str, BaseException]] = []
+        if dry_run:
+            return transfer.plan_downloads(
+                _jobs_of(self, destination, refused), refused, replace=replace, exist_ok=exist_ok
+            )
+        if replace or exist_ok or _empty_folder(destination.root):
+            targets: list[Path] = []
+
+            def todo() -> Iterator[transfer.DownloadJob]:
+                for job in _jobs_of(self, destination, refused):
+                    targets.append(job.target)
+                    if replace or not os.path.lexists(job.target):
+                        yield job
+                    elif not exist_ok and not transfer.local_copy_matches(job.target, job.size, job.md5):
+                        refused.append((job.name, LocalFilesDifferError([job.target])))  # written meanwhile
+
+            transfer.download_many(
+                self.client, todo(), max_workers=max_workers, progress=progress, refused=refused,
+                max_bandwidth=bandwidth,
+            )  # fmt: skip
+            return targets
+        jobs = list(_jobs_of(self, destination, refused))
+        listed, conflicts = [], []
         for job in jobs:
-            if replace or not os.path.lexists(job.target):
-                todo.append(job)
-            elif not exist_ok and not transfer.local_copy_matches(job.target, job.size, job.md5):
+            if not os.path.lexists(job.target):
+                listed.append(job)
+            elif not transfer.local_copy_matches(job.target, job.size, job.md5):
                 conflicts.append(job.target)
         if conflicts:
             raise LocalFilesDifferError(conflicts)
-        transfer.download_many(self.client, todo, max_workers=max_workers, progress=progress, refused=refused)
+        transfer.download_many(
+            self.client, listed, max_workers=max_workers, progress=progress, refused=refused, max_bandwidth=bandwidth
+        )
         return [job.target for job in jobs]
 
     def delete(self) -> list[File]:

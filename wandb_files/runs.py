@@ -191,6 +191,7 @@ class Run:
         *,
         max_workers: int | None = None,
         progress: bool | None = None,
+        max_bandwidth: float | str | None = None,
     ) -> list[File]:
         """Upload many local files to the run in parallel; each name is its path relative to `root`.
 
@@ -208,6 +209,8 @@ class Run:
             root: The folder names are relative to. Defaults to ".".
             max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 32).
             progress: A progress bar for bytes and files; None shows it on terminals only.
+            max_bandwidth: Bytes per second across all transfers (a number, or ``"5MB"``, ``"4MiB"``); default
+                `WANDB_FILES_MAX_BANDWIDTH`, else no limit.
 
         Returns:
             The uploaded files as the server now lists them, in the order of `paths`.
@@ -215,11 +218,12 @@ class Run:
         Raises:
             TypeError: `paths` is a single path, or holds something that is not a path.
             ValueError: a path is not a file, not inside `root` or a link to outside it, gives a name the server
-                would refuse, or two paths give the same name.
+                would refuse, or two paths give the same name; or `max_bandwidth` is not a positive bandwidth.
             UploadError: some files failed (the others were uploaded; `error.results` holds them as `File`).
         """
         if isinstance(paths, (str, os.PathLike)):
             raise TypeError("paths must be a list of paths; use upload_file() for one")
+        bandwidth = transfer.check_max_bandwidth(max_bandwidth)
         planned, _ = transfer.plan_uploads(paths, root)
         local = [path for path, _ in planned]
         names = [name for _, name in planned]
@@ -244,7 +248,9 @@ class Run:
             sent = dict(
                 zip(
                     names,
-                    transfer.upload_many(self.client, jobs, max_workers=max_workers, progress=progress),
+                    transfer.upload_many(
+                        self.client, jobs, max_workers=max_workers, progress=progress, max_bandwidth=bandwidth
+                    ),
                     strict=True,
                 )
             )

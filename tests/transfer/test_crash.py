@@ -24,6 +24,7 @@ CHILD = textwrap.dedent(
     base_url, key, path, root, kill_after = sys.argv[1:6]
     kill_after = int(kill_after)
     if kill_after:
+        os.environ["WANDB_FILES_ENGINE"] = "python"  # the kill hooks into the Python path's chunks
         transfer.CHUNK_SIZE = 64 * 1024
         real_chunks = transfer._chunks
         seen = [0]

@@ -84,7 +84,7 @@ def _check_what_is_left(root: Path, contents: dict[str, bytes]) -> list[Path]:
     return [p for p in root.iterdir() if p.name.endswith(".part")]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_stops_a_bulk_download_within_a_second_and_a_rerun_resumes(
     live_server: LiveServer, slow_run: tuple, tmp_path: Path, signum: int
 ) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -59,6 +58,25 @@ WORKERS_OPTION = click.option(
     type=click.IntRange(min=1),
     metavar="N",
     help="Parallel transfers (default 32, or WANDB_FILES_MAX_WORKERS).",
+)
+
+
+def _bandwidth(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    from wandb_files.transfer import parse_bandwidth
+
+    try:
+        return parse_bandwidth(value, "--max-bandwidth")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+MAX_BANDWIDTH_OPTION = click.option(
+    "--max-bandwidth",
+    metavar="RATE",
+    callback=_bandwidth,
+    help="Bytes per second across all transfers: 5000000, 5MB, 4MiB (default: no limit, or WANDB_FILES_MAX_BANDWIDTH).",
 )
 NO_PROGRESS_OPTION = click.option(
     "--no-progress", is_flag=True, help="No progress bar (it is shown on terminals only anyway)."
@@ -293,24 +311,11 @@ def report_failures(failures: list[tuple[str, BaseException]], verb: str, succee
     )
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a transfer the way Ctrl-C does: promptly, keeping what can be resumed."""
-    import signal
-    import threading
+def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
+    """SIGTERM stops a transfer the way Ctrl-C does: promptly, keeping what can be resumed (see the runner's)."""
+    from wandb_files.transfer.runner import sigterm_as_interrupt as in_the_runner
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return in_the_runner(force=True)
 
 
 def fail(code: int, message: str) -> NoReturn:

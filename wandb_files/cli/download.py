@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +14,7 @@ from wandb_files.cli.app import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     GLOB_HELP,
+    MAX_BANDWIDTH_OPTION,
     NO_PROGRESS_OPTION,
     WORKERS_OPTION,
     CliError,
@@ -25,6 +27,9 @@ from wandb_files.cli.output import human_size, one_line, safe_name
 from wandb_files.errors import plural
 from wandb_files.patterns import glob_to_like
 
+if TYPE_CHECKING:
+    from wandb_files.transfer import DryRunFile
+
 
 @main.command(
     "download",
@@ -33,6 +38,8 @@ Examples:
   wandb-files download my-entity/my-project/run_id -o out
   wandb-files download my-entity/my-project/run_id config.yaml output.log
   wandb-files download my-entity/my-project/run_id --pattern 'checkpoints/*.pt' --skip-existing --workers 8
+  wandb-files download my-entity/my-project/run_id -o out --dry-run        # what would move; writes nothing
+  wandb-files download my-entity/my-project/run_id -o out --max-bandwidth 20MB
 
 A file whose local copy already holds the same bytes (size and md5) is not downloaded again. A local file
 that differs stops the download before anything is fetched (exit 2) unless --replace or --skip-existing.""",
@@ -51,7 +58,13 @@ that differs stops the download before anything is fetched (exit 2) unless --rep
 )
 @click.option("--replace", is_flag=True, help="Overwrite local files that differ from the run's.")
 @click.option("--skip-existing", is_flag=True, help="Keep local files that exist, whatever they hold.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Write nothing: print each file that would be downloaded, skipped or refused, and the bytes.",
+)
 @WORKERS_OPTION
+@MAX_BANDWIDTH_OPTION
 @NO_PROGRESS_OPTION
 @click.pass_obj
 def download_command(
@@ -62,7 +75,9 @@ def download_command(
     output: Path,
     replace: bool,
     skip_existing: bool,
+    dry_run: bool,
     workers: int | None,
+    max_bandwidth: float | None,
     no_progress: bool,
 ) -> None:
     """Download the files of the run at PATH (all of them, the NAMES given, or those matching --pattern)."""
@@ -80,6 +95,13 @@ def download_command(
         files = run.files(names=list(dict.fromkeys(names)), per_page=min(len(names), 1000))
     else:
         files = run.files(per_page=1000, pattern=glob_to_like(pattern) if pattern else None)
+    if dry_run:
+        try:
+            planned = files.download(output, replace=replace, exist_ok=skip_existing, dry_run=True)
+        except ValueError as exc:
+            raise local_conflict(exc) from exc
+        print_plan(planned, output)
+        return
     started = time.monotonic()
     failures: list[tuple[str, BaseException]] = []
     interrupted: Interrupted | None = None
@@ -91,6 +113,7 @@ def download_command(
                 exist_ok=skip_existing,
                 max_workers=workers,
                 progress=False if no_progress else None,
+                max_bandwidth=max_bandwidth,
             )
     except DownloadError as exc:
         paths, failures = list(exc.results), list(exc.failures)
@@ -141,6 +164,28 @@ def download_command(
         )
     if failures or missing:
         raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def print_plan(planned: list[DryRunFile], output: Path) -> None:
+    """One line a file (``would download``, ``would skip``, ``would refuse``), then the totals."""
+    from wandb_files.transfer.plan import summary
+
+    verbs = {"download": "would download", "skip": "would skip", "refuse": "would refuse"}
+    for record in planned:
+        line = f"{verbs[record.action]} {safe_name(record.name)}"
+        if record.size is not None:
+            line += f" ({human_size(record.size)})"
+        if record.replaces:
+            line += ", replacing the local file"
+        if record.reason:
+            line += f": {one_line(record.reason)}"
+        click.echo(line)
+    totals = summary(planned)
+    parts = [
+        f"{verbs[action].split()[1]} {plural(files, 'file')} ({nbytes:,} bytes, {human_size(nbytes)})"
+        for action, (files, nbytes) in totals.items()
+    ]
+    click.echo(f"Dry run into {output}, nothing written: would {'; '.join(parts)}")
 
 
 def local_conflict(exc: ValueError) -> CliError:

@@ -12,6 +12,7 @@ import click
 from wandb_files.cli.app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    MAX_BANDWIDTH_OPTION,
     NO_PROGRESS_OPTION,
     WORKERS_OPTION,
     CliError,
@@ -45,6 +46,7 @@ A name that exists in the run is replaced.""",
 )
 @click.option("--create", is_flag=True, help="Create the run (and its project) if it does not exist.")
 @WORKERS_OPTION
+@MAX_BANDWIDTH_OPTION
 @NO_PROGRESS_OPTION
 @click.pass_obj
 def upload_command(
@@ -54,6 +56,7 @@ def upload_command(
     root: Path,
     create: bool,
     workers: int | None,
+    max_bandwidth: float | None,
     no_progress: bool,
 ) -> None:
     """Upload FILES (files, or folders walked recursively) to the run at PATH."""
@@ -82,7 +85,13 @@ def upload_command(
     interrupted: Interrupted | None = None
     try:
         with sigterm_as_interrupt():
-            uploaded = run.upload_files(local, root=root, max_workers=workers, progress=False if no_progress else None)
+            uploaded = run.upload_files(
+                local,
+                root=root,
+                max_workers=workers,
+                progress=False if no_progress else None,
+                max_bandwidth=max_bandwidth,
+            )
     except UploadError as exc:
         uploaded, failures = list(exc.results), list(exc.failures)
     except Interrupted as exc:

@@ -15,11 +15,13 @@ Download discipline (the same for `File.download`, bulk downloads and the CLI):
   within the client's deadline (which starts again whenever bytes arrive);
 - Ctrl-C stops a bulk transfer within about a second: running transfers stop at their next chunk (their
   connections are shut down), queued ones never start, and temp files are kept for the next call;
+- a bulk call reads its jobs as they come (a listing page by page), keeps to its bandwidth limit across
+  workers, and runs fewer attempts at once while the server answers 429;
 - the API key goes only to the server's own origin (`GraphQLClient.auth_for`).
 
 The rooms: `paths` (where a file may go), `hashing` (md5 and ETags), `locks` (claiming temp files),
-`runner` (the thread pool, progress bar, cancellation and failure aggregation of bulk calls), `downloads`
-and `uploads`.
+`runner` (the thread pool, progress bar, cancellation, bandwidth, concurrency and failure aggregation of bulk
+calls), `downloads` and `uploads`, `plan` (dry runs) and `curl` (the optional native engine for bulk downloads).
 """
 
 from __future__ import annotations
@@ -34,11 +36,14 @@ from wandb_files.transfer.paths import (
     part_path,
     target_path,
 )
+from wandb_files.transfer.plan import DryRunFile, plan_downloads
 from wandb_files.transfer.runner import (
     DEFAULT_MAX_WORKERS,
     Cancel,
+    check_max_bandwidth,
     check_max_workers,
     default_max_workers,
+    parse_bandwidth,
     progress_enabled,
 )
 from wandb_files.transfer.uploads import UploadJob, plan_uploads, upload, upload_many
@@ -49,7 +54,9 @@ __all__ = [
     "Cancel",
     "Destination",
     "DownloadJob",
+    "DryRunFile",
     "UploadJob",
+    "check_max_bandwidth",
     "check_max_workers",
     "check_root",
     "clashing_jobs",
@@ -61,7 +68,9 @@ __all__ = [
     "md5_base64",
     "md5_matches",
     "name_problem",
+    "parse_bandwidth",
     "part_path",
+    "plan_downloads",
     "plan_uploads",
     "progress_enabled",
     "target_path",

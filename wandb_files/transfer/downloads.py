@@ -6,7 +6,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +33,7 @@ from wandb_files.transfer.runner import (
     Cancel,
     ProgressCallback,
     Retryable,
+    check_max_bandwidth,
     connection_failure,
     run_parallel,
 )
@@ -124,7 +125,8 @@ def _download_claimed(
         retry_after = within = None
         attempt.moved = 0
         try:
-            digest, received = _fetch_into(client, url, fd, name, attempt, progress, cancel, backoff)
+            with cancel.slot():  # one of the call's concurrent attempts (fewer after 429s)
+                digest, received = _fetch_into(client, url, fd, name, attempt, progress, cancel, backoff)
             problem = _integrity_problem(received, digest, attempt.size, attempt.md5)
             if problem is None:
                 os.replace(part, target)
@@ -171,6 +173,7 @@ def _fetch_into(
     except BROKEN_CONNECTION as exc:
         raise connection_failure(name, "connect to download", exc) from None
     with response, cancel.reading(response):
+        cancel.answered(response.status_code)
         if response.status_code in RETRYABLE_STATUS:
             retry_after = parse_retry_after(response.headers)
             try:
@@ -290,40 +293,53 @@ def clashing_jobs(jobs: Sequence[DownloadJob]) -> list[tuple[str, BaseException]
 
 def download_many(
     client: GraphQLClient,
-    jobs: list[DownloadJob],
+    jobs: Iterable[DownloadJob],
     *,
     max_workers: int | None = None,
     progress: bool | None = None,
     refused: Sequence[tuple[str, BaseException]] = (),
+    max_bandwidth: float | None = None,
 ) -> list[Path]:
     """Download many files in parallel, each with `download`'s discipline; a failure never stops the others.
 
     A target that already holds the expected bytes (same size and md5) is not downloaded again. Targets that
-    clash (``a`` and ``a/b``) are refused before any byte is fetched.
+    clash (``a`` and ``a/b``) are refused before any byte is fetched. `jobs` may be an iterator (a listing
+    read page by page): downloads start with its first jobs, and a clash or a repeated target found later is
+    refused then, as a failure.
 
     Args:
         client: The GraphQL client whose session (pooled for `max_workers`) moves the bytes.
         jobs: What to download; targets must be distinct.
         max_workers: Parallel transfers; default `WANDB_FILES_MAX_WORKERS` or `DEFAULT_MAX_WORKERS`.
         progress: One tqdm bar for bytes and files; None shows it on terminals only.
-        refused: Files the caller already refused (e.g. unsafe names), reported with the failures.
+        refused: Files the caller already refused (e.g. unsafe names), reported with the failures; it may grow
+            while `jobs` is read.
+        max_bandwidth: Bytes per second across all transfers; None for `WANDB_FILES_MAX_BANDWIDTH` (no limit
+            when unset).
 
     Returns:
         The target paths, in the order of `jobs`.
 
     Raises:
-        ValueError: two jobs share a target.
+        ValueError: two jobs of a sequence share a target.
         DownloadError: some files failed; it lists each with its reason and carries the paths that succeeded.
         Interrupted: Ctrl-C; finished files stay, temp files are kept for the next call.
     """
-    dupes = sorted(str(target) for target, n in Counter(job.target for job in jobs).items() if n > 1)
-    if dupes:
-        raise ValueError(f"several files would be written to the same path: {', '.join(dupes[:5])}")
-    clashes = clashing_jobs(jobs)
-    if clashes:
-        clashing = {name for name, _ in clashes}
-        jobs = [job for job in jobs if job.name not in clashing]
-        refused = [*refused, *clashes]
+    from wandb_files.transfer.curl import download_engine
+
+    bandwidth = check_max_bandwidth(max_bandwidth)
+    refused = refused if isinstance(refused, list) else list(refused)  # the caller's list may grow meanwhile
+    if isinstance(jobs, Sequence):
+        dupes = sorted(str(target) for target, n in Counter(job.target for job in jobs).items() if n > 1)
+        if dupes:
+            raise ValueError(f"several files would be written to the same path: {', '.join(dupes[:5])}")
+        clashes = clashing_jobs(jobs)
+        if clashes:
+            clashing = {name for name, _ in clashes}
+            jobs = [job for job in jobs if job.name not in clashing]
+            refused += clashes
+    else:
+        jobs = _refusing_clashes(jobs, refused)
 
     def one(job: DownloadJob, advance: ProgressCallback, cancel: Cancel) -> Path:
         # download() skips a target that already holds these bytes, checked under its claim.
@@ -331,4 +347,37 @@ def download_many(
             client, job.url, job.target, name=job.name, size=job.size, md5=job.md5, progress=advance, cancel=cancel
         )
 
-    return run_parallel(client, jobs, one, max_workers=max_workers, progress=progress, verb="download", refused=refused)
+    return run_parallel(
+        client,
+        jobs,
+        one,
+        max_workers=max_workers,
+        progress=progress,
+        verb="download",
+        refused=refused,
+        max_bandwidth=bandwidth,
+        engine=download_engine(client),
+    )
+
+
+def _refusing_clashes(jobs: Iterable[DownloadJob], refused: list[tuple[str, BaseException]]) -> Iterator[DownloadJob]:
+    """`clashing_jobs` and the repeated-target check for jobs that arrive one by one: a job that clashes with
+    one seen before is refused (into `refused`) and the first is kept."""
+    targets: set[Path] = set()
+    folders: set[Path] = set()
+    for job in jobs:
+        problem = None
+        if job.target in targets:
+            problem = f"another file of the call is also written to {str(job.target)!r}"
+        elif job.target in folders:
+            problem = f"the run also has files under {str(job.target)!r}, so it cannot be a file"
+        else:
+            clash = next((folder for folder in job.target.parents if folder in targets), None)
+            if clash is not None:
+                problem = f"the run also has a file where its folder {str(clash)!r} would go, and a path cannot be both"
+        if problem is not None:
+            refused.append((job.name, ValueError(f"cannot write file {safe_name(job.name)!r}: {problem}")))
+            continue
+        targets.add(job.target)
+        folders.update(job.target.parents)
+        yield job

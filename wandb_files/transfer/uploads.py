@@ -22,6 +22,7 @@ from wandb_files.transfer.runner import (
     NEVER,
     Cancel,
     ProgressCallback,
+    check_max_bandwidth,
     connection_failure,
     run_parallel,
 )
@@ -112,7 +113,12 @@ class UploadJob:
 
 
 def upload_many(
-    client: GraphQLClient, jobs: Sequence[UploadJob], *, max_workers: int | None = None, progress: bool | None = None
+    client: GraphQLClient,
+    jobs: Sequence[UploadJob],
+    *,
+    max_workers: int | None = None,
+    progress: bool | None = None,
+    max_bandwidth: float | None = None,
 ) -> list[tuple[int, str]]:
     """Upload many files in parallel, each with `upload`'s retries; a failure never stops the others.
 
@@ -121,6 +127,8 @@ def upload_many(
         jobs: What to upload.
         max_workers: Parallel transfers; default `WANDB_FILES_MAX_WORKERS` or `DEFAULT_MAX_WORKERS`.
         progress: One tqdm bar for bytes and files; None shows it on terminals only.
+        max_bandwidth: Bytes per second across all transfers; None for `WANDB_FILES_MAX_BANDWIDTH` (no limit
+            when unset).
 
     Returns:
         `(size, base64 md5)` of the bytes sent, in the order of `jobs`.
@@ -141,7 +149,15 @@ def upload_many(
         advance(sent[0])
         return sent
 
-    return run_parallel(client, jobs, one, max_workers=max_workers, progress=progress, verb="upload")
+    return run_parallel(
+        client,
+        jobs,
+        one,
+        max_workers=max_workers,
+        progress=progress,
+        verb="upload",
+        max_bandwidth=check_max_bandwidth(max_bandwidth),
+    )
 
 
 class _FileShrank(Exception):
@@ -172,6 +188,7 @@ class _SnapshotReader:
             raise _FileShrank()
         self._left -= len(data)
         self.hasher.update(data)
+        self._cancel.pace(len(data))  # the call's bandwidth limit
         return data
 
 
@@ -218,13 +235,14 @@ def upload(
             announced = before.st_size if size is None else size
             reader = _SnapshotReader(f, announced, cancel)
             try:
-                response = client.session.put(
-                    url,
-                    data=reader,
-                    headers={**(headers or {}), "Content-Length": str(announced)},
-                    auth=client.auth_for(url),
-                    timeout=backoff.attempt_timeout(),
-                )
+                with cancel.slot():  # one of the call's concurrent attempts (fewer after 429s)
+                    response = client.session.put(
+                        url,
+                        data=reader,
+                        headers={**(headers or {}), "Content-Length": str(announced)},
+                        auth=client.auth_for(url),
+                        timeout=backoff.attempt_timeout(),
+                    )
             except _FileShrank:
                 now = os.fstat(f.fileno()).st_size
                 error: Exception = LocalFileChangedError(
@@ -236,6 +254,7 @@ def upload(
                 failure = connection_failure(name, "upload", exc)
                 error, within = failure.error, failure.within
             else:
+                cancel.answered(response.status_code)
                 with response:
                     if response.status_code not in RETRYABLE_STATUS:
                         raise_for_status(response, name)

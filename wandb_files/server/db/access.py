@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .filerows import files_page_statement
@@ -58,7 +58,7 @@ def owned_entity(session: Session, viewer_id: int, name: str) -> Entity | None:
     Returns:
         The entity, or None.
     """
-    return session.scalar(select(Entity).where(Entity.name == name, Entity.owner_id == viewer_id))
+    return session.scalar(_OWNED_ENTITY, {"name": name, "owner_id": viewer_id})
 
 
 def project_named(session: Session, entity_id: int, name: str) -> Project | None:
@@ -72,7 +72,7 @@ def project_named(session: Session, entity_id: int, name: str) -> Project | None
     Returns:
         The project, or None.
     """
-    return session.scalar(select(Project).where(Project.entity_id == entity_id, Project.name == name))
+    return session.scalar(_PROJECT_NAMED, {"entity_id": entity_id, "name": name})
 
 
 def run_named(session: Session, project_id: int, name: str) -> Run | None:
@@ -86,7 +86,13 @@ def run_named(session: Session, project_id: int, name: str) -> Run | None:
     Returns:
         The run, or None.
     """
-    return session.scalar(select(Run).where(Run.project_id == project_id, Run.name == name))
+    return session.scalar(_RUN_NAMED, {"project_id": project_id, "name": name})
+
+
+# Made once: building a statement costs more than running it, and every GraphQL request looks these up.
+_OWNED_ENTITY = select(Entity).where(Entity.name == bindparam("name"), Entity.owner_id == bindparam("owner_id"))
+_PROJECT_NAMED = select(Project).where(Project.entity_id == bindparam("entity_id"), Project.name == bindparam("name"))
+_RUN_NAMED = select(Run).where(Run.project_id == bindparam("project_id"), Run.name == bindparam("name"))
 
 
 def owned_run(session: Session, viewer_id: int, entity: str, project: str, run: str) -> Run | None:

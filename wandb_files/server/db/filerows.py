@@ -7,10 +7,11 @@ PostgreSQL two writers of one run queue up (SQLite's write lock covers the whole
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Row, Select, bindparam, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..mediatypes import guess_mimetype
@@ -48,7 +49,12 @@ def find_clashes(session: Session, run_id: int, names: list[str]) -> list[PathCl
     for folder, name in folders.items():
         if folder in wanted:
             clashes.setdefault(name, PathClash(name, folder))
-    existing = set(session.scalars(select(File.name).where(File.run_id == run_id, File.name.in_(folders))))
+    # Top-level names have no folders to look up: no query (a round trip, on PostgreSQL) for them.
+    existing = (
+        set(session.scalars(select(File.name).where(File.run_id == run_id, File.name.in_(folders))))
+        if folders
+        else set()
+    )
     for folder in existing:
         clashes.setdefault(folders[folder], PathClash(folders[folder], folder))
     for name in names:
@@ -173,3 +179,40 @@ def files_page_statement(
     if pattern is not None:
         stmt = stmt.where(File.name.like(pattern, escape="\\"))
     return stmt.order_by(File.name).limit(limit)
+
+
+# The shapes of files_page_statement with every value a parameter, made once a shape: building a statement
+# costs more than running it. Keyed by (columns, after, names, pattern).
+_PAGE_TEMPLATES: dict[tuple[tuple[Any, ...], bool, bool, bool], Select[Any]] = {}
+
+
+def file_page_rows(
+    session: Session,
+    columns: tuple[Any, ...],
+    run_id: int,
+    after_name: str | None,
+    limit: int,
+    *,
+    names: list[str] | None = None,
+    pattern: str | None = None,
+) -> Sequence[Row[Any]]:
+    """The rows (just `columns`) of files_page_statement(run_id, after_name, limit, names, pattern)."""
+    shape = (columns, after_name is not None, bool(names), pattern is not None)
+    stmt = _PAGE_TEMPLATES.get(shape)
+    if stmt is None:
+        stmt = select(*columns).where(File.run_id == bindparam("run_id"))
+        if after_name is not None:
+            stmt = stmt.where(File.name > bindparam("after"))
+        if names:
+            stmt = stmt.where(File.name.in_(bindparam("names", expanding=True)))
+        if pattern is not None:
+            stmt = stmt.where(File.name.like(bindparam("pattern"), escape="\\"))
+        stmt = _PAGE_TEMPLATES.setdefault(shape, stmt.order_by(File.name).limit(bindparam("limit")))
+    params: dict[str, Any] = {"run_id": run_id, "limit": limit}
+    if after_name is not None:
+        params["after"] = after_name
+    if names:
+        params["names"] = sorted(set(names))
+    if pattern is not None:
+        params["pattern"] = pattern
+    return session.execute(stmt, params).all()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
+from datetime import datetime
+from typing import NamedTuple, TypeAlias
 
 from graphql import GraphQLResolveInfo
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..db.models import File, Run
+from ..db.models import Run
 from ..signing import UrlSigner
 from ..storage import BlobStore
 
@@ -36,11 +37,22 @@ class RequestContext:
     max_upload_bytes: int | None = None
 
 
-@dataclass(frozen=True)
-class FileView:
+class FileRow(NamedTuple):
+    """The columns of a file row that its GraphQL fields read (a listing selects only these, no ORM objects)."""
+
+    id: int
+    name: str
+    size_bytes: int
+    md5: str
+    mimetype: str
+    blob_key: str
+    updated_at: datetime
+
+
+class FileView(NamedTuple):
     """A file row with its run (and through it project and entity), so URLs need no further queries."""
 
-    file: File
+    file: FileRow
     run: Run
     # quote()d "entity/project/run" of the run's /files URLs, computed once per page.
     url_prefix: str

@@ -6,15 +6,17 @@ import json
 import logging
 from typing import Any
 
+import orjson
 from ariadne import graphql_sync
+from graphql import Executor
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..db.users import authenticate
-from ..graphql.context import RequestContext, Viewer
+from ..graphql.context import RequestContext
 from ..graphql.documents import QueryDepthRule
 from ..graphql.errors import UNAUTHENTICATED, error_body, format_error
+from ..graphql.planned import PlannedExecutor
 from .auth import api_key_from_authorization
 from .state import ServerState
 
@@ -33,15 +35,31 @@ _VALIDATION_RULES = (QueryDepthRule,)
 class GraphQLEndpoint(ServerState):
     """The GraphQL route."""
 
-    def execute_graphql(self, api_key: str, body: dict[str, Any], public_url: str) -> tuple[int, dict[str, Any]]:
-        """Authenticate and execute one GraphQL request (runs in a worker thread, one session)."""
+    def execute_graphql(
+        self,
+        api_key: str,
+        body: dict[str, Any],
+        public_url: str,
+        executor_class: type[Executor[Any]] = PlannedExecutor,
+    ) -> tuple[int, dict[str, Any]]:
+        """Authenticate and execute one GraphQL request (runs in a worker thread, one session).
+
+        Args:
+            api_key: The request's API key.
+            body: The request's JSON body (query, variables, operationName).
+            public_url: The base of the absolute URLs in the answer.
+            executor_class: graphql-core's executor to run the document with (the tests compare the two).
+
+        Returns:
+            The HTTP status and the GraphQL result.
+        """
         with self.sessions() as session:
-            user = authenticate(session, api_key)
-            if user is None:
+            viewer = self.viewer(session, api_key)
+            if viewer is None:
                 return 401, error_body(UNAUTHENTICATED, "the API key is not valid")
             ctx = RequestContext(
                 session=session,
-                viewer=Viewer(id=user.id, name=user.name, admin=user.admin),
+                viewer=viewer,
                 signer=self.signer,
                 store=self.store,
                 public_url=public_url,
@@ -64,6 +82,7 @@ class GraphQLEndpoint(ServerState):
                 debug=False,
                 logger=_ariadne_logger,
                 error_formatter=format_error,
+                execution_context_class=executor_class,
             )
         errors = result.get("errors") or []
         executed = "data" in result and (result["data"] is not None or any("path" in e for e in errors))
@@ -85,5 +104,32 @@ class GraphQLEndpoint(ServerState):
             return JSONResponse(error_body("BAD_USER_INPUT", "request body is not valid JSON"), 400)
         if not isinstance(body, dict):
             return JSONResponse(error_body("BAD_USER_INPUT", "request body must be a JSON object"), 400)
-        status, result = await run_in_threadpool(self.execute_graphql, api_key, body, self.public_url(request))
-        return JSONResponse(result, status)
+        if self._runs_inline(body):
+            status, result = self.execute_graphql(api_key, body, self.public_url(request))
+        else:
+            status, result = await run_in_threadpool(self.execute_graphql, api_key, body, self.public_url(request))
+        return GraphQLResponse(result, status)
+
+    def _runs_inline(self, body: dict[str, Any]) -> bool:
+        """Whether to execute this request on the event loop rather than in a worker thread.
+
+        A query over SQLite with the local blob store only computes: WAL reads never wait for a writer, and
+        no query field writes (upload URLs are signed, not stored). Under the GIL a thread would run it no
+        sooner, and its two thread switches cost about what a page of 50 files does (measured with
+        benchmarks/bench_listing_replay.py). Mutations, and anything over PostgreSQL or S3 (network waits),
+        go to the thread pool.
+        """
+        return (
+            self.engine.dialect.name == "sqlite"
+            and not self.store.presigned
+            and self.documents.is_query(body.get("query"), body.get("operationName"))
+        )
+
+
+class GraphQLResponse(JSONResponse):
+    """A JSON response encoded by orjson: the very bytes of Starlette's json.dumps (compact, UTF-8, keys in
+    order) for the values GraphQL results hold, several times faster on a page of files."""
+
+    def render(self, content: Any) -> bytes:
+        """The UTF-8 JSON text of `content`."""
+        return orjson.dumps(content)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -95,8 +96,17 @@ def _files_url_prefix(run: Run) -> str:
     return "/".join(quote(p, safe="") for p in (run.project.entity.name, run.project.name, run.name))
 
 
+def quote_path(name: str) -> str:
+    """quote(name, safe="/"), with names it leaves as they are (most) answered by one regex match."""
+    return name if _UNQUOTED_PATH.fullmatch(name) else quote(name, safe="/")
+
+
+# What quote(…, safe="/") never changes: ASCII letters and digits, "_.-~", and "/".
+_UNQUOTED_PATH = re.compile(r"[A-Za-z0-9_.\-~/]*")
+
+
 def _file_url(ctx: RequestContext, view: FileView) -> str:
-    return f"{ctx.public_url}/files/{view.url_prefix}/{quote(view.file.name, safe='/')}"
+    return f"{ctx.public_url}/files/{view.url_prefix}/{quote_path(view.file.name)}"
 
 
 def _name_error(field: str, exc: InvalidName) -> Exception:

@@ -11,10 +11,10 @@ from ariadne import MutationType, ObjectType
 from sqlalchemy.exc import IntegrityError
 
 from ...db.database import write_transaction
-from ...db.filerows import files_page_statement
-from ...db.models import Project, Run, utcnow
+from ...db.filerows import file_page_rows
+from ...db.models import File, Project, Run, utcnow
 from ...names import InvalidName, validate_run_or_project_name
-from ..context import FileView, Info, ctx_of
+from ..context import FileRow, FileView, Info, ctx_of
 from ..errors import bad_input
 from ..ids import decode_cursor, encode_cursor, encode_node_id
 from .common import (
@@ -119,11 +119,20 @@ def resolve_run_files(
     if pattern is not None:
         _check_like_pattern(pattern)
     after_name = decode_cursor("file", after) if after is not None else None
-    stmt = files_page_statement(run.id, after_name, limit + 1, names=wanted, pattern=pattern)
-    rows = list(ctx_of(info).session.scalars(stmt))
+    # Only the columns the fields read, as plain tuples: ORM objects cost more than the rest of a page.
+    rows = file_page_rows(
+        ctx_of(info).session, _FILE_ROW_COLUMNS, run.id, after_name, limit + 1, names=wanted, pattern=pattern
+    )
     prefix = _files_url_prefix(run)
-    edges = [{"node": FileView(f, run, prefix), "cursor": encode_cursor("file", f.name)} for f in rows[:limit]]
+    make_row = FileRow._make
+    edges = [
+        {"node": FileView(make_row(row), run, prefix), "cursor": encode_cursor("file", row.name)}
+        for row in rows[:limit]
+    ]
     return _connection(edges, has_next=len(rows) > limit)
+
+
+_FILE_ROW_COLUMNS = tuple(getattr(File, field) for field in FileRow._fields)
 
 
 mutation = MutationType()

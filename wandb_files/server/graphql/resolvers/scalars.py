@@ -17,6 +17,9 @@ int64_scalar = ScalarType("Int64")
 @datetime_scalar.serializer
 def serialize_datetime(value: datetime) -> str:
     """Naive UTC datetimes as ISO-8601 with a Z."""
+    if value.tzinfo is None and value.year >= 1000:
+        # strftime's very text, from C code (strftime goes through time.strftime): a listing has one a file.
+        return value.isoformat(timespec="seconds") + "Z"
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -1,0 +1,454 @@
+"""The native engine for bulk downloads: libcurl's multi interface (pycurl, the ``[curl]`` extra) in one thread.
+
+Python threads cost CPU for every small file (a request through urllib3, a thread switch for every chunk under the
+GIL); libcurl drives all connections from one thread, so a bulk download of small files spends a fraction of that
+(``benchmarks/bench_transfer.py``). The discipline is the same as the pure-Python path's, and the common case is
+the only one handled here: a fresh download of a file under 8 MiB whose answer is a 200 with the expected bytes.
+The file is claimed (``locks``), written to its temp file, hashed as it arrives, checked for size and md5 and
+renamed into place.
+Anything else (a bigger file, a temp file to resume, a claim held by another process, a redirect, any other
+status, a broken connection, bytes that disagree) goes to the pure-Python `download` of that file, which resumes what was
+written and has the retries, the backoff and the typed errors: the two engines cannot differ in what they raise.
+
+``WANDB_FILES_ENGINE`` chooses: ``auto`` (the default: this engine when pycurl is installed), ``curl`` (fail if
+pycurl is missing) or ``python``. A session with proxies, TLS settings or client certificates of its own, and
+URLs that go through a proxy (``HTTPS_PROXY`` and the like), stay with requests, which knows what they mean.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wandb_files.formatting import safe_name
+from wandb_files.transfer import ranges
+from wandb_files.transfer.hashing import BACKGROUND_HASH_BYTES, md5_matches
+from wandb_files.transfer.locks import release_if_empty
+from wandb_files.transfer.paths import local_copy_matches, make_parent, part_path
+from wandb_files.transfer.runner import Cancel, Cancelled, PoolFactory, ProgressCallback
+
+if TYPE_CHECKING:
+    from wandb_files.graphql import GraphQLClient
+    from wandb_files.transfer.downloads import DownloadJob
+
+if os.name != "nt":
+    import fcntl
+
+log = logging.getLogger(__name__)
+
+_EXCLUSIVE = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+ENGINES = ("auto", "curl", "python")
+#: libcurl's receive buffer: fewer, larger writes into Python (libcurl accepts up to 10 MiB).
+BUFFER_SIZE = 1 << 20
+#: Files this big go to the Python path: the per-file overhead this engine saves is nothing beside their bytes.
+PYTHON_PATH_BYTES = BACKGROUND_HASH_BYTES
+#: Bytes wait in memory at most this long before they are written to the temp file.
+FLUSH_SECONDS = 0.2
+#: How long one turn of the loop waits for sockets (and so how soon it sees a new job or a cancellation).
+SELECT_SECONDS = 0.05
+
+
+def engine_choice() -> str:
+    """`WANDB_FILES_ENGINE`, lower-cased; ``auto`` when unset.
+
+    Raises:
+        ValueError: it names no engine.
+    """
+    choice = os.environ.get("WANDB_FILES_ENGINE", "").strip().lower() or "auto"
+    if choice not in ENGINES:
+        raise ValueError(f"WANDB_FILES_ENGINE must be one of {', '.join(ENGINES)}, got {choice!r}")
+    return choice
+
+
+def curl_available() -> bool:
+    """Whether pycurl can be imported (the ``[curl]`` extra)."""
+    try:
+        import pycurl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def download_engine(client: GraphQLClient) -> PoolFactory[DownloadJob, Path] | None:
+    """The pool bulk downloads run on: the curl engine, or None for the pure-Python thread pool.
+
+    Raises:
+        ValueError: `WANDB_FILES_ENGINE` names no engine.
+        ImportError: it says ``curl`` and pycurl is not installed.
+    """
+    choice = engine_choice()
+    if choice == "python" or os.name == "nt":
+        return None
+    if not curl_available():
+        if choice == "curl":
+            raise ImportError("WANDB_FILES_ENGINE=curl needs pycurl: pip install 'wandb-files[curl]'")
+        return None
+    session = client.session
+    if session.proxies or session.verify is not True or session.cert is not None:
+        return None  # a session set up by hand (proxies, TLS): only requests knows what it means
+
+    def factory(
+        workers: int, fallback: Callable[[DownloadJob], Path], advance: ProgressCallback, cancel: Cancel
+    ) -> CurlPool:
+        return CurlPool(client, workers, fallback, advance, cancel)
+
+    return factory
+
+
+class _Transfer:
+    """One download in flight on a curl handle."""
+
+    __slots__ = ("advance", "buffered", "fd", "flush_by", "future", "job", "md5", "part", "pending", "received")
+
+    def __init__(self, job: DownloadJob, future: Future[Path], fd: int, part: Path, advance: ProgressCallback) -> None:
+        self.job = job
+        self.future = future
+        self.fd = fd
+        self.part = part
+        self.advance = advance
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.received = 0
+        self.buffered: list[bytes] = []
+        self.pending = 0
+        self.flush_by = 0.0
+
+    def flush(self) -> None:
+        """Write what arrived since the last flush into the temp file."""
+        if self.buffered:
+            if os.writev(self.fd, self.buffered) != self.pending:  # short on a regular file: the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.buffered.clear()
+            self.pending = 0
+
+
+class CurlPool:
+    """Runs download jobs on one libcurl multi handle in a thread of its own; see the module's docstring.
+
+    Args:
+        client: Supplies the key (sent to its own origin only), the User-Agent and the timeout.
+        workers: The most transfers at once (fewer while the call's gate is lowered by 429s).
+        fallback: The pure-Python download of one job, for everything but the common case.
+        advance: The call's progress callback (it also paces the call to its bandwidth limit).
+        cancel: The call's controls.
+    """
+
+    def __init__(
+        self,
+        client: GraphQLClient,
+        workers: int,
+        fallback: Callable[[DownloadJob], Path],
+        advance: ProgressCallback,
+        cancel: Cancel,
+    ) -> None:
+        import pycurl
+
+        self._pycurl = pycurl
+        self._client = client
+        self._workers = workers
+        self._fallback = fallback
+        self._advance = advance
+        self._cancel = cancel
+        self._inbound: queue.SimpleQueue[tuple[DownloadJob, Future[Path]]] = queue.SimpleQueue()
+        self._waiting: collections.deque[tuple[DownloadJob, Future[Path]]] = collections.deque()
+        self._closed = threading.Event()
+        self._helpers = ThreadPoolExecutor(max_workers=max(2, workers // 4), thread_name_prefix="wandb-files")
+        self._multi = pycurl.CurlMulti()
+        self._idle: list[Any] = []
+        self._active: dict[Any, _Transfer] = {}
+        self._folders: set[Path] = set()  # folders made (or found) for earlier files of the call
+        self._headers = [f"User-Agent: {_text(client.session.headers.get('User-Agent', 'wandb-files'))}"]
+        self._auth = f"Authorization: {_text(client._basic)}"
+        self._ca = _ca_bundle()
+        self._thread = threading.Thread(target=self._loop, name="wandb-files-curl", daemon=True)
+        self._thread.start()
+
+    # --- the pool protocol (any thread) ---------------------------------------------------------------
+
+    def submit(self, job: DownloadJob) -> Future[Path]:
+        future: Future[Path] = Future()
+        self._inbound.put((job, future))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._closed.set()
+        if cancel_futures:
+            self._cancel.set()
+        # Even without `wait`, the loop stops within a turn once cancelled: joined so that no callback runs
+        # while the interpreter exits.
+        self._thread.join(None if wait else 1.0)
+        self._helpers.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    # --- the loop (its own thread) --------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        pycurl = self._pycurl
+        try:
+            while True:
+                if self._cancel.is_set():
+                    self._stop_all()
+                    return
+                self._take_inbound()
+                self._start_waiting()
+                if not self._active:
+                    if self._closed.is_set() and not self._waiting and self._inbound.empty():
+                        return
+                    with contextlib.suppress(queue.Empty):
+                        self._waiting.append(self._inbound.get(timeout=SELECT_SECONDS))
+                    continue
+                while True:
+                    status, _ = self._multi.perform()
+                    if status != pycurl.E_CALL_MULTI_PERFORM:
+                        break
+                self._harvest()
+                if self._active:
+                    self._multi.select(SELECT_SECONDS)
+        except BaseException as exc:  # every job still waiting learns of it
+            for transfer in list(self._active.values()):
+                self._forget(transfer)
+                _fail(transfer.future, exc)
+            for _, future in self._waiting:
+                _fail(future, exc)
+            raise
+        finally:
+            for handle in self._idle:
+                handle.close()
+            self._multi.close()
+
+    def _take_inbound(self) -> None:
+        while True:
+            try:
+                self._waiting.append(self._inbound.get_nowait())
+            except queue.Empty:
+                return
+
+    def _start_waiting(self) -> None:
+        gate = self._cancel.gate
+        while self._waiting and len(self._active) < self._workers:
+            if gate is not None and not gate.try_acquire():
+                return
+            job, future = self._waiting.popleft()
+            started = False
+            try:
+                if future.set_running_or_notify_cancel():
+                    started = self._start(job, future)
+            except BaseException:
+                if gate is not None:
+                    gate.release()
+                raise
+            if not started and gate is not None:
+                gate.release()
+
+    def _start(self, job: DownloadJob, future: Future[Path]) -> bool:
+        """Begin `job` on a handle; False when it was settled (or handed to the fallback) at once."""
+        big = min(PYTHON_PATH_BYTES, ranges.THRESHOLD)
+        if (job.size or 0) >= big or self._client._fast_pool(job.url) is None:
+            # A big file gains nothing here (its cost is its bytes) and has the Python path's background md5 and
+            # ranged parts (whatever ranges' threshold is); a proxy for that origin is requests' business.
+            self._hand_over(job, future)
+            return False
+        part = part_path(job.target)
+        try:
+            if job.target.parent not in self._folders:
+                make_parent(job.target, job.name)
+                self._folders.add(job.target.parent)
+            # A temp file of our own making: nobody else's to resume, and nobody holds it yet.
+            fd = os.open(part, _EXCLUSIVE, 0o644)
+        except FileExistsError:  # a temp file to resume, or one another process holds: the Python path
+            self._hand_over(job, future)
+            return False
+        except Exception:  # noqa: BLE001 - the job's own failure, as download() would raise it
+            if part.is_symlink():
+                exc = ValueError(f"refusing to write through the symbolic link {str(part)!r}")
+            future.set_exception(exc)
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a process that opened it meanwhile waits for us
+        except BlockingIOError:  # or it got there first
+            os.close(fd)
+            self._hand_over(job, future)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            if local_copy_matches(job.target, job.size, job.md5):
+                log.debug("%s: the local copy already holds these bytes", safe_name(job.name))
+                if job.size:
+                    self._advance(job.size)
+                release_if_empty(fd, part)
+                os.close(fd)
+                future.set_result(job.target)
+                return False
+        except Exception as exc:  # noqa: BLE001 - the job's own failure, as download() would raise it
+            os.close(fd)
+            future.set_exception(exc)
+            return False
+        transfer = _Transfer(job, future, fd, part, self._advance)
+        handle = self._idle.pop() if self._idle else self._new_handle()
+        pycurl = self._pycurl
+        handle.setopt(pycurl.URL, job.url)
+        auth = self._client.auth_for(job.url) is not None  # the key goes only to the server's own origin
+        handle.setopt(pycurl.HTTPHEADER, [*self._headers, self._auth] if auth else self._headers)
+        handle.setopt(pycurl.WRITEFUNCTION, lambda chunk: self._write(transfer, chunk))
+        self._active[handle] = transfer
+        self._multi.add_handle(handle)
+        return True
+
+    def _new_handle(self) -> Any:
+        pycurl = self._pycurl
+        handle = pycurl.Curl()
+        handle.setopt(pycurl.BUFFERSIZE, BUFFER_SIZE)
+        handle.setopt(pycurl.FOLLOWLOCATION, 0)  # a redirect is the Python path's (it drops the key off-origin)
+        handle.setopt(pycurl.NOSIGNAL, 1)
+        handle.setopt(pycurl.CONNECTTIMEOUT_MS, int(self._client.timeout * 1000))
+        handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)  # no byte for the client's timeout: a failed attempt
+        handle.setopt(pycurl.LOW_SPEED_TIME, max(1, int(self._client.timeout)))
+        handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        if self._ca:
+            handle.setopt(pycurl.CAINFO, self._ca)
+        return handle
+
+    def _write(self, transfer: _Transfer, chunk: bytes) -> int | None:
+        # The status is not known here (pycurl refuses getinfo while perform runs): the body is written as it
+        # comes and a status other than 200 empties the temp file when the transfer ends.
+        try:
+            transfer.md5.update(chunk)
+            transfer.received += len(chunk)
+            if not transfer.buffered:
+                transfer.flush_by = time.monotonic() + FLUSH_SECONDS
+            transfer.buffered.append(chunk)
+            transfer.pending += len(chunk)
+            # A fast small file is one write; a big or slow one reaches its temp file as it comes (for a resume).
+            if transfer.pending >= BUFFER_SIZE or time.monotonic() >= transfer.flush_by:
+                transfer.flush()
+            transfer.advance(len(chunk))  # may wait (the bandwidth limit) or raise Cancelled
+        except BaseException:  # noqa: BLE001 - a full disk or a stop: the Python path raises it as it should
+            return 0
+        return None
+
+    def _harvest(self) -> None:
+        while True:
+            queued, succeeded, failed = self._multi.info_read()
+            for handle in succeeded:
+                self._finish(handle, None)
+            for handle, _code, message in failed:
+                self._finish(handle, message)
+            if not queued:
+                return
+
+    def _finish(self, handle: Any, failure: str | None) -> None:
+        transfer = self._active[handle]
+        status = handle.getinfo(self._pycurl.RESPONSE_CODE)
+        job = transfer.job
+        self._forget(transfer)
+        try:
+            transfer.flush()
+        except OSError as exc:  # a full disk: the Python path raises it as it should
+            failure = failure or f"writing the temp file failed ({exc})"
+        if status:
+            self._cancel.answered(status)
+        problem = failure or (_integrity_problem(transfer, job) if status == 200 else f"HTTP {status}")
+        if not problem:
+            os.replace(transfer.part, job.target)
+            os.close(transfer.fd)
+            log.debug("%s: %d bytes verified (curl)", safe_name(job.name), transfer.received)
+            transfer.future.set_result(job.target)
+            return
+        if failure is None or status != 200:
+            # Another answer than these bytes (its body is not the file's), or bytes that disagree: the Python
+            # path starts over, and retries or raises as it should.
+            os.ftruncate(transfer.fd, 0)
+            if transfer.received:
+                self._advance(-transfer.received)
+        # A broken connection keeps what arrived: the Python path resumes it with Range.
+        log.debug("%s: handed to the Python path (%s)", safe_name(job.name), problem)
+        release_if_empty(transfer.fd, transfer.part)
+        os.close(transfer.fd)
+        self._hand_over(job, transfer.future)
+
+    def _forget(self, transfer: _Transfer) -> None:
+        for handle, held in list(self._active.items()):
+            if held is transfer:
+                self._multi.remove_handle(handle)
+                handle.setopt(self._pycurl.WRITEFUNCTION, _discard)
+                del self._active[handle]
+                self._idle.append(handle)
+                if self._cancel.gate is not None:
+                    self._cancel.gate.release()
+                return
+
+    def _hand_over(self, job: DownloadJob, future: Future[Path]) -> None:
+        def run() -> None:
+            try:
+                future.set_result(self._fallback(job))
+            except BaseException as exc:  # noqa: BLE001 - the job's outcome, whatever it is
+                future.set_exception(exc)
+
+        try:
+            self._helpers.submit(run)
+        except RuntimeError:  # the call is shutting down
+            future.set_exception(Cancelled())
+
+    def _stop_all(self) -> None:
+        """Ctrl-C: drop every transfer, keeping what its temp file holds; queued jobs never start."""
+        for transfer in list(self._active.values()):
+            self._forget(transfer)
+            with contextlib.suppress(OSError):
+                transfer.flush()  # what arrived is kept for the resume
+            release_if_empty(transfer.fd, transfer.part)
+            os.close(transfer.fd)
+            _fail(transfer.future, Cancelled())
+        self._take_inbound()
+        while self._waiting:
+            _, future = self._waiting.popleft()
+            if not future.cancel():
+                _fail(future, Cancelled())
+
+
+def _integrity_problem(transfer: _Transfer, job: DownloadJob) -> str | None:
+    if job.size is not None and transfer.received != job.size:
+        return f"received {transfer.received} bytes, expected {job.size}"
+    if job.md5 and not md5_matches(transfer.md5.digest(), job.md5):
+        return "md5 mismatch"
+    return None
+
+
+def _fail(future: Future[Path], exc: BaseException) -> None:
+    with contextlib.suppress(Exception):  # already settled
+        future.set_exception(exc)
+
+
+def _discard(chunk: bytes) -> int:
+    return len(chunk)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _ca_bundle() -> str | None:
+    """The CA bundle requests would use (its variables, else certifi's), so both engines trust the same."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        value = os.environ.get(name)
+        if value:
+            return value
+    with contextlib.suppress(ImportError):
+        import certifi
+
+        return str(certifi.where())
+    return None
+
+
+__all__ = ["ENGINES", "CurlPool", "curl_available", "download_engine", "engine_choice"]

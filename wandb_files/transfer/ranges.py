@@ -311,7 +311,8 @@ class _Ranged:
                 state = _State(self.size, self.md5, self.part_size)  # the temp file was cut: its parts are not there
             attempt = _Attempt(self, state)
             try:
-                outcome, error = attempt.run()
+                with self.cancel.slot():  # one of the call's concurrent transfers (fewer after 429s)
+                    outcome, error = attempt.run()
             except IntegrityError:
                 self._discard()  # bytes of another version than the listed one: nothing worth resuming
                 raise
@@ -654,6 +655,7 @@ class _Attempt:
         """Raise what an answer that is no part calls for (see the module's docstring); `asked` is the URL
         the request went to."""
         status = response.status_code
+        self.r.cancel.answered(status)  # 429s lower the bulk call's concurrency, successes raise it again
         if status in RETRYABLE_STATUS:
             retry_after = parse_retry_after(response.headers)
             try:

@@ -39,6 +39,7 @@ def small_parts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(ranges, "THRESHOLD", 2 * MiB)
     monkeypatch.setattr(ranges, "PART_SIZE", 1 * MiB)
     monkeypatch.setattr(ranges, "PARTS_AT_ONCE", 8)
+    monkeypatch.setattr(ranges, "FAST_CONNECTION", 1 << 50)  # no connection is fast: parts, whatever the load
     yield
     deadline = time.monotonic() + 5
     while ranges._BUDGET._used and time.monotonic() < deadline:  # a part stopped by cancel may take a moment
@@ -117,11 +118,35 @@ def test_a_bulk_download_of_big_and_small_files_shares_the_budget(
         return taken
 
     monkeypatch.setattr(ranges._BUDGET, "take", take)
-    paths = run.files().download(root=tmp_path / "out", max_workers=8, progress=False)
+    with FaultProxy(live_server.base_url, bytes_per_second=4 * MiB) as proxy:  # slow connections want company
+        files = client_through(proxy.url, live_server.api_key).run("/".join(run.path)).files()
+        paths = files.download(root=tmp_path / "out", max_workers=8, progress=False)
     assert len(paths) == len(contents)
     assert {p.name: p.read_bytes() for p in paths} == contents
     assert most[0] == 5  # the extra connections of all four big files together
     assert not temp_files(tmp_path / "out")
+
+
+def test_a_fast_connection_gets_no_company(
+    live_server: LiveServer, big_run: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where one connection already moves more than FAST_CONNECTION, the first part shows it and the rest
+    comes as one stream (more connections would only compete for the client's CPU); behind a cap below it,
+    the parts go in parallel."""
+    run, data = big_run
+    taken: list[bool] = []
+    real_take = ranges._BUDGET.take
+    monkeypatch.setattr(ranges._BUDGET, "take", lambda: taken.append(real_take()) or taken[-1])
+    monkeypatch.setattr(ranges, "FAST_CONNECTION", 1 * MiB)  # any loopback connection beats it
+    with FaultProxy(live_server.base_url, bytes_per_second=8 * MiB) as proxy:  # 1.5 s on one connection
+        file = client_through(proxy.url, live_server.api_key).run("/".join(run.path)).file("model.ckpt")
+        proxy.reset_stats()
+        file.download(root=str(tmp_path / "fast")).close()
+        assert not taken and proxy.stats["requests"] == 2 and proxy.stats["connections"] <= 1  # a part, the rest
+        monkeypatch.setattr(ranges, "FAST_CONNECTION", 100 * MiB)  # now 8 MiB/s is slow
+        file.download(root=str(tmp_path / "slow")).close()
+        assert taken.count(True) == 7
+    assert (tmp_path / "fast" / "model.ckpt").read_bytes() == data == (tmp_path / "slow" / "model.ckpt").read_bytes()
 
 
 def test_faulty_parts_are_retried_and_the_file_comes_whole(live_server: LiveServer, tmp_path: Path) -> None:
@@ -384,6 +409,23 @@ def test_a_symbolic_link_planted_where_the_state_goes_is_never_followed(
     with pytest.raises(ValueError, match="symbolic link"):
         run.file("model.ckpt").download(root=str(tmp_path / "out")).close()
     assert victim.read_text() == "precious" and not target.exists()
+
+
+def test_a_temp_file_that_one_stream_began_is_resumed_in_parts(
+    live_server: LiveServer, big_run: tuple, tmp_path: Path
+) -> None:
+    """A prefix left by one stream (say a fast link's, or an older version's) and no state: its whole parts
+    count as done, as one stream would have resumed it."""
+    run, data = big_run
+    target = tmp_path / "model.ckpt"
+    transfer.part_path(target).write_bytes(data[: 5 * MiB + 100])
+    with FaultProxy(live_server.base_url) as proxy:
+        file = client_through(proxy.url, live_server.api_key).run("/".join(run.path)).file("model.ckpt")
+        proxy.reset_stats()
+        file.download(root=str(tmp_path)).close()
+        assert proxy.stats["requests"] == 13 - 5
+        assert proxy.stats["body_bytes"] == len(data) - 5 * MiB
+    assert target.read_bytes() == data and not temp_files(tmp_path)
 
 
 def test_the_resume_state_survives_its_round_trip() -> None:

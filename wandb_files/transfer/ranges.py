@@ -20,7 +20,10 @@ docstring: the claim on the temp file, the size and md5 check, the atomic rename
   first one landed (the key only ever goes to the server's own origin), and a presigned URL that is refused
   (expired) is replaced by following `url` again.
 - Each download has its own connection and takes extra ones from a budget the process shares
-  (`EXTRA_STREAMS`), so a bulk download of many big files never opens workers × `PARTS_AT_ONCE` connections.
+  (`EXTRA_STREAMS`), so a bulk download of many big files never opens workers × `PARTS_AT_ONCE` connections;
+  and only while its connections are slow (each under `FAST_CONNECTION`): a first connection that is already
+  fast over its first part gets the rest as one stream (the single-stream path resumes from the parts on
+  disk), since more connections would only compete for the client's CPU.
 - Ctrl-C (or the bulk call's cancel) stops every part at its next chunk; finished parts stay finished.
 """
 
@@ -46,7 +49,7 @@ from wandb_files.errors import IntegrityError, PermissionDeniedError, TransportE
 from wandb_files.formatting import safe_name
 from wandb_files.graphql import HTTPResponse, connection_problem, raise_for_status
 from wandb_files.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
-from wandb_files.transfer.hashing import CHUNK_SIZE, md5_base64, md5_matches, remote_changed
+from wandb_files.transfer.hashing import CHUNK_SIZE, etag_from_md5, md5_base64, md5_matches, remote_changed
 from wandb_files.transfer.runner import (
     BROKEN_CONNECTION,
     DEFAULT_MAX_WORKERS,
@@ -71,6 +74,9 @@ PART_SIZE = 8 * 1024 * 1024
 PARTS_AT_ONCE = 8
 #: Connections beyond their first that all ranged downloads of the process may use together.
 EXTRA_STREAMS = 16
+#: A download adds connections only while each of its connections moves less than this (bytes/s): past it,
+#: the client's own CPU is the limit, not the link (md5 alone runs at about 560 MB/s on the machine measured).
+FAST_CONNECTION = 100 * 1024 * 1024
 
 _SUFFIX = ".wandb-files.part"  # what paths.part_path ends with
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
@@ -82,6 +88,8 @@ _POLL_SECONDS = 0.05
 _STOP_GRACE_SECONDS = 0.5
 #: The most the calling thread hashes before it looks at Ctrl-C and the budget again (a resumed prefix may be big).
 _HASH_STEP = 64 * 1024 * 1024
+#: How long the rate of a download's connections is measured before it decides whether to add some.
+_RATE_WINDOW_SECONDS = 0.1
 #: Parts write at offsets (os.pwrite, os.pread): POSIX only; elsewhere every file goes as one stream.
 _POSITIONAL_IO = hasattr(os, "pwrite") and hasattr(os, "pread")
 
@@ -210,7 +218,7 @@ class _Stop(Exception):
     """Another part failed or the download was cancelled: this part stops at its chunk."""
 
 
-_DONE, _FALLBACK, _RESTART = "done", "fallback", "restart"
+_DONE, _FALLBACK, _RESTART, _SINGLE = "done", "fallback", "restart", "single"
 
 
 def download_parts(
@@ -298,21 +306,38 @@ class _Ranged:
             self.cancel.check()
             state = _load_state(self.part)
             if state is None or (state.size, state.md5, state.part_size) != (self.size, self.md5, self.part_size):
-                state = _State(self.size, self.md5, self.part_size)
-            if state.done and os.fstat(self.fd).st_size != self.size:
+                state = self._adopt_prefix()
+            elif state.done and os.fstat(self.fd).st_size != self.size:
                 state = _State(self.size, self.md5, self.part_size)  # the temp file was cut: its parts are not there
+            attempt = _Attempt(self, state)
             try:
-                outcome, error = _Attempt(self, state).run()
+                with self.cancel.slot():  # one of the call's concurrent transfers (fewer after 429s)
+                    outcome, error = attempt.run()
             except IntegrityError:
                 self._discard()  # bytes of another version than the listed one: nothing worth resuming
                 raise
             if outcome == _DONE:
                 return self.target
+            if outcome == _SINGLE:  # the rest as one stream, from the end of what is on disk
+                discard_state(self.part)
+                os.ftruncate(self.fd, attempt._frontier())
+                return None
             self._discard()
             if outcome == _FALLBACK:
                 return None
             if error is not None:
                 backoff.failed(error, sleep=self.cancel.sleep)
+
+    def _adopt_prefix(self) -> _State:
+        """A fresh state; the whole parts of a temp file that one stream began (it holds a prefix, and no
+        state) count as done, against the ETag the listed md5 gives, as that stream would have resumed."""
+        state = _State(self.size, self.md5, self.part_size)
+        kept = os.fstat(self.fd).st_size
+        etag = etag_from_md5(self.md5)
+        if 0 < kept < self.size and etag:
+            state.done = set(range(kept // self.part_size))
+            state.etag = etag if state.done else None
+        return state
 
     def _discard(self) -> None:
         """Empty the temp file (it stays claimed) and forget its parts."""
@@ -341,6 +366,9 @@ class _Attempt:
         self.error: BaseException | None = None
         self.restart: _Restart | None = None
         self.moved = 0
+        self.sampled: tuple[float, int] | None = None  # when the rate was last measured, and `moved` then
+        self.slow = False  # whether the connections measured moved less than FAST_CONNECTION each
+        self.solo = False  # one connection proved fast: the rest goes as one stream (see _go_solo)
         # Held to write a chunk or record a part: once `closed`, no thread of this attempt touches the temp
         # file again (its descriptor may be closed and reused as soon as the attempt returns).
         self.io_lock = threading.Lock()
@@ -391,6 +419,13 @@ class _Attempt:
         if self.restart is not None:
             self._take_back()
             return _RESTART, self._restart_error(self.restart)
+        if self.solo:
+            log.debug(
+                "%s: one connection moves %d bytes/s or more: the rest as one stream",
+                safe_name(r.name),
+                FAST_CONNECTION,
+            )
+            return _SINGLE, None
         self._hash()
         if self.hashed != r.size:
             raise IntegrityError(f"{r.name}: the temp file holds {self.hashed} bytes, expected {r.size}")
@@ -454,8 +489,37 @@ class _Attempt:
 
     # --- connections ---------------------------------------------------------------------------------
 
+    def _go_solo(self) -> bool:
+        """After a part of the first connection: whether it alone moves `FAST_CONNECTION`, so the rest had
+        better go as one stream (one request for it all, hashed as it arrives) than as parts one by one (each
+        part a request to wait for)."""
+        with self.cond:
+            if self.slow or self.streams > 1 or not self.queue or self.sampled is None:
+                return False
+            elapsed = time.monotonic() - self.sampled[0]
+            self.solo = elapsed > 0 and self.moved / elapsed >= FAST_CONNECTION
+            return self.solo
+
+    def _slow_connections(self) -> bool:
+        """Whether each connection of this download moved less than `FAST_CONNECTION` over the last window
+        (the last answer while a window runs): only then do more connections help."""
+        now = time.monotonic()
+        if self.sampled is None:
+            self.sampled = (now, self.moved)
+            return False
+        since, moved = self.sampled
+        if now - since >= _RATE_WINDOW_SECONDS:
+            with self.cond:
+                streams = max(self.streams, 1)
+            self.slow = (self.moved - moved) / (now - since) / streams < FAST_CONNECTION
+            self.sampled = (now, self.moved)
+        return self.slow
+
     def _top_up(self) -> None:
-        """Start extra connections while parts wait for one and the budget has some."""
+        """Start extra connections while parts wait for one, the connections so far are slow, and the budget
+        has some."""
+        if not self.queue or self.solo or not self._slow_connections():
+            return
         while True:
             with self.cond:
                 if not self.queue or self.streams >= PARTS_AT_ONCE or self.stop.is_set():
@@ -487,6 +551,8 @@ class _Attempt:
                 first, response = response, None  # _fetch_part owns it from now on
                 self._fetch_part(job, first)
                 self._finished(job)
+                if not extra and self._go_solo():
+                    break
                 with self.cond:
                     job = self.queue.popleft() if self.queue and not self.stop.is_set() else None
         except (Cancelled, _Stop):
@@ -589,6 +655,7 @@ class _Attempt:
         """Raise what an answer that is no part calls for (see the module's docstring); `asked` is the URL
         the request went to."""
         status = response.status_code
+        self.r.cancel.answered(status)  # 429s lower the bulk call's concurrency, successes raise it again
         if status in RETRYABLE_STATUS:
             retry_after = parse_retry_after(response.headers)
             try:

@@ -289,6 +289,9 @@ class CountingRelay:
 
     def close(self) -> None:
         self._closing = True
+        # close() alone does not wake a thread blocked in accept() on Linux; shutdown() does.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         with self._lock:
             sockets, self._sockets = self._sockets, []

@@ -210,13 +210,13 @@ class CurlPool:
                     status, _ = self._multi.perform()
                     if status != pycurl.E_CALL_MULTI_PERFORM:
                         break
-                self._harvest()
+                if self._harvest() and self._waiting:
+                    continue  # start the next files at once, on the connections that just came free
                 if self._active:
                     self._multi.select(SELECT_SECONDS)
         except BaseException as exc:  # every job still waiting learns of it
-            for transfer in list(self._active.values()):
-                self._forget(transfer)
-                _fail(transfer.future, exc)
+            for handle in list(self._active):
+                _fail(self._forget(handle).future, exc)
             for _, future in self._waiting:
                 _fail(future, exc)
             raise
@@ -336,21 +336,23 @@ class CurlPool:
             return 0
         return None
 
-    def _harvest(self) -> None:
+    def _harvest(self) -> int:
+        """Settle the transfers that ended; how many did."""
+        ended = 0
         while True:
             queued, succeeded, failed = self._multi.info_read()
             for handle in succeeded:
                 self._finish(handle, None)
             for handle, _code, message in failed:
                 self._finish(handle, message)
+            ended += len(succeeded) + len(failed)
             if not queued:
-                return
+                return ended
 
     def _finish(self, handle: Any, failure: str | None) -> None:
-        transfer = self._active[handle]
         status = handle.getinfo(self._pycurl.RESPONSE_CODE)
+        transfer = self._forget(handle)
         job = transfer.job
-        self._forget(transfer)
         try:
             transfer.flush()
         except OSError as exc:  # a full disk: the Python path raises it as it should
@@ -376,16 +378,15 @@ class CurlPool:
         os.close(transfer.fd)
         self._hand_over(job, transfer.future)
 
-    def _forget(self, transfer: _Transfer) -> None:
-        for handle, held in list(self._active.items()):
-            if held is transfer:
-                self._multi.remove_handle(handle)
-                handle.setopt(self._pycurl.WRITEFUNCTION, _discard)
-                del self._active[handle]
-                self._idle.append(handle)
-                if self._cancel.gate is not None:
-                    self._cancel.gate.release()
-                return
+    def _forget(self, handle: Any) -> _Transfer:
+        """Take `handle` off the multi handle, back to the idle ones; its transfer."""
+        transfer = self._active.pop(handle)
+        self._multi.remove_handle(handle)
+        handle.setopt(self._pycurl.WRITEFUNCTION, _discard)
+        self._idle.append(handle)
+        if self._cancel.gate is not None:
+            self._cancel.gate.release()
+        return transfer
 
     def _hand_over(self, job: DownloadJob, future: Future[Path]) -> None:
         def run() -> None:
@@ -401,8 +402,8 @@ class CurlPool:
 
     def _stop_all(self) -> None:
         """Ctrl-C: drop every transfer, keeping what its temp file holds; queued jobs never start."""
-        for transfer in list(self._active.values()):
-            self._forget(transfer)
+        for handle in list(self._active):
+            transfer = self._forget(handle)
             with contextlib.suppress(OSError):
                 transfer.flush()  # what arrived is kept for the resume
             release_if_empty(transfer.fd, transfer.part)

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 VENV_MIN ?= .venv-min
 PY_MIN := $(VENV_MIN)/bin/python
 
-.PHONY: demo test test-slow test-min lint venv clean postgresql
+.PHONY: demo test test-slow test-min lint venv clean postgresql chromium bench-tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,13 @@ demo: $(PY)
 	$(PY) -m pip install --quiet -e ".[all]"
 	$(PY) examples/demo.py
 
-test: $(PY) postgresql
+test: $(PY) postgresql chromium
 	$(PY) -m pip install --quiet -e ".[all,dev,compat]"
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest
 
 # The tests marked slow (left out of `make test` to keep it under five minutes); CI runs them too.
-test-slow: $(PY) postgresql
+test-slow: $(PY) postgresql chromium
 	$(PY) -m pip install --quiet -e ".[all,dev,compat]"
 	$(PY) -m pytest -m slow
 
@@ -39,7 +39,7 @@ $(PY_MIN):
 	$(PY_MIN) -m pip install --quiet --upgrade pip
 
 # The compat suite needs the real wandb client, which brings its own modern dependencies: not run here.
-test-min: $(PY_MIN) postgresql
+test-min: $(PY_MIN) postgresql chromium
 	$(PY_MIN) -m pip install --quiet -e ".[all,dev]" -c constraints/minimum.txt
 	$(PY_MIN) -m pytest -q tests --ignore=tests/compat
 
@@ -52,6 +52,25 @@ postgresql:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
 		|| echo "PostgreSQL could not be installed: the PostgreSQL tests will be skipped"; \
 	else echo "PostgreSQL is not installed and this is not root: the PostgreSQL tests will be skipped"; fi
+
+# nginx and wrk for benchmarks/bench_bytes.py (our server next to nginx on the same file): Debian's packages,
+# installed only when missing and we are root. No test needs them.
+bench-tools:
+	@if command -v wrk >/dev/null && { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing nginx and wrk (apt-get install nginx wrk) for benchmarks/bench_bytes.py"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null; \
+	else echo "nginx and wrk are missing and this is not root: install them to run benchmarks/bench_bytes.py"; exit 1; fi
+
+# The browser the web page's tests drive (Playwright with executable_path; Playwright's own browser downloads are
+# never used): Debian's package, installed only when missing and we are root. Otherwise those tests skip and say why.
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Chromium (apt-get install chromium) for the web page's browser tests"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "Chromium could not be installed: the browser tests will be skipped"; \
+	else echo "Chromium is not installed and this is not root: the browser tests will be skipped"; fi
 
 clean:
 	rm -rf $(VENV) $(VENV_MIN) build *.egg-info .pytest_cache

@@ -52,9 +52,9 @@ print(json.dumps({"files": count, "len": len(files), "pages": pages, "total": to
 def seed(engine_url: str | Path, n_files: int, api_key: str) -> None:
     from sqlalchemy import insert, update
 
-    from wandb_files.server.database import create_db_engine, make_session_factory
-    from wandb_files.server.models import File, Project, Run, utcnow
-    from wandb_files.server.users import create_user
+    from wandb_files.server.db.database import create_db_engine, make_session_factory
+    from wandb_files.server.db.models import File, Project, Run, utcnow
+    from wandb_files.server.db.users import create_user
 
     engine = create_db_engine(engine_url)
     with make_session_factory(engine)() as session:
@@ -129,7 +129,7 @@ def main() -> None:
     for backend in args.backends.split(","):
         url = args.postgres_url
         if backend == "postgresql" and url is None:
-            from tests.scale.services import _start_local_cluster
+            from tests.support.services import _start_local_cluster
 
             try:
                 url = _start_local_cluster().create_database()

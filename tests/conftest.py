@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import ADMIN_KEY, LiveServer, start_server, stop_server
+
+# The test servers run one process each unless a test asks for more: a second worker would add seconds to every
+# server start and stop, and the tests are about behaviour, not throughput. (An explicit --workers still wins.)
+os.environ.setdefault("WANDB_FILES_WORKERS", "1")
 
 
 @pytest.fixture(scope="session")

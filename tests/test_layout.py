@@ -76,3 +76,22 @@ def test_only_optional_code_imports_the_fsspec_filesystem() -> None:
         if path.name == "fsspec.py" and path.parent == PACKAGE:
             continue
         assert not any(n == "wandb_files.fsspec" or n.startswith("wandb_files.fsspec.") for n in _imports(path)), path
+
+
+@pytest.mark.parametrize(
+    ("room", "must_not_import"),
+    [
+        ("storage", ["db", "graphql", "web", "http"]),
+        ("db", ["graphql", "web", "http"]),
+        ("graphql", ["web", "http"]),
+        ("web", ["http"]),
+    ],
+)
+def test_the_server_rooms_depend_downwards(room: str, must_not_import: list[str]) -> None:
+    """http → web → graphql → db → storage: routes know the web page, GraphQL and the database, never the other
+    way round (the web page reads through db.access, as the resolvers do, and shares GraphQL's cursors)."""
+    for path in (PACKAGE / "server" / room).rglob("*.py"):
+        imported = _imports(path)
+        for other in must_not_import:
+            forbidden = f"wandb_files.server.{other}"
+            assert not any(n == forbidden or n.startswith(forbidden + ".") for n in imported), (path.name, forbidden)

@@ -6,9 +6,9 @@ import uuid
 
 from sqlalchemy import Engine, insert, select, update
 
-from wandb_files.server.database import make_session_factory
-from wandb_files.server.models import Entity, File, Project, Run, User, utcnow
-from wandb_files.server.users import create_user
+from wandb_files.server.db.database import make_session_factory
+from wandb_files.server.db.models import Entity, File, Project, Run, User, utcnow
+from wandb_files.server.db.users import create_user
 
 CHUNK = 5_000
 

@@ -184,6 +184,31 @@ def test_downloads_come_from_the_bucket(
     assert "authorization" not in {k.lower() for k in followed.request.headers}
 
 
+def test_the_web_pages_download_redirects_to_a_presigned_attachment(
+    s3_live: LiveServer, s3_admin: Client, s3_run: tuple[str, str, str], s3: S3Service
+) -> None:
+    """The web page's download link: the same checks as `url`, then a presigned GET whose signed
+    response-content-disposition makes the bucket send the bytes as an attachment (RFC 6266 filename*)."""
+    from tests.support.web import WebClient
+
+    data = os.urandom(2000)
+    name = 'plots/ünï "q".png'
+    put_and_mark(s3_admin, s3_run, {name: data})
+    web = WebClient(s3_live)
+    link = "/e/{}/{}/{}/file/".format(*s3_run) + requests.utils.quote(name)
+    assert web.get(link).status_code == 401  # no session, no redirect
+    web.sign_in(s3_live.api_key)
+    redirect = web.get(link)
+    assert redirect.status_code == 302
+    location = redirect.headers["location"]
+    assert location.startswith(s3.endpoint_url)
+    disposition = parse_qs(urlsplit(location).query)["response-content-disposition"][0]
+    assert disposition == "attachment; filename=\"_n_ _q_.png\"; filename*=UTF-8''%C3%BCn%C3%AF%20%22q%22.png"
+    response = requests.get(location, timeout=30)
+    assert response.content == data
+    assert response.headers["content-disposition"] == disposition
+
+
 def test_replace_and_delete_delete_objects(
     s3_admin: Client, s3_run: tuple[str, str, str], s3: S3Service, s3_bucket: str
 ) -> None:

@@ -15,8 +15,8 @@ from sqlalchemy import inspect, text
 
 from tests.support import ADMIN_KEY, DELETE_FILES, RUN_FILES, Client, LiveServer, md5_b64
 from tests.support.services import PostgresCluster, S3Service, s3_server
-from wandb_files.server.database import create_db_engine, head_revision
-from wandb_files.server.users import hash_api_key
+from wandb_files.server.db.database import create_db_engine, head_revision
+from wandb_files.server.db.users import hash_api_key
 
 from .test_s3 import put_and_mark
 

@@ -6,8 +6,8 @@ import pytest
 from graphql import GraphQLError, specified_rules
 
 from tests.support import RUN_FILES, Client
-from wandb_files.server.documents import MAX_QUERY_DEPTH, DocumentCache, QueryDepthRule
-from wandb_files.server.resolvers import build_schema
+from wandb_files.server.graphql.documents import MAX_QUERY_DEPTH, DocumentCache, QueryDepthRule
+from wandb_files.server.graphql.schema import build_schema
 
 SCHEMA = build_schema()
 RULES = (*specified_rules, QueryDepthRule)
@@ -104,3 +104,17 @@ def test_documents_with_too_many_tokens_are_refused() -> None:
     huge = "{ viewer { " + "id " * 30_000 + "} }"
     with pytest.raises(GraphQLError, match="tokens"):
         DocumentCache().parse(None, {"query": huge})
+
+
+def test_is_query_picks_the_named_operation() -> None:
+    cache = DocumentCache()
+    both = "query A { viewer { id } } mutation B { deleteFiles(input: {files: []}) { success } }"
+    assert cache.is_query("{ viewer { id } }", None)
+    assert cache.is_query("query Q { viewer { id } }", "")
+    assert cache.is_query(both, "A")
+    assert not cache.is_query(both, "B")
+    assert not cache.is_query(both, None)  # two operations and none named: graphql-core refuses it
+    assert not cache.is_query(both, "C")
+    assert not cache.is_query("mutation { deleteFiles(input: {files: []}) { success } }", None)
+    assert not cache.is_query("{ viewer {", None)
+    assert not cache.is_query(None, None)

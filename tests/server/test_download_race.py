@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
-from wandb_files.server.app import BlobResponse, _HttpError, _Server, create_app
 from wandb_files.server.config import ServerConfig
-from wandb_files.server.users import ensure_admin
+from wandb_files.server.db.users import ensure_admin
+from wandb_files.server.http.app import _Server, create_app
+from wandb_files.server.http.downloads import BlobResponse
+from wandb_files.server.http.state import _HttpError
 
 KEY = "k" * 40
 
@@ -26,7 +28,7 @@ def server(tmp_path: Path) -> _Server:
     srv: _Server = app.state.server
     with srv.sessions() as session:
         ensure_admin(session, KEY)
-        from wandb_files.server.models import Entity, Project, Run
+        from wandb_files.server.db.models import Entity, Project, Run
 
         entity = session.query(Entity).filter_by(name="admin").one()
         project = Project(entity_id=entity.id, name="p")
@@ -107,7 +109,7 @@ def test_blob_gone_for_good_is_404(server: _Server) -> None:
 def test_direct_url_after_reupload_is_404(server: _Server) -> None:
     store(server, b"old")
     with server.sessions() as session:
-        from wandb_files.server.models import File
+        from wandb_files.server.db.models import File
 
         old_key = session.query(File).one().blob_key
     store(server, b"new")

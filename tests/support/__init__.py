@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import http.client
+import http.server
+import json
 import os
 import secrets
 import socket
@@ -36,6 +39,7 @@ __all__ = [
     "UPSERT",
     "Client",
     "CountingRelay",
+    "GraphQLRecorder",
     "LiveServer",
     "blob_files",
     "cli",
@@ -294,6 +298,68 @@ class CountingRelay:
         self._thread.join(timeout=5)
 
     def __enter__(self) -> CountingRelay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class GraphQLRecorder:
+    """An HTTP relay on 127.0.0.1 in front of `upstream` that keeps the body of every POST /graphql it passes on.
+
+    Requests and answers go through unchanged (Host included, so the URLs the server hands out point back
+    here), one request at a time per connection. `bodies` holds the parsed JSON request bodies in order.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        recorder = self
+        self.bodies: list[dict[str, Any]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _relay(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if self.command == "POST" and self.path.split("?")[0] == "/graphql":
+                    with contextlib.suppress(ValueError):
+                        recorder.bodies.append(json.loads(body))
+                conn = http.client.HTTPConnection(host, port, timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                    conn.request(self.command, self.path, body=body or None, headers=headers)
+                    answer = conn.getresponse()
+                    payload = answer.read()
+                finally:
+                    conn.close()
+                self.send_response_only(answer.status, answer.reason)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("connection", "transfer-encoding", "content-length", "date", "server"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _relay
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> GraphQLRecorder:
         return self
 
     def __exit__(self, *exc: object) -> None:

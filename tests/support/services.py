@@ -1,4 +1,4 @@
-"""Real services for the scale-out tests: a throwaway PostgreSQL cluster and an S3-compatible server (moto).
+"""Real services for the tests: a throwaway PostgreSQL cluster, an S3-compatible server (moto), Chromium.
 
 Both run on loopback only, are started once per test session on first use and stopped at exit. When one
 cannot be found or started, the tests that need it skip with the reason (set WANDB_FILES_REQUIRE_SERVICES=1
@@ -264,3 +264,25 @@ def s3_server(data_dir: Path, s3: S3Service, bucket: str, prefix: str = "blobs",
         **kwargs,  # type: ignore[arg-type]
     )
     return server.start()  # type: ignore[return-value]
+
+
+# --- Chromium, for the web page's browser tests ----------------------------------------------------------------
+
+
+def chromium_executable() -> str:
+    """The system's Chromium (Debian's `chromium` package; `make test` installs it when missing and run as root),
+    for Playwright's `executable_path`: Playwright's own browser downloads are never used. Skips (or fails with
+    WANDB_FILES_REQUIRE_SERVICES=1) when Chromium or Playwright is missing."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _unavailable("playwright is not installed (pip install -e '.[dev]')")
+    # Debian's binary itself: /usr/bin/chromium is a shell wrapper that only adds flags for desktops.
+    if os.access("/usr/lib/chromium/chromium", os.X_OK):
+        return "/usr/lib/chromium/chromium"
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    _unavailable("Chromium is not installed (`make chromium`, or apt-get install chromium, as root)")
+    raise AssertionError("unreachable")

@@ -3,7 +3,7 @@
 This package imports nothing from the rest of `wandb_files`; schema.graphql is the only shared piece.
 """
 
-from .app import create_app
 from .config import ServerConfig
+from .http.app import create_app
 
 __all__ = ["ServerConfig", "create_app"]

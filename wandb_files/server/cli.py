@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from .config import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_SIGNED_URL_TTL, DEFAULT_UPLOAD_CLEANUP_INTERVAL, ServerConfig
-from .database import create_db_engine, make_session_factory
-from .users import UserError, create_user, ensure_admin
+from .config import (
+    DEFAULT_KEY_CACHE_SECONDS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    DEFAULT_SIGNED_URL_TTL,
+    DEFAULT_UPLOAD_CLEANUP_INTERVAL,
+    DEFAULT_WORKERS,
+    LOG_FORMAT,
+    ServerConfig,
+)
+from .db.database import create_db_engine, make_session_factory
+from .db.users import UserError, create_user, ensure_admin
 
 _LOG_LEVELS = click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False)
 _data_dir_option = click.option(
@@ -40,7 +50,10 @@ Examples:
 
 \b
 Without an admin key (--api-key or WANDB_FILES_API_KEY), the first start generates
-one and prints it once.""",
+one and prints it once.
+
+\b
+The web page: open http://HOST:PORT/ in a browser and sign in with an API key.""",
 )
 @click.option("--host", envvar="WANDB_FILES_HOST", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", envvar="WANDB_FILES_PORT", default=8080, show_default=True, type=click.IntRange(0, 65535))
@@ -87,6 +100,23 @@ one and prints it once.""",
     help="With an S3 blob store: how often to remove presigned uploads never marked as uploaded, long after "
     "their URLs expired (also done at start).",
 )
+@click.option(
+    "--workers",
+    envvar="WANDB_FILES_WORKERS",
+    default=DEFAULT_WORKERS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Server processes sharing the port (each with its own event loop); the database is migrated once, "
+    "before they start.",
+)
+@click.option(
+    "--key-cache-seconds",
+    default=DEFAULT_KEY_CACHE_SECONDS,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="How long downloads trust an API key they saw valid without asking the database: a revoked key "
+    "stops working within this time (0: ask every time).",
+)
 @click.option("--log-level", default="info", show_default=True, type=_LOG_LEVELS)
 @click.option(
     "--access-log/--no-access-log",
@@ -106,13 +136,15 @@ def server_command(
     signed_url_ttl: int,
     max_upload_bytes: int,
     upload_cleanup_interval: int,
+    workers: int,
+    key_cache_seconds: float,
     log_level: str,
     access_log: bool,
 ) -> None:
     """Run the W&B-compatible file server in the foreground."""
     import uvicorn
 
-    from .app import create_app
+    from .http.app import CONFIG_ENV, create_app
 
     config = ServerConfig(
         data_dir=data_dir,
@@ -122,13 +154,14 @@ def server_command(
         signed_url_ttl=signed_url_ttl,
         max_upload_bytes=max_upload_bytes,
         upload_cleanup_interval=upload_cleanup_interval,
+        key_cache_seconds=key_cache_seconds,
         log_level=log_level.lower(),
         access_log=access_log,
         database_url=database_url,
         blob_store=blob_store,
         s3_endpoint_url=s3_endpoint_url,
     )
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
     try:
         app = create_app(config)
     except (ValueError, RuntimeError, ImportError) as exc:
@@ -150,7 +183,16 @@ def server_command(
     http_impl = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop_impl = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     logging.getLogger("wandb_files.server").info("HTTP parser: %s, event loop: %s", http_impl, loop_impl)
-    uvicorn.run(app, host=host, port=port, log_level=config.log_level, access_log=access_log, loop="auto", http="auto")
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": config.log_level, "access_log": access_log}
+    if workers == 1:
+        uvicorn.run(app, loop="auto", http="auto", **options)
+        return
+    # The app above did the start-up work once (migrations, sweeps); each worker builds its own app without it.
+    app.state.server.engine.dispose()
+    os.environ[CONFIG_ENV] = config.to_json()
+    uvicorn.run(
+        "wandb_files.server.http.app:worker_app", factory=True, workers=workers, loop="auto", http="auto", **options
+    )
 
 
 @click.group(

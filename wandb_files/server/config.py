@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +12,12 @@ DEFAULT_SIGNED_URL_TTL = 3600
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024**3
 DEFAULT_UPLOAD_CLEANUP_INTERVAL = 900
 DB_FILE_NAME = "wandb-files.db"
+# How long a download may go on trusting an API key (and where its file's blob is) without the database.
+DEFAULT_KEY_CACHE_SECONDS = 5.0
+# Server processes of `wandb-files server`: two on a two-core box served the load benchmark (benchmarks/
+# bench_load.py) faster than one, markedly on PostgreSQL; README "Performance" has the figures.
+DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 @dataclass(frozen=True)
@@ -32,17 +41,38 @@ class ServerConfig:
     s3_endpoint_url: str | None = None
     # S3 mode: seconds between sweeps for abandoned presigned uploads (also swept at every start).
     upload_cleanup_interval: int = DEFAULT_UPLOAD_CLEANUP_INTERVAL
+    # Downloads through `url` trust a key they saw valid for this long: a revoked key stops working within it.
+    key_cache_seconds: float = DEFAULT_KEY_CACHE_SECONDS
 
     def __post_init__(self) -> None:
         if self.signed_url_ttl < 1:
             raise ValueError("signed_url_ttl must be at least 1 second")
         if self.upload_cleanup_interval < 1:
             raise ValueError("upload_cleanup_interval must be at least 1 second")
+        if self.key_cache_seconds < 0:
+            raise ValueError("key_cache_seconds must not be negative")
         if self.max_upload_bytes < 0:
             raise ValueError("max_upload_bytes must not be negative")
         if self.public_url is not None:
             # A trailing slash would give URLs with "//" in them.
             object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+
+    def to_json(self) -> str:
+        """These settings as JSON, for the worker processes of `--workers N`."""
+        return json.dumps({**dataclasses.asdict(self), "data_dir": str(self.data_dir)})
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerConfig:
+        """The settings `to_json` wrote.
+
+        Args:
+            text: Its output.
+
+        Returns:
+            The same settings.
+        """
+        fields = json.loads(text)
+        return cls(**{**fields, "data_dir": Path(fields["data_dir"])})
 
     @property
     def abandoned_upload_seconds(self) -> int:

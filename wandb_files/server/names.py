@@ -20,7 +20,9 @@ class InvalidName(ValueError):
 # C0 and C1 controls, DEL, bidirectional embeddings/overrides/isolates/marks, line and paragraph separators:
 # characters that change what a terminal or a page shows (``report\u202etxt.exe`` shows as ``reportexe.txt``),
 # and lone surrogates, which are not text at all.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+UNSAFE_CHARACTERS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 
 
 def validate_file_name(name: object) -> str:
@@ -29,7 +31,7 @@ def validate_file_name(name: object) -> str:
         raise InvalidName("file name must be a non-empty string")
     if len(name.encode("utf-8", errors="surrogatepass")) > MAX_FILE_NAME_BYTES:
         raise InvalidName(f"file name is longer than {MAX_FILE_NAME_BYTES} bytes")
-    unsafe = _UNSAFE.search(name)
+    unsafe = UNSAFE_CHARACTERS.search(name)
     if unsafe:
         raise InvalidName(
             f"file name contains U+{ord(unsafe.group()):04X}, a control, bidirectional or surrogate character"
@@ -63,3 +65,18 @@ def validate_user_name(value: object) -> str:
     if not isinstance(value, str) or not _USER_NAME.fullmatch(value):
         raise InvalidName("user name must be 1-64 characters of A-Z a-z 0-9 _ -")
     return value
+
+
+def display_name(name: str) -> str:
+    """`name` with every control, bidirectional and surrogate character written as a visible escape
+    (``\\u202e``, ``\\x1b``), the way the CLI prints names: for pages and messages, never for lookups.
+
+    Args:
+        name: Any text (names stored before such characters were refused may hold them).
+
+    Returns:
+        The text to show.
+    """
+    return UNSAFE_CHARACTERS.sub(
+        lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) > 0xFF else f"\\x{ord(m.group()):02x}", name
+    )

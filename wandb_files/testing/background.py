@@ -148,8 +148,8 @@ class BackgroundServer:
         """
         # The server's own modules, imported only here: starting a server needs none of them in this process.
         from wandb_files.server.config import ServerConfig
-        from wandb_files.server.database import create_db_engine, make_session_factory
-        from wandb_files.server.users import create_user
+        from wandb_files.server.db.database import create_db_engine, make_session_factory
+        from wandb_files.server.db.users import create_user
 
         engine = create_db_engine(ServerConfig(data_dir=self.data_dir, database_url=self.database_url).database)
         try:

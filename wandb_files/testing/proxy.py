@@ -146,7 +146,8 @@ class FaultProxy:
     def stats(self) -> dict[str, int]:
         """A snapshot: ``requests`` seen, ``connections`` accepted from clients, ``upstream_errors`` (answered
         502: the upstream was unreachable or the forwarded request failed), ``client_aborts`` (the client left
-        mid-response), ``faults`` injected in all, and one count per fault kind (counted when chosen)."""
+        mid-response), ``faults`` injected in all, one count per fault kind (counted when chosen), and
+        ``body_bytes``: the bytes of response bodies relayed to clients."""
         with self._lock:
             return dict(self._counts)
 
@@ -154,12 +155,12 @@ class FaultProxy:
         """Set every count back to 0."""
         with self._lock:
             self._counts = dict.fromkeys(
-                ("requests", "connections", "upstream_errors", "client_aborts", "faults", *FAULTS), 0
+                ("requests", "connections", "upstream_errors", "client_aborts", "faults", "body_bytes", *FAULTS), 0
             )
 
-    def _count(self, key: str) -> None:
+    def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
-            self._counts[key] += 1
+            self._counts[key] += n
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -293,7 +294,7 @@ class FaultProxy:
                     await self._cut(request, response, upstream, fault)
                     return response
                 else:
-                    await self._relay(response, upstream, flip=fault == "flip", pace=self._paced)
+                    await self._relay(response, upstream, flip=fault == "flip", pace=self._paced, count=self._count)
                 await response.write_eof()
             except ConnectionError:
                 self._count("client_aborts")  # the client went away mid-response; the upstream is closed on exit
@@ -322,6 +323,7 @@ class FaultProxy:
         upstream: ClientResponse,
         flip: bool,
         pace: Callable[[AsyncIterable[bytes]], AsyncIterator[bytes]],
+        count: Callable[[str, int], None],
     ) -> None:
         """Stream the upstream body to the client, through `pace`; with `flip`, invert the byte in the middle
         of it (of its first chunk when the length is unknown)."""
@@ -335,6 +337,7 @@ class FaultProxy:
                 changed[flip_at - sent] ^= 0xFF
                 chunk = bytes(changed)
             sent += len(chunk)
+            count("body_bytes", len(chunk))  # before it is sent: a client that has the bytes finds them counted
             await response.write(chunk)
 
     async def _cut(

@@ -7,6 +7,8 @@ Download discipline (the same for `File.download`, bulk downloads and the CLI):
 - bytes stream in 1 MiB chunks into a hidden temp file beside the target, never into memory; the temp file
   is claimed with a lock on itself, so two processes never write the same one;
 - a failed attempt keeps its temp file and the next attempt continues with `Range` (+ `If-Range`);
+- big files come as parallel `Range` parts written at their offsets into that one temp file, with a small
+  resume state beside it, so the parts that finished stay finished (see `ranges`);
 - size and md5 are checked against the server's record before `os.replace` puts the file under its name,
   so a crash, a truncated body or a flipped byte never leaves a wrong file under a final name;
 - connection errors, timeouts, 408/429/5xx, truncated bodies and md5 mismatches are retried with backoff,

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wandb_files.formatting import safe_name
+from wandb_files.transfer import ranges
 from wandb_files.transfer.hashing import BACKGROUND_HASH_BYTES, md5_matches
 from wandb_files.transfer.locks import release_if_empty
 from wandb_files.transfer.paths import local_copy_matches, make_parent, part_path
@@ -251,9 +252,10 @@ class CurlPool:
 
     def _start(self, job: DownloadJob, future: Future[Path]) -> bool:
         """Begin `job` on a handle; False when it was settled (or handed to the fallback) at once."""
-        if (job.size or 0) >= PYTHON_PATH_BYTES or self._client._fast_pool(job.url) is None:
+        big = min(PYTHON_PATH_BYTES, ranges.THRESHOLD)
+        if (job.size or 0) >= big or self._client._fast_pool(job.url) is None:
             # A big file gains nothing here (its cost is its bytes) and has the Python path's background md5 and
-            # ranged parts; a proxy for that origin is requests' business.
+            # ranged parts (whatever ranges' threshold is); a proxy for that origin is requests' business.
             self._hand_over(job, future)
             return False
         part = part_path(job.target)

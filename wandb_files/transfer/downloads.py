@@ -15,6 +15,7 @@ from wandb_files.errors import IntegrityError, TransportError
 from wandb_files.formatting import safe_name
 from wandb_files.graphql import HTTPResponse, connection_problem, raise_for_status
 from wandb_files.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
+from wandb_files.transfer import ranges
 from wandb_files.transfer.hashing import (
     BACKGROUND_HASH_BYTES,
     CHUNK_SIZE,
@@ -98,6 +99,10 @@ def download(
                 if progress and size:
                     progress(size)
                 return target
+            # Parallel Range parts for big files (transfer.ranges); None: this one goes as a single stream.
+            ranged = ranges.download_parts(client, url, target, part, fd, name, size, md5, progress, cancel)
+            if ranged is not None:
+                return ranged
             return _download_claimed(client, url, target, part, fd, name, _Attempt(size, md5), progress, cancel)
         finally:
             release_if_empty(fd, part)

@@ -59,6 +59,10 @@ def create_db_engine(database: Path | str, *, migrate: bool = True) -> Engine:
             pool_size=10,
             max_overflow=40,
             pool_pre_ping=True,  # a restarted or failed-over PostgreSQL must not fail the next request
+            # Reads run statement by statement: READ COMMITTED gives each statement its own snapshot anyway, and
+            # a BEGIN and a ROLLBACK around every request's reads were two of its round trips. Writes get a
+            # transaction (`write_transaction`).
+            isolation_level="AUTOCOMMIT",
         )
     if migrate:
         upgrade_database(engine)
@@ -136,8 +140,8 @@ def upgrade_database(engine: Engine) -> None:
 
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
-        if sqlite:
-            conn = conn.execution_options(**{_IMMEDIATE: True})  # the write lock, before looking
+        # SQLite: the write lock, before looking. PostgreSQL: a transaction, which holds the advisory lock.
+        conn = conn.execution_options(**_write_options(conn.dialect.name))
         with conn.begin():
             if not sqlite:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
@@ -148,6 +152,13 @@ def upgrade_database(engine: Engine) -> None:
 
 
 # --- sessions and transactions ---------------------------------------------------------------------
+
+
+def _write_options(dialect: str) -> dict[str, object]:
+    """The execution options of a write transaction's connection on `dialect`."""
+    if dialect == "sqlite":
+        return {_IMMEDIATE: True}
+    return {"isolation_level": "READ COMMITTED"}  # the engine's default is autocommit, for reads
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -165,7 +176,7 @@ def write_transaction(session: Session) -> Iterator[Session]:
     """
     # End any read transaction first, so the write lock is taken on a fresh snapshot.
     session.rollback()
-    session.connection(execution_options={_IMMEDIATE: True})
+    session.connection(execution_options=_write_options(session.get_bind().dialect.name))
     try:
         yield session
         session.commit()

@@ -9,9 +9,9 @@ from sqlalchemy import Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..names import validate_user_name
 from .database import write_transaction
 from .models import Entity, User
-from .names import validate_user_name
 
 ADMIN_NAME = "admin"
 #: W&B's keys are 40 hex characters; a shorter key is too easy to guess.

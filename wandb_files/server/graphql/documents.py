@@ -24,6 +24,7 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     TypeInfo,
     ValidationContext,
@@ -166,6 +167,28 @@ class DocumentCache:
                 else:
                     document = self._by_query[query].document
         return document
+
+    def is_query(self, query: Any, operation_name: Any) -> bool:
+        """Whether the operation a request names (or its only one) is a query, from the cached parse.
+
+        Args:
+            query: The request's query text.
+            operation_name: The request's operationName (None or "" for a document's only operation).
+
+        Returns:
+            True for a query; False for a mutation or subscription, and for anything that does not parse or
+            names no operation of the document.
+        """
+        if not isinstance(query, str):
+            return False
+        try:
+            document = self.parse(None, {"query": query})
+        except GraphQLError:
+            return False
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        if operation_name:
+            operations = [o for o in operations if o.name is not None and o.name.value == operation_name]
+        return len(operations) == 1 and operations[0].operation is OperationType.QUERY
 
     def validate(
         self,

@@ -7,16 +7,17 @@ PostgreSQL two writers of one run queue up (SQLite's write lock covers the whole
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, Select, bindparam, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..mediatypes import guess_mimetype
+from ..storage import BlobStore
 from .database import lock_runs, write_transaction
-from .mediatypes import guess_mimetype
 from .models import File, PendingUpload, Run, utcnow
-from .storage import BlobStore
 
 
 class PathClash(ValueError):
@@ -48,7 +49,12 @@ def find_clashes(session: Session, run_id: int, names: list[str]) -> list[PathCl
     for folder, name in folders.items():
         if folder in wanted:
             clashes.setdefault(name, PathClash(name, folder))
-    existing = set(session.scalars(select(File.name).where(File.run_id == run_id, File.name.in_(folders))))
+    # Top-level names have no folders to look up: no query (a round trip, on PostgreSQL) for them.
+    existing = (
+        set(session.scalars(select(File.name).where(File.run_id == run_id, File.name.in_(folders))))
+        if folders
+        else set()
+    )
     for folder in existing:
         clashes.setdefault(folders[folder], PathClash(folders[folder], folder))
     for name in names:
@@ -138,3 +144,75 @@ def clean_abandoned_uploads(
         for row in rows:
             store.delete(row.blob_key)
         removed += len(rows)
+
+
+def files_page_statement(
+    run_id: int,
+    after_name: str | None,
+    limit: int,
+    *,
+    names: list[str] | None = None,
+    pattern: str | None = None,
+    before_name: str | None = None,
+) -> Select[File]:
+    """One page of a run's files: WHERE run_id = ? AND name > ? ORDER BY name LIMIT ?, which walks the unique
+    (run_id, name) index from the cursor on, so page 2,000 costs what page 1 does (never OFFSET).
+
+    Args:
+        run_id: The run's row id.
+        after_name: Only names after this one (the previous page's last), or None.
+        limit: At most this many rows.
+        names: Only these names (None or empty: no such filter).
+        pattern: Only names matching this SQL LIKE pattern (backslash escapes), or None.
+        before_name: Only names before this one (where a folder's range of the index ends), or None.
+
+    Returns:
+        The SELECT of `File` rows.
+    """
+    stmt = select(File).where(File.run_id == run_id)
+    if after_name is not None:
+        stmt = stmt.where(File.name > after_name)
+    if before_name is not None:
+        stmt = stmt.where(File.name < before_name)
+    if names:
+        stmt = stmt.where(File.name.in_(set(names)))
+    if pattern is not None:
+        stmt = stmt.where(File.name.like(pattern, escape="\\"))
+    return stmt.order_by(File.name).limit(limit)
+
+
+# The shapes of files_page_statement with every value a parameter, made once a shape: building a statement
+# costs more than running it. Keyed by (columns, after, names, pattern).
+_PAGE_TEMPLATES: dict[tuple[tuple[Any, ...], bool, bool, bool], Select[Any]] = {}
+
+
+def file_page_rows(
+    session: Session,
+    columns: tuple[Any, ...],
+    run_id: int,
+    after_name: str | None,
+    limit: int,
+    *,
+    names: list[str] | None = None,
+    pattern: str | None = None,
+) -> Sequence[Row[Any]]:
+    """The rows (just `columns`) of files_page_statement(run_id, after_name, limit, names, pattern)."""
+    shape = (columns, after_name is not None, bool(names), pattern is not None)
+    stmt = _PAGE_TEMPLATES.get(shape)
+    if stmt is None:
+        stmt = select(*columns).where(File.run_id == bindparam("run_id"))
+        if after_name is not None:
+            stmt = stmt.where(File.name > bindparam("after"))
+        if names:
+            stmt = stmt.where(File.name.in_(bindparam("names", expanding=True)))
+        if pattern is not None:
+            stmt = stmt.where(File.name.like(bindparam("pattern"), escape="\\"))
+        stmt = _PAGE_TEMPLATES.setdefault(shape, stmt.order_by(File.name).limit(bindparam("limit")))
+    params: dict[str, Any] = {"run_id": run_id, "limit": limit}
+    if after_name is not None:
+        params["after"] = after_name
+    if names:
+        params["names"] = sorted(set(names))
+    if pattern is not None:
+        params["pattern"] = pattern
+    return session.execute(stmt, params).all()

@@ -1,8 +1,4 @@
-"""Blob stores: where finished uploads are kept, under opaque keys.
-
-`LocalBlobStore` keeps them in a folder and the server streams them. `S3BlobStore` keeps them in an
-S3-compatible bucket: clients get presigned URLs and move the bytes to and from the bucket themselves.
-"""
+"""`S3BlobStore`: blobs in an S3-compatible bucket; clients get presigned URLs and move the bytes themselves."""
 
 from __future__ import annotations
 
@@ -12,16 +8,15 @@ import hmac
 import os
 import re
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-_KEY = re.compile(r"[0-9a-f]{8,64}")
+from .base import BlobStore, ObjectInfo, check_key
+
 _HEX_MD5 = re.compile(r"[0-9a-f]{32}")
 # The longest lifetime SigV4 allows a presigned URL.
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
@@ -31,72 +26,6 @@ S3_CHECK_WORKERS = 16
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-
-
-def _check_key(key: str) -> str:
-    # Keys are server-made, but check anyway: a key must never reach outside its folder or prefix.
-    if not _KEY.fullmatch(key):
-        raise ValueError("invalid blob key")
-    return key
-
-
-class BlobStore(ABC):
-    """Where file bytes live. Keys are opaque lowercase hex strings chosen by the server."""
-
-    #: True when clients move bytes to and from the store themselves, through presigned URLs.
-    presigned: bool = False
-
-    @abstractmethod
-    def put(self, key: str, finished_temp_file: Path) -> None:
-        """Take ownership of a complete temp file and make it the blob `key` (the temp file is moved)."""
-
-    @abstractmethod
-    def delete(self, key: str) -> None:
-        """Remove blob `key`; removing a missing blob is not an error."""
-
-    @abstractmethod
-    def exists(self, key: str) -> bool:
-        """Whether blob `key` is stored."""
-
-    def check(self) -> None:  # noqa: B027 - an optional hook: most stores have nothing to check
-        """Fail at startup, with a message for the operator, when the store cannot be used."""
-
-
-class LocalBlobStore(BlobStore):
-    """Blobs as files under `root`, fanned out as root/<first 2 hex>/<key> to keep directories small."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, key: str) -> Path:
-        return self.root / _check_key(key)[:2] / key
-
-    def put(self, key: str, finished_temp_file: Path) -> None:
-        """Move the temp file into place; atomic because tmp/ and blobs/ share a filesystem."""
-        path = self._path(key)
-        path.parent.mkdir(exist_ok=True)
-        os.replace(finished_temp_file, path)
-
-    def resolve(self, key: str) -> Path:
-        """The file holding blob `key`."""
-        return self._path(key)
-
-    def delete(self, key: str) -> None:
-        """Unlink the blob's file, if any."""
-        self._path(key).unlink(missing_ok=True)
-
-    def exists(self, key: str) -> bool:
-        """Whether the blob's file exists."""
-        return self._path(key).is_file()
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """What a HEAD of a stored object tells: its size, and its md5 when the ETag is one."""
-
-    size: int
-    md5_b64: str | None
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -143,7 +72,7 @@ class S3BlobStore(BlobStore):
 
     def object_key(self, key: str) -> str:
         """The object key of blob `key` in the bucket."""
-        return self.prefix + _check_key(key)
+        return self.prefix + check_key(key)
 
     def uri(self, key: str) -> str:
         """`s3://bucket/object-key` of blob `key`."""
@@ -230,9 +159,14 @@ class S3BlobStore(BlobStore):
             digest.update(chunk)
         return base64.b64encode(digest.digest()).decode()
 
-    def presigned_get(self, key: str, mimetype: str | None = None, *, now: datetime | None = None) -> str:
-        """A presigned GET URL of the object, valid for url_ttl seconds."""
+    def presigned_get(
+        self, key: str, mimetype: str | None = None, *, disposition: str | None = None, now: datetime | None = None
+    ) -> str:
+        """A presigned GET URL of the object, valid for url_ttl seconds; S3 answers it with `mimetype` as its
+        Content-Type and `disposition` (when given) as its Content-Disposition."""
         extra = {"response-content-type": mimetype} if mimetype else {}
+        if disposition:
+            extra["response-content-disposition"] = disposition
         return self._presigner.url("GET", self.object_key(key), extra, now)
 
     def presigned_put(
@@ -331,16 +265,3 @@ class _SigV4Presigner:
         to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         signature = hmac.new(self._signing_key(credentials.secret_key, date), to_sign.encode(), hashlib.sha256)
         return f"{self._scheme_host}{path}?{query}&X-Amz-Signature={signature.hexdigest()}"
-
-
-def open_blob_store(
-    url: str | None, *, local_root: Path, endpoint_url: str | None = None, url_ttl: int = 3600
-) -> BlobStore:
-    """The store named by --blob-store: None (or a path) is the local folder; s3://bucket/prefix is S3."""
-    if url is None or url == "":
-        return LocalBlobStore(local_root)
-    if url.startswith("s3://"):
-        return S3BlobStore(url, endpoint_url=endpoint_url, url_ttl=url_ttl)
-    if "://" in url and not url.startswith("file://"):
-        raise ValueError(f"unsupported blob store {url!r}: use s3://bucket/prefix or a local folder")
-    return LocalBlobStore(Path(url.removeprefix("file://")).expanduser())

@@ -9,7 +9,7 @@ from alembic import context
 from alembic.util import CommandError
 from sqlalchemy import Connection, create_engine
 
-from wandb_files.server.models import Base
+from wandb_files.server.db.models import Base
 
 config = context.config
 

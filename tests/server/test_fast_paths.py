@@ -1,0 +1,90 @@
+"""The hand-written fast paths of a listing agree with the library code they stand in for."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wandb_files.server.graphql.ids import decode_cursor, decode_node_id, encode_cursor, encode_node_id
+from wandb_files.server.graphql.resolvers.common import quote_path
+from wandb_files.server.graphql.resolvers.scalars import serialize_datetime
+from wandb_files.server.signing import _UPLOAD_PURPOSE, UrlSigner, _b64encode, _Purpose
+
+# Names as file names are: any text but lone surrogates (they cannot be encoded, and names refuse them).
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=300)
+
+
+@given(kind=st.sampled_from(["File", "Run", "User", "Entity", "Project"]), pk=st.integers(0, 2**63))
+def test_node_ids_are_base64s(kind: str, pk: int) -> None:
+    node_id = encode_node_id(kind, pk)
+    assert node_id == base64.b64encode(f"{kind}:{pk}".encode()).decode()
+    assert decode_node_id(kind, node_id) == pk
+
+
+@given(value=texts)
+def test_cursors_are_urlsafe_base64s(value: str) -> None:
+    cursor = encode_cursor("file", value)
+    assert cursor == base64.urlsafe_b64encode(f"file:{value}".encode()).decode()
+    assert decode_cursor("file", cursor) == value
+
+
+@given(
+    value=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+    aware=st.booleans(),
+    offset=st.integers(-12 * 60, 14 * 60),
+)
+def test_datetimes_read_as_strftime_writes_them(value: datetime, aware: bool, offset: int) -> None:
+    if aware:
+        value = value.replace(tzinfo=timezone(timedelta(minutes=offset)))
+    assert serialize_datetime(value) == value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@given(data=st.binary(max_size=400))
+def test_token_parts_are_unpadded_urlsafe_base64(data: bytes) -> None:
+    assert _b64encode(data) == base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@given(secret=st.text(min_size=1, max_size=80), signed=st.text("abcdefXYZ0123456789-_.", max_size=200))
+def test_signatures_are_hmac_sha256(secret: str, signed: str) -> None:
+    key = hmac.new(secret.encode(), _UPLOAD_PURPOSE, hashlib.sha256).digest()
+    expected = _b64encode(hmac.new(key, signed.encode("ascii"), hashlib.sha256).digest())
+    assert _Purpose(secret, _UPLOAD_PURPOSE)._signature(signed) == expected
+
+
+@given(run_id=st.integers(0, 2**40), name=texts)
+def test_token_bodies_are_compact_json(run_id: int, name: str) -> None:
+    signer = UrlSigner("s" * 64, 3600)
+    token = signer.upload_token(run_id, name)
+    body = token.split(".")[0]
+    assert base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)) == json.dumps(
+        [run_id, name], separators=(",", ":")
+    ).encode("utf-8")
+    assert signer.read_upload_token(token) == (run_id, name)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | texts,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(texts, children, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(value=json_values)
+def test_response_bodies_are_starlettes_json(value: object) -> None:
+    """orjson writes what Starlette's JSONResponse wrote, for every kind of value a GraphQL result holds."""
+    assert orjson.dumps(value) == json.dumps(
+        value, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
+
+
+@given(name=texts | st.text("abcXYZ019_.-~/%+ ", max_size=60))
+def test_file_url_paths_are_quoted_as_quote_does(name: str) -> None:
+    assert quote_path(name) == quote(name, safe="/")

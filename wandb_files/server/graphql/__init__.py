@@ -1,0 +1,1 @@
+"""GraphQL: schema loading, document parsing and validation, and the resolvers of each type."""

@@ -1,0 +1,91 @@
+"""The File type: names, sizes and the download and upload URLs of a run's files."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ariadne import ObjectType
+
+from ...db.database import write_transaction
+from ...storage import S3BlobStore
+from ..context import FileView, Info, ctx_of
+from ..ids import encode_node_id
+from ..planned import plannable
+from .common import _file_url
+from .file_mutations import _upload_urls
+
+# --- File ------------------------------------------------------------------------------------------
+
+file_type = ObjectType("File")
+
+
+@file_type.field("id")
+@plannable
+def resolve_file_id(view: FileView, info: Info) -> str:
+    """Opaque file id (deleteFiles takes it)."""
+    return encode_node_id("File", view.file.id)
+
+
+@file_type.field("name")
+@plannable
+def resolve_file_name(view: FileView, info: Info) -> str:
+    """The path inside the run."""
+    return view.file.name
+
+
+@file_type.field("url")
+@plannable(when=lambda args: not args.get("upload"))  # upload URLs may write pending uploads
+def resolve_file_url(view: FileView, info: Info, upload: bool | None = None) -> str:
+    """The authenticated download URL, or with upload: true a signed upload URL for the same file."""
+    ctx = ctx_of(info)
+    if upload:
+        if not isinstance(ctx.store, S3BlobStore):
+            return _upload_urls(ctx, ctx.session, view.run.id, [view.file.name])[0]
+        # The pending upload is written in a session of its own: this request's session is in the
+        # middle of reading the page.
+        assert ctx.sessions is not None
+        with ctx.sessions() as session, write_transaction(session):
+            return _upload_urls(ctx, session, view.run.id, [view.file.name])[0]
+    return _file_url(ctx, view)
+
+
+@file_type.field("directUrl")
+@plannable
+def resolve_file_direct_url(view: FileView, info: Info) -> str:
+    """A short-lived signed URL of the file's current blob: a presigned GET with S3, else our /blobs URL."""
+    ctx = ctx_of(info)
+    if isinstance(ctx.store, S3BlobStore):
+        return ctx.store.presigned_get(view.file.blob_key, view.file.mimetype)
+    file = view.file
+    token = ctx.signer.blob_token(
+        file.blob_key, size=file.size_bytes, md5=file.md5, mimetype=file.mimetype, filename=file.name.rsplit("/", 1)[-1]
+    )
+    return f"{ctx.public_url}/blobs/{token}"
+
+
+@file_type.field("sizeBytes")
+@plannable
+def resolve_file_size(view: FileView, info: Info) -> int:
+    """Size in bytes."""
+    return view.file.size_bytes
+
+
+@file_type.field("mimetype")
+@plannable
+def resolve_file_mimetype(view: FileView, info: Info) -> str:
+    """The MIME type guessed from the name at upload."""
+    return view.file.mimetype
+
+
+@file_type.field("updatedAt")
+@plannable
+def resolve_file_updated_at(view: FileView, info: Info) -> datetime:
+    """When the bytes were last stored."""
+    return view.file.updated_at
+
+
+@file_type.field("md5")
+@plannable
+def resolve_file_md5(view: FileView, info: Info) -> str:
+    """base64 of the binary MD5 digest."""
+    return view.file.md5

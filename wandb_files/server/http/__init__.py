@@ -1,0 +1,1 @@
+"""HTTP: the Starlette app and its routes (GraphQL endpoint, uploads, downloads, health)."""

@@ -1,0 +1,195 @@
+"""The Starlette application: GraphQL endpoint, upload and download routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+
+from ..config import LOG_FORMAT, ServerConfig
+from ..db.database import create_db_engine, make_session_factory
+from ..db.filerows import clean_abandoned_uploads
+from ..graphql.documents import DocumentCache
+from ..graphql.schema import build_schema
+from ..signing import UrlSigner, load_or_create_secret
+from ..storage import BlobStore, open_blob_store
+from ..web import MOUNT, create_web_app
+from .downloads import Downloads
+from .graphql_endpoint import GraphQLEndpoint
+from .state import _json_error
+from .uploads import Uploads
+
+logger = logging.getLogger("wandb_files.server")
+
+STALE_TEMP_SECONDS = 24 * 3600
+
+
+class _Server(GraphQLEndpoint, Uploads, Downloads):
+    """The state shared by all requests of one app, with the routes that use it."""
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = {404: "not found", 405: "method not allowed"}.get(status, "error")
+    return _json_error(status, message)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return _json_error(500, "internal server error")
+
+
+def _remove_stale_temp_files(tmp_dir: Path) -> None:
+    # Other server processes may be writing here right now, so only clearly abandoned files go.
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for path in tmp_dir.iterdir():
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+
+
+async def _clean_periodically(config: ServerConfig, sessions: sessionmaker[Session], store: BlobStore) -> None:
+    """Every `upload_cleanup_interval` seconds, remove abandoned presigned uploads (in a worker thread);
+    several instances may do so at once. Runs until cancelled; a failed sweep is logged and retried."""
+    while True:
+        await asyncio.sleep(config.upload_cleanup_interval)
+        try:
+            removed = await anyio.to_thread.run_sync(
+                clean_abandoned_uploads, sessions, store, config.abandoned_upload_seconds
+            )
+        except Exception as exc:  # noqa: BLE001 - the database or bucket may be back at the next sweep
+            logger.warning("removing abandoned uploads failed: %s", exc)
+            continue
+        if removed:
+            logger.info("removed %d abandoned uploads", removed)
+
+
+# Young-generation collections once per this many net allocations (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc_for_serving() -> None:
+    """Make the cyclic garbage collector cheap for a serving process (called as it starts serving).
+
+    A page of 1,000 files allocates some 10,000 short-lived containers, which at CPython's default thresholds
+    sets off dozens of collections a page, each scanning what survived before. What exists at startup
+    (modules, the schema, the app) is frozen out of every collection, and young collections are rarer (cycles
+    are still collected, a little later).
+    """
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
+def create_app(config: ServerConfig, *, prepare: bool = True) -> Starlette:
+    """Build the server app over `config`.
+
+    Everything a request needs lives in the database and the blob store, so any number of processes
+    over the same PostgreSQL database and bucket serve the same data.
+
+    Args:
+        config: The settings.
+        prepare: Do the start-up work first: create the directories, migrate the database, remove stale temp
+            files and abandoned uploads. The workers of `--workers N` leave it to the process that forks them.
+
+    Returns:
+        The ASGI app.
+
+    Raises:
+        ValueError: the blob store or database URL is not one this server can use.
+        RuntimeError: the blob store cannot be used (the message says why).
+    """
+    if prepare:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.tmp_dir.mkdir(exist_ok=True)
+        _remove_stale_temp_files(config.tmp_dir)
+    store = open_blob_store(
+        config.blob_store,
+        local_root=config.blob_dir,
+        endpoint_url=config.s3_endpoint_url,
+        url_ttl=config.signed_url_ttl,
+    )
+    if prepare:
+        store.check()
+    engine = create_db_engine(config.database, migrate=prepare)
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        secret = load_or_create_secret(session)
+    if prepare and store.presigned:
+        # Upload URLs nobody marked as uploaded long after they expired: their objects are litter.
+        removed = clean_abandoned_uploads(sessions, store, older_than_seconds=config.abandoned_upload_seconds)
+        if removed:
+            logger.info("removed %d abandoned uploads", removed)
+    server = _Server(
+        config=config,
+        engine=engine,
+        sessions=sessions,
+        signer=UrlSigner(secret, config.signed_url_ttl),
+        store=store,
+        schema=build_schema(),
+        documents=DocumentCache(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tune_gc_for_serving()
+        # A server that runs for weeks must not wait for its next restart to drop abandoned uploads.
+        cleaner = asyncio.create_task(_clean_periodically(config, sessions, store)) if store.presigned else None
+        try:
+            yield
+        finally:
+            if cleaner is not None:
+                # A sweep under way finishes its batch first (worker threads are not abandoned).
+                cleaner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cleaner
+            engine.dispose()
+
+    routes = [
+        Route("/healthz", _healthz, methods=["GET"]),
+        Route("/graphql", server.graphql, methods=["POST"]),
+        Route("/uploads/{token}", server.upload, methods=["PUT"]),
+        Route("/files/{entity}/{project}/{run}/{path:path}", server.download, methods=["GET", "HEAD"]),
+        Route("/blobs/{token}", server.direct, methods=["GET", "HEAD"]),
+        # The web page (wandb_files.server.web), at /web; / is its home.
+        Route("/", lambda request: RedirectResponse(MOUNT + "/", status_code=307), methods=["GET", "HEAD"]),
+        Mount(MOUNT, create_web_app(sessions, secret, server.open_attachment, public_url=config.public_url)),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.server = server
+    return app
+
+
+#: Where `wandb-files server --workers N` hands its settings to the worker processes it starts.
+CONFIG_ENV = "WANDB_FILES_SERVER_CONFIG"
+
+
+def worker_app() -> Starlette:
+    """The app of one worker of `--workers N` (an app factory for uvicorn), from the settings in CONFIG_ENV.
+
+    Returns:
+        The ASGI app, over a database the starting process has already migrated.
+    """
+    config = ServerConfig.from_json(os.environ[CONFIG_ENV])
+    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
+    return create_app(config, prepare=False)

@@ -1,0 +1,47 @@
+"""The blob store interface: where finished uploads are kept, under opaque keys."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+_KEY = re.compile(r"[0-9a-f]{8,64}")
+
+
+def check_key(key: str) -> str:
+    # Keys are server-made, but check anyway: a key must never reach outside its folder or prefix.
+    if not _KEY.fullmatch(key):
+        raise ValueError("invalid blob key")
+    return key
+
+
+class BlobStore(ABC):
+    """Where file bytes live. Keys are opaque lowercase hex strings chosen by the server."""
+
+    #: True when clients move bytes to and from the store themselves, through presigned URLs.
+    presigned: bool = False
+
+    @abstractmethod
+    def put(self, key: str, finished_temp_file: Path) -> None:
+        """Take ownership of a complete temp file and make it the blob `key` (the temp file is moved)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove blob `key`; removing a missing blob is not an error."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether blob `key` is stored."""
+
+    def check(self) -> None:  # noqa: B027 - an optional hook: most stores have nothing to check
+        """Fail at startup, with a message for the operator, when the store cannot be used."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a HEAD of a stored object tells: its size, and its md5 when the ETag is one."""
+
+    size: int
+    md5_b64: str | None

@@ -125,8 +125,10 @@ class _Transfer:
         self.flush_by = 0.0
 
     def flush(self) -> None:
-        """Write what arrived since the last flush into the temp file."""
+        """Hash and write what arrived since the last flush into the temp file."""
         if self.buffered:
+            for chunk in self.buffered:
+                self.md5.update(chunk)
             if os.writev(self.fd, self.buffered) != self.pending:  # short on a regular file: the disk is full
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             self.buffered.clear()
@@ -160,10 +162,13 @@ class CurlPool:
         self._fallback = fallback
         self._advance = advance
         self._cancel = cancel
-        self._inbound: queue.SimpleQueue[tuple[DownloadJob, Future[Path]]] = queue.SimpleQueue()
+        # Jobs, and None to wake the loop when the pool is shut down.
+        self._inbound: queue.SimpleQueue[tuple[DownloadJob, Future[Path]] | None] = queue.SimpleQueue()
         self._waiting: collections.deque[tuple[DownloadJob, Future[Path]]] = collections.deque()
         self._closed = threading.Event()
         self._helpers = ThreadPoolExecutor(max_workers=max(2, workers // 4), thread_name_prefix="wandb-files")
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wandb-files-finish")
+        self._ended: list[tuple[_Transfer, int, str | None]] = []
         self._multi = pycurl.CurlMulti()
         self._idle: list[Any] = []
         self._active: dict[Any, _Transfer] = {}
@@ -183,11 +188,13 @@ class CurlPool:
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._closed.set()
+        self._inbound.put(None)  # the loop may be waiting for a job: it ends now, not at its next turn
         if cancel_futures:
             self._cancel.set()
         # Even without `wait`, the loop stops within a turn once cancelled: joined so that no callback runs
         # while the interpreter exits.
         self._thread.join(None if wait else 1.0)
+        self._finisher.shutdown(wait=wait)
         self._helpers.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     # --- the loop (its own thread) --------------------------------------------------------------------
@@ -205,7 +212,9 @@ class CurlPool:
                     if self._closed.is_set() and not self._waiting and self._inbound.empty():
                         return
                     with contextlib.suppress(queue.Empty):
-                        self._waiting.append(self._inbound.get(timeout=SELECT_SECONDS))
+                        item = self._inbound.get(timeout=SELECT_SECONDS)
+                        if item is not None:
+                            self._waiting.append(item)
                     continue
                 while True:
                     status, _ = self._multi.perform()
@@ -229,7 +238,9 @@ class CurlPool:
     def _take_inbound(self) -> None:
         while True:
             try:
-                self._waiting.append(self._inbound.get_nowait())
+                item = self._inbound.get_nowait()
+                if item is not None:
+                    self._waiting.append(item)
             except queue.Empty:
                 return
 
@@ -321,10 +332,10 @@ class CurlPool:
         return handle
 
     def _write(self, transfer: _Transfer, chunk: bytes) -> int | None:
-        # The status is not known here (pycurl refuses getinfo while perform runs): the body is written as it
-        # comes and a status other than 200 empties the temp file when the transfer ends.
+        # The status is not known here (pycurl refuses getinfo while perform runs): the body is kept as it
+        # comes and a status other than 200 empties the temp file when the transfer ends. A small fast file is
+        # hashed and written when it ends, by the finisher thread; a big or slow one as it comes.
         try:
-            transfer.md5.update(chunk)
             transfer.received += len(chunk)
             if not transfer.buffered:
                 transfer.flush_by = time.monotonic() + FLUSH_SECONDS
@@ -349,18 +360,35 @@ class CurlPool:
                 self._finish(handle, message)
             ended += len(succeeded) + len(failed)
             if not queued:
+                if self._ended:
+                    self._finisher.submit(self._complete_all, self._ended)
+                    self._ended = []
                 return ended
 
     def _finish(self, handle: Any, failure: str | None) -> None:
+        """Take an ended transfer off its handle; the finisher thread hashes, checks and renames it."""
         status = handle.getinfo(self._pycurl.RESPONSE_CODE)
-        transfer = self._forget(handle)
+        if status:
+            self._cancel.answered(status)
+        self._ended.append((self._forget(handle), status, failure))
+
+    def _complete_all(self, ended: list[tuple[_Transfer, int, str | None]]) -> None:
+        # In a thread of its own: md5 releases the GIL, so it runs beside the loop's network work, on the
+        # other core, instead of between two of its turns.
+        for transfer, status, failure in ended:
+            try:
+                self._complete(transfer, status, failure)
+            except BaseException as exc:  # noqa: BLE001 - the file's outcome (say a full disk at the rename)
+                with contextlib.suppress(OSError):
+                    os.close(transfer.fd)
+                _fail(transfer.future, exc)
+
+    def _complete(self, transfer: _Transfer, status: int, failure: str | None) -> None:
         job = transfer.job
         try:
             transfer.flush()
         except OSError as exc:  # a full disk: the Python path raises it as it should
             failure = failure or f"writing the temp file failed ({exc})"
-        if status:
-            self._cancel.answered(status)
         problem = failure or (_integrity_problem(transfer, job) if status == 200 else f"HTTP {status}")
         if not problem:
             os.replace(transfer.part, job.target)

@@ -152,7 +152,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         data = tmp_path / "data"
-        with BackgroundServer(data, extra_args=shlex.split(args.server_args)) as server:
+        with BackgroundServer(data, workers=None, extra_args=shlex.split(args.server_args)) as server:
             api = wandb_files.Api(api_key=server.api_key, base_url=server.base_url)
             run = api.create_run(project="bytes")
             src = tmp_path / "src"

@@ -67,7 +67,10 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         BackgroundServer(
-            Path(tmp) / "data", database_url=database_url(args.database), extra_args=shlex.split(args.server_args)
+            Path(tmp) / "data",
+            database_url=database_url(args.database),
+            workers=None,  # the server's default, as a user runs it
+            extra_args=shlex.split(args.server_args),
         ) as server,
     ):
         assert server.process is not None

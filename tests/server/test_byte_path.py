@@ -116,7 +116,9 @@ def test_a_revoked_key_stops_working_within_the_cache_bound(cache_server: LiveSe
     while requests.get(url, auth=client.auth, timeout=10).status_code == 200:
         assert time.monotonic() - revoked_at < 1.0 + 1.0, "the revoked key still works after the bound"
         time.sleep(0.05)
-    for _ in range(3):
+    # Every process's cache (with --workers, each has its own) has let go once the bound is over.
+    time.sleep(max(0.0, revoked_at + 1.0 + 0.1 - time.monotonic()))
+    for _ in range(6):
         assert requests.get(url, auth=client.auth, timeout=10).status_code == 401
     # GraphQL requests trust the same cache, with the same bound.
     assert client.post("query { viewer { id } }").status_code == 401
@@ -146,3 +148,30 @@ def test_workers_serve_and_shut_down_gracefully(tmp_path: Path) -> None:
         assert log.count("Running upgrade  -> 0001") == 1
     finally:
         stop_server(server)
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """SIGKILL to the parent (BackgroundServer's last resort) must not leave workers serving the port."""
+    server = start_server(tmp_path / "data", "o" * 40, "--workers", "2")
+    try:
+        assert server.process is not None
+        parent = server.process.pid
+        workers = [int(p) for p in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+        assert len(workers) >= 2
+        server.process.kill()
+        server.process.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while any(Path(f"/proc/{w}").exists() and "Z" not in _state(w) for w in workers):
+            assert time.monotonic() < deadline, "workers outlived their parent"
+            time.sleep(0.2)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{server.base_url}/healthz", timeout=2)
+    finally:
+        stop_server(server)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

@@ -144,7 +144,7 @@ def server_command(
     """Run the W&B-compatible file server in the foreground."""
     import uvicorn
 
-    from .http.app import CONFIG_ENV, create_app
+    from .http.app import CONFIG_ENV, PARENT_ENV, create_app
 
     config = ServerConfig(
         data_dir=data_dir,
@@ -190,6 +190,7 @@ def server_command(
     # The app above did the start-up work once (migrations, sweeps); each worker builds its own app without it.
     app.state.server.engine.dispose()
     os.environ[CONFIG_ENV] = config.to_json()
+    os.environ[PARENT_ENV] = str(os.getpid())
     uvicorn.run(
         "wandb_files.server.http.app:worker_app", factory=True, workers=workers, loop="auto", http="auto", **options
     )

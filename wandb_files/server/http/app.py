@@ -7,6 +7,8 @@ import contextlib
 import gc
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -182,6 +184,8 @@ def create_app(config: ServerConfig, *, prepare: bool = True) -> Starlette:
 
 #: Where `wandb-files server --workers N` hands its settings to the worker processes it starts.
 CONFIG_ENV = "WANDB_FILES_SERVER_CONFIG"
+#: ... and its own pid, which a worker still starting when that process died could not learn from getppid().
+PARENT_ENV = "WANDB_FILES_SERVER_PARENT"
 
 
 def worker_app() -> Starlette:
@@ -192,4 +196,15 @@ def worker_app() -> Starlette:
     """
     config = ServerConfig.from_json(os.environ[CONFIG_ENV])
     logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
+    parent = int(os.environ.get(PARENT_ENV, os.getppid()))
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
     return create_app(config, prepare=False)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Stop this worker gracefully once the process that started it is gone (killed, say, with SIGKILL), so no
+    orphan keeps serving the port."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    logger.warning("the server's parent process %d is gone: stopping this worker", parent)
+    os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's graceful shutdown

@@ -1,0 +1,45 @@
+"""BackgroundServer: how many server processes it starts."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from wandb_files.testing import BackgroundServer
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def worker_count(server: BackgroundServer) -> int:
+    assert server.process is not None
+    deadline = time.monotonic() + 10
+    while True:  # workers answer /healthz one by one: wait until the count is stable
+        count = len(children(server.process.pid))
+        time.sleep(0.5)
+        if count == len(children(server.process.pid)) or time.monotonic() > deadline:
+            return count
+
+
+# One worker serves in the starting process itself, with no child; N > 1 are N children of it (plus
+# multiprocessing's resource tracker).
+def test_one_process_by_default(tmp_path: Path) -> None:
+    with BackgroundServer(tmp_path) as server:
+        assert requests.get(f"{server.base_url}/healthz", timeout=10).ok
+        assert worker_count(server) == 0
+
+
+@pytest.mark.parametrize("how", ["argument", "extra_args"])
+def test_workers_when_asked(tmp_path: Path, how: str) -> None:
+    kwargs: dict[str, Any] = {"workers": 2} if how == "argument" else {"extra_args": ["--workers", "2"]}
+    with BackgroundServer(tmp_path, **kwargs) as server:
+        assert requests.get(f"{server.base_url}/healthz", timeout=10).ok
+        assert worker_count(server) >= 2

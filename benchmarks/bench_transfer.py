@@ -3,7 +3,7 @@
     python benchmarks/bench_transfer.py [--files 1000] [--size 100000] [--big-files 20000] [--big-size 1000]
                                         [--repeats 3] [--engines python,curl]
 
-Starts `wandb-files server` (BackgroundServer, data in a temp dir) and seeds, with bench_download's seeding:
+Starts `wandb-files server` (BackgroundServer with the server's default workers, data in a temp dir) and seeds, with bench_download's seeding:
 
 1. Small files (--files x --size, run "small"), already listed. Each method runs in a process of its own and
    is measured the same way: wall time, and CPU seconds (user + sys, all threads) from `os.wait4`'s rusage.
@@ -198,7 +198,7 @@ def main() -> None:
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-transfer-", dir=args.tmp) as tmp_name:
         tmp = Path(tmp_name)
-        with BackgroundServer(tmp / "data") as server:
+        with BackgroundServer(tmp / "data", workers=None) as server:  # the server's default workers, as deployed
             key, base_url = server.api_key, server.base_url
             gql = Graphql(base_url, key)
             seed_run(gql, base_url, SMALL_RUN, args.files, args.size)

@@ -125,8 +125,10 @@ class _Transfer:
         self.flush_by = 0.0
 
     def flush(self) -> None:
-        """Write what arrived since the last flush into the temp file."""
+        """Hash and write what arrived since the last flush into the temp file."""
         if self.buffered:
+            for chunk in self.buffered:
+                self.md5.update(chunk)
             if os.writev(self.fd, self.buffered) != self.pending:  # short on a regular file: the disk is full
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             self.buffered.clear()
@@ -160,10 +162,13 @@ class CurlPool:
         self._fallback = fallback
         self._advance = advance
         self._cancel = cancel
-        self._inbound: queue.SimpleQueue[tuple[DownloadJob, Future[Path]]] = queue.SimpleQueue()
+        # Jobs, and None to wake the loop when the pool is shut down.
+        self._inbound: queue.SimpleQueue[tuple[DownloadJob, Future[Path]] | None] = queue.SimpleQueue()
         self._waiting: collections.deque[tuple[DownloadJob, Future[Path]]] = collections.deque()
         self._closed = threading.Event()
         self._helpers = ThreadPoolExecutor(max_workers=max(2, workers // 4), thread_name_prefix="wandb-files")
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wandb-files-finish")
+        self._ended: list[tuple[_Transfer, int, str | None]] = []
         self._multi = pycurl.CurlMulti()
         self._idle: list[Any] = []
         self._active: dict[Any, _Transfer] = {}
@@ -183,11 +188,13 @@ class CurlPool:
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._closed.set()
+        self._inbound.put(None)  # the loop may be waiting for a job: it ends now, not at its next turn
         if cancel_futures:
             self._cancel.set()
         # Even without `wait`, the loop stops within a turn once cancelled: joined so that no callback runs
         # while the interpreter exits.
         self._thread.join(None if wait else 1.0)
+        self._finisher.shutdown(wait=wait)
         self._helpers.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     # --- the loop (its own thread) --------------------------------------------------------------------
@@ -205,19 +212,21 @@ class CurlPool:
                     if self._closed.is_set() and not self._waiting and self._inbound.empty():
                         return
                     with contextlib.suppress(queue.Empty):
-                        self._waiting.append(self._inbound.get(timeout=SELECT_SECONDS))
+                        item = self._inbound.get(timeout=SELECT_SECONDS)
+                        if item is not None:
+                            self._waiting.append(item)
                     continue
                 while True:
                     status, _ = self._multi.perform()
                     if status != pycurl.E_CALL_MULTI_PERFORM:
                         break
-                self._harvest()
+                if self._harvest() and self._waiting:
+                    continue  # start the next files at once, on the connections that just came free
                 if self._active:
                     self._multi.select(SELECT_SECONDS)
         except BaseException as exc:  # every job still waiting learns of it
-            for transfer in list(self._active.values()):
-                self._forget(transfer)
-                _fail(transfer.future, exc)
+            for handle in list(self._active):
+                _fail(self._forget(handle).future, exc)
             for _, future in self._waiting:
                 _fail(future, exc)
             raise
@@ -229,7 +238,9 @@ class CurlPool:
     def _take_inbound(self) -> None:
         while True:
             try:
-                self._waiting.append(self._inbound.get_nowait())
+                item = self._inbound.get_nowait()
+                if item is not None:
+                    self._waiting.append(item)
             except queue.Empty:
                 return
 
@@ -321,10 +332,10 @@ class CurlPool:
         return handle
 
     def _write(self, transfer: _Transfer, chunk: bytes) -> int | None:
-        # The status is not known here (pycurl refuses getinfo while perform runs): the body is written as it
-        # comes and a status other than 200 empties the temp file when the transfer ends.
+        # The status is not known here (pycurl refuses getinfo while perform runs): the body is kept as it
+        # comes and a status other than 200 empties the temp file when the transfer ends. A small fast file is
+        # hashed and written when it ends, by the finisher thread; a big or slow one as it comes.
         try:
-            transfer.md5.update(chunk)
             transfer.received += len(chunk)
             if not transfer.buffered:
                 transfer.flush_by = time.monotonic() + FLUSH_SECONDS
@@ -338,27 +349,46 @@ class CurlPool:
             return 0
         return None
 
-    def _harvest(self) -> None:
+    def _harvest(self) -> int:
+        """Settle the transfers that ended; how many did."""
+        ended = 0
         while True:
             queued, succeeded, failed = self._multi.info_read()
             for handle in succeeded:
                 self._finish(handle, None)
             for handle, _code, message in failed:
                 self._finish(handle, message)
+            ended += len(succeeded) + len(failed)
             if not queued:
-                return
+                if self._ended:
+                    self._finisher.submit(self._complete_all, self._ended)
+                    self._ended = []
+                return ended
 
     def _finish(self, handle: Any, failure: str | None) -> None:
-        transfer = self._active[handle]
+        """Take an ended transfer off its handle; the finisher thread hashes, checks and renames it."""
         status = handle.getinfo(self._pycurl.RESPONSE_CODE)
+        if status:
+            self._cancel.answered(status)
+        self._ended.append((self._forget(handle), status, failure))
+
+    def _complete_all(self, ended: list[tuple[_Transfer, int, str | None]]) -> None:
+        # In a thread of its own: md5 releases the GIL, so it runs beside the loop's network work, on the
+        # other core, instead of between two of its turns.
+        for transfer, status, failure in ended:
+            try:
+                self._complete(transfer, status, failure)
+            except BaseException as exc:  # noqa: BLE001 - the file's outcome (say a full disk at the rename)
+                with contextlib.suppress(OSError):
+                    os.close(transfer.fd)
+                _fail(transfer.future, exc)
+
+    def _complete(self, transfer: _Transfer, status: int, failure: str | None) -> None:
         job = transfer.job
-        self._forget(transfer)
         try:
             transfer.flush()
         except OSError as exc:  # a full disk: the Python path raises it as it should
             failure = failure or f"writing the temp file failed ({exc})"
-        if status:
-            self._cancel.answered(status)
         problem = failure or (_integrity_problem(transfer, job) if status == 200 else f"HTTP {status}")
         if not problem:
             os.replace(transfer.part, job.target)
@@ -378,16 +408,15 @@ class CurlPool:
         os.close(transfer.fd)
         self._hand_over(job, transfer.future)
 
-    def _forget(self, transfer: _Transfer) -> None:
-        for handle, held in list(self._active.items()):
-            if held is transfer:
-                self._multi.remove_handle(handle)
-                handle.setopt(self._pycurl.WRITEFUNCTION, _discard)
-                del self._active[handle]
-                self._idle.append(handle)
-                if self._cancel.gate is not None:
-                    self._cancel.gate.release()
-                return
+    def _forget(self, handle: Any) -> _Transfer:
+        """Take `handle` off the multi handle, back to the idle ones; its transfer."""
+        transfer = self._active.pop(handle)
+        self._multi.remove_handle(handle)
+        handle.setopt(self._pycurl.WRITEFUNCTION, _discard)
+        self._idle.append(handle)
+        if self._cancel.gate is not None:
+            self._cancel.gate.release()
+        return transfer
 
     def _hand_over(self, job: DownloadJob, future: Future[Path]) -> None:
         def run() -> None:
@@ -403,8 +432,8 @@ class CurlPool:
 
     def _stop_all(self) -> None:
         """Ctrl-C: drop every transfer, keeping what its temp file holds; queued jobs never start."""
-        for transfer in list(self._active.values()):
-            self._forget(transfer)
+        for handle in list(self._active):
+            transfer = self._forget(handle)
             with contextlib.suppress(OSError):
                 transfer.flush()  # what arrived is kept for the resume
             release_if_empty(transfer.fd, transfer.part)

@@ -362,22 +362,34 @@ def download_many(
 
 def _refusing_clashes(jobs: Iterable[DownloadJob], refused: list[tuple[str, BaseException]]) -> Iterator[DownloadJob]:
     """`clashing_jobs` and the repeated-target check for jobs that arrive one by one: a job that clashes with
-    one seen before is refused (into `refused`) and the first is kept."""
-    targets: set[Path] = set()
-    folders: set[Path] = set()
+    one seen before is refused (into `refused`) and the first is kept.
+
+    Paths are compared as strings, and a folder's ancestors are looked at only the first time a folder is met:
+    a folder already known is no file (a later file there would have been refused) and neither are its
+    ancestors, so a listing of many files in a few folders costs one look a file.
+    """
+    targets: set[str] = set()
+    folders: set[str] = set()
     for job in jobs:
+        target = os.fspath(job.target)
         problem = None
-        if job.target in targets:
-            problem = f"another file of the call is also written to {str(job.target)!r}"
-        elif job.target in folders:
-            problem = f"the run also has files under {str(job.target)!r}, so it cannot be a file"
-        else:
-            clash = next((folder for folder in job.target.parents if folder in targets), None)
-            if clash is not None:
-                problem = f"the run also has a file where its folder {str(clash)!r} would go, and a path cannot be both"
+        if target in targets:
+            problem = f"another file of the call is also written to {target!r}"
+        elif target in folders:
+            problem = f"the run also has files under {target!r}, so it cannot be a file"
+        new_folders = []
+        folder = os.path.dirname(target)
+        while problem is None and folder not in folders:
+            if folder in targets:
+                problem = f"the run also has a file where its folder {folder!r} would go, and a path cannot be both"
+            new_folders.append(folder)
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
         if problem is not None:
             refused.append((job.name, ValueError(f"cannot write file {safe_name(job.name)!r}: {problem}")))
             continue
-        targets.add(job.target)
-        folders.update(job.target.parents)
+        targets.add(target)
+        folders.update(new_folders)
         yield job

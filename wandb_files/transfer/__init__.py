@@ -21,7 +21,8 @@ Download discipline (the same for `File.download`, bulk downloads and the CLI):
 
 The rooms: `paths` (where a file may go), `hashing` (md5 and ETags), `locks` (claiming temp files),
 `runner` (the thread pool, progress bar, cancellation, bandwidth, concurrency and failure aggregation of bulk
-calls), `downloads` and `uploads`, `plan` (dry runs) and `curl` (the optional native engine for bulk downloads).
+calls), `downloads` and `uploads`, `ranges` (big files in parallel parts), `plan` (dry runs) and `curl` (the
+optional native engine for bulk downloads).
 """
 
 from __future__ import annotations

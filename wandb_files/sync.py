@@ -23,12 +23,15 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 
+from wandb_files import queries
 from wandb_files.errors import DownloadError, Interrupted, NotFoundError
-from wandb_files.files import File
+from wandb_files.files import File, Files
+from wandb_files.paginator import batches
 from wandb_files.transfer import Destination, DownloadJob, download_many, file_md5, md5_matches
 
 if TYPE_CHECKING:
     from wandb_files.api import Api
+    from wandb_files.graphql import GraphQLClient
     from wandb_files.runs import Run
 
 __all__ = ["SyncResult", "sync"]
@@ -147,17 +150,21 @@ def sync(
                 run_root = mirror.target(run.id, folder=True)
                 run_folder = Destination(run_root)
                 remote: set[str] = set()
-                for file in run.files(pattern=pattern, per_page=_PAGE):
+                wanted: list[tuple[Path, File]] = []
+                for file in _FileStates(api.client, run, per_page=_PAGE, pattern=pattern):
                     remote.add(file.name)
-                    job = _plan(file, run_folder, manifest, result)
-                    if job is not None:
-                        jobs.append((job, file))
+                    target = _plan(file, run_folder, manifest, result)
+                    if target is not None:
+                        wanted.append((target, file))
+                if dry_run:  # the listing's sizes are enough to say what would move
+                    result.fetched += [target for target, _ in wanted]
+                    result.bytes += sum(file.size for _, file in wanted)
+                else:
+                    jobs += _download_jobs(run, run_folder, wanted, result)
                 if delete:
                     _delete_missing(run, run_root, remote, pattern, manifest, result)
-            result.bytes = sum(job.size or 0 for job, _ in jobs)
-            if dry_run:
-                result.fetched = [job.target for job, _ in jobs]
-            else:
+            if not dry_run:
+                result.bytes = sum(job.size or 0 for job, _ in jobs)
                 _fetch(api, jobs, manifest, result, max_workers, progress)
     finally:
         if lock is not None:
@@ -195,29 +202,60 @@ def _check_run_ids(runs: list[Run]) -> None:
             raise ValueError(f"runs {seen[run.id]} and {path} share the id {run.id!r}: sync them to different folders")
 
 
-def _plan(file: File, run_folder: Destination, manifest: _Manifest, result: SyncResult) -> DownloadJob | None:
-    """The download `file` needs, or None when the local copy is already right (counted as unchanged)."""
+class _FileStates(Files):
+    """A run's files with only what the manifest compares (id, name, size, md5, updatedAt): no URLs."""
+
+    QUERY = queries.RUN_FILE_STATES
+
+    def __init__(self, client: GraphQLClient, run: Run, *, per_page: int, pattern: str | None) -> None:
+        super().__init__(client, run, per_page=per_page, pattern=pattern)
+        del self.variables["upload"]  # RunFileStates asks for no url
+
+
+def _plan(file: File, run_folder: Destination, manifest: _Manifest, result: SyncResult) -> Path | None:
+    """Where `file` must be fetched to, or None when the local copy is already right (counted as unchanged)."""
     run_root = run_folder.root
     try:
-        job = file.download_job(run_folder, label=f"{run_root.name}/{file.name}")
+        target = run_folder.target(file.name)
     except ValueError as exc:  # a name no file system should take, or a clash on disk
         result.failed.append((f"{run_root.name}/{file.name}", exc))
         return None
     record = manifest.get(run_root.name, file.name)
     try:
-        local = os.lstat(job.target)
+        local = os.lstat(target)
     except FileNotFoundError:
-        return job
+        return target
     if not stat.S_ISREG(local.st_mode):
-        return job  # a link or a folder where the file goes: the download replaces it (or refuses a folder)
+        return target  # a link or a folder where the file goes: the download replaces it (or refuses a folder)
     if record is not None and record.matches_remote(file) and record.matches_local(local):
         result.unchanged += 1  # no hashing: the same bytes the manifest saw us write
         return None
-    if file.size == local.st_size and file.md5 and md5_matches(file_md5(job.target), file.md5):
-        manifest.record(run_root.name, file, job.target, local)  # e.g. touched, or a manifest lost
+    if file.size == local.st_size and file.md5 and md5_matches(file_md5(target), file.md5):
+        manifest.record(run_root.name, file, target, local)  # e.g. touched, or a manifest lost
         result.unchanged += 1
         return None
-    return job
+    return target
+
+
+def _download_jobs(
+    run: Run, run_folder: Destination, wanted: list[tuple[Path, File]], result: SyncResult
+) -> list[tuple[DownloadJob, File]]:
+    """The downloads of the `wanted` files, from their full File objects (with URLs) asked for by name."""
+    jobs: list[tuple[DownloadJob, File]] = []
+    for batch in batches(wanted):
+        names = [file.name for _, file in batch]
+        found = {file.name: file for file in run.files(names=names, per_page=len(names))}
+        for _, listed in batch:
+            label = f"{run_folder.root.name}/{listed.name}"
+            file = found.get(listed.name)
+            if file is None:  # deleted since it was listed
+                result.failed.append((label, NotFoundError(f"file {label!r} is no longer on the server")))
+                continue
+            try:
+                jobs.append((file.download_job(run_folder, label=label), file))
+            except ValueError as exc:  # no url
+                result.failed.append((label, exc))
+    return jobs
 
 
 def _delete_missing(

@@ -151,9 +151,10 @@ def sync(
                 run_folder = Destination(run_root)
                 remote: set[str] = set()
                 wanted: list[tuple[Path, File]] = []
+                records = manifest.records(run.id)
                 for file in _FileStates(api.client, run, per_page=_PAGE, pattern=pattern):
                     remote.add(file.name)
-                    target = _plan(file, run_folder, manifest, result)
+                    target = _plan(file, run_folder, records, manifest, result)
                     if target is not None:
                         wanted.append((target, file))
                 if dry_run:  # the listing's sizes are enough to say what would move
@@ -212,24 +213,30 @@ class _FileStates(Files):
         del self.variables["upload"]  # RunFileStates asks for no url
 
 
-def _plan(file: File, run_folder: Destination, manifest: _Manifest, result: SyncResult) -> Path | None:
+def _plan(
+    file: File, run_folder: Destination, records: dict[str, _Record], manifest: _Manifest, result: SyncResult
+) -> Path | None:
     """Where `file` must be fetched to, or None when the local copy is already right (counted as unchanged)."""
     run_root = run_folder.root
+    record = records.get(file.name)
+    if record is not None and record.matches_remote(file):
+        # The name was checked when this record was written, and nothing is written now: a plain lstat will do.
+        with contextlib.suppress(OSError):
+            local = os.lstat(os.path.join(run_root, file.name))
+            if stat.S_ISREG(local.st_mode) and record.matches_local(local):
+                result.unchanged += 1  # no hashing: the same bytes the manifest saw us write
+                return None
     try:
         target = run_folder.target(file.name)
     except ValueError as exc:  # a name no file system should take, or a clash on disk
         result.failed.append((f"{run_root.name}/{file.name}", exc))
         return None
-    record = manifest.get(run_root.name, file.name)
     try:
         local = os.lstat(target)
     except FileNotFoundError:
         return target
     if not stat.S_ISREG(local.st_mode):
         return target  # a link or a folder where the file goes: the download replaces it (or refuses a folder)
-    if record is not None and record.matches_remote(file) and record.matches_local(local):
-        result.unchanged += 1  # no hashing: the same bytes the manifest saw us write
-        return None
     if file.size == local.st_size and file.md5 and md5_matches(file_md5(target), file.md5):
         manifest.record(run_root.name, file, target, local)  # e.g. touched, or a manifest lost
         result.unchanged += 1
@@ -377,18 +384,19 @@ class _Manifest:
             self.commit()
             self._db.close()
 
-    def get(self, run_id: str, name: str) -> _Record | None:
+    def records(self, run_id: str) -> dict[str, _Record]:
+        """Every record of a run by name, in one query (not one per file)."""
         if self._db is None:
-            return None
+            return {}
         try:
-            row = self._db.execute(
-                "SELECT remote_md5, remote_size, remote_updated_at, local_size, local_mtime_ns FROM files "
-                "WHERE run_id = ? AND name = ?",
-                (run_id, name),
-            ).fetchone()
+            rows = self._db.execute(
+                "SELECT name, remote_md5, remote_size, remote_updated_at, local_size, local_mtime_ns FROM files "
+                "WHERE run_id = ?",
+                (run_id,),
+            ).fetchall()
         except sqlite3.OperationalError:  # read-only and the table was never made
-            return None
-        return _Record(*row) if row else None
+            return {}
+        return {name: _Record(*rest) for name, *rest in rows}
 
     def record(self, run_id: str, file: File, path: Path, local: os.stat_result) -> None:
         if self._db is None or self.read_only:

@@ -6,8 +6,9 @@ was written (size, mtime). A rerun compares the listing with it: a file whose re
 unchanged costs no byte request and no hashing; a local file whose size or mtime moved is checked by md5;
 only files that differ are fetched, with the whole download discipline (verified, atomic, resumable,
 parallel, cancellable). The listing asks for no URL (signing one is most of what a file costs the server):
-the files to fetch are asked for again by name, in batches, with their URLs. With `delete`, local files of the synced runs that the server no longer has are
-removed (never anything outside those runs' folders; symbolic links are removed, not followed).
+the files to fetch are asked for again by name, in batches, with their URLs. With `delete`, local files of
+the synced runs that the server no longer has are removed (never anything outside those runs' folders;
+symbolic links are removed, not followed).
 """
 
 from __future__ import annotations

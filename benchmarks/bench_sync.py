@@ -60,7 +60,7 @@ def main() -> None:
                     path = changed / "media/images/examples_0_000000.png"
                     path.parent.mkdir(parents=True)
                     path.write_bytes(os.urandom(args.size))
-                    runs[7].upload_file(path, root=changed)
+                    runs[min(7, len(runs) - 1)].upload_file(path, root=changed)
                 proxy.reset_stats()
                 started = time.perf_counter()
                 result = sync("admin/mirror", dest, api=through, progress=False)

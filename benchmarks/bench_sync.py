@@ -1,6 +1,6 @@
 """`sync` of a project: a first sync, a resync with nothing changed, and a resync after one file changed.
 
-    python benchmarks/bench_sync.py [--runs 50] [--files 200] [--size 2000] [--per-page 1000]
+    python benchmarks/bench_sync.py [--runs 50] [--files 200] [--size 2000] [--per-page 10000]
 
 Starts the embedded server on 127.0.0.1, seeds `--runs` runs of `--files` files each (bulk-inserted rows and
 blobs, as an upload would leave them), and times the three syncs through a counting proxy. Prints the times,
@@ -30,9 +30,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--size", type=int, default=2000)
-    parser.add_argument("--per-page", type=int, default=wandb_files.sync._PAGE)
+    parser.add_argument("--per-page", type=int, default=wandb_files.sync._LISTING_PAGE)
     args = parser.parse_args()
-    wandb_files.sync._PAGE = args.per_page
+    wandb_files.sync._LISTING_PAGE = args.per_page
 
     with tempfile.TemporaryDirectory() as tmp, BackgroundServer(Path(tmp) / "data") as server:
         api = wandb_files.Api(api_key=server.api_key, base_url=server.base_url)

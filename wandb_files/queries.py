@@ -79,8 +79,8 @@ RUN_FILES: GraphQLRequest = gql(
     """
 )
 
-# RUN_FILES with only what a mirror compares (no url, no directUrl: signing those is most of a file's cost on
-# the server); `sync` lists with it and asks RUN_FILES, by name, only for the files it fetches.
+# RUN_FILES with only what a mirror compares (no url, no directUrl: the server makes and signs those per
+# file); `sync` lists with it and asks RUN_FILES, by name, only for the files it fetches.
 RUN_FILE_STATES: GraphQLRequest = gql(
     """
     query RunFileStates($project: String!, $entity: String!, $name: String!, $fileCursor: String,

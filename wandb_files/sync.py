@@ -5,7 +5,7 @@ The mirror is laid out as `download_files` writes: ``DEST/<run_id>/<name>``. A m
 was written (size, mtime). A rerun compares the listing with it: a file whose record and local copy are
 unchanged costs no byte request and no hashing; a local file whose size or mtime moved is checked by md5;
 only files that differ are fetched, with the whole download discipline (verified, atomic, resumable,
-parallel, cancellable). The listing asks for no URL (signing one is most of what a file costs the server):
+parallel, cancellable). The listing asks for no URL (the server makes and signs one per file):
 the files to fetch are asked for again by name, in batches, with their URLs. With `delete`, local files of
 the synced runs that the server no longer has are removed (never anything outside those runs' folders;
 symbolic links are removed, not followed).

@@ -10,10 +10,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from graphql import FieldNode, parse, visit
+from graphql.language import Visitor
 
 import wandb_files
 import wandb_files.sync as sync_module
-from tests.support import LiveServer, cli, write_files
+from tests.support import GraphQLRecorder, LiveServer, cli, write_files
 from wandb_files.sync import STATE_DIR, sync
 from wandb_files.testing import FaultProxy
 
@@ -72,9 +74,55 @@ def test_a_rerun_with_nothing_changed_moves_no_bytes_and_hashes_nothing(
         proxy.reset_stats()
         third = sync(path, dest, api=api, progress=False)
         assert [p.relative_to(dest).as_posix() for p in third.fetched] == ["run1/media/a.png"]
-        assert third.unchanged == 11 and proxy.stats["requests"] == 1 + 3 + 1
+        # The runs page, one light listing per run, the changed file asked for by name, and its bytes.
+        assert third.unchanged == 11 and proxy.stats["requests"] == 1 + 3 + 1 + 1
         assert (dest / "run1/media/a.png").read_bytes() == b"new bytes"
         assert hashed == []
+
+
+def _fields_asked(body: dict) -> set[str]:
+    """The names of every field a GraphQL request body selects."""
+    names: set[str] = set()
+
+    class Fields(Visitor):
+        def enter_field(self, node: FieldNode, *_: object) -> None:
+            names.add(node.name.value)
+
+    visit(parse(body["query"]), Fields())
+    return names
+
+
+def test_a_no_change_resync_asks_for_no_url_and_a_changed_file_is_fetched_byte_exact(
+    live_server: LiveServer, project: tuple, tmp_path: Path
+) -> None:
+    path, runs = project
+    dest = tmp_path / "mirror"
+    with GraphQLRecorder(live_server.base_url) as recorder:
+        api = wandb_files.Api(api_key=live_server.api_key, base_url=recorder.url)
+        assert len(sync(path, dest, api=api, progress=False).fetched) == 12
+        by_name = [b for b in recorder.bodies if b.get("variables", {}).get("fileNames")]
+        assert len(by_name) == 3 and all({"url", "directUrl"} <= _fields_asked(b) for b in by_name)
+
+        recorder.bodies.clear()
+        again = sync(path, dest, api=api, progress=False)
+        assert (len(again.fetched), again.unchanged) == (0, 12)
+        listings = [b for b in recorder.bodies if "files" in _fields_asked(b)]
+        assert len(listings) == 3  # one per run
+        for body in recorder.bodies:
+            assert not {"url", "directUrl"} & _fields_asked(body), body["query"]
+
+        changed = tmp_path / "changed"
+        new_bytes = os.urandom(5000)
+        write_files(changed, {"media/b.png": new_bytes})
+        runs[2].upload_file(changed / "media/b.png", root=changed)
+        recorder.bodies.clear()
+        third = sync(path, dest, api=api, progress=False)
+        assert [p.relative_to(dest).as_posix() for p in third.fetched] == ["run2/media/b.png"]
+        assert (dest / "run2/media/b.png").read_bytes() == new_bytes
+        with_urls = [b for b in recorder.bodies if {"url", "directUrl"} & _fields_asked(b)]
+        assert [b["variables"]["fileNames"] for b in with_urls] == [["media/b.png"]]  # only the changed file
+        assert _mirror(dest) == {**_expected(runs), "run2/media/b.png": new_bytes}
+        assert sync(path, dest, api=api, progress=False).unchanged == 12
 
 
 def test_local_changes_are_checked_by_md5_and_repaired(project: tuple, tmp_path: Path, live_server: LiveServer) -> None:

@@ -79,6 +79,26 @@ RUN_FILES: GraphQLRequest = gql(
     """
 )
 
+# RUN_FILES with only what a mirror compares (no url, no directUrl: the server makes and signs those per
+# file); `sync` lists with it and asks RUN_FILES, by name, only for the files it fetches.
+RUN_FILE_STATES: GraphQLRequest = gql(
+    """
+    query RunFileStates($project: String!, $entity: String!, $name: String!, $fileCursor: String,
+                        $fileLimit: Int = 50, $fileNames: [String] = [], $pattern: String) {
+      project(name: $project, entityName: $entity) {
+        internalId
+        run(name: $name) {
+          fileCount
+          files(names: $fileNames, after: $fileCursor, first: $fileLimit, pattern: $pattern) {
+            edges { node { id name sizeBytes md5 updatedAt } cursor }
+            pageInfo { endCursor hasNextPage }
+          }
+        }
+      }
+    }
+    """
+)
+
 # W&B's GetProjects (W&B's old name for projects is models), without the owner's user fragment.
 PROJECTS: GraphQLRequest = gql(
     """
@@ -153,6 +173,7 @@ ALL: dict[str, GraphQLRequest] = {
     "RUN": RUN,
     "RUNS": RUNS,
     "RUN_FILES": RUN_FILES,
+    "RUN_FILE_STATES": RUN_FILE_STATES,
     "PROJECTS": PROJECTS,
     "UPSERT_RUN": UPSERT_RUN,
     "CREATE_RUN_FILES": CREATE_RUN_FILES,

@@ -5,8 +5,10 @@ The mirror is laid out as `download_files` writes: ``DEST/<run_id>/<name>``. A m
 was written (size, mtime). A rerun compares the listing with it: a file whose record and local copy are
 unchanged costs no byte request and no hashing; a local file whose size or mtime moved is checked by md5;
 only files that differ are fetched, with the whole download discipline (verified, atomic, resumable,
-parallel, cancellable). With `delete`, local files of the synced runs that the server no longer has are
-removed (never anything outside those runs' folders; symbolic links are removed, not followed).
+parallel, cancellable). The listing asks for no URL (the server makes and signs one per file):
+the files to fetch are asked for again by name, in batches, with their URLs. With `delete`, local files of
+the synced runs that the server no longer has are removed (never anything outside those runs' folders;
+symbolic links are removed, not followed).
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 
+from wandb_files import queries
 from wandb_files.errors import DownloadError, Interrupted, NotFoundError
-from wandb_files.files import File
+from wandb_files.files import File, Files
+from wandb_files.paginator import MAX_PER_PAGE, batches
 from wandb_files.transfer import Destination, DownloadJob, download_many, file_md5, md5_matches
 
 if TYPE_CHECKING:
     from wandb_files.api import Api
+    from wandb_files.graphql import GraphQLClient
     from wandb_files.runs import Run
 
 __all__ = ["SyncResult", "sync"]
@@ -37,6 +42,8 @@ __all__ = ["SyncResult", "sync"]
 #: this one is refused as a run id).
 STATE_DIR = ".wandb-files"
 _PAGE = 1000
+#: The light listing's page: its rows are small, and fewer round trips measured faster (bench_sync --per-page).
+_LISTING_PAGE = MAX_PER_PAGE
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     run_id TEXT NOT NULL,
@@ -147,17 +154,22 @@ def sync(
                 run_root = mirror.target(run.id, folder=True)
                 run_folder = Destination(run_root)
                 remote: set[str] = set()
-                for file in run.files(pattern=pattern, per_page=_PAGE):
+                wanted: list[tuple[Path, File]] = []
+                records = manifest.records(run.id)
+                for file in _FileStates(api.client, run, per_page=_LISTING_PAGE, pattern=pattern):
                     remote.add(file.name)
-                    job = _plan(file, run_folder, manifest, result)
-                    if job is not None:
-                        jobs.append((job, file))
+                    target = _plan(file, run_folder, records, manifest, result)
+                    if target is not None:
+                        wanted.append((target, file))
+                if dry_run:  # the listing's sizes are enough to say what would move
+                    result.fetched += [target for target, _ in wanted]
+                    result.bytes += sum(file.size for _, file in wanted)
+                else:
+                    jobs += _download_jobs(run, run_folder, wanted, result)
                 if delete:
                     _delete_missing(run, run_root, remote, pattern, manifest, result)
-            result.bytes = sum(job.size or 0 for job, _ in jobs)
-            if dry_run:
-                result.fetched = [job.target for job, _ in jobs]
-            else:
+            if not dry_run:
+                result.bytes = sum(job.size or 0 for job, _ in jobs)
                 _fetch(api, jobs, manifest, result, max_workers, progress)
     finally:
         if lock is not None:
@@ -195,29 +207,66 @@ def _check_run_ids(runs: list[Run]) -> None:
             raise ValueError(f"runs {seen[run.id]} and {path} share the id {run.id!r}: sync them to different folders")
 
 
-def _plan(file: File, run_folder: Destination, manifest: _Manifest, result: SyncResult) -> DownloadJob | None:
-    """The download `file` needs, or None when the local copy is already right (counted as unchanged)."""
+class _FileStates(Files):
+    """A run's files with only what the manifest compares (id, name, size, md5, updatedAt): no URLs."""
+
+    QUERY = queries.RUN_FILE_STATES
+
+    def __init__(self, client: GraphQLClient, run: Run, *, per_page: int, pattern: str | None) -> None:
+        super().__init__(client, run, per_page=per_page, pattern=pattern)
+        del self.variables["upload"]  # RunFileStates asks for no url
+
+
+def _plan(
+    file: File, run_folder: Destination, records: dict[str, _Record], manifest: _Manifest, result: SyncResult
+) -> Path | None:
+    """Where `file` must be fetched to, or None when the local copy is already right (counted as unchanged)."""
     run_root = run_folder.root
+    record = records.get(file.name)
+    if record is not None and record.matches_remote(file):
+        # The name was checked when this record was written, and nothing is written now: a plain lstat will do.
+        with contextlib.suppress(OSError):
+            local = os.lstat(os.path.join(run_root, file.name))
+            if stat.S_ISREG(local.st_mode) and record.matches_local(local):
+                result.unchanged += 1  # no hashing: the same bytes the manifest saw us write
+                return None
     try:
-        job = file.download_job(run_folder, label=f"{run_root.name}/{file.name}")
+        target = run_folder.target(file.name)
     except ValueError as exc:  # a name no file system should take, or a clash on disk
         result.failed.append((f"{run_root.name}/{file.name}", exc))
         return None
-    record = manifest.get(run_root.name, file.name)
     try:
-        local = os.lstat(job.target)
+        local = os.lstat(target)
     except FileNotFoundError:
-        return job
+        return target
     if not stat.S_ISREG(local.st_mode):
-        return job  # a link or a folder where the file goes: the download replaces it (or refuses a folder)
-    if record is not None and record.matches_remote(file) and record.matches_local(local):
-        result.unchanged += 1  # no hashing: the same bytes the manifest saw us write
-        return None
-    if file.size == local.st_size and file.md5 and md5_matches(file_md5(job.target), file.md5):
-        manifest.record(run_root.name, file, job.target, local)  # e.g. touched, or a manifest lost
+        return target  # a link or a folder where the file goes: the download replaces it (or refuses a folder)
+    if file.size == local.st_size and file.md5 and md5_matches(file_md5(target), file.md5):
+        manifest.record(run_root.name, file, target, local)  # e.g. touched, or a manifest lost
         result.unchanged += 1
         return None
-    return job
+    return target
+
+
+def _download_jobs(
+    run: Run, run_folder: Destination, wanted: list[tuple[Path, File]], result: SyncResult
+) -> list[tuple[DownloadJob, File]]:
+    """The downloads of the `wanted` files, from their full File objects (with URLs) asked for by name."""
+    jobs: list[tuple[DownloadJob, File]] = []
+    for batch in batches(wanted):
+        names = [file.name for _, file in batch]
+        found = {file.name: file for file in run.files(names=names, per_page=len(names))}
+        for _, listed in batch:
+            label = f"{run_folder.root.name}/{listed.name}"
+            file = found.get(listed.name)
+            if file is None:  # deleted since it was listed
+                result.failed.append((label, NotFoundError(f"file {label!r} is no longer on the server")))
+                continue
+            try:
+                jobs.append((file.download_job(run_folder, label=label), file))
+            except ValueError as exc:  # no url
+                result.failed.append((label, exc))
+    return jobs
 
 
 def _delete_missing(
@@ -339,18 +388,19 @@ class _Manifest:
             self.commit()
             self._db.close()
 
-    def get(self, run_id: str, name: str) -> _Record | None:
+    def records(self, run_id: str) -> dict[str, _Record]:
+        """Every record of a run by name, in one query (not one per file)."""
         if self._db is None:
-            return None
+            return {}
         try:
-            row = self._db.execute(
-                "SELECT remote_md5, remote_size, remote_updated_at, local_size, local_mtime_ns FROM files "
-                "WHERE run_id = ? AND name = ?",
-                (run_id, name),
-            ).fetchone()
+            rows = self._db.execute(
+                "SELECT name, remote_md5, remote_size, remote_updated_at, local_size, local_mtime_ns FROM files "
+                "WHERE run_id = ?",
+                (run_id,),
+            ).fetchall()
         except sqlite3.OperationalError:  # read-only and the table was never made
-            return None
-        return _Record(*row) if row else None
+            return {}
+        return {name: _Record(*rest) for name, *rest in rows}
 
     def record(self, run_id: str, file: File, path: Path, local: os.stat_result) -> None:
         if self._db is None or self.read_only:

@@ -115,6 +115,10 @@ SDK_CASES: list[tuple[str, dict[str, Any]]] = [
     ("RUN_FILES", {"entity": "admin", "project": "proj-0", "name": "missing"}),
     ("RUN_FILES", {"entity": "bob", "project": "proj-0", "name": "run0"}),
     ("RUN_FILES", {"entity": "admin", "project": "proj-0", "name": "run0", "fileLimit": "ten"}),  # bad variable
+    ("RUN_FILE_STATES", {"entity": "admin", "project": "proj-0", "name": "run0", "fileLimit": 1000}),
+    ("RUN_FILE_STATES", {"entity": "admin", "project": "proj-1", "name": "run2", "fileLimit": 4}),
+    ("RUN_FILE_STATES", {"entity": "admin", "project": "proj-0", "name": "run0", "pattern": "media/%"}),
+    ("RUN_FILE_STATES", {"entity": "admin", "project": "proj-0", "name": "missing"}),
 ]
 
 

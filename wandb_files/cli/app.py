@@ -9,18 +9,23 @@ and `--help` lists `server` and `user` from short help strings here without impo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 import click
 
 from wandb_files.cli.output import one_line, safe_name
-from wandb_files.errors import is_transient, plural
+from wandb_files.errors import BulkTransferError, Interrupted, is_transient, plural
 
 if TYPE_CHECKING:
     from wandb_files.api import Api
     from wandb_files.runs import Run
+
+T = TypeVar("T")
 
 SERVER_EXTRA_HINT = "The server needs the [server] extra: pip install 'wandb-files[server]'"
 
@@ -316,6 +321,39 @@ def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
     from wandb_files.transfer.runner import sigterm_as_interrupt as in_the_runner
 
     return in_the_runner(force=True)
+
+
+@dataclasses.dataclass
+class BulkOutcome(Generic[T]):
+    """What a bulk transfer of a command gave: finished results, failures, the interruption if any, and its time."""
+
+    results: list[T]
+    failures: list[tuple[str, BaseException]]
+    interrupted: Interrupted | None
+    seconds: float
+
+
+def run_bulk(call: Callable[[], Sequence[T]]) -> BulkOutcome[T]:
+    """Run a bulk download or upload with SIGTERM as Ctrl-C, and gather what finished and what failed.
+
+    Args:
+        call: The SDK call (it raises `BulkTransferError` when some files failed, `Interrupted` when stopped).
+
+    Returns:
+        The outcome; other exceptions propagate.
+    """
+    started = time.monotonic()
+    interrupted: Interrupted | None = None
+    failures: list[tuple[str, BaseException]] = []
+    try:
+        with sigterm_as_interrupt():
+            results = list(call())
+    except BulkTransferError as exc:
+        results, failures = list(exc.results), list(exc.failures)
+    except Interrupted as exc:
+        interrupted = exc
+        results, failures = list(exc.results), list(exc.failures)
+    return BulkOutcome(results, failures, interrupted, time.monotonic() - started)
 
 
 def fail(code: int, message: str) -> NoReturn:

@@ -21,7 +21,7 @@ from wandb_files.cli.app import (
     Settings,
     main,
     report_failures,
-    sigterm_as_interrupt,
+    run_bulk,
 )
 from wandb_files.cli.output import human_size, one_line, safe_name
 from wandb_files.errors import plural
@@ -85,7 +85,6 @@ def download_command(
         raise click.UsageError("--replace and --skip-existing cannot be combined")
     if names and pattern:
         raise click.UsageError("give NAMES or --pattern, not both")
-    from wandb_files.errors import DownloadError, Interrupted
 
     # Files written after this instant are the ones this command downloaded. Taken before the run is looked
     # up, so that at least two requests separate it from the first write even on a coarse file-system clock.
@@ -102,12 +101,9 @@ def download_command(
             raise local_conflict(exc) from exc
         print_plan(planned, output)
         return
-    started = time.monotonic()
-    failures: list[tuple[str, BaseException]] = []
-    interrupted: Interrupted | None = None
     try:
-        with sigterm_as_interrupt():
-            paths = files.download(
+        outcome = run_bulk(
+            lambda: files.download(
                 output,
                 replace=replace,
                 exist_ok=skip_existing,
@@ -115,14 +111,10 @@ def download_command(
                 progress=False if no_progress else None,
                 max_bandwidth=max_bandwidth,
             )
-    except DownloadError as exc:
-        paths, failures = list(exc.results), list(exc.failures)
-    except Interrupted as exc:
-        interrupted = exc
-        paths, failures = list(exc.results), list(exc.failures)
+        )
     except ValueError as exc:
         raise local_conflict(exc) from exc
-    seconds = time.monotonic() - started
+    paths, failures, interrupted, seconds = outcome.results, outcome.failures, outcome.interrupted, outcome.seconds
 
     # Files written during this call are the downloaded ones; the others were already there.
     fetched_bytes = fetched = 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from wandb_files.cli.app import (
     Settings,
     main,
     report_failures,
-    sigterm_as_interrupt,
+    run_bulk,
 )
 from wandb_files.cli.output import human_size, one_line, safe_name
 from wandb_files.errors import plural
@@ -60,7 +59,7 @@ def upload_command(
     no_progress: bool,
 ) -> None:
     """Upload FILES (files, or folders walked recursively) to the run at PATH."""
-    from wandb_files.errors import Interrupted, NotFoundError, UploadError
+    from wandb_files.errors import NotFoundError
     from wandb_files.transfer import plan_uploads
 
     # Every path is checked before anything is created or sent.
@@ -80,24 +79,16 @@ def upload_command(
     if not local:
         click.echo("Nothing to upload: no files in " + ", ".join(str(f) for f in files))
         return
-    started = time.monotonic()
-    failures: list[tuple[str, BaseException]] = []
-    interrupted: Interrupted | None = None
-    try:
-        with sigterm_as_interrupt():
-            uploaded = run.upload_files(
-                local,
-                root=root,
-                max_workers=workers,
-                progress=False if no_progress else None,
-                max_bandwidth=max_bandwidth,
-            )
-    except UploadError as exc:
-        uploaded, failures = list(exc.results), list(exc.failures)
-    except Interrupted as exc:
-        interrupted = exc
-        uploaded, failures = [], list(exc.failures)
-    seconds = time.monotonic() - started
+    outcome = run_bulk(
+        lambda: run.upload_files(
+            local,
+            root=root,
+            max_workers=workers,
+            progress=False if no_progress else None,
+            max_bandwidth=max_bandwidth,
+        )
+    )
+    uploaded, failures, interrupted, seconds = outcome.results, outcome.failures, outcome.interrupted, outcome.seconds
     if interrupted is not None:
         click.echo(
             f"interrupted: {plural(len(interrupted.results), 'file')} uploaded, "

@@ -28,7 +28,6 @@ import base64
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,9 @@ from typing import Any
 import requests
 
 from wandb_files.testing import BackgroundServer, free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_download import wait_for_port
 
 MiB = 1024 * 1024
 PROJECT = "bench-ranges"
@@ -132,18 +134,6 @@ def peak_rss_mib(command: list[str], tmp: Path) -> tuple[float, str]:
         ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *command], check=True, capture_output=True, text=True
     ).stdout
     return int(rss_file.read_text().split()[-1]) / 1024, out
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on port {port}") from None
-            time.sleep(0.05)
 
 
 class Bench:

@@ -18,6 +18,7 @@ import os
 import random
 import shlex
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import wandb_files
 from wandb_files.testing import BackgroundServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support (PostgreSQL), run from anywhere
 
 
 def tree_cpu_seconds(pid: int) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,33 @@ def test_a_bounded_slice_fetches_only_the_pages_up_to_its_stop(
         assert [f.name for f in files[2:6:2]] == ["p_0002.bin", "p_0004.bin"]
         assert proxy.stats["requests"] == 3  # already fetched
         assert [f.name for f in files[-2:]] == ["p_0028.bin", "p_0029.bin"]  # needs the count: walks on
+
+
+def test_a_loop_past_its_first_page_reads_the_next_page_ahead(
+    live_server: LiveServer, tmp_path: Path, unique: str
+) -> None:
+    from wandb_files.testing import FaultProxy
+
+    with FaultProxy(live_server.base_url) as proxy:
+        api = wandb_files.Api(api_key=live_server.api_key, base_url=proxy.url)
+        run = run_with_files(api, tmp_path, random_files(12, prefix="a"), f"ahead{unique}")
+        proxy.reset_stats()
+        for _ in run.files(per_page=3):
+            break
+        time.sleep(0.3)
+        assert proxy.stats["requests"] == 1  # a loop that stops in its first page asks for nothing more
+
+        proxy.reset_stats()
+        names = []
+        for file in run.files(per_page=3):
+            names.append(file.name)
+            if len(names) == 4:  # the first file of page 2: page 3 is asked for before the loop gets to it
+                deadline = time.monotonic() + 5
+                while proxy.stats["requests"] < 3 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert proxy.stats["requests"] == 3
+        assert names == [f"a_{i:04d}.bin" for i in range(12)]
+        assert proxy.stats["requests"] == 4  # 4 pages, each asked once; the last says no more follow
 
 
 def test_bulk_delete_sends_one_request_per_500_files_and_reports_each_failure(

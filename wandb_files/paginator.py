@@ -7,6 +7,10 @@ in the answer and how a node becomes an object. Everything else lives here:
 - Each `for` loop walks the pages with its own cursor, so two nested loops over one collection do not
   disturb each other, and a loop does not keep every object it has yielded (memory stays flat on huge runs).
 - Pages fetched for indexing are kept, so `files[3]` after `files[2]` costs no request.
+- A loop that has gone past its first page reads one page ahead: the next page is requested in the background
+  as soon as the cursor of the current one is known, so the server works on it while the loop converts and
+  uses the current one. A loop that stops within the first page costs no extra request; one that stops later
+  may leave one page fetched for nothing.
 - The W&B names (`variables`, `last_response`, `cursor`, `more`, `update_variables()`, `convert_objects()`)
   keep their meaning, for code written against `wandb.apis.public`.
 """
@@ -15,7 +19,9 @@ from __future__ import annotations
 
 import abc
 import operator
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
@@ -25,6 +31,7 @@ if TYPE_CHECKING:
     from wandb_files.graphql import GraphQLClient
 
 T = TypeVar("T")
+_R = TypeVar("_R")
 
 #: The largest page the server gives (and W&B's servers accept).
 MAX_PER_PAGE = 10_000
@@ -152,17 +159,22 @@ class Paginator(Generic[T], abc.ABC):
         return {self.CURSOR_VARIABLE: cursor, self.LIMIT_VARIABLE: self.per_page}
 
     def _page(self, data: Mapping[str, Any]) -> Page[T]:
+        edges, cursor, has_next = self._edges(data)
+        return Page(
+            objects=[self._convert_node(edge["node"]) for edge in edges],
+            cursor=cursor,
+            has_next=has_next,
+            total=self._total(data),
+        )
+
+    def _edges(self, data: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], str | None, bool]:
+        """A page's edges, the cursor after it and whether more follow, without converting a node."""
         connection = self._connection(data)
         edges = connection.get("edges") or []
         info = connection.get("pageInfo") or {}
         # W&B's client continues from the last edge's cursor; endCursor is the fallback.
         cursor = edges[-1].get("cursor") if edges else None
-        return Page(
-            objects=[self._convert_node(edge["node"]) for edge in edges],
-            cursor=cursor or info.get("endCursor"),
-            has_next=bool(info.get("hasNextPage")) and bool(edges),
-            total=self._total(data),
-        )
+        return edges, cursor or info.get("endCursor"), bool(info.get("hasNextPage")) and bool(edges)
 
     def _fetch(self, cursor: str | None) -> dict[str, Any]:
         return self.client.execute(self.QUERY, {**self.variables, **self._page_variables(cursor)})
@@ -178,13 +190,24 @@ class Paginator(Generic[T], abc.ABC):
         return True
 
     def _walk(self, cursor: str | None) -> Iterator[T]:
-        """Yield every object after `cursor`, page by page, keeping none of them."""
-        while True:
-            page = self._page(self._fetch(cursor))
-            yield from page.objects
-            if not page.has_next:
-                return
-            cursor = page.cursor
+        """Yield every object after `cursor`, page by page, keeping none of them, one page read ahead."""
+        ahead: _ReadAhead | None = None
+        try:
+            data = self._fetch(cursor)
+            while True:
+                edges, cursor, has_next = self._edges(data)
+                pending: Future[dict[str, Any]] | None = None
+                if has_next:
+                    ahead = ahead or _ReadAhead(f"{type(self).__name__}-pages")
+                    pending = ahead.submit(self._fetch, cursor)
+                for edge in edges:
+                    yield self._convert_node(edge["node"])
+                if pending is None:
+                    return
+                data = pending.result()  # the page's own error (NotFoundError, TransportError, ...) surfaces here
+        finally:
+            if ahead is not None:
+                ahead.close()
 
     def __iter__(self) -> Iterator[T]:
         if self._last_page is None:
@@ -241,3 +264,51 @@ class Paginator(Generic[T], abc.ABC):
                 return str(self._last_page.total)
             return f"{len(self.objects)}+" if self.more else str(len(self.objects))
         return "?"
+
+
+class _ReadAhead:
+    """One daemon thread running the page fetches of one loop, one at a time.
+
+    A daemon, not a `ThreadPoolExecutor` worker: the interpreter joins those at exit, so Ctrl-C during a
+    loop would wait for a slow page's timeout. A loop that ends early closes it; a fetch already running is
+    left to finish in the background and its result dropped.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = []
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=f"wandb-files-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., _R], *args: Any) -> Future[_R]:
+        future: Future[_R] = Future()
+        with self._ready:
+            self._jobs.append((future, fn, args))
+            self._ready.notify()
+        return future
+
+    def close(self) -> None:
+        with self._ready:
+            for job in self._jobs:
+                if job is not None:
+                    job[0].cancel()
+            self._jobs[:] = [None]
+            self._ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._jobs:
+                    self._ready.wait()
+                job = self._jobs.pop(0)
+            if job is None:
+                return
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # noqa: BLE001  # handed to the loop, which raises it where it waits
+                future.set_exception(exc)
+            else:
+                future.set_result(result)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 import requests
 import urllib3
 from gql import Client, GraphQLRequest
@@ -275,7 +276,11 @@ class GraphQLClient:
         self._basic = requests.auth._basic_auth_str("api", api_key)
         self._auth = HTTPBasicAuth("api", api_key)
         transport = _Transport(
-            shared_session=self.session, url=f"{self.base_url}/graphql", auth=self._auth, timeout=timeout
+            shared_session=self.session,
+            url=f"{self.base_url}/graphql",
+            auth=self._auth,
+            timeout=timeout,
+            json_deserialize=orjson.loads,
         )
         self._gql = Client(transport=transport, fetch_schema_from_transport=False)
         self._gql_session = self._gql.connect_sync()  # type: ignore[no-untyped-call]  # gql leaves it unannotated

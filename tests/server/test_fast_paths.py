@@ -13,7 +13,14 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wandb_files.server.graphql.ids import decode_cursor, decode_node_id, encode_cursor, encode_node_id
+from wandb_files.server.graphql.ids import (
+    cursors_of,
+    decode_cursor,
+    decode_node_id,
+    encode_cursor,
+    encode_node_id,
+    node_ids_of,
+)
 from wandb_files.server.graphql.resolvers.common import quote_path
 from wandb_files.server.graphql.resolvers.scalars import serialize_datetime
 from wandb_files.server.signing import _UPLOAD_PURPOSE, UrlSigner, _b64encode, _Purpose
@@ -88,3 +95,35 @@ def test_response_bodies_are_starlettes_json(value: object) -> None:
 @given(name=texts | st.text("abcXYZ019_.-~/%+ ", max_size=60))
 def test_file_url_paths_are_quoted_as_quote_does(name: str) -> None:
     assert quote_path(name) == quote(name, safe="/")
+
+
+@given(pks=st.lists(st.integers(0, 2**63), max_size=20))
+def test_node_ids_of_a_page_are_encode_node_ids(pks: list[int]) -> None:
+    assert node_ids_of("File", pks) == [encode_node_id("File", pk) for pk in pks]
+
+
+@given(values=st.lists(texts, max_size=20))
+def test_cursors_of_a_page_are_encode_cursors(values: list[str]) -> None:
+    assert cursors_of("file", values) == [encode_cursor("file", v) for v in values]
+
+
+blobs = st.tuples(texts, st.integers(0, 2**62), texts, texts, texts)
+
+
+@given(prefix=texts, items=st.lists(blobs, max_size=8))
+def test_a_pages_direct_urls_are_blob_tokens(prefix: str, items: list[tuple[str, int, str, str, str]]) -> None:
+    """blob_urls, one loop over bytes, makes the very tokens blob_token makes one by one (same second)."""
+    signer = UrlSigner("s" * 64, 3600)
+    for _ in range(3):  # the two calls must fall in one second: try again if they did not
+        urls = signer.blob_urls(prefix, items)
+        one_by_one = [
+            prefix + signer.blob_token(key, size=size, md5=md5, mimetype=mimetype, filename=filename)
+            for key, size, md5, mimetype, filename in items
+        ]
+        stamps = {url.rsplit(".", 2)[-2] for url in urls + one_by_one}
+        if len(stamps) <= 1:
+            break
+    assert urls == one_by_one
+    for url, (key, size, md5, mimetype, filename) in zip(urls, items, strict=True):
+        ref = signer.read_blob_token(url[len(prefix) :])
+        assert (ref.blob_key, ref.size, ref.md5, ref.mimetype, ref.filename) == (key, size, md5, mimetype, filename)

@@ -217,7 +217,11 @@ def test_a_failing_resolver_gives_graphql_cores_errors(seeded: Seeded, monkeypat
             raise ValueError("boom")
         return real(kind, pk)
 
+    def failing_batch(kind: str, pks: list[int]) -> list[str]:
+        return [failing(kind, pk) for pk in pks]
+
     monkeypatch.setattr(file_resolvers, "encode_node_id", failing)
+    monkeypatch.setattr(file_resolvers, "node_ids_of", failing_batch)  # the planned lists' batch form
     _, result = same_answer(seeded, body(FRAGMENTS, {"p": "proj-0", "r": "run0", "withUrl": True, "noMd5": False}))
     assert result["errors"] and all(e["extensions"]["code"] == "INTERNAL" for e in result["errors"])
 

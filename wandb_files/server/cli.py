@@ -117,6 +117,13 @@ The web page: open http://HOST:PORT/ in a browser and sign in with an API key.""
     help="How long downloads trust an API key they saw valid without asking the database: a revoked key "
     "stops working within this time (0: ask every time).",
 )
+@click.option(
+    "--read-ahead/--no-read-ahead",
+    default=True,
+    show_default=True,
+    help="Over SQLite, compute the next page of a listing that is past its first page while the client reads "
+    "this one, and answer from it if nothing was committed in between.",
+)
 @click.option("--log-level", default="info", show_default=True, type=_LOG_LEVELS)
 @click.option(
     "--access-log/--no-access-log",
@@ -138,6 +145,7 @@ def server_command(
     upload_cleanup_interval: int,
     workers: int,
     key_cache_seconds: float,
+    read_ahead: bool,
     log_level: str,
     access_log: bool,
 ) -> None:
@@ -155,6 +163,7 @@ def server_command(
         max_upload_bytes=max_upload_bytes,
         upload_cleanup_interval=upload_cleanup_interval,
         key_cache_seconds=key_cache_seconds,
+        read_ahead=read_ahead,
         log_level=log_level.lower(),
         access_log=access_log,
         database_url=database_url,

@@ -43,6 +43,9 @@ class ServerConfig:
     upload_cleanup_interval: int = DEFAULT_UPLOAD_CLEANUP_INTERVAL
     # Downloads through `url` trust a key they saw valid for this long: a revoked key stops working within it.
     key_cache_seconds: float = DEFAULT_KEY_CACHE_SECONDS
+    # Compute the next page of a walk through a connection while the client reads this one (SQLite only;
+    # see http/readahead.py).
+    read_ahead: bool = True
 
     def __post_init__(self) -> None:
         if self.signed_url_ttl < 1:

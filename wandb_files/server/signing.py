@@ -15,6 +15,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +104,28 @@ class _Purpose:
         signed = f"{body}.{stamp[1]}"
         return f"{signed}.{self._signature(signed)}"
 
+    def dumps_many(self, prefix: str, payloads: Iterable[Any]) -> list[str]:
+        """`prefix + self.dumps(payload)` for each payload, stamped alike: the same tokens, made in one loop
+        over bytes (a listing signs a URL a file, and the calls and text conversions cost more than HMAC)."""
+        now = int(time.time())
+        stamp = self._stamp
+        if stamp[0] != now:
+            stamp = self._stamp = (now, _base36(now))
+        dot_stamp = f".{stamp[1]}".encode("ascii")
+        start = prefix.encode("utf-8")
+        first, second = self._inner, self._outer
+        b2a, to_json, urlsafe = binascii.b2a_base64, orjson.dumps, _URLSAFE
+        tokens = []
+        for payload in payloads:
+            signed = b2a(to_json(payload), newline=False).translate(urlsafe).rstrip(b"=") + dot_stamp
+            inner = first.copy()
+            inner.update(signed)
+            outer = second.copy()
+            outer.update(inner.digest())
+            signature = b2a(outer.digest(), newline=False).translate(urlsafe).rstrip(b"=")
+            tokens.append((start + signed + b"." + signature).decode("utf-8"))
+        return tokens
+
     def loads(self, token: str, max_age: int) -> Any:
         if not isinstance(token, str) or not token.isascii():
             raise InvalidToken("the signed URL is not valid")
@@ -165,6 +188,18 @@ class UrlSigner:
             The token, for a /blobs/{token} URL.
         """
         return self._blob.dumps([blob_key, size, md5, mimetype, filename])
+
+    def blob_urls(self, prefix: str, blobs: Iterable[tuple[str, int, str, str, str]]) -> list[str]:
+        """`prefix + blob_token(...)` for many blobs at once (what a listing page needs).
+
+        Args:
+            prefix: What goes before each token, e.g. ``https://host/blobs/``.
+            blobs: (blob_key, size, md5, mimetype, filename) of each blob, as `blob_token` takes them.
+
+        Returns:
+            The URLs, in order.
+        """
+        return self._blob.dumps_many(prefix, blobs)
 
     def read_blob_token(self, token: str) -> BlobRef:
         """What a valid blob token says about its blob.

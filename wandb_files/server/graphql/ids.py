@@ -16,6 +16,12 @@ def encode_node_id(kind: str, pk: int) -> str:
     return binascii.b2a_base64(f"{kind}:{pk}".encode(), newline=False).decode()
 
 
+def node_ids_of(kind: str, pks: list[int]) -> list[str]:
+    """[encode_node_id(kind, pk) for pk in pks], in one loop."""
+    b2a, start = binascii.b2a_base64, f"{kind}:".encode()
+    return [b2a(start + b"%d" % pk, newline=False).decode() for pk in pks]
+
+
 def decode_node_id(kind: str, node_id: object) -> int:
     """The row id inside a node id of type `kind`; BAD_USER_INPUT when it is not one."""
     try:
@@ -32,6 +38,12 @@ def decode_node_id(kind: str, node_id: object) -> int:
 def encode_cursor(kind: str, value: str) -> str:
     """An opaque, stable cursor for `value` (a file name or a run row id)."""
     return binascii.b2a_base64(f"{kind}:{value}".encode(), newline=False).translate(_URLSAFE).decode()
+
+
+def cursors_of(kind: str, values: list[str]) -> list[str]:
+    """[encode_cursor(kind, v) for v in values], in one loop."""
+    b2a, urlsafe, start = binascii.b2a_base64, _URLSAFE, f"{kind}:"
+    return [b2a((start + value).encode(), newline=False).translate(urlsafe).decode() for value in values]
 
 
 def decode_cursor(kind: str, cursor: str) -> str:

@@ -19,10 +19,11 @@ run twice) and may use only `info.context` (they are given the list field's info
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, TypeAlias, TypeVar, overload
 
@@ -124,13 +125,39 @@ class _Plan:
 
     keys: tuple[str, ...]
     columns: tuple[_Column, ...]
+    rows: Callable[[list[list[Any]]], list[dict[str, Any]]] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rows", _rows_builder(len(self.keys))(*self.keys))
 
     def project(self, sources: Sequence[Any], info: _Info) -> list[dict[str, Any]]:
         if not self.columns:
             return [{} for _ in sources]
-        columns = [column(sources, info) for column in self.columns]
-        # Every column has one value a source; strict=True would double the cost of this line.
-        return list(map(dict, map(zip, repeat(self.keys), zip(*columns, strict=False))))
+        return self.rows([column(sources, info) for column in self.columns])
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_builder(width: int) -> Callable[..., Callable[[list[list[Any]]], list[dict[str, Any]]]]:
+    """A maker of `rows(columns)`: the dicts {key_i: columns[i][j]} for each j, for `width` keys.
+
+    Made from source text, as graphql-jit compiles a query: a dict display builds a row in half the time of
+    dict(zip(keys, values)). The text holds only numbered names; the keys (the document's response keys) are
+    the maker's arguments, never part of the source.
+    """
+    keys = ", ".join(f"k{i}" for i in range(width))
+    values = ", ".join(f"v{i}" for i in range(width))
+    pairs = ", ".join(f"k{i}: v{i}" for i in range(width))
+    source = (
+        f"def make({keys}):\n"
+        f"    def rows(columns):\n"
+        # zip without strict: every column has one value a source, and strict=True costs as much as the rest.
+        f"        return [{{{pairs}}} for {values}, in zip(*columns)]\n"
+        f"    return rows\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<planned rows of {width}>", "exec"), namespace)
+    maker: Callable[..., Callable[[list[list[Any]]], list[dict[str, Any]]]] = namespace["make"]
+    return maker
 
 
 def _default_column(name: str) -> Callable[[Sequence[Any], _Info], list[Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import orjson
 from ariadne import graphql_sync
 from graphql import Executor
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -21,9 +23,12 @@ from .auth import api_key_from_authorization
 from .state import ServerState
 
 MAX_GRAPHQL_BODY_BYTES = 10 * 1024 * 1024
+# On an answer that was computed ahead (http/readahead.py): for tests and for whoever wonders.
+READ_AHEAD_HEADER = "X-Wandb-Files-Read-Ahead"
 
 # Ariadne logs every GraphQL error, including expected ones, with tracebacks; format_error logs the
 # unexpected ones instead, so Ariadne's own logging goes to a silenced logger.
+logger = logging.getLogger(__name__)
 _ariadne_logger = logging.getLogger("wandb_files.server.ariadne")
 _ariadne_logger.propagate = False
 _ariadne_logger.addHandler(logging.NullHandler())
@@ -90,6 +95,13 @@ class GraphQLEndpoint(ServerState):
 
     async def graphql(self, request: Request) -> Response:
         """POST /graphql."""
+        self.graphql_in_flight += 1
+        try:
+            return await self._graphql(request)
+        finally:
+            self.graphql_in_flight -= 1
+
+    async def _graphql(self, request: Request) -> Response:
         api_key = api_key_from_authorization(request.headers.get("authorization"))
         if api_key is None:
             return JSONResponse(error_body(UNAUTHENTICATED, "an API key is missing (HTTP Basic auth)"), 401)
@@ -104,11 +116,42 @@ class GraphQLEndpoint(ServerState):
             return JSONResponse(error_body("BAD_USER_INPUT", "request body is not valid JSON"), 400)
         if not isinstance(body, dict):
             return JSONResponse(error_body("BAD_USER_INPUT", "request body must be a JSON object"), 400)
-        if self._runs_inline(body):
-            status, result = self.execute_graphql(api_key, body, self.public_url(request))
+        public_url = self.public_url(request)
+        if not self._runs_inline(body):
+            status, result = await run_in_threadpool(self.execute_graphql, api_key, body, public_url)
+            return GraphQLResponse(result, status)
+        read_ahead = self.read_ahead
+        kept = read_ahead.take(api_key, body, public_url) if read_ahead is not None else None
+        if kept is not None:
+            status, result, headers = 200, kept, {READ_AHEAD_HEADER: "hit"}
         else:
-            status, result = await run_in_threadpool(self.execute_graphql, api_key, body, self.public_url(request))
-        return GraphQLResponse(result, status)
+            status, result = self.execute_graphql(api_key, body, public_url)
+            headers = None
+        ahead = None
+        if read_ahead is not None and status == 200 and self.graphql_in_flight == 1:  # only this one
+            document = self.documents.parse(None, {"query": body["query"]})
+            ahead = read_ahead.next_request(document, body, result)
+        background = BackgroundTask(self._compute_ahead, api_key, ahead, public_url) if ahead is not None else None
+        return GraphQLResponse(result, status, headers=headers, background=background)
+
+    async def _compute_ahead(self, api_key: str, body: dict[str, Any], public_url: str) -> None:
+        """Execute `body` (the next page of a walk) after this response went out, and keep its answer.
+
+        It runs on the event loop, as inline requests do: under the GIL a thread would finish no sooner, and
+        the request it is for waits in the loop meanwhile, to be answered from it.
+        """
+        read_ahead = self.read_ahead
+        if read_ahead is None or self.graphql_in_flight:
+            return
+        await asyncio.sleep(0)  # let the transport send what it could not at once of the page just answered
+        try:
+            version = read_ahead.data_version()  # before any read: a commit after it makes the answer unusable
+            status, result = self.execute_graphql(api_key, body, public_url)
+        except Exception:  # the request itself, if it comes, is executed and reports it
+            logger.debug("reading ahead failed", exc_info=True)
+            return
+        if status == 200:
+            read_ahead.keep(api_key, body, public_url, version, result)
 
     def _runs_inline(self, body: dict[str, Any]) -> bool:
         """Whether to execute this request on the event loop rather than in a worker thread.

@@ -19,6 +19,7 @@ from ..graphql.documents import DocumentCache
 from ..signing import ExpiredToken, InvalidToken, UrlSigner
 from ..storage import BlobStore
 from .cache import TtlCache
+from .readahead import ReadAhead, data_version_for
 
 _T = TypeVar("_T")
 
@@ -61,10 +62,16 @@ class ServerState:
     # config.key_cache_seconds: a revoked key, or a file moved to another blob, is seen within that bound.
     key_users: TtlCache[str, Viewer] = field(init=False)
     locations: TtlCache[tuple[int, str, str, str, str], LocatedFile] = field(init=False)
+    # The pages computed ahead of walks (None: off, or a database that cannot tell cheaply what changed).
+    read_ahead: ReadAhead | None = field(init=False)
+    # GraphQL requests being served by this process (read-ahead waits for an otherwise idle one).
+    graphql_in_flight: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.key_users = TtlCache(self.config.key_cache_seconds)
         self.locations = TtlCache(self.config.key_cache_seconds)
+        version = data_version_for(self.engine) if self.config.read_ahead else None
+        self.read_ahead = ReadAhead(version) if version is not None else None
 
     def public_url(self, request: Request) -> str:
         """The base of absolute URLs: --public-url, else the URL this request came in on."""

@@ -10,7 +10,7 @@ from ariadne import ObjectType
 from ...db.database import write_transaction
 from ...storage import S3BlobStore
 from ..context import FileView, Info, ctx_of
-from ..ids import encode_node_id
+from ..ids import encode_node_id, node_ids_of
 from ..planned import plannable
 from .common import _file_url, quote_path
 from .file_mutations import _upload_urls
@@ -25,7 +25,7 @@ file_type = ObjectType("File")
 
 
 def _ids(views: Sequence[FileView], info: Info) -> list[str]:
-    return [encode_node_id("File", view.file.id) for view in views]
+    return node_ids_of("File", [view.file.id for view in views])
 
 
 @file_type.field("id")
@@ -72,12 +72,9 @@ def _direct_urls(views: Sequence[FileView], info: Info) -> list[str]:
     if isinstance(ctx.store, S3BlobStore):
         presigned_get = ctx.store.presigned_get
         return [presigned_get(view.file.blob_key, view.file.mimetype) for view in views]
-    sign = ctx.signer.blob_token
-    blobs_url = f"{ctx.public_url}/blobs"
-    return [
-        f"{blobs_url}/{sign(f.blob_key, size=f.size_bytes, md5=f.md5, mimetype=f.mimetype, filename=f.name.rsplit('/', 1)[-1])}"
-        for f in (view.file for view in views)
-    ]
+    files = [view.file for view in views]
+    blobs = [(f.blob_key, f.size_bytes, f.md5, f.mimetype, f.name.rsplit("/", 1)[-1]) for f in files]
+    return ctx.signer.blob_urls(f"{ctx.public_url}/blobs/", blobs)
 
 
 @file_type.field("directUrl")

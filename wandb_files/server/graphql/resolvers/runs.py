@@ -16,7 +16,7 @@ from ...db.models import File, Project, Run, utcnow
 from ...names import InvalidName, validate_run_or_project_name
 from ..context import FileRow, FileView, Info, ctx_of
 from ..errors import bad_input
-from ..ids import decode_cursor, encode_cursor, encode_node_id
+from ..ids import cursors_of, decode_cursor, encode_node_id
 from .common import (
     _check_like_pattern,
     _connection,
@@ -124,10 +124,13 @@ def resolve_run_files(
         ctx_of(info).session, _FILE_ROW_COLUMNS, run.id, after_name, limit + 1, names=wanted, pattern=pattern
     )
     prefix = _files_url_prefix(run)
-    make_row = FileRow._make
+    # tuple.__new__ and cursors_of: the namedtuples' and encode_cursor's very values, without a Python frame
+    # for each of them (a page makes three a file).
+    new = tuple.__new__
+    page = rows[:limit]
     edges = [
-        {"node": FileView(make_row(row), run, prefix), "cursor": encode_cursor("file", row.name)}
-        for row in rows[:limit]
+        {"node": new(FileView, (new(FileRow, row), run, prefix)), "cursor": cursor}
+        for row, cursor in zip(page, cursors_of("file", [row.name for row in page]), strict=True)
     ]
     return _connection(edges, has_next=len(rows) > limit)
 

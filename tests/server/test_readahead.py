@@ -1,0 +1,190 @@
+"""Read-ahead of listing pages (server/http/readahead.py): answered from it only when nothing changed since."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from graphql import parse
+
+from tests.support import RUN_FILES, Client, LiveServer, md5_b64, start_server, stop_server
+from wandb_files.server.http.graphql_endpoint import READ_AHEAD_HEADER
+from wandb_files.server.http.readahead import _paged_connection
+
+PER_PAGE = 3
+
+
+@pytest.fixture
+def walk_run(live_server: LiveServer, unique: str) -> tuple[Client, str, list[str]]:
+    """A run of 12 files (4 pages of 3) of a user of its own, on a server over SQLite."""
+    if live_server.database_url:
+        pytest.skip("read-ahead is for SQLite only; test_postgresql_answers_every_page_afresh covers PostgreSQL")
+    client = Client(live_server.base_url, live_server.add_user(f"ra{unique}"))
+    client.make_run("walks", "r1", entity=f"ra{unique}")
+    names = [f"f{i:02d}.txt" for i in range(12)]
+    for name in names:
+        client.upload(f"ra{unique}", "walks", "r1", name, name.encode())
+    return client, f"ra{unique}", names
+
+
+def _page(
+    client: Client, entity: str, cursor: str | None, api_key: str | None = None, operation: str = "RunFiles"
+) -> requests.Response:
+    variables = {"entity": entity, "project": "walks", "name": "r1", "fileCursor": cursor, "fileLimit": PER_PAGE}
+    body = {"query": RUN_FILES, "variables": variables, "operationName": operation}
+    auth = ("api", api_key or client.api_key)
+    return requests.post(f"{client.base_url}/graphql", json=body, auth=auth, timeout=30)
+
+
+def _files(response: requests.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert not body.get("errors"), body
+    files: dict[str, Any] = body["data"]["project"]["run"]["files"]
+    return files
+
+
+def _without_signatures(files: dict[str, Any]) -> dict[str, Any]:
+    """The page with each directUrl cut to its signed payload (its stamp and signature depend on the second)."""
+    edges = [
+        {**edge, "node": {**edge["node"], "directUrl": edge["node"]["directUrl"].rsplit(".", 2)[0]}}
+        for edge in files["edges"]
+    ]
+    return {**files, "edges": edges}
+
+
+# "": W&B's Python layer names no operation (the document's only one), as the real wandb client sends it.
+@pytest.mark.parametrize("operation", ["", "RunFiles"])
+def test_a_walk_is_answered_from_pages_read_ahead_and_they_are_the_pages_themselves(
+    walk_run: tuple[Client, str, list[str]], operation: str
+) -> None:
+    client, entity, names = walk_run
+    cursor, seen, hits = None, [], []
+    while True:
+        response = _page(client, entity, cursor, operation=operation)
+        page = _files(response)
+        hits.append(response.headers.get(READ_AHEAD_HEADER))
+        seen += [edge["node"]["name"] for edge in page["edges"]]
+        if cursor is not None:
+            again = _files(_page(client, entity, cursor, operation=operation))  # asked twice: executed afresh
+            assert _without_signatures(again) == _without_signatures(page)
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        cursor = page["pageInfo"]["endCursor"]
+    assert seen == names
+    assert hits == [None, "hit", "hit", "hit"]  # every page after the first was ready when it was asked for
+    last = page["edges"][-1]["node"]
+    assert requests.get(last["directUrl"], timeout=30).content == last["name"].encode()  # its URLs work
+
+
+def test_a_commit_in_between_gets_a_fresh_answer(walk_run: tuple[Client, str, list[str]]) -> None:
+    client, entity, names = walk_run
+    first = _files(_page(client, entity, None))  # page 2 is read ahead now
+    doomed = names[4]  # on page 2
+    run = client.files(entity, "walks", "r1", fileNames=[doomed], fileLimit=1)
+    client.gql(
+        "mutation D($files: [ID!]!) { deleteFiles(input: {files: $files}) { success } }",
+        {"files": [run["files"]["edges"][0]["node"]["id"]]},
+    )
+    response = _page(client, entity, first["pageInfo"]["endCursor"])
+    assert response.headers.get(READ_AHEAD_HEADER) is None
+    assert [edge["node"]["name"] for edge in _files(response)["edges"]] == [names[3], names[5], names[6]]
+
+    # A re-upload changes the bytes (and md5) under the same name.
+    second = _files(_page(client, entity, None))
+    client.upload(entity, "walks", "r1", names[3], b"new bytes")
+    response = _page(client, entity, second["pageInfo"]["endCursor"])
+    assert response.headers.get(READ_AHEAD_HEADER) is None
+    assert _files(response)["edges"][0]["node"]["md5"] == md5_b64(b"new bytes")
+
+
+def test_a_commit_by_another_process_gets_a_fresh_answer(
+    tmp_path: Path, walk_run: tuple[Client, str, list[str]]
+) -> None:
+    """The server's own server process sees writes of any other process (data_version, not its own count)."""
+    _, _, _ = walk_run
+    data = tmp_path / "data"
+    server = start_server(data, "k" * 40)
+    try:
+        client = Client(server.base_url, "k" * 40)
+        client.make_run("walks", "r1")
+        for i in range(6):
+            client.upload("admin", "walks", "r1", f"g{i}.txt", b"x")
+        first = _files(_page(client, "admin", None))
+        with sqlite3.connect(data / "wandb-files.db") as db:  # another process's write, straight to the file
+            db.execute("UPDATE files SET mimetype = 'text/x-changed' WHERE name = 'g3.txt'")
+        response = _page(client, "admin", first["pageInfo"]["endCursor"])
+        assert response.headers.get(READ_AHEAD_HEADER) is None
+        assert _files(response)["edges"][0]["node"]["mimetype"] == "text/x-changed"
+    finally:
+        stop_server(server)
+
+
+def test_a_page_read_ahead_is_for_its_key_only(
+    live_server: LiveServer, walk_run: tuple[Client, str, list[str]]
+) -> None:
+    client, entity, _ = walk_run
+    other_key = live_server.add_user(f"{entity}x")  # before: a new user is a commit, which ends what was kept
+    first = _files(_page(client, entity, None))
+    response = _page(client, entity, first["pageInfo"]["endCursor"], api_key=other_key)
+    assert response.headers.get(READ_AHEAD_HEADER) is None
+    assert response.json().get("errors")  # another user's run: refused, as without read-ahead
+    response = _page(client, entity, first["pageInfo"]["endCursor"])
+    assert response.headers.get(READ_AHEAD_HEADER) == "hit"  # still kept for its own key
+
+
+def test_postgresql_answers_every_page_afresh(live_server: LiveServer, unique: str) -> None:
+    if not live_server.database_url:
+        pytest.skip("the live server is over SQLite")
+    client = Client(live_server.base_url, live_server.add_user(f"rp{unique}"))
+    client.make_run("walks", "r1", entity=f"rp{unique}")
+    for i in range(7):
+        client.upload(f"rp{unique}", "walks", "r1", f"g{i}.txt", b"x")
+    cursor, hits = None, []
+    for _ in range(3):
+        response = _page(client, f"rp{unique}", cursor)
+        hits.append(response.headers.get(READ_AHEAD_HEADER))
+        cursor = _files(response)["pageInfo"]["endCursor"]
+    assert hits == [None, None, None]
+
+
+def test_no_read_ahead_when_it_is_turned_off(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", "n" * 40, "--no-read-ahead")
+    try:
+        client = Client(server.base_url, "n" * 40)
+        client.make_run("walks", "r1")
+        for i in range(6):
+            client.upload("admin", "walks", "r1", f"g{i}.txt", b"x")
+        first = _files(_page(client, "admin", None))
+        response = _page(client, "admin", first["pageInfo"]["endCursor"])
+        assert response.headers.get(READ_AHEAD_HEADER) is None
+        assert len(_files(response)["edges"]) == 3
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (RUN_FILES, (("project", "run", "files"), "fileCursor", "pageInfo", "endCursor", "hasNextPage")),
+        (  # aliases, inline fragments
+            'query($c: String) { p: project(name: "x") { ... on Project { runs(after: $c) '
+            "{ info: pageInfo { e: endCursor more: hasNextPage } } } } }",
+            (("p", "runs"), "c", "info", "e", "more"),
+        ),
+        ("query($c: String) { models(after: $c) { pageInfo { endCursor } } }", None),  # no hasNextPage
+        ('query { models(after: "x") { pageInfo { endCursor hasNextPage } } }', None),  # not a variable
+        (  # two connections paged: which to read ahead is not clear
+            "query($a: String, $b: String) { x: models(after: $a) { pageInfo { endCursor hasNextPage } } "
+            "y: models(after: $b) { pageInfo { endCursor hasNextPage } } }",
+            None,
+        ),
+    ],
+)
+def test_which_documents_page_through_a_connection(document: str, expected: tuple[Any, ...] | None) -> None:
+    found = _paged_connection(parse(document), None)
+    assert (None if found is None else (found.path, found.cursor_variable, found.page_info, found.end_cursor,
+                                        found.has_next_page)) == expected  # fmt: skip

@@ -7,11 +7,15 @@ import hashlib
 import hmac
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.dialects import sqlite
 
 from wandb_files.server.graphql.ids import (
     cursors_of,
@@ -127,3 +131,56 @@ def test_a_pages_direct_urls_are_blob_tokens(prefix: str, items: list[tuple[str,
     for url, (key, size, md5, mimetype, filename) in zip(urls, items, strict=True):
         ref = signer.read_blob_token(url[len(prefix) :])
         assert (ref.blob_key, ref.size, ref.md5, ref.mimetype, ref.filename) == (key, size, md5, mimetype, filename)
+
+
+@given(value=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)))
+def test_sqlites_text_of_a_datetime_reads_as_the_datetime(value: datetime) -> None:
+    """Listings over SQLite read DateTime columns as stored (db/filerows.py): the same text comes out."""
+    stored = sqlite.DATETIME().bind_processor(sqlite.dialect())(value)  # what SQLAlchemy writes
+    assert isinstance(stored, str)
+    assert serialize_datetime(stored) == serialize_datetime(value)
+
+
+def test_a_page_of_raw_sqlite_rows_is_sqlalchemys_rows(tmp_path: Path) -> None:
+    """file_page_rows' DB-API path over SQLite gives SQLAlchemy's rows, dates as their stored text."""
+    from wandb_files.server.db.database import create_db_engine, make_session_factory
+    from wandb_files.server.db.filerows import file_page_rows
+    from wandb_files.server.db.models import File, Project, Run
+    from wandb_files.server.db.users import create_user
+    from wandb_files.server.graphql.resolvers.runs import _FILE_ROW_COLUMNS
+
+    engine = create_db_engine(tmp_path / "db.sqlite")
+    with make_session_factory(engine)() as session:
+        user, _ = create_user(session, "u", "k" * 40)
+        session.flush()
+        project = Project(entity_id=1, name="p")
+        session.add(project)
+        session.flush()
+        run = Run(project_id=project.id, name="r", user_id=user.id)
+        session.add(run)
+        session.flush()
+        names = ["a.txt", "b_1.txt", "b%2.txt", "c/d.txt", "ü.bin", "z" * 300]
+        for i, name in enumerate(names):
+            session.add(
+                File(
+                    run_id=run.id, name=name, size_bytes=i, md5="m", mimetype="t", blob_key=f"k{i}",
+                    updated_at=datetime(2026, 12, 1, 10, i, 5, 123 * i),
+                )
+            )  # fmt: skip
+        session.commit()
+        date_text = sqlite.DATETIME().bind_processor(sqlite.dialect())
+        cases: list[dict[str, Any]] = [{}, {"after_name": "b_1.txt"}, {"pattern": "b\\_%"}, {"pattern": "%.txt"}]
+        for case in cases:
+            for limit in (1, 3, 10):
+                raw = file_page_rows(session, _FILE_ROW_COLUMNS, run.id, case.get("after_name"), limit,
+                                     pattern=case.get("pattern"))  # fmt: skip
+                stmt = select(*_FILE_ROW_COLUMNS).where(File.run_id == run.id)
+                if "after_name" in case:
+                    stmt = stmt.where(File.name > case["after_name"])
+                if "pattern" in case:
+                    stmt = stmt.where(File.name.like(case["pattern"], escape="\\"))
+                expected = session.execute(stmt.order_by(File.name).limit(limit)).all()
+                assert [tuple(r) for r in raw] == [(*r[:-1], date_text(r[-1])) for r in expected], case
+        # With names, SQLAlchemy's own rows (an IN list of any length is its to render).
+        by_name = file_page_rows(session, _FILE_ROW_COLUMNS, run.id, None, 10, names=["a.txt", "ü.bin"])
+        assert [r.name for r in by_name] == ["a.txt", "ü.bin"]

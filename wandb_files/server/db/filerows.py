@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, delete, select, update
+from sqlalchemy import Select, bindparam, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..mediatypes import guess_mimetype
@@ -195,8 +195,13 @@ def file_page_rows(
     *,
     names: list[str] | None = None,
     pattern: str | None = None,
-) -> Sequence[Row[Any]]:
-    """The rows (just `columns`) of files_page_statement(run_id, after_name, limit, names, pattern)."""
+) -> Sequence[Any]:
+    """The rows (just `columns`) of files_page_statement(run_id, after_name, limit, names, pattern).
+
+    Over SQLite (without `names`) they are the DB-API cursor's own tuples, date and time columns as SQLite's
+    text (``2026-12-01 17:56:00.123456``): SQLAlchemy's result rows and date parsing cost as much as the
+    query, and a listing only prints the dates again (the DateTime scalar reads that text).
+    """
     shape = (columns, after_name is not None, bool(names), pattern is not None)
     stmt = _PAGE_TEMPLATES.get(shape)
     if stmt is None:
@@ -216,4 +221,30 @@ def file_page_rows(
     if pattern is not None:
         params["pattern"] = pattern
     # The session's connection, not the session: column rows need no ORM result processing.
-    return session.connection().execute(stmt, params).all()
+    connection = session.connection()
+    if connection.dialect.name == "sqlite" and not names:
+        sql, order, defaults = _sqlite_text(stmt, connection)
+        values = [params[name] if name in params else defaults[name] for name in order]
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            rows: Sequence[Any] = cursor.execute(sql, values).fetchall()
+        finally:
+            cursor.close()
+        return rows
+    return connection.execute(stmt, params).all()
+
+
+# files_page_statement's shapes compiled for SQLite: the SQL text, the order of its parameters and the values
+# of those the statement fixes itself (SQLite's OFFSET 0).
+_SQLITE_TEXTS: dict[int, tuple[Select[Any], str, tuple[str, ...], dict[str, Any]]] = {}
+
+
+def _sqlite_text(stmt: Select[Any], connection: Any) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    known = _SQLITE_TEXTS.get(id(stmt))
+    if known is not None and known[0] is stmt:
+        return known[1], known[2], known[3]
+    compiled = stmt.compile(dialect=connection.dialect)
+    order = tuple(compiled.positiontup or ())
+    text, defaults = str(compiled), dict(compiled.params)
+    _SQLITE_TEXTS[id(stmt)] = (stmt, text, order, defaults)
+    return text, order, defaults

@@ -46,7 +46,8 @@ class FileRow(NamedTuple):
     md5: str
     mimetype: str
     blob_key: str
-    updated_at: datetime
+    # A datetime, or over SQLite its text as stored (see file_page_rows): only ever printed again.
+    updated_at: datetime | str
 
 
 class FileView(NamedTuple):

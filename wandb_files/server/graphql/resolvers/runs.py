@@ -127,9 +127,9 @@ def resolve_run_files(
     # tuple.__new__ and cursors_of: the namedtuples' and encode_cursor's very values, without a Python frame
     # for each of them (a page makes three a file).
     new = tuple.__new__
-    page = rows[:limit]
+    page = [new(FileRow, row) for row in rows[:limit]]
     edges = [
-        {"node": new(FileView, (new(FileRow, row), run, prefix)), "cursor": cursor}
+        {"node": new(FileView, (row, run, prefix)), "cursor": cursor}
         for row, cursor in zip(page, cursors_of("file", [row.name for row in page]), strict=True)
     ]
     return _connection(edges, has_next=len(rows) > limit)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,30 +77,39 @@ def test_a_walk_is_answered_from_pages_read_ahead_and_they_are_the_pages_themsel
             break
         cursor = page["pageInfo"]["endCursor"]
     assert seen == names
-    assert hits == [None, "hit", "hit", "hit"]  # every page after the first was ready when it was asked for
+    assert hits == [None, None, "hit", "hit"]  # from the third page on (page 2 is asked with a cursor)
     last = page["edges"][-1]["node"]
     assert requests.get(last["directUrl"], timeout=30).content == last["name"].encode()  # its URLs work
 
 
+def _third_page_cursor(client: Client, entity: str) -> str:
+    """Walk pages 1 and 2 (page 2 came with a cursor: page 3 is read ahead now); the cursor of page 3."""
+    first = _files(_page(client, entity, None))
+    second = _files(_page(client, entity, first["pageInfo"]["endCursor"]))
+    cursor: str = second["pageInfo"]["endCursor"]
+    return cursor
+
+
 def test_a_commit_in_between_gets_a_fresh_answer(walk_run: tuple[Client, str, list[str]]) -> None:
     client, entity, names = walk_run
-    first = _files(_page(client, entity, None))  # page 2 is read ahead now
-    doomed = names[4]  # on page 2
-    run = client.files(entity, "walks", "r1", fileNames=[doomed], fileLimit=1)
-    client.gql(
-        "mutation D($files: [ID!]!) { deleteFiles(input: {files: $files}) { success } }",
-        {"files": [run["files"]["edges"][0]["node"]["id"]]},
-    )
-    response = _page(client, entity, first["pageInfo"]["endCursor"])
+    doomed = names[7]  # on page 3
+    node_id = client.files(entity, "walks", "r1", fileNames=[doomed], fileLimit=1)["files"]["edges"][0]["node"]["id"]
+    cursor = _third_page_cursor(client, entity)
+    client.gql("mutation D($files: [ID!]!) { deleteFiles(input: {files: $files}) { success } }", {"files": [node_id]})
+    response = _page(client, entity, cursor)
     assert response.headers.get(READ_AHEAD_HEADER) is None
-    assert [edge["node"]["name"] for edge in _files(response)["edges"]] == [names[3], names[5], names[6]]
+    assert [edge["node"]["name"] for edge in _files(response)["edges"]] == [names[6], names[8], names[9]]
 
     # A re-upload changes the bytes (and md5) under the same name.
-    second = _files(_page(client, entity, None))
-    client.upload(entity, "walks", "r1", names[3], b"new bytes")
-    response = _page(client, entity, second["pageInfo"]["endCursor"])
+    cursor = _third_page_cursor(client, entity)
+    client.upload(entity, "walks", "r1", names[6], b"new bytes")
+    response = _page(client, entity, cursor)
     assert response.headers.get(READ_AHEAD_HEADER) is None
     assert _files(response)["edges"][0]["node"]["md5"] == md5_b64(b"new bytes")
+
+    # And without a commit, the same steps are answered from what was read ahead.
+    cursor = _third_page_cursor(client, entity)
+    assert _page(client, entity, cursor).headers.get(READ_AHEAD_HEADER) == "hit"
 
 
 def test_a_commit_by_another_process_gets_a_fresh_answer(
@@ -111,12 +122,12 @@ def test_a_commit_by_another_process_gets_a_fresh_answer(
     try:
         client = Client(server.base_url, "k" * 40)
         client.make_run("walks", "r1")
-        for i in range(6):
+        for i in range(9):
             client.upload("admin", "walks", "r1", f"g{i}.txt", b"x")
-        first = _files(_page(client, "admin", None))
+        cursor = _third_page_cursor(client, "admin")
         with sqlite3.connect(data / "wandb-files.db") as db:  # another process's write, straight to the file
-            db.execute("UPDATE files SET mimetype = 'text/x-changed' WHERE name = 'g3.txt'")
-        response = _page(client, "admin", first["pageInfo"]["endCursor"])
+            db.execute("UPDATE files SET mimetype = 'text/x-changed' WHERE name = 'g6.txt'")
+        response = _page(client, "admin", cursor)
         assert response.headers.get(READ_AHEAD_HEADER) is None
         assert _files(response)["edges"][0]["node"]["mimetype"] == "text/x-changed"
     finally:
@@ -128,12 +139,42 @@ def test_a_page_read_ahead_is_for_its_key_only(
 ) -> None:
     client, entity, _ = walk_run
     other_key = live_server.add_user(f"{entity}x")  # before: a new user is a commit, which ends what was kept
-    first = _files(_page(client, entity, None))
-    response = _page(client, entity, first["pageInfo"]["endCursor"], api_key=other_key)
+    cursor = _third_page_cursor(client, entity)
+    response = _page(client, entity, cursor, api_key=other_key)
     assert response.headers.get(READ_AHEAD_HEADER) is None
     assert response.json().get("errors")  # another user's run: refused, as without read-ahead
-    response = _page(client, entity, first["pageInfo"]["endCursor"])
+    response = _page(client, entity, cursor)
     assert response.headers.get(READ_AHEAD_HEADER) == "hit"  # still kept for its own key
+
+
+def test_the_first_page_reads_nothing_ahead(walk_run: tuple[Client, str, list[str]]) -> None:
+    client, entity, _ = walk_run
+    first = _files(_page(client, entity, None))
+    response = _page(client, entity, first["pageInfo"]["endCursor"])
+    assert response.headers.get(READ_AHEAD_HEADER) is None  # a first page is often all a caller looks at
+
+
+def test_a_busy_server_reads_nothing_ahead(walk_run: tuple[Client, str, list[str]]) -> None:
+    """While another request is being served (here a download held back by a slow reader), read-ahead would
+    take its time: it waits for an idle server."""
+    from wandb_files.testing import FaultProxy
+
+    client, entity, _ = walk_run
+    client.upload(entity, "walks", "r1", "zz-big.bin", b"b" * (16 * 1024 * 1024))  # sorts after the walk
+    big = client.files(entity, "walks", "r1", fileNames=["zz-big.bin"])["files"]["edges"][0]["node"]
+    with FaultProxy(client.base_url, bytes_per_second=2 * 1024 * 1024) as slow:
+        reader = threading.Thread(
+            target=lambda: requests.get(big["url"].replace(client.base_url, slow.url), auth=client.auth, timeout=60)
+        )
+        reader.start()
+        time.sleep(1)  # the server is now sending it, as fast as the slow reader takes it
+        try:
+            response = _page(client, entity, _third_page_cursor(client, entity))
+            assert response.headers.get(READ_AHEAD_HEADER) is None
+        finally:
+            reader.join()
+    response = _page(client, entity, _third_page_cursor(client, entity))
+    assert response.headers.get(READ_AHEAD_HEADER) == "hit"  # idle again
 
 
 def test_postgresql_answers_every_page_afresh(live_server: LiveServer, unique: str) -> None:
@@ -144,7 +185,7 @@ def test_postgresql_answers_every_page_afresh(live_server: LiveServer, unique: s
     for i in range(7):
         client.upload(f"rp{unique}", "walks", "r1", f"g{i}.txt", b"x")
     cursor, hits = None, []
-    for _ in range(3):
+    for _ in range(3):  # a third page: the one SQLite would read ahead
         response = _page(client, f"rp{unique}", cursor)
         hits.append(response.headers.get(READ_AHEAD_HEADER))
         cursor = _files(response)["pageInfo"]["endCursor"]
@@ -156,10 +197,9 @@ def test_no_read_ahead_when_it_is_turned_off(tmp_path: Path) -> None:
     try:
         client = Client(server.base_url, "n" * 40)
         client.make_run("walks", "r1")
-        for i in range(6):
+        for i in range(9):
             client.upload("admin", "walks", "r1", f"g{i}.txt", b"x")
-        first = _files(_page(client, "admin", None))
-        response = _page(client, "admin", first["pageInfo"]["endCursor"])
+        response = _page(client, "admin", _third_page_cursor(client, "admin"))
         assert response.headers.get(READ_AHEAD_HEADER) is None
         assert len(_files(response)["edges"]) == 3
     finally:

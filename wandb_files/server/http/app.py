@@ -17,9 +17,11 @@ import anyio
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import LOG_FORMAT, ServerConfig
 from ..db.database import create_db_engine, make_session_factory
@@ -31,7 +33,7 @@ from ..storage import BlobStore, open_blob_store
 from ..web import MOUNT, create_web_app
 from .downloads import Downloads
 from .graphql_endpoint import GraphQLEndpoint
-from .state import _json_error
+from .state import ServerState, _json_error
 from .uploads import Uploads
 
 logger = logging.getLogger("wandb_files.server")
@@ -176,10 +178,30 @@ def create_app(config: ServerConfig, *, prepare: bool = True) -> Starlette:
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        middleware=[Middleware(_CountRequests, state=server)],
         lifespan=lifespan,
     )
     app.state.server = server
     return app
+
+
+class _CountRequests:
+    """Keeps `ServerState.requests_in_flight`: the HTTP requests of this process not finished yet (a request's
+    background work included), so that read-ahead runs only in an otherwise idle process."""
+
+    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.state.requests_in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.state.requests_in_flight -= 1
 
 
 #: Where `wandb-files server --workers N` hands its settings to the worker processes it starts.

@@ -95,13 +95,6 @@ class GraphQLEndpoint(ServerState):
 
     async def graphql(self, request: Request) -> Response:
         """POST /graphql."""
-        self.graphql_in_flight += 1
-        try:
-            return await self._graphql(request)
-        finally:
-            self.graphql_in_flight -= 1
-
-    async def _graphql(self, request: Request) -> Response:
         api_key = api_key_from_authorization(request.headers.get("authorization"))
         if api_key is None:
             return JSONResponse(error_body(UNAUTHENTICATED, "an API key is missing (HTTP Basic auth)"), 401)
@@ -128,7 +121,7 @@ class GraphQLEndpoint(ServerState):
             status, result = self.execute_graphql(api_key, body, public_url)
             headers = None
         ahead = None
-        if read_ahead is not None and status == 200 and self.graphql_in_flight == 1:  # only this one
+        if read_ahead is not None and status == 200 and self.requests_in_flight <= 1:  # only this one
             document = self.documents.parse(None, {"query": body["query"]})
             ahead = read_ahead.next_request(document, body, result)
         background = BackgroundTask(self._compute_ahead, api_key, ahead, public_url) if ahead is not None else None
@@ -141,7 +134,7 @@ class GraphQLEndpoint(ServerState):
         the request it is for waits in the loop meanwhile, to be answered from it.
         """
         read_ahead = self.read_ahead
-        if read_ahead is None or self.graphql_in_flight:
+        if read_ahead is None or self.requests_in_flight > 1:  # others came meanwhile: theirs come first
             return
         await asyncio.sleep(0)  # let the transport send what it could not at once of the page just answered
         try:

@@ -141,8 +141,8 @@ class ReadAhead:
         if not isinstance(variables, dict):
             return None
         connection = self._connection(document, body.get("operationName"))
-        if connection is None:
-            return None
+        if connection is None or variables.get(connection.cursor_variable) is None:
+            return None  # not a walk, or its first page: a look at it (files[0], a count) often stops there
         node: Any = result["data"]
         for key in (*connection.path, connection.page_info):
             node = node.get(key) if isinstance(node, dict) else None

@@ -64,8 +64,9 @@ class ServerState:
     locations: TtlCache[tuple[int, str, str, str, str], LocatedFile] = field(init=False)
     # The pages computed ahead of walks (None: off, or a database that cannot tell cheaply what changed).
     read_ahead: ReadAhead | None = field(init=False)
-    # GraphQL requests being served by this process (read-ahead waits for an otherwise idle one).
-    graphql_in_flight: int = field(init=False, default=0)
+    # HTTP requests being served by this process, their background work included (app.py counts them):
+    # read-ahead runs only in an otherwise idle process.
+    requests_in_flight: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.key_users = TtlCache(self.config.key_cache_seconds)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,14 +156,20 @@ def test_indices_may_be_numpy_integers(runs_by_size: dict) -> None:
         files["2"]  # type: ignore[call-overload]
 
 
-def test_a_bounded_slice_fetches_only_the_pages_up_to_its_stop(
-    live_server: LiveServer, tmp_path: Path, unique: str
-) -> None:
+@contextlib.contextmanager
+def _counted_run(live_server: LiveServer, tmp_path: Path, files: dict[str, bytes], project: str) -> Iterator[Any]:
+    """(proxy, run): a new run holding `files`, reached through a FaultProxy that counts the requests."""
     from wandb_files.testing import FaultProxy
 
     with FaultProxy(live_server.base_url) as proxy:
         api = wandb_files.Api(api_key=live_server.api_key, base_url=proxy.url)
-        run = run_with_files(api, tmp_path, random_files(30, prefix="p"), f"slice{unique}")
+        yield proxy, run_with_files(api, tmp_path, files, project)
+
+
+def test_a_bounded_slice_fetches_only_the_pages_up_to_its_stop(
+    live_server: LiveServer, tmp_path: Path, unique: str
+) -> None:
+    with _counted_run(live_server, tmp_path, random_files(30, prefix="p"), f"slice{unique}") as (proxy, run):
         files = run.files(pattern="p_%", per_page=4)  # filtered: its count would need a walk of every page
         proxy.reset_stats()
         assert [f.name for f in files[:10]] == [f"p_{i:04d}.bin" for i in range(10)]
@@ -173,11 +182,7 @@ def test_a_bounded_slice_fetches_only_the_pages_up_to_its_stop(
 def test_a_loop_past_its_first_page_reads_the_next_page_ahead(
     live_server: LiveServer, tmp_path: Path, unique: str
 ) -> None:
-    from wandb_files.testing import FaultProxy
-
-    with FaultProxy(live_server.base_url) as proxy:
-        api = wandb_files.Api(api_key=live_server.api_key, base_url=proxy.url)
-        run = run_with_files(api, tmp_path, random_files(12, prefix="a"), f"ahead{unique}")
+    with _counted_run(live_server, tmp_path, random_files(12, prefix="a"), f"ahead{unique}") as (proxy, run):
         proxy.reset_stats()
         for _ in run.files(per_page=3):
             break

@@ -163,6 +163,8 @@ def create_app(config: ServerConfig, *, prepare: bool = True) -> Starlette:
                 cleaner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await cleaner
+            if server.read_ahead is not None:
+                server.read_ahead.data_version.close()
             engine.dispose()
 
     routes = [

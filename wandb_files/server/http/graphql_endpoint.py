@@ -26,9 +26,9 @@ MAX_GRAPHQL_BODY_BYTES = 10 * 1024 * 1024
 # On an answer that was computed ahead (http/readahead.py): for tests and for whoever wonders.
 READ_AHEAD_HEADER = "X-Wandb-Files-Read-Ahead"
 
+logger = logging.getLogger(__name__)
 # Ariadne logs every GraphQL error, including expected ones, with tracebacks; format_error logs the
 # unexpected ones instead, so Ariadne's own logging goes to a silenced logger.
-logger = logging.getLogger(__name__)
 _ariadne_logger = logging.getLogger("wandb_files.server.ariadne")
 _ariadne_logger.propagate = False
 _ariadne_logger.addHandler(logging.NullHandler())
@@ -133,10 +133,10 @@ class GraphQLEndpoint(ServerState):
         It runs on the event loop, as inline requests do: under the GIL a thread would finish no sooner, and
         the request it is for waits in the loop meanwhile, to be answered from it.
         """
+        await asyncio.sleep(0)  # let the transport send what it could not at once of the page just answered
         read_ahead = self.read_ahead
         if read_ahead is None or self.requests_in_flight > 1:  # others came meanwhile: theirs come first
             return
-        await asyncio.sleep(0)  # let the transport send what it could not at once of the page just answered
         try:
             version = read_ahead.data_version()  # before any read: a commit after it makes the answer unusable
             status, result = self.execute_graphql(api_key, body, public_url)

@@ -179,6 +179,14 @@ def test_a_bounded_slice_fetches_only_the_pages_up_to_its_stop(
         assert [f.name for f in files[-2:]] == ["p_0028.bin", "p_0029.bin"]  # needs the count: walks on
 
 
+def test_list_of_a_filtered_collection_walks_it_once(live_server: LiveServer, tmp_path: Path, unique: str) -> None:
+    with _counted_run(live_server, tmp_path, random_files(30, prefix="p"), f"once{unique}") as (proxy, run):
+        proxy.reset_stats()
+        listed = list(run.files(pattern="p_%", per_page=4))  # list() asks len() first: a filtered count walks
+        assert [f.name for f in listed] == [f"p_{i:04d}.bin" for i in range(30)]
+        assert proxy.stats["requests"] == 8  # 8 pages, each asked once (it was 16: the count, then the loop)
+
+
 def test_a_loop_past_its_first_page_reads_the_next_page_ahead(
     live_server: LiveServer, tmp_path: Path, unique: str
 ) -> None:

@@ -85,7 +85,7 @@ def test_every_page_is_read_once_and_in_order() -> None:
     pages: list[list[str] | BaseException] = [[f"{p}-{i}" for i in range(3)] for p in range(7)]
     client = _Pages(pages)
     names = []
-    for name in _Names(client, {}, per_page=3):  # type: ignore[arg-type]  # not list(): it asks len() first
+    for name in _Names(client, {}, per_page=3):  # type: ignore[arg-type]  # a loop: list() would count first
         names.append(name)
     assert names == [n for page in pages for n in page]  # type: ignore[union-attr]
     assert client.asked == [None, *[str(k) for k in range(1, 7)]]

@@ -6,7 +6,9 @@ in the answer and how a node becomes an object. Everything else lives here:
 - Pages are fetched on demand. `len()`, indexing and slicing fetch only as far as they must.
 - Each `for` loop walks the pages with its own cursor, so two nested loops over one collection do not
   disturb each other, and a loop does not keep every object it has yielded (memory stays flat on huge runs).
-- Pages fetched for indexing are kept, so `files[3]` after `files[2]` costs no request.
+- Pages fetched for indexing are kept, so `files[3]` after `files[2]` costs no request. So are the first
+  pages a count of a filtered collection walks (up to `KEEP_WHEN_COUNTING` objects): `list(files)` asks
+  `len()` first, and then walks a small collection once, not twice.
 - A loop that has gone past its first page reads one page ahead: the next page is requested in the background
   as soon as the cursor of the current one is known, so the server works on it while the loop converts and
   uses the current one. A loop that stops within the first page costs no extra request; one that stops later
@@ -35,6 +37,8 @@ _R = TypeVar("_R")
 
 #: The largest page the server gives (and W&B's servers accept).
 MAX_PER_PAGE = 10_000
+#: How many objects of a filtered collection a count keeps for the loop that usually follows it (`list()`).
+KEEP_WHEN_COUNTING = 10_000
 #: How many names or ids one request carries (a listing by names, createRunFiles, deleteFiles, …).
 BATCH_SIZE = 500
 
@@ -140,7 +144,11 @@ class Paginator(Generic[T], abc.ABC):
                 self._load_page()
             assert self._last_page is not None
             total = self._last_page.total
-            if total is None:  # a filtered collection: count what is left without keeping it
+            if total is None:
+                # A filtered collection: walk it to count. The first KEEP_WHEN_COUNTING objects are kept, so that
+                # list(files), which asks len() first, walks a small collection once; the rest are counted only.
+                while self.more and len(self.objects) < KEEP_WHEN_COUNTING and self._load_page():
+                    pass
                 total = len(self.objects) + (sum(1 for _ in self._walk(self.cursor)) if self.more else 0)
             self._length = total
         return self._length

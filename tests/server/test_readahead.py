@@ -235,3 +235,34 @@ def test_which_documents_page_through_a_connection(document: str, expected: tupl
     found = _paged_connection(parse(document), None)
     assert (None if found is None else (found.path, found.cursor_variable, found.page_info, found.end_cursor,
                                         found.has_next_page)) == expected  # fmt: skip
+
+
+def test_a_kept_answer_is_served_once_young_and_unchanged(tmp_path: Path) -> None:
+    """ReadAhead itself: once, for its key only, within a tenth of the signed URLs' lifetime, while no commit."""
+    from wandb_files.server.http.readahead import DataVersion, ReadAhead
+
+    database = tmp_path / "db.sqlite"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE t (x)")
+    version = DataVersion(str(database))
+    read_ahead = ReadAhead(version, signed_url_ttl=10)  # answers may wait 1 s at most
+    body = {"query": "{ x }", "variables": {"c": "1"}, "operationName": None}
+    answer = {"data": {"x": 1}}
+    try:
+        read_ahead.keep("key", body, "http://h", version(), answer)
+        assert read_ahead.take("other key", body, "http://h") is None
+        assert read_ahead.take("key", body, "http://other") is None
+        assert read_ahead.take("key", {**body, "variables": {"c": "2"}}, "http://h") is None
+        assert read_ahead.take("key", body, "http://h") == answer
+        assert read_ahead.take("key", body, "http://h") is None  # served once
+
+        read_ahead.keep("key", body, "http://h", version(), answer)
+        with sqlite3.connect(database) as db:
+            db.execute("INSERT INTO t VALUES (1)")
+        assert read_ahead.take("key", body, "http://h") is None  # a commit in between
+
+        read_ahead.keep("key", body, "http://h", version(), answer)
+        time.sleep(1.2)
+        assert read_ahead.take("key", body, "http://h") is None  # too old beside the URLs' lifetime
+    finally:
+        version.close()

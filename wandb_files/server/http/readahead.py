@@ -106,10 +106,13 @@ class ReadAhead:
 
     Args:
         data_version: The database's change counter (see the module docstring).
+        signed_url_ttl: The lifetime of the signed URLs in answers: a kept answer is served only while it is
+            young beside it (a tenth of it at most, and `TTL_SECONDS`).
     """
 
-    def __init__(self, data_version: DataVersion) -> None:
+    def __init__(self, data_version: DataVersion, signed_url_ttl: float = 3600.0) -> None:
         self.data_version = data_version
+        self.max_age = min(TTL_SECONDS, signed_url_ttl / 10)
         self._kept: OrderedDict[bytes, _Kept] = OrderedDict()
         self._connections: dict[tuple[int, str | None], tuple[DocumentNode, _Connection | None]] = {}
         self._lock = threading.Lock()
@@ -125,7 +128,7 @@ class ReadAhead:
             return None
         with self._lock:
             kept = self._kept.pop(key, None)
-        if kept is None or time.monotonic() - kept.made > TTL_SECONDS or kept.data_version != self.data_version():
+        if kept is None or time.monotonic() - kept.made > self.max_age or kept.data_version != self.data_version():
             return None
         self.hits += 1
         return kept.result

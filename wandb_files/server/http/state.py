@@ -72,7 +72,7 @@ class ServerState:
         self.key_users = TtlCache(self.config.key_cache_seconds)
         self.locations = TtlCache(self.config.key_cache_seconds)
         version = data_version_for(self.engine) if self.config.read_ahead else None
-        self.read_ahead = ReadAhead(version) if version is not None else None
+        self.read_ahead = ReadAhead(version, self.config.signed_url_ttl) if version is not None else None
 
     def public_url(self, request: Request) -> str:
         """The base of absolute URLs: --public-url, else the URL this request came in on."""

@@ -20,6 +20,7 @@ from wandb_files.testing import FaultProxy
 
 #: Each body through the proxy moves at this rate: 40 files of 300 kB take about 10 s with 4 workers.
 RATE = 300_000
+FILE_SIZE = 300_000
 
 CHILD = textwrap.dedent(
     """
@@ -42,21 +43,32 @@ CHILD = textwrap.dedent(
 @pytest.fixture(scope="module")
 def slow_run(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[wandb_files.Run, dict]:
     api = wandb_files.Api(api_key=live_server.api_key, base_url=live_server.base_url)
-    contents = {f"shard_{i:02d}.bin": os.urandom(300_000) for i in range(40)}
+    contents = {f"shard_{i:02d}.bin": os.urandom(FILE_SIZE) for i in range(40)}
     return run_with_files(api, tmp_path_factory.mktemp("slow"), contents, "interrupt"), contents
 
 
 def _wait_for_a_finished_file(root: Path, process: subprocess.Popen[str], timeout: float = 20) -> None:
-    """Until one file is done and another is part-way (all files take the same time: they finish in waves)."""
+    """Until one file is done and another is part-way (all files take the same time: they finish in waves).
+
+    Part-way means under half done: a part nearly done could finish before the signal lands, and with all files
+    in one wave the parts left would then be new, empty ones.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         names = list(root.glob("*")) + list(root.glob(".*"))
         done = any(p.name.startswith("shard_") for p in names)
-        if done and any(p.name.endswith(".part") and p.stat().st_size > 0 for p in names if p.exists()):
+        if done and any(p.name.endswith(".part") and 0 < _size(p) < FILE_SIZE // 2 for p in names):
             return
         assert process.poll() is None, process.communicate()
         time.sleep(0.05)
     raise AssertionError("no file finished in time")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # renamed into place meanwhile
+        return 0
 
 
 def _stop_and_time(process: subprocess.Popen[str], signum: int) -> tuple[float, str, str]:

@@ -223,7 +223,7 @@ def file_page_rows(
     # The session's connection, not the session: column rows need no ORM result processing.
     connection = session.connection()
     if connection.dialect.name == "sqlite" and not names:
-        sql, order, defaults = _sqlite_text(stmt, connection)
+        sql, order, defaults = _sqlite_text(shape, stmt, connection)
         values = [params[name] if name in params else defaults[name] for name in order]
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -234,17 +234,18 @@ def file_page_rows(
     return connection.execute(stmt, params).all()
 
 
-# files_page_statement's shapes compiled for SQLite: the SQL text, the order of its parameters and the values
-# of those the statement fixes itself (SQLite's OFFSET 0).
-_SQLITE_TEXTS: dict[int, tuple[Select[Any], str, tuple[str, ...], dict[str, Any]]] = {}
+# _PAGE_TEMPLATES' statements compiled for SQLite, by the same shape: the SQL text, the order of its
+# parameters and the values of those the statement fixes itself (SQLite's OFFSET 0).
+_SQLITE_TEXTS: dict[tuple[tuple[Any, ...], bool, bool, bool], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
 
 
-def _sqlite_text(stmt: Select[Any], connection: Any) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-    known = _SQLITE_TEXTS.get(id(stmt))
-    if known is not None and known[0] is stmt:
-        return known[1], known[2], known[3]
-    compiled = stmt.compile(dialect=connection.dialect)
-    order = tuple(compiled.positiontup or ())
-    text, defaults = str(compiled), dict(compiled.params)
-    _SQLITE_TEXTS[id(stmt)] = (stmt, text, order, defaults)
-    return text, order, defaults
+def _sqlite_text(
+    shape: tuple[tuple[Any, ...], bool, bool, bool], stmt: Select[Any], connection: Any
+) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    known = _SQLITE_TEXTS.get(shape)
+    if known is None:
+        compiled = stmt.compile(dialect=connection.dialect)
+        known = _SQLITE_TEXTS.setdefault(
+            shape, (str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params))
+        )
+    return known

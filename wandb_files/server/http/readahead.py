@@ -123,6 +123,8 @@ class ReadAhead:
 
     def take(self, api_key: str, body: Mapping[str, Any], public_url: str) -> dict[str, Any] | None:
         """The answer kept for this request, if one is and nothing was committed since it was computed."""
+        if not self._kept:
+            return None  # the common case, asked of every query: no hashing of the request for it
         key = _key(api_key, body, public_url)
         if key is None:
             return None

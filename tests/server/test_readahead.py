@@ -137,6 +137,7 @@ def test_a_commit_by_another_process_gets_a_fresh_answer(tmp_path: Path) -> None
         response = _page(client, "admin", cursor)
         assert response.headers.get(READ_AHEAD_HEADER) is None
         assert _files(response)["edges"][0]["node"]["mimetype"] == "text/x-changed"
+        assert _page(client, "admin", _third_page_cursor(client, "admin")).headers.get(READ_AHEAD_HEADER) == "hit"
     finally:
         stop_server(server)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import io
@@ -11,6 +12,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -410,6 +412,48 @@ def test_get_a_glob_and_get_file(fs: WandbFileSystem, shared: str, tmp_path: Pat
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.parametrize(
+    ("linked", "target"),
+    [("media", "relative"), ("media", "absolute"), ("media/images", "relative")],
+)
+def test_get_never_writes_through_a_symbolic_link_to_a_folder_in_the_destination(
+    fs: WandbFileSystem, shared: str, tmp_path: Path, linked: str, target: str
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    link = out / linked
+    link.parent.mkdir(parents=True)
+    os.symlink(os.path.relpath(elsewhere, link.parent) if target == "relative" else elsewhere, link)
+    with pytest.raises(ValueError, match="symbolic link") as refused:
+        fs.get(f"{shared}/media", str(out) + "/", recursive=True)
+    assert str(link) in str(refused.value)
+    assert list(elsewhere.iterdir()) == []
+    assert not [p for p in out.rglob("*") if p.is_file() and not p.is_symlink()]  # refused before any download
+
+
+def test_get_and_get_file_replace_a_symbolic_link_at_a_file_never_its_target(
+    fs: WandbFileSystem, shared: str, tmp_path: Path
+) -> None:
+    victim = tmp_path / "elsewhere.txt"
+    victim.write_bytes(b"keep me")
+    out = tmp_path / "out"
+    (out / "media").mkdir(parents=True)
+    os.symlink(victim, out / "media" / "table.json")
+    fs.get(f"{shared}/media", str(out) + "/", recursive=True)
+    assert victim.read_bytes() == b"keep me"
+    assert not (out / "media" / "table.json").is_symlink()
+    assert (out / "media" / "table.json").read_bytes() == TREE["media/table.json"]
+    os.symlink(victim, tmp_path / "named.csv")
+    fs.get_file(f"{shared}/a.csv", str(tmp_path / "named.csv"))
+    assert victim.read_bytes() == b"keep me"
+    assert (tmp_path / "named.csv").read_bytes() == TREE["a.csv"] and not (tmp_path / "named.csv").is_symlink()
+    linked_root = tmp_path / "linked-root"
+    os.symlink(out, linked_root)  # the folder the caller names may itself be a link, as File.download's root
+    fs.get(f"{shared}/config.yaml", str(linked_root) + "/")
+    assert (out / "config.yaml").read_bytes() == TREE["config.yaml"]
+
+
 # --- writing -----------------------------------------------------------------------------------------------
 
 
@@ -437,6 +481,64 @@ def test_a_write_left_by_an_exception_uploads_nothing(fs: WandbFileSystem, tree:
         raise RuntimeError("stop")
     fs.invalidate_cache()
     assert not fs.exists(f"{tree}/half.bin")
+
+
+def test_discard_uploads_nothing_at_close_or_when_collected(fs: WandbFileSystem, tree: str) -> None:
+    closed = fs.open(f"{tree}/discarded.bin", "wb", block_size=5)
+    closed.write(b"more than a block")  # part of it already in the spool
+    closed.discard()
+    closed.close()
+    with pytest.raises(ValueError):
+        closed.write(b"again")
+    collected = fs.open(f"{tree}/collected.bin", "wb")
+    collected.write(b"bytes")
+    collected.discard()
+    del collected
+    gc.collect()
+    fs.invalidate_cache()
+    assert not fs.exists(f"{tree}/discarded.bin")
+    assert not fs.exists(f"{tree}/collected.bin")
+
+
+def test_a_written_file_never_closed_uploads_nothing_and_warns(fs: WandbFileSystem, tree: str) -> None:
+    forgotten = fs.open(f"{tree}/forgotten.bin", "wb")
+    forgotten.write(b"bytes")
+    threads = {t.ident for t in threading.enumerate()}
+    with pytest.warns(UserWarning, match="never closed"):
+        del forgotten
+        gc.collect()
+    assert {t.ident for t in threading.enumerate()} <= threads  # a finalizer starts no thread
+    fs.invalidate_cache()
+    assert not fs.exists(f"{tree}/forgotten.bin")
+
+
+_LEFT_OPEN = """
+import sys
+from wandb_files.fsspec import WandbFileSystem
+fs = WandbFileSystem(api_key=sys.argv[1], base_url=sys.argv[2])
+f = fs.open(sys.argv[3], "wb")
+f.write(b"left open at exit")
+print("written", flush=True)
+"""
+
+
+def test_a_file_left_open_at_interpreter_exit_does_not_hang_it(live_server: LiveServer, tree: str) -> None:
+    path = f"{tree}/left-open.txt"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _LEFT_OPEN, live_server.api_key, live_server.base_url, path],
+            capture_output=True,
+            text=True,
+            timeout=60,  # it used to hang forever in the finalizer's upload
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the interpreter did not exit with a file open for writing")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "written\n"
+    assert "never closed: nothing was uploaded" in done.stderr
+    assert live_server.api_key not in done.stderr
+    fresh = WandbFileSystem(api_key=live_server.api_key, base_url=live_server.base_url, skip_instance_cache=True)
+    assert not fresh.exists(path)
 
 
 def test_write_modes_and_where_writes_may_go(fs: WandbFileSystem, tree: str, unique: str) -> None:
@@ -483,6 +585,50 @@ def test_put_and_put_file(fs: WandbFileSystem, tree: str, tmp_path: Path, live_s
     assert fs.find(f"{tree}/renamed") == [f"{tree}/renamed/2.txt"]  # the cache saw its own writes
     with pytest.raises(FileExistsError):
         fs.put_file(str(local / "one.txt"), f"{tree}/listed/uno.txt", mode="create")
+
+
+def _symlink_layout(root: Path, layout: str, outside: Path) -> dict[str, bytes]:
+    """A folder `root` holding a.txt, sub/b.txt and a symbolic link `link` of the given kind; returns what a put
+    of it must store (names relative to `root`), or {} when it must refuse."""
+    write_files(root, {"a.txt": b"a", "sub/b.txt": b"b"})
+    stored = {"a.txt": b"a", "sub/b.txt": b"b"}
+    targets = {
+        "sibling": ("a.txt", b"a"),
+        "in-subfolder": ("sub/b.txt", b"b"),
+        "absolute": (str(outside), outside.read_bytes()),
+        "folder": ("sub", None),  # not followed, as fsspec's local find does not follow it
+        "dangling": ("missing.txt", None),
+        "loop": ("loop", None),
+    }
+    target, data = targets[layout]
+    if layout == "loop":
+        os.symlink("link", root / "loop")
+    os.symlink(target, root / "link")
+    if data is not None:
+        stored["link"] = data
+    return {} if layout in ("dangling", "loop") else stored
+
+
+@pytest.mark.parametrize("layout", ["sibling", "in-subfolder", "absolute", "folder", "dangling", "loop"])
+def test_put_of_a_folder_holding_a_symbolic_link_uploads_all_or_nothing(
+    fs: WandbFileSystem, api: wandb_files.Api, live_server: LiveServer, tmp_path: Path, unique: str, layout: str
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"outside")
+    source = tmp_path / "src"
+    expected = _symlink_layout(source, layout, outside)
+    run = "/".join(api.create_run(project=f"fs-links-{unique}").path)
+    # The remote folder has the local folder's name, so most files are sent from where they are and the link
+    # alone is staged (the layout that once sent the others, then failed on a temp path).
+    if expected:
+        fs.put(str(source), f"{run}/src", recursive=True)
+    else:
+        with pytest.raises(FileNotFoundError) as refused:
+            fs.put(str(source), f"{run}/src", recursive=True)
+        assert refused.value.filename == str(source / "link")
+        assert "wandb-files-put" not in str(refused.value)
+    fresh = WandbFileSystem(api_key=live_server.api_key, base_url=live_server.base_url, skip_instance_cache=True)
+    assert {p.removeprefix(f"{run}/src/"): fresh.cat(p) for p in fresh.find(run)} == expected
 
 
 # --- rm ----------------------------------------------------------------------------------------------------
@@ -559,6 +705,45 @@ def test_credentials_come_from_the_environment_as_api_takes_them(
     monkeypatch.delenv("WANDB_API_KEY")
     with pytest.raises(wandb_files.ConfigurationError):
         WandbFileSystem(skip_instance_cache=True)
+
+
+def test_another_key_in_the_environment_is_another_instance_acting_as_its_user(
+    registered: None, live_server: LiveServer, shared: str, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas
+
+    other_user = f"fs-key-{unique}"
+    other_key = live_server.add_user(other_user)
+    monkeypatch.setenv("WANDB_BASE_URL", live_server.base_url)
+    monkeypatch.setenv("WANDB_API_KEY", live_server.api_key)
+    first = WandbFileSystem()
+    assert pandas.read_csv(f"wandb://{shared}/a.csv")["x"].tolist() == [1, 3]
+    monkeypatch.setenv("WANDB_API_KEY", other_key)
+    second = WandbFileSystem()
+    assert second is not first
+    assert second.api.viewer["username"] == other_user
+    with pytest.raises(FileNotFoundError):  # the other user cannot see admin's run
+        pandas.read_csv(f"wandb://{shared}/a.csv")
+    monkeypatch.setenv("WANDB_API_KEY", live_server.api_key)
+    assert WandbFileSystem() is first  # the first key's instance, still cached
+    for fs in (first, second):
+        assert live_server.api_key not in fs._fs_token and other_key not in fs._fs_token
+        assert not fs.storage_options  # a key from the environment is not an argument
+        assert live_server.api_key.encode() not in pickle.dumps(fs) and other_key.encode() not in pickle.dumps(fs)
+    WandbFileSystem.clear_instance_cache()
+
+
+def test_to_json_leaves_the_key_out_unless_asked(live_server: LiveServer, shared: str) -> None:
+    fs = WandbFileSystem(api_key=live_server.api_key, base_url=live_server.base_url, skip_instance_cache=True)
+    for described in (fs.to_json(), json.dumps(fs.to_dict())):
+        assert live_server.api_key not in described
+        assert json.loads(described)["base_url"] == live_server.base_url
+    with_key = fs.to_json(include_password=True)
+    assert json.loads(with_key)["api_key"] == live_server.api_key
+    assert AbstractFileSystem.from_json(with_key).cat(f"{shared}/a.csv") == TREE["a.csv"]
+    with pytest.raises(wandb_files.ConfigurationError):  # without the key, and none in the environment
+        AbstractFileSystem.from_json(fs.to_json())
+    WandbFileSystem.clear_instance_cache()
 
 
 def test_mapper_and_transactions(fs: WandbFileSystem, tree: str) -> None:

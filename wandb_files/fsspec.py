@@ -27,14 +27,22 @@ from __future__ import annotations
 import base64
 import bisect
 import contextlib
+import contextvars
 import errno
 import hashlib
+import hmac
+import inspect
+import io
+import json
 import os
 import re
 import shutil
+import stat
+import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from glob import has_magic
@@ -44,14 +52,17 @@ from typing import Any
 import requests
 import urllib3
 from fsspec.callbacks import DEFAULT_CALLBACK
-from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
+from fsspec.config import apply_config
+from fsspec.implementations.local import make_path_posix
+from fsspec.spec import AbstractBufferedFile, AbstractFileSystem, _Cached
 from fsspec.utils import glob_translate, isfilelike
 
 from wandb_files import transfer
-from wandb_files.api import Api
+from wandb_files.api import DEFAULT_BASE_URL, Api, _resolve_key, check_base_url
 from wandb_files.errors import (
     APIError,
     AuthenticationError,
+    ConfigurationError,
     DeleteError,
     IntegrityError,
     NotFoundError,
@@ -60,6 +71,7 @@ from wandb_files.errors import (
     UploadError,
 )
 from wandb_files.files import File, delete_files
+from wandb_files.formatting import safe_name
 from wandb_files.graphql import connection_problem, raise_for_status
 from wandb_files.patterns import glob_to_like
 from wandb_files.retry import REFUSED_GRACE_SECONDS, RETRYABLE_STATUS, Backoff, parse_retry_after
@@ -158,7 +170,42 @@ class _RunListing:
         self.complete = {known for known in self.complete if not known.startswith(prefix)} | {prefix}
 
 
-class WandbFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec publishes no type information
+# The key and server a WandbFileSystem(...) call would use, while fsspec's metaclass tokenizes that call.
+_CALLER_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar("wandb_files_fsspec_key", default=None)
+# Keys are hashed with a secret of this process: an instance token reveals nothing that could test a guessed key.
+_TOKEN_SECRET = os.urandom(32)
+# fsspec 2024.3 and later: `to_json(include_password=...)` and `to_dict`; 2024.2 has only `to_json()`.
+_JSON_TAKES_PASSWORD = "include_password" in inspect.signature(AbstractFileSystem.to_json).parameters
+
+
+def _key_fingerprint(kwargs: dict[str, Any]) -> str | None:
+    """A keyed hash of the API key and server these constructor arguments resolve to (None: none resolves)."""
+    try:
+        base_url = check_base_url(kwargs.get("base_url") or os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL)
+        key, _ = _resolve_key(kwargs.get("api_key"), base_url)
+    except (ConfigurationError, TypeError, ValueError):
+        return None  # the constructor raises the same error with its own message
+    return hmac.new(_TOKEN_SECRET, f"{base_url}\n{key}".encode(), hashlib.sha256).hexdigest()
+
+
+class _PerKeyCache(_Cached):  # type: ignore[misc]  # fsspec publishes no type information
+    """fsspec's instance cache, keyed also by the API key in effect: after `WANDB_API_KEY` (or the netrc entry,
+    or `WANDB_BASE_URL`) changes, ``WandbFileSystem()`` is a new instance acting as the new user."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        reset = _CALLER_KEY.set(_key_fingerprint(apply_config(cls, dict(kwargs))))
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            _CALLER_KEY.reset(reset)
+
+    @property
+    def _key_in_effect(cls) -> str | None:
+        """Read by fsspec's tokenizer (`_extra_tokenize_attributes`) while `__call__` runs."""
+        return _CALLER_KEY.get()
+
+
+class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: ignore[misc]  # fsspec publishes no type information
     """The files of W&B runs as an fsspec filesystem, protocol ``wandb``.
 
     Paths are ``entity/project/run_id/<file name>`` (with or without ``wandb://``). Registered through the
@@ -180,13 +227,25 @@ class WandbFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec publi
 
     A run is like a bucket: writing needs the run to exist (`mkdir("entity/project/run_id")` creates it).
     Folders exist only through the files under them.
+
+    Instances are cached as fsspec caches them, by their arguments and by the key and server in effect: once
+    `WANDB_API_KEY` changes, ``WandbFileSystem()`` (and ``pandas.read_csv("wandb://…")``) is another instance,
+    acting as the new key's user. The cache token holds a keyed hash of the key, never the key.
+
+    A pickle (and ``from_json``) holds the constructor's arguments. An `api_key` passed as an argument is among
+    them, in clear text: keep such a pickle as secret as the key (Dask and multiprocessing workers need it to
+    act as that user). A key that came from `WANDB_API_KEY` or the netrc file is not in the pickle: the process
+    that loads it uses the key it finds there itself. ``to_json()`` and ``to_dict()`` leave `api_key` out unless
+    asked with ``include_password=True``.
     """
 
     protocol = "wandb"
     root_marker = ""
+    _extra_tokenize_attributes = ("_key_in_effect",)  # see _PerKeyCache
 
     def __init__(
         self,
+        *,
         api_key: str | None = None,
         base_url: str | None = None,
         timeout: float | None = None,
@@ -204,6 +263,38 @@ class WandbFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec publi
 
     def __repr__(self) -> str:
         return f"<WandbFileSystem {self.api.base_url}>"
+
+    def to_dict(self, *, include_password: bool = False) -> dict[str, Any]:
+        """The filesystem as fsspec's JSON form describes it (``cls``, ``protocol``, ``args``, the options).
+
+        Args:
+            include_password: Keep an `api_key` that was passed as an argument (in clear text).
+
+        Returns:
+            A JSON-serializable dict; `from_dict` (or `from_json`) makes the filesystem again.
+        """
+        if _JSON_TAKES_PASSWORD:
+            described: dict[str, Any] = super().to_dict(include_password=include_password)
+        else:
+            described = json.loads(super().to_json())
+        if not include_password:
+            described.pop("api_key", None)
+        return described
+
+    def to_json(self, *, include_password: bool = False) -> str:
+        """`to_dict` as JSON text.
+
+        Args:
+            include_password: Keep an `api_key` that was passed as an argument (in clear text).
+
+        Returns:
+            The JSON text; `fsspec.AbstractFileSystem.from_json` makes the filesystem again (with the key found
+            in the environment, unless it was included).
+        """
+        if _JSON_TAKES_PASSWORD:
+            text: str = super().to_json(include_password=include_password)  # its encoder calls our to_dict
+            return text
+        return json.dumps(self.to_dict(include_password=include_password))
 
     # --- paths ---------------------------------------------------------------------------------------
 
@@ -725,15 +816,41 @@ class WandbFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec publi
             self, path, mode, block_size=block_size, autocommit=autocommit, cache_options=cache_options, **kwargs
         )
 
+    def _local_target(self, lpath: Any, *, folder: bool = False) -> Path:
+        """Where `lpath` is written, checked as `Files.download` checks its targets (`transfer.Destination`).
+
+        Inside `get`, a path under the folder the call named is that folder's `Destination` target: no folder on
+        the way may be a symbolic link or a file. A path the caller named whole (`get_file`, a list of local
+        paths, a single file) may itself be a link to a folder, as a download's root may; a link at a file's
+        own place is replaced, never written through (`transfer.download`).
+
+        Raises:
+            ValueError: a folder on the way is a symbolic link or a file, the target is a folder, or the name
+                cannot be written safely.
+        """
+        path = make_path_posix(lpath)
+        within: tuple[str, dict[str, transfer.Destination]] | None = getattr(self._collecting, "local_root", None)
+        if within is not None:
+            root, made = within
+            if path.startswith(root + "/"):
+                destination = made.get(root) or made.setdefault(root, transfer.Destination(root or "/"))
+                return destination.target(path[len(root) + 1 :].rstrip("/"), folder=folder)
+        if folder:
+            return transfer.Destination(path).root
+        parent, name = os.path.split(path.rstrip("/"))
+        return transfer.Destination(parent or "/").target(name)
+
     def get_file(
         self, rpath: str, lpath: Any, callback: Any = DEFAULT_CALLBACK, outfile: Any = None, **kwargs: Any
     ) -> None:
         """Download one file to `lpath`: temp file beside it, size and md5 checked, then renamed into place.
 
-        Inside `get`, files are gathered and downloaded together, in parallel.
+        Inside `get`, files are gathered and downloaded together, in parallel. A symbolic link at `lpath` is
+        replaced by the file; what it points to is never written.
 
         Raises:
             FileNotFoundError: no such file.
+            ValueError: `lpath` is a folder, or a folder on the way to it is a file.
             IntegrityError, TransportError, APIError: as `File.download`.
         """
         rpath = self._strip_protocol(rpath)
@@ -745,12 +862,12 @@ class WandbFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec publi
                     callback.relative_update(len(chunk))
             return
         if self.isdir(rpath):
-            os.makedirs(lpath, exist_ok=True)
+            self._local_target(lpath, folder=True).mkdir(parents=True, exist_ok=True)
             return
         file = self._file(rpath)
         if not file.url:
             raise FileNotFoundError(errno.ENOENT, "the server gives no URL for this file", rpath)
-        job = transfer.DownloadJob(file.url, Path(os.path.abspath(lpath)), rpath, file.size, file.md5)
+        job = transfer.DownloadJob(file.url, self._local_target(lpath), rpath, file.size, file.md5)
         gathering: list[transfer.DownloadJob] | None = getattr(self._collecting, "downloads", None)
         if gathering is not None:
             gathering.append(job)
@@ -779,16 +896,24 @@ class WandbFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec publi
         """Download files (a list, a glob, or a folder with `recursive`) as fsspec's `get` maps them to local
         paths, all at once through the bulk engine: in parallel, each verified and renamed atomically.
 
+        Under the local folder `lpath` names (which may itself be a symbolic link), every target is checked
+        before anything is downloaded, as `Files.download` checks them: a symbolic link or a file on the way
+        to one refuses the call, so nothing is ever written outside `lpath`.
+
         Raises:
             FileNotFoundError: `rpath` matches nothing.
+            ValueError: a folder on the way to a target is a symbolic link or a file (nothing was downloaded).
             DownloadError: some files failed; the others were downloaded.
         """
         jobs: list[transfer.DownloadJob] = []
         self._collecting.downloads = jobs
+        # fsspec's get makes each local path from make_path_posix(lpath): those are the paths under it.
+        self._collecting.local_root = (make_path_posix(lpath).rstrip("/"), {}) if isinstance(lpath, str) else None
         try:
             super().get(rpath, lpath, recursive=recursive, callback=callback, maxdepth=maxdepth, **kwargs)
         finally:
             self._collecting.downloads = None
+            self._collecting.local_root = None
         if jobs:
             transfer.download_many(self.api.client, jobs, max_workers=self.max_workers, progress=False)
 
@@ -814,61 +939,93 @@ class WandbFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec publi
             ) from exc
         return listing, name
 
-    def _upload(self, listing: _RunListing, pairs: list[tuple[Path, str]]) -> list[File]:
-        """Upload local files under the given names through `Run.upload_files`, then record them in the cache.
-
-        A file whose path already ends with its name is sent from where it is; any other is first linked (or,
-        across file systems, copied) into a temp folder under its name.
+    @staticmethod
+    def _checked_source(local: Path) -> Path:
+        """The regular file `local` is, or links to, checked before anything is sent.
 
         Raises:
-            UploadError: some files failed (the others were uploaded and are cached).
+            FileNotFoundError: `local` is missing, or a symbolic link to nothing (dangling, or links that loop).
+            ValueError: `local` is not a regular file (a folder, a FIFO, a device).
         """
-        direct: dict[Path, list[Path]] = {}
+        try:
+            mode = os.stat(local).st_mode
+        except OSError as exc:
+            dangling = os.path.islink(local)
+            why = "a symbolic link to nothing (its target is missing, or links loop)" if dangling else exc.strerror
+            raise FileNotFoundError(errno.ENOENT, f"{why}; nothing was uploaded", str(local)) from None
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{safe_name(str(local))!r} is not a regular file; nothing was uploaded")
+        return Path(os.path.realpath(local))
+
+    def _stage(self, pairs: list[tuple[Path, str]], stack: contextlib.ExitStack) -> dict[Path, list[Path]]:
+        """The local files of `pairs`, each checked, grouped by the root their names are relative to.
+
+        A file whose path already ends with its name (and is no symbolic link) is sent from where it is; any
+        other is first linked (or, across file systems, copied) into a temp folder under its name. A symbolic
+        link is staged as the file it points to, so the temp folder never holds a link.
+
+        Raises:
+            FileNotFoundError, ValueError: as `_checked_source`, naming the caller's path.
+        """
+        groups: dict[Path, list[Path]] = {}
         staged: list[tuple[Path, str]] = []
-        for local, name in pairs:
-            local = Path(os.path.abspath(local))
+        for given, name in pairs:
+            local = Path(os.path.abspath(given))
+            real = self._checked_source(local)
             depth = name.count("/") + 1
             root = local.parents[depth - 1] if len(local.parents) >= depth else None
             if (
                 root is not None
                 and local.relative_to(root).as_posix() == name
                 and not local.is_symlink()
-                and local.resolve().is_relative_to(root.resolve())
+                and real.is_relative_to(root.resolve())
             ):
-                direct.setdefault(root, []).append(local)
+                groups.setdefault(root, []).append(local)
             else:
-                staged.append((local, name))
+                staged.append((real, name))
+        if staged:
+            temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wandb-files-put-")))
+            for real, name in staged:
+                copy = temp.joinpath(*name.split("/"))
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(real, copy)
+                except OSError:
+                    shutil.copyfile(real, copy)
+                groups.setdefault(temp, []).append(copy)
+        return groups
+
+    def _send(self, listing: _RunListing, groups: dict[Path, list[Path]]) -> list[File]:
+        """Upload staged files through `Run.upload_files`, then record them in the cache.
+
+        Raises:
+            UploadError: some files failed (the others were uploaded and are cached).
+        """
         uploaded: list[File] = []
         failures: list[tuple[str, BaseException]] = []
-
-        def send(paths: list[Path], root: Path) -> None:
-            try:
-                uploaded.extend(listing.run.upload_files(paths, root, max_workers=self.max_workers, progress=False))
-            except UploadError as exc:
-                uploaded.extend(exc.results)
-                failures.extend(exc.failures)
-
         try:
-            for root, paths in direct.items():
-                send(paths, root)
-            if staged:
-                with tempfile.TemporaryDirectory(prefix="wandb-files-put-") as temp:
-                    copies = []
-                    for local, name in staged:
-                        copy = Path(temp, *name.split("/"))
-                        copy.parent.mkdir(parents=True, exist_ok=True)
-                        try:
-                            os.link(local, copy)
-                        except OSError:
-                            shutil.copyfile(local, copy)
-                        copies.append(copy)
-                    send(copies, Path(temp))
+            for root, paths in groups.items():
+                try:
+                    uploaded += listing.run.upload_files(paths, root, max_workers=self.max_workers, progress=False)
+                except UploadError as exc:
+                    uploaded += exc.results
+                    failures += exc.failures
         finally:
             with self._lock:
                 listing.add(uploaded)
         if failures:
             raise UploadError(sorted(failures, key=lambda item: item[0]), uploaded)
         return uploaded
+
+    def _upload(self, listing: _RunListing, pairs: list[tuple[Path, str]]) -> list[File]:
+        """Upload local files under the given names (`_stage`, then `_send`): every file is checked first.
+
+        Raises:
+            FileNotFoundError, ValueError: a local file is missing or not a file; nothing was sent.
+            UploadError: some files failed (the others were uploaded and are cached).
+        """
+        with contextlib.ExitStack() as stack:
+            return self._send(listing, self._stage(pairs, stack))
 
     def put_file(
         self, lpath: Any, rpath: str, callback: Any = DEFAULT_CALLBACK, mode: str = "overwrite", **kwargs: Any
@@ -891,7 +1048,7 @@ class WandbFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec publi
         if gathering is not None:
             gathering.append(("/".join(listing.run.path), Path(lpath), name))
             return
-        size = os.path.getsize(lpath)
+        size = self._checked_source(Path(os.path.abspath(lpath))).stat().st_size
         callback.set_size(size)
         try:
             self._upload(listing, [(Path(lpath), name)])
@@ -911,8 +1068,14 @@ class WandbFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec publi
         """Upload local files (a list, a glob, or a folder with `recursive`) as fsspec's `put` maps them, all at
         once: one `Run.upload_files` call a run, in parallel.
 
+        Every local file is checked before anything is sent. A symbolic link to a file is uploaded under its
+        own name with the bytes of the file it points to (wherever that is); a link to nothing (dangling, or a
+        loop) refuses the whole call.
+
         Raises:
-            FileNotFoundError: a run does not exist. ValueError: a name cannot be a file of a run.
+            FileNotFoundError: a run does not exist, or a local path is missing or a symbolic link to nothing
+                (nothing was sent). ValueError: a name cannot be a file of a run, or a local path is not a
+                regular file (nothing was sent).
             UploadError: some files failed (the others were uploaded).
         """
         gathered: list[tuple[str, Path, str]] = []
@@ -926,12 +1089,15 @@ class WandbFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec publi
             by_run.setdefault(run_path, []).append((local, name))
         failures: list[tuple[str, BaseException]] = []
         uploaded: list[File] = []
-        for run_path, pairs in by_run.items():
-            try:
-                uploaded += self._upload(self._run_listing(run_path), pairs)
-            except UploadError as exc:
-                failures += [(f"{run_path}/{name}", error) for name, error in exc.failures]
-                uploaded += exc.results
+        with contextlib.ExitStack() as stack:
+            # Every local file of every run is checked (and staged) before the first byte is sent.
+            staged = [(run_path, self._stage(pairs, stack)) for run_path, pairs in by_run.items()]
+            for run_path, groups in staged:
+                try:
+                    uploaded += self._send(self._run_listing(run_path), groups)
+                except UploadError as exc:
+                    failures += [(f"{run_path}/{name}", error) for name, error in exc.failures]
+                    uploaded += exc.results
         if failures:
             raise UploadError(failures, uploaded)
 
@@ -1030,7 +1196,9 @@ class WandbFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec publishes
     Reading (``rb``) fetches byte ranges as they are needed, with a read-ahead of `block_size` (1 MiB unless
     the filesystem or the call says otherwise; ``cache_type="none"`` reads exactly what is asked). Writing
     (``wb``, ``xb``) buffers into a temp file and uploads it when the file is closed; leaving a ``with`` block
-    through an exception uploads nothing.
+    through an exception, or `discard()`, uploads nothing. A file opened for writing that is never closed
+    (garbage-collected, or still open when the interpreter exits) uploads nothing either, with a warning: an
+    upload from a finalizer could hang the exit or deadlock, and an unclosed file may hold half a write.
 
     Raises:
         FileNotFoundError: (reading) no such file; (writing) no such run.
@@ -1101,15 +1269,21 @@ class WandbFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec publishes
             except UploadError as exc:
                 raise exc.failures[0][1] from None
         finally:
-            self.discard()
+            self._drop_spool()
 
-    def discard(self) -> None:
-        """Throw away what was written; nothing is uploaded."""
+    def _drop_spool(self) -> None:
         if self._spool is not None:
             self._spool.close()
         if self._temp is not None:
             self._temp.cleanup()
             self._temp = None
+
+    def discard(self) -> None:
+        """Throw away what was written and close the file: nothing is uploaded, now or at `close`."""
+        self._drop_spool()
+        if self.mode != "rb" and not self.closed:
+            self.buffer = io.BytesIO()
+            self.closed = True  # close() then has nothing left to send
 
     def close(self) -> None:
         """Close the file; in a write mode, upload what was written (see the class)."""
@@ -1122,6 +1296,22 @@ class WandbFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec publishes
         finally:
             self.closed = True
         # No invalidate_cache here (fsspec's close does it): the upload put the new file into the cache.
+
+    def __del__(self) -> None:
+        # A finalizer must not upload: it may run at interpreter exit, where the transfer threads cannot start
+        # (the process would hang), or inside any code holding the connection pool's locks. A written file that
+        # was never closed is an unfinished write: it is discarded, and said so.
+        if self.closed or self.mode == "rb":  # closed first: a file whose __init__ failed has no mode
+            super().__del__()
+            return
+        self.discard()
+        with contextlib.suppress(Exception):  # warnings may already be gone at interpreter exit
+            warnings.warn(
+                f"{safe_name(self.path)!r} was opened for writing and never closed: nothing was uploaded "
+                "(close it, or write inside a with block)",
+                UserWarning,  # not ResourceWarning, which Python hides: written bytes were lost
+                stacklevel=1,
+            )
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is not None and self.mode != "rb" and not self.closed:

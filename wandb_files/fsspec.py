@@ -38,7 +38,6 @@ import os
 import re
 import shutil
 import stat
-import sys
 import tempfile
 import threading
 import time
@@ -205,7 +204,8 @@ class _PerKeyCache(_Cached):  # type: ignore[misc]  # fsspec publishes no type i
         return _CALLER_KEY.get()
 
 
-class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: ignore[misc]  # fsspec publishes no type information
+# The ignore: fsspec publishes no type information.
+class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: ignore[misc]
     """The files of W&B runs as an fsspec filesystem, protocol ``wandb``.
 
     Paths are ``entity/project/run_id/<file name>`` (with or without ``wandb://``). Registered through the
@@ -905,6 +905,8 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
             ValueError: a folder on the way to a target is a symbolic link or a file (nothing was downloaded).
             DownloadError: some files failed; the others were downloaded.
         """
+        if isinstance(lpath, os.PathLike):
+            lpath = os.fspath(lpath)  # fsspec's own get takes only strings and lists
         jobs: list[transfer.DownloadJob] = []
         self._collecting.downloads = jobs
         # fsspec's get makes each local path from make_path_posix(lpath): those are the paths under it.
@@ -945,14 +947,16 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
 
         Raises:
             FileNotFoundError: `local` is missing, or a symbolic link to nothing (dangling, or links that loop).
+            OSError: `local` cannot be looked at (e.g. PermissionError).
             ValueError: `local` is not a regular file (a folder, a FIFO, a device).
         """
         try:
             mode = os.stat(local).st_mode
         except OSError as exc:
-            dangling = os.path.islink(local)
-            why = "a symbolic link to nothing (its target is missing, or links loop)" if dangling else exc.strerror
-            raise FileNotFoundError(errno.ENOENT, f"{why}; nothing was uploaded", str(local)) from None
+            if os.path.islink(local):
+                why = "a symbolic link to nothing (its target is missing, or links loop)"
+                raise FileNotFoundError(errno.ENOENT, f"{why}; nothing was uploaded", str(local)) from None
+            raise type(exc)(exc.errno, f"{exc.strerror}; nothing was uploaded", str(local)) from None
         if not stat.S_ISREG(mode):
             raise ValueError(f"{safe_name(str(local))!r} is not a regular file; nothing was uploaded")
         return Path(os.path.realpath(local))

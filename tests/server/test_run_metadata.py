@@ -158,7 +158,7 @@ def test_bad_input_is_refused_and_changes_nothing(
     node_id = admin.make_run(f"p-{unique}", "r")["bucket"]["id"]
     error = admin.gql_error(BY_ID, {"input": {"id": node_id, "notes": "should not land", **input}})
     assert error["extensions"]["code"] == code
-    assert words in error["message"]
+    assert words in error["message"] and "unknown field" not in error["message"]
     assert _run(admin, f"p-{unique}", "r")["notes"] is None
 
 

@@ -169,14 +169,14 @@ def test_create_run_makes_ids_and_is_idempotent(api: wandb_files.Api, unique: st
     assert api.run(f"p{unique}/{run.id}").state == run.state
 
 
-def test_runs_pages_lazily_newest_first(api: wandb_files.Api, unique: str) -> None:
+def test_runs_pages_lazily_oldest_first_as_wandb(api: wandb_files.Api, unique: str) -> None:
     ids = [api.create_run(run_id=f"run{i}", project=f"p{unique}").id for i in range(7)]
     runs = api.runs(f"admin/p{unique}", per_page=3)
     assert "?" in repr(runs)  # nothing fetched yet
     assert len(runs) == 7
-    assert [r.id for r in runs] == list(reversed(ids))
-    assert runs[-1].id == "run0"
-    assert [r.id for r in api.runs(f"p{unique}", per_page=2, order="+createdAt")] == ids
+    assert [r.id for r in runs] == ids
+    assert runs[-1].id == "run6"
+    assert [r.id for r in api.runs(f"p{unique}", per_page=2, order="-created_at")] == list(reversed(ids))
 
 
 def test_users_cannot_see_each_other(live_server: LiveServer, api: wandb_files.Api, unique: str) -> None:

@@ -89,3 +89,17 @@ def test_the_lazy_names_are_imported_only_when_used() -> None:
         assert getattr(wandb_files, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         wandb_files.Nope
+
+
+def test_wandb_shaped_run_selection_and_metadata_are_pinned() -> None:
+    # W&B's own signature (wandb.apis.public.Api.runs), so code written for wandb.Api() runs unchanged.
+    runs = inspect.signature(wandb_files.Api.runs)
+    assert list(runs.parameters)[1:] == ["path", "filters", "order", "per_page"]
+    assert runs.parameters["order"].default == "+created_at" and runs.parameters["filters"].default is None
+    create = inspect.signature(wandb_files.Api.create_run)
+    assert {"config", "summary", "tags", "group", "job_type", "notes", "display_name"} <= set(create.parameters)
+    attributes = ["config", "summary", "tags", "group", "job_type", "display_name", "name", "notes", "description"]
+    attributes += ["state", "created_at", "heartbeat_at", "user", "storage_id"]
+    for name in attributes:
+        assert isinstance(getattr(wandb_files.Run, name), property), name
+    assert callable(wandb_files.Run.update)

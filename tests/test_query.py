@@ -66,7 +66,8 @@ def test_fetch_series_as_in_the_seed(project: tuple, tmp_path: Path) -> None:
 def test_runs_and_attributes_by_regex_and_open_step_ranges(project: tuple) -> None:
     path, api = project
     files = wq.fetch_series(path, runs="^kittiwake", attributes=r"examples", step_range=(2, None), api=api)
-    assert list(files.index) == [("kittiwake-h7jk2", 2.0), ("kittiwake-i2ufv", 2.0)]  # the project's order: newest
+    # The project's order: W&B's default for api.runs, oldest first.
+    assert list(files.index) == [("kittiwake-i2ufv", 2.0), ("kittiwake-h7jk2", 2.0)]
     assert list(files.columns) == ["val/examples"]
     everything = wq.fetch_series(path, api=api)
     assert set(everything.columns) == {"predictions", "val/examples", "predictions_extra"}

@@ -8,7 +8,7 @@ import os
 import re
 import secrets
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from wandb_files import queries
 from wandb_files.errors import AuthenticationError, ConfigurationError, MissingApiKeyError, NotFoundError
 from wandb_files.graphql import GraphQLClient
 from wandb_files.projects import Projects
-from wandb_files.runs import Run, Runs
+from wandb_files.runs import DEFAULT_RUN_ORDER, Run, Runs, check_mapping, check_tags, json_text, wrap_config
 
 log = logging.getLogger(__name__)
 
@@ -224,19 +224,39 @@ class Api:
         entity, project, run_id = self.parse_run_path(path)
         return Run(self.client, entity, project, run_id)
 
-    def runs(self, path: str | None = None, per_page: int = 50, order: str | None = None) -> Runs:
-        """The runs of a project, newest first, fetched lazily.
+    def runs(
+        self,
+        path: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        order: str | None = DEFAULT_RUN_ORDER,
+        per_page: int = 50,
+    ) -> Runs:
+        """The runs of a project that match `filters`, in `order`, fetched lazily (W&B's `Api.runs`).
 
         Args:
             path: ``entity/project`` or ``project`` (the default entity); defaults to `overrides["project"]`.
+            filters: W&B's MongoDB-style filter document, e.g. ``{"config.model": "resnet", "state": "finished",
+                "summary_metrics.acc": {"$gt": 0.5}}``. Keys: ``name`` (run id), ``display_name``, ``state``,
+                ``tags``, ``group``, ``jobType``, ``created_at``, ``heartbeat_at``, ``username``,
+                ``config.<key>``, ``summary_metrics.<key>`` (nested keys with dots). Operators: ``$and $or $nor
+                $eq $ne $gt $gte $lt $lte $in $nin $exists $regex``. None for all runs.
+            order: ``+`` (ascending) or ``-`` (descending) then ``created_at``, ``heartbeat_at``, ``name``,
+                ``display_name``, ``config.<key>.value`` or ``summary_metrics.<key>``. Default ``"+created_at"``
+                (oldest first), as in W&B.
             per_page: How many runs one request fetches (1 to 10,000).
-            order: ``"-createdAt"`` (default) or ``"+createdAt"``.
+
+        Returns:
+            A lazy `Runs` collection; `len()` is the server's count of the matching runs.
 
         Raises:
-            TypeError, ValueError: a bad path or `per_page`.
+            TypeError: `path` or `order` is not a string, or `filters` is not a dict.
+            ValueError: a bad path or `per_page`, or a malformed filter document (unknown operator, a key that is
+                not a string, a value that is not JSON, ...): the message names its place, e.g.
+                ``filters["$and"][1]["config.lr"]["$gtt"]``.
+            BadRequestError: (when used) the server refused the filter or the order.
         """
         entity, project = self._split_project_path(path)
-        return Runs(self.client, entity, project, per_page=per_page, order=order)
+        return Runs(self.client, entity, project, filters=filters, order=order, per_page=per_page)
 
     def projects(self, entity: str | None = None, per_page: int = 50) -> Projects:
         """The projects of an entity, by name, fetched lazily.
@@ -263,32 +283,69 @@ class Api:
         entity: str | None = None,
         *,
         display_name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        summary: Mapping[str, Any] | None = None,
+        tags: Iterable[str] | None = None,
+        group: str | None = None,
+        job_type: str | None = None,
+        notes: str | None = None,
     ) -> Run:
         """Create a run (and its project when missing), or return the existing run with that id.
+
+        The metadata given is written either way (on an existing run, `config` and `summary` replace its own);
+        what is not given is left as it is.
 
         Args:
             run_id: The run's id; a random 8-character one when omitted.
             project: The project; defaults to `overrides["project"]`, then ``"uncategorized"``.
             entity: The entity; defaults to `default_entity`.
             display_name: The run's display name.
+            config: The config with plain values (``{"lr": 0.01}``); stored in W&B's ``{"value": ...}`` form.
+            summary: The summary metrics.
+            tags: The tags.
+            group: The group.
+            job_type: The job type.
+            notes: The notes.
 
         Returns:
             The run.
 
         Raises:
-            BadRequestError: the server refused a name.
-            PermissionDeniedError: the key may not write to that entity.
+            TypeError: an argument has the wrong type, or `config`/`summary` is not JSON-serialisable.
+            ValueError: a bad `run_id`, `project` or `entity`.
+            BadRequestError: the server refused a name or a value.
+            NotFoundError: the key may not write to that entity.
         """
         for argument, value in (("run_id", run_id), ("project", project), ("entity", entity)):
             if value is not None and (not isinstance(value, str) or not _PART.match(value)):
                 raise ValueError(f"{argument} must be a non-empty name without '/', ':' or spaces, got {value!r}")
+        for argument, value in (
+            ("display_name", display_name),
+            ("group", group),
+            ("job_type", job_type),
+            ("notes", notes),
+        ):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{argument} must be a string, not {type(value).__name__}")
+        variables: dict[str, Any] = {
+            "displayName": display_name,
+            "groupName": group,
+            "jobType": job_type,
+            "notes": notes,
+        }
+        if config is not None:
+            variables["config"] = json_text(wrap_config(check_mapping(config, "config")), "config")
+        if summary is not None:
+            variables["summaryMetrics"] = json_text(check_mapping(summary, "summary"), "summary")
+        if tags is not None:
+            variables["tags"] = check_tags(tags)
         run_id = run_id or "".join(secrets.choice(_RUN_ID_ALPHABET) for _ in range(8))
         project = project or self.settings.get("project") or "uncategorized"
         entity = entity or self.default_entity
         bucket = self.client.execute(
             queries.UPSERT_RUN,
-            {"name": run_id, "project": project, "entity": entity, "displayName": display_name},
-            retry_safe=True,  # upserting the same id twice is harmless
+            {"name": run_id, "project": project, "entity": entity, **variables},
+            retry_safe=True,  # upserting the same id with the same values twice is harmless
         )["upsertBucket"]["bucket"]
         if bucket is None:
             raise NotFoundError(f"the server did not create run {entity}/{project}/{run_id}")

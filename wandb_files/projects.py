@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from wandb_files import queries
 from wandb_files.errors import NotFoundError
 from wandb_files.paginator import Paginator
-from wandb_files.runs import Runs
+from wandb_files.runs import DEFAULT_RUN_ORDER, Runs
 
 if TYPE_CHECKING:
     from wandb_files.graphql import GraphQLClient
@@ -45,13 +45,15 @@ class Project:
         """``[entity, name]``, as in W&B."""
         return [self.entity, self.name]
 
-    def runs(self, per_page: int = 50, order: str | None = None) -> Runs:
-        """The project's runs, newest first, fetched lazily (see `Api.runs`).
+    def runs(
+        self, filters: Mapping[str, Any] | None = None, order: str | None = DEFAULT_RUN_ORDER, per_page: int = 50
+    ) -> Runs:
+        """The project's runs that match `filters`, in `order`, fetched lazily (see `Api.runs`).
 
         Raises:
-            TypeError, ValueError: a bad `per_page`.
+            TypeError, ValueError: a malformed `filters`, an `order` that is not a string, or a bad `per_page`.
         """
-        return Runs(self.client, self.entity, self.name, per_page=per_page, order=order)
+        return Runs(self.client, self.entity, self.name, filters=filters, order=order, per_page=per_page)
 
     def __repr__(self) -> str:
         return f"<Project {self.entity}/{self.name}>"

@@ -114,11 +114,30 @@ PROJECTS: GraphQLRequest = gql(
 UPSERT_RUN: GraphQLRequest = gql(
     """
     mutation UpsertBucket($name: String, $project: String, $entity: String, $displayName: String,
-                          $config: JSONString) {
+                          $config: JSONString, $summaryMetrics: JSONString, $tags: [String!], $groupName: String,
+                          $jobType: String, $notes: String) {
       upsertBucket(input: {name: $name, modelName: $project, entityName: $entity, displayName: $displayName,
-                           config: $config}) {
+                           config: $config, summaryMetrics: $summaryMetrics, tags: $tags, groupName: $groupName,
+                           jobType: $jobType, notes: $notes}) {
         bucket { projectId ...RunFragment }
         inserted
+      }
+    }
+    """
+    + _RUN_FIELDS
+)
+
+# W&B's run.update() and summary.update() in one document: the run named by its node id, and only the variables
+# given are set (the server leaves the other fields as they are; an empty string clears a text field).
+UPDATE_RUN: GraphQLRequest = gql(
+    """
+    mutation UpsertBucket($id: String!, $description: String, $displayName: String, $notes: String,
+                          $tags: [String!], $config: JSONString, $summaryMetrics: JSONString, $groupName: String,
+                          $jobType: String) {
+      upsertBucket(input: {id: $id, description: $description, displayName: $displayName, notes: $notes,
+                           tags: $tags, config: $config, summaryMetrics: $summaryMetrics, groupName: $groupName,
+                           jobType: $jobType}) {
+        bucket { projectId ...RunFragment }
       }
     }
     """
@@ -176,6 +195,7 @@ ALL: dict[str, GraphQLRequest] = {
     "RUN_FILE_STATES": RUN_FILE_STATES,
     "PROJECTS": PROJECTS,
     "UPSERT_RUN": UPSERT_RUN,
+    "UPDATE_RUN": UPDATE_RUN,
     "CREATE_RUN_FILES": CREATE_RUN_FILES,
     "CREATE_RUN_FILES_WITH_SPECS": CREATE_RUN_FILES_WITH_SPECS,
     "DELETE_FILES": DELETE_FILES,

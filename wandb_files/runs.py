@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urljoin
 
 from wandb_files import queries, transfer
 from wandb_files.errors import BadRequestError, DeleteError, IntegrityError, NotFoundError, ServerError, UploadError
 from wandb_files.files import File, Files, check_names, delete_files
+from wandb_files.filters import filters_json
 from wandb_files.paginator import Paginator, batches, check_per_page
 
 if TYPE_CHECKING:
@@ -31,6 +33,154 @@ def _json_object(value: Any) -> dict[str, Any]:
             return {}
         return parsed if isinstance(parsed, dict) else {}
     return {}
+
+
+#: Config keys W&B keeps for itself: not in `Run.config`, but written back as they were.
+INTERNAL_CONFIG_KEYS = frozenset(("_wandb", "wandb_version"))
+
+
+def unwrap_config(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A config as W&B's public API shows it: each ``{"value": v, "desc": ...}`` entry as ``v``.
+
+    Entries in any other form are shown as they are; W&B's own keys (`INTERNAL_CONFIG_KEYS`) are left out.
+
+    Args:
+        raw: The config as stored, e.g. ``{"lr": {"value": 0.1, "desc": null}}``.
+
+    Returns:
+        The plain config, e.g. ``{"lr": 0.1}``.
+    """
+    return {
+        key: entry["value"] if isinstance(entry, dict) and "value" in entry else entry
+        for key, entry in raw.items()
+        if key not in INTERNAL_CONFIG_KEYS
+    }
+
+
+def wrap_config(config: Mapping[str, Any], raw: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A plain config in W&B's wire form, ``{"key": {"value": v, "desc": ...}}``, as W&B's client sends it.
+
+    Args:
+        config: The plain config.
+        raw: The stored config it was read from: its W&B-internal entries are kept, and so is the ``desc``
+            of each key.
+
+    Returns:
+        The wire form.
+    """
+    raw = raw or {}
+    wrapped = {key: entry for key, entry in raw.items() if key in INTERNAL_CONFIG_KEYS}
+    for key, value in config.items():
+        entry = raw.get(key)
+        desc = entry.get("desc") if isinstance(entry, dict) else None
+        wrapped[key] = {"value": value, "desc": desc}
+    return wrapped
+
+
+def json_text(value: Mapping[str, Any], what: str) -> str:
+    """`value` as JSON text for a ``JSONString`` variable.
+
+    Raises:
+        TypeError: it holds something JSON cannot say (`what` names it in the message).
+    """
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def _check_text(value: object, what: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{what} must be a string or None, not {type(value).__name__}")
+    return value
+
+
+def check_tags(tags: object) -> list[str]:
+    """`tags` as a list, if it is an iterable of non-empty strings (not a single string).
+
+    Raises:
+        TypeError: it is not.
+    """
+    if isinstance(tags, str) or not isinstance(tags, Iterable):
+        raise TypeError(f"tags must be a list of strings, not {type(tags).__name__}")
+    checked = list(tags)
+    for tag in checked:
+        if not isinstance(tag, str) or not tag:
+            raise TypeError(f"tags must be non-empty strings, got {tag!r}")
+    return checked
+
+
+def check_mapping(value: object, what: str) -> dict[str, Any]:
+    """`value` as a dict, if it is a mapping with string keys (`what` names it in the message).
+
+    Raises:
+        TypeError: it is not.
+    """
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a dict, not {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):
+            raise TypeError(f"{what} keys must be strings, got {key!r}")
+    return dict(value)
+
+
+# The run attributes a caller edits locally before `Run.update()` sends them.
+_EDITABLE_ATTRS = frozenset(
+    ("tags", "group", "jobType", "displayName", "notes", "description", "config", "summaryMetrics")
+)
+
+
+class RunUser(NamedTuple):
+    """The user who created a run (W&B's ``run.user``: ``.name``, ``.username``)."""
+
+    name: str | None
+    username: str | None
+
+
+class RunSummary(MutableMapping[str, Any]):
+    """A run's summary metrics: a dict whose `update()` writes the whole summary back, as W&B's does.
+
+    ``summary["k"] = v`` and ``del summary["k"]`` change only this copy; ``summary.update({...})`` or
+    ``summary.update()`` sends the whole summary, which replaces the stored one. Nested values are plain dicts.
+    """
+
+    def __init__(self, run: Run, data: Mapping[str, Any]) -> None:
+        self._run = run
+        self._data: dict[str, Any] = copy.deepcopy(dict(data))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"summary keys must be strings, not {type(key).__name__}")
+        self._data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+    def update(self, other: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+        """Set keys (as `dict.update`), then write the whole summary to the server.
+
+        Args:
+            other: Keys and values to set, as a dict or pairs.
+            **kwargs: More keys and values.
+
+        Raises:
+            TypeError: a key is not a string, or a value is not JSON-serialisable.
+            APIError: the server refused the write.
+        """
+        super().update(other, **kwargs)
+        self._run._write({"summaryMetrics": json_text(self._data, "run.summary")})
 
 
 class Run:
@@ -60,23 +210,48 @@ class Run:
         self.project = project
         self.id = run_id
         self._attrs: dict[str, Any] = dict(attrs) if attrs is not None else {}
+        self._config: dict[str, Any] | None = None
+        self._summary: RunSummary | None = None
+        # What the server has, to tell what `update()` must send: the text and tag fields, and the config and
+        # summary once they are first read (most listed runs never are).
+        self._baseline: dict[str, Any] = {}
+        self._baseline_config: dict[str, Any] | None = None
+        self._baseline_summary: dict[str, Any] | None = None
         if attrs is None:
             self.load()
+        else:
+            self._baseline = copy.deepcopy(self._editable())
 
     def load(self) -> dict[str, Any]:
-        """Fetch the run's attributes again and return them.
+        """Fetch the run's attributes again and return them; local edits not yet written are dropped.
 
         Raises:
             NotFoundError: the project or the run does not exist.
         """
         data = self.client.execute(queries.RUN, {"entity": self.entity, "project": self.project, "name": self.id})
         self._attrs = dict(queries.run_in(data, self.entity, self.project, self.id))
+        self._config = None
+        self._summary = None
+        self._baseline = copy.deepcopy(self._editable())
         return self._attrs
 
     @property
     def name(self) -> str:
-        """The run's display name (its id when it has none)."""
+        """The run's display name (its id when it has none); setting it sets `display_name`."""
         return str(self._attrs.get("displayName") or self.id)
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.display_name = value
+
+    @property
+    def display_name(self) -> str | None:
+        """The run's display name, as the server has it (W&B's ``run.name``); `update()` writes a change."""
+        return self._attrs.get("displayName")
+
+    @display_name.setter
+    def display_name(self, value: str | None) -> None:
+        self._attrs["displayName"] = _check_text(value, "display_name")
 
     @property
     def path(self) -> list[str]:
@@ -96,23 +271,160 @@ class Run:
 
     @property
     def state(self) -> str | None:
-        """``running``, ``finished``, ``crashed`` or ``failed``."""
+        """``running``, ``finished``, ``crashed``, ``failed``, ``killed``, ``preempting``, ``preempted`` or ``pending``."""
         return self._attrs.get("state")
 
     @property
     def config(self) -> dict[str, Any]:
-        """The run's config."""
-        return _json_object(self._attrs.get("config"))
+        """The run's config with plain values, as `wandb.Api` shows it; edit it, then call `update()`.
+
+        Stored as W&B does (``{"lr": {"value": 0.1, "desc": null}}``), shown as ``{"lr": 0.1}``; W&B's own
+        keys (``_wandb``, ``wandb_version``) are left out, and kept when the config is written back.
+        """
+        if self._config is None:
+            self._config = unwrap_config(self._raw_config())
+            self._baseline_config = copy.deepcopy(self._config)
+        return self._config
+
+    @config.setter
+    def config(self, value: Mapping[str, Any]) -> None:
+        checked = check_mapping(value, "config")
+        _ = self.config  # what the server has, to compare with
+        self._config = checked
 
     @property
-    def summary(self) -> dict[str, Any]:
-        """The run's summary metrics."""
-        return _json_object(self._attrs.get("summaryMetrics"))
+    def summary(self) -> RunSummary:
+        """The run's summary metrics: a dict whose ``update(...)`` writes the whole summary back, as W&B's does."""
+        if self._summary is None:
+            self._summary = RunSummary(self, _json_object(self._attrs.get("summaryMetrics")))
+            self._baseline_summary = copy.deepcopy(self._summary._data)
+        return self._summary
+
+    @property
+    def tags(self) -> list[str]:
+        """The run's tags; edit the list or set a new one, then call `update()`."""
+        tags = self._attrs.get("tags")
+        if not isinstance(tags, list):
+            tags = self._attrs["tags"] = list(tags or [])
+        return tags
+
+    @tags.setter
+    def tags(self, value: Iterable[str]) -> None:
+        self._attrs["tags"] = check_tags(value)
+
+    @property
+    def group(self) -> str | None:
+        """The run's group; `update()` writes a change."""
+        return self._attrs.get("group")
+
+    @group.setter
+    def group(self, value: str | None) -> None:
+        self._attrs["group"] = _check_text(value, "group")
+
+    @property
+    def job_type(self) -> str | None:
+        """The run's job type; `update()` writes a change."""
+        return self._attrs.get("jobType")
+
+    @job_type.setter
+    def job_type(self, value: str | None) -> None:
+        self._attrs["jobType"] = _check_text(value, "job_type")
+
+    @property
+    def notes(self) -> str | None:
+        """The run's notes; `update()` writes a change."""
+        return self._attrs.get("notes")
+
+    @notes.setter
+    def notes(self, value: str | None) -> None:
+        self._attrs["notes"] = _check_text(value, "notes")
+
+    @property
+    def description(self) -> str | None:
+        """The run's description; `update()` writes a change."""
+        return self._attrs.get("description")
+
+    @description.setter
+    def description(self, value: str | None) -> None:
+        self._attrs["description"] = _check_text(value, "description")
 
     @property
     def created_at(self) -> str | None:
         """When the run was created (ISO-8601)."""
         return self._attrs.get("createdAt")
+
+    @property
+    def heartbeat_at(self) -> str | None:
+        """When the run's process last reported (ISO-8601)."""
+        return self._attrs.get("heartbeatAt")
+
+    @property
+    def user(self) -> RunUser | None:
+        """The user who created the run (``.name``, ``.username``)."""
+        user = self._attrs.get("user")
+        return RunUser(user.get("name"), user.get("username")) if isinstance(user, Mapping) else None
+
+    def update(self) -> None:
+        """Write back what was changed since the run was read: config, tags, group, job type, display name,
+        notes, description and summary, in one request (W&B's ``upsertBucket`` with the run's ``id``).
+
+        Only the changed fields are sent, so a concurrent change to another field is kept. Setting a text field
+        to None clears it. Nothing is sent when nothing changed.
+
+        Raises:
+            TypeError: the config or summary holds a value that is not JSON-serialisable.
+            NotFoundError: the run no longer exists, or is not the key's to change.
+            APIError: the server refused a value.
+        """
+        variables: dict[str, Any] = {
+            field: "" if value is None else value
+            for field, value in self._editable().items()
+            if value != self._baseline.get(field)
+        }
+        if self._config is not None and self._config != self._baseline_config:
+            variables["config"] = json_text(wrap_config(self._config, self._raw_config()), "run.config")
+        if self._summary is not None and self._summary._data != self._baseline_summary:
+            variables["summaryMetrics"] = json_text(self._summary._data, "run.summary")
+        if variables:
+            self._write(variables)
+
+    def _raw_config(self) -> dict[str, Any]:
+        return _json_object(self._attrs.get("config"))
+
+    def _editable(self) -> dict[str, Any]:
+        """The text and tag fields `update()` writes, by their input name, as this copy has them now."""
+        return {
+            "tags": self.tags,
+            "groupName": self.group,
+            "jobType": self.job_type,
+            "displayName": self.display_name,
+            "notes": self.notes,
+            "description": self.description,
+        }
+
+    def _write(self, variables: Mapping[str, Any]) -> None:
+        """Send `variables` (upsertBucket input fields) for this run; what was sent becomes what the server has."""
+        if self.storage_id is None:
+            self.load()
+        bucket = self.client.execute(
+            queries.UPDATE_RUN,
+            {**variables, "id": self.storage_id},
+            retry_safe=True,  # setting the same values twice is harmless
+        )["upsertBucket"]["bucket"]
+        if bucket is None:
+            raise NotFoundError(f"Run {'/'.join(self.path)} not found")
+        # Edits not sent yet (a summary write leaves a changed group for update()) stay this copy's own.
+        self._attrs.update((k, v) for k, v in bucket.items() if k not in _EDITABLE_ATTRS)
+        current = self._editable()
+        for field in variables:
+            if field in current:
+                self._baseline[field] = copy.deepcopy(current[field])
+        if "config" in variables:
+            self._attrs["config"] = bucket.get("config")
+            self._baseline_config = copy.deepcopy(self._config)
+        if "summaryMetrics" in variables and self._summary is not None:
+            self._attrs["summaryMetrics"] = bucket.get("summaryMetrics")
+            self._baseline_summary = copy.deepcopy(self._summary._data)
 
     def __repr__(self) -> str:
         return f"<Run {'/'.join(self.path)} ({self.state or 'unknown'})>"
@@ -397,15 +709,39 @@ class Run:
         return deleted
 
 
+#: W&B's default order of `Api.runs`: oldest first.
+DEFAULT_RUN_ORDER = "+created_at"
+
+
+def check_order(order: object) -> str:
+    """The `order` W&B's client sends: as given, ``"+created_at"`` when empty.
+
+    Raises:
+        TypeError: `order` is not a string.
+    """
+    if order is None or order == "":
+        return DEFAULT_RUN_ORDER
+    if not isinstance(order, str):
+        raise TypeError(f"order must be a string such as '-summary_metrics.acc', not {type(order).__name__}")
+    return order
+
+
 class Runs(Paginator[Run]):
-    """The runs of a project, newest first, fetched lazily page by page.
+    """The runs of a project that match a filter, in an order, fetched lazily page by page.
 
     Args:
         client: The GraphQL client (`Api.client`).
         entity: The entity that owns the project.
         project: The project's name.
+        filters: W&B's filter document (see `Api.runs`); None for all runs.
+        order: ``"+created_at"`` (oldest first, the default), ``"-created_at"``, ``"-summary_metrics.acc"``,
+            ``"+config.lr.value"``, …
         per_page: How many runs one request fetches (1 to 10,000).
-        order: ``"-createdAt"`` (newest first, the default) or ``"+createdAt"``.
+
+    Raises:
+        TypeError, ValueError: a malformed `filters`, an `order` that is not a string, or a bad `per_page`.
+
+    `len()` is the server's count of the matching runs (one request, no listing).
     """
 
     QUERY = queries.RUNS
@@ -413,11 +749,23 @@ class Runs(Paginator[Run]):
     LIMIT_VARIABLE = "perPage"
 
     def __init__(
-        self, client: GraphQLClient, entity: str, project: str, per_page: int = 50, order: str | None = None
+        self,
+        client: GraphQLClient,
+        entity: str,
+        project: str,
+        filters: Mapping[str, Any] | None = None,
+        order: str | None = DEFAULT_RUN_ORDER,
+        per_page: int = 50,
     ) -> None:
         self.entity = entity
         self.project = project
-        super().__init__(client, {"entity": entity, "project": project, "order": order}, per_page)
+        self.filters: dict[str, Any] = json.loads(filters_json(filters))
+        self.order = check_order(order)
+        super().__init__(
+            client,
+            {"entity": entity, "project": project, "order": self.order, "filters": json.dumps(self.filters)},
+            per_page,
+        )
 
     def files(
         self, names: Iterable[str] | None = None, pattern: str | None = None, per_page: int = 50

@@ -34,7 +34,7 @@ def test_upsert_creates_project_and_run_then_updates(admin: Client, unique: str)
     assert bucket["state"] == "running"
     assert bucket["displayName"] == "run1"
     assert bucket["project"] == {"name": project, "entity": {"name": "admin"}}
-    assert json.loads(bucket["config"]) == {"lr": 0.1}
+    assert json.loads(bucket["config"]) == {"lr": {"value": 0.1}}  # stored in W&B's form
     assert bucket["tags"] == ["a"]
 
     second = admin.gql(UPSERT, {"project": project, "name": "run1", "state": "finished", "displayName": "Nice"})
@@ -43,7 +43,7 @@ def test_upsert_creates_project_and_run_then_updates(admin: Client, unique: str)
     assert bucket2["id"] == bucket["id"]
     assert bucket2["state"] == "finished"
     assert bucket2["displayName"] == "Nice"
-    assert json.loads(bucket2["config"]) == {"lr": 0.1}  # untouched fields are kept
+    assert json.loads(bucket2["config"]) == {"lr": {"value": 0.1}}  # untouched fields are kept
 
     run = admin.gql(RUN_QUERY, {"project": project, "entity": "admin", "name": "run1"})["project"]["run"]
     assert run["projectId"] == bucket["projectId"]

@@ -23,6 +23,7 @@ __all__ = [
     "owned_file",
     "owned_project",
     "owned_run",
+    "owned_run_by_id",
     "project_named",
     "projects_page",
     "run_named",
@@ -140,6 +141,28 @@ def owned_run(session: Session, viewer_id: int, entity: str, project: str, run: 
     entity_row = owned_entity(session, viewer_id, entity)
     project_row = project_named(session, entity_row.id, project) if entity_row is not None else None
     return run_named(session, project_row.id, run) if project_row is not None else None
+
+
+def owned_run_by_id(session: Session, viewer_id: int, run_id: int) -> Run | None:
+    """The run with row id `run_id` if `viewer_id` owns its entity, else None (missing or another user's).
+
+    Args:
+        session: An open session.
+        viewer_id: The user's row id.
+        run_id: The run's row id (inside its opaque node id).
+
+    Returns:
+        The run (with its project and entity loaded), or None.
+    """
+    return session.scalar(_OWNED_RUN_BY_ID, {"run_id": run_id, "owner_id": viewer_id})
+
+
+_OWNED_RUN_BY_ID = (
+    select(Run)
+    .join(Project, Run.project_id == Project.id)
+    .join(Entity, Project.entity_id == Entity.id)
+    .where(Run.id == bindparam("run_id"), Entity.owner_id == bindparam("owner_id"))
+)
 
 
 def owned_file(session: Session, viewer_id: int, entity: str, project: str, run: str, name: str) -> File | None:

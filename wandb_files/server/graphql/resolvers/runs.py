@@ -10,13 +10,14 @@ from typing import Any
 from ariadne import MutationType, ObjectType
 from sqlalchemy.exc import IntegrityError
 
+from ...db import access
 from ...db.database import write_transaction
 from ...db.filerows import file_page_rows
 from ...db.models import File, Project, Run, utcnow
 from ...names import InvalidName, validate_run_or_project_name
-from ..context import FileRow, FileView, Info, ctx_of
-from ..errors import bad_input
-from ..ids import cursors_of, decode_cursor, encode_node_id
+from ..context import FileRow, FileView, Info, RequestContext, ctx_of
+from ..errors import bad_input, not_found
+from ..ids import cursors_of, decode_cursor, decode_node_id, encode_node_id
 from .common import (
     _check_like_pattern,
     _connection,
@@ -140,11 +141,83 @@ _FILE_ROW_COLUMNS = tuple(getattr(File, field) for field in FileRow._fields)
 
 mutation = MutationType()
 
+# W&B's run states (Run.state); anything else is refused rather than stored.
+RUN_STATES = frozenset(("running", "finished", "crashed", "failed", "killed", "preempting", "preempted", "pending"))
+MAX_TAG_LENGTH = 256
+MAX_TAGS = 1_000
+
+# Optional text inputs and the columns they set. An empty string clears the column.
+_TEXT_FIELDS = {
+    "displayName": "display_name",
+    "description": "description",
+    "notes": "notes",
+    "groupName": "group",
+    "jobType": "job_type",
+    "commit": "commit",
+}
+
+
+def normalized_config_text(value: object) -> str:
+    """The config input as stored: W&B's wire form ``{"key": {"value": v, "desc": ...}}``.
+
+    A top-level entry that is not an object with a "value" key becomes ``{"value": entry}``, so every stored
+    entry has its value at ``$.key.value`` whichever client wrote it (the run filters rely on that).
+    """
+    config = json.loads(_json_object_text(value, "config"))
+    wrapped = {
+        key: entry if isinstance(entry, dict) and "value" in entry else {"value": entry}
+        for key, entry in config.items()
+    }
+    return json.dumps(wrapped, separators=(",", ":"))
+
+
+def _upsert_updates(input: dict[str, Any]) -> dict[str, Any]:
+    """The columns an upsertBucket input sets, checked (BAD_USER_INPUT naming the field otherwise)."""
+    updates: dict[str, Any] = {}
+    for field, column in _TEXT_FIELDS.items():
+        text = _optional_text(input, field)
+        if text is not None:
+            updates[column] = text or None
+    if input.get("config") is not None:
+        updates["config"] = normalized_config_text(input["config"])
+    if input.get("summaryMetrics") is not None:
+        # The whole summary: W&B's clients send all of it (HTTPSummary writes its full dict), so it replaces.
+        updates["summary"] = _json_object_text(input["summaryMetrics"], "summaryMetrics")
+    state = input.get("state")
+    if state is not None:
+        if state not in RUN_STATES:
+            raise bad_input(f"`state` must be one of {', '.join(sorted(RUN_STATES))}, got {state!r}")
+        updates["state"] = state
+    tags = input.get("tags")
+    if tags is not None:
+        if len(tags) > MAX_TAGS:
+            raise bad_input(f"`tags` holds more than {MAX_TAGS} tags")
+        for tag in tags:
+            if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG_LENGTH:
+                raise bad_input(f"`tags` must be strings of 1 to {MAX_TAG_LENGTH} characters, got {tag!r}")
+        updates["tags"] = json.dumps(list(tags))
+    return updates
+
+
+def _run_by_node_id(ctx: RequestContext, input: dict[str, Any]) -> Run:
+    """The run `input["id"]` names, if the viewer owns it; NOT_FOUND otherwise (another user's run included)."""
+    node_id = input["id"]
+    run = access.owned_run_by_id(ctx.session, ctx.viewer.id, decode_node_id("Run", node_id))
+    if run is None:
+        raise not_found(f"run {node_id} not found")
+    named = {"name": run.name, "modelName": run.project.name, "entityName": run.project.entity.name}
+    for field, actual in named.items():
+        given = input.get(field)
+        if given is not None and given != actual:
+            raise bad_input(f"`{field}` {given!r} does not match run {node_id} ({actual!r})")
+    return run
+
 
 @mutation.field("upsertBucket")
 def resolve_upsert_bucket(_: None, info: Info, input: dict[str, Any]) -> dict[str, Any]:
-    """Create the project if needed, then create or update the run."""
+    """Update the run `id` names; or create the project if needed, then create or update run `name`."""
     ctx = ctx_of(info)
+    by_id = input.get("id") is not None
     try:
         project_name = validate_run_or_project_name(input.get("modelName") or DEFAULT_PROJECT, "modelName")
         run_name = input.get("name")
@@ -152,64 +225,50 @@ def resolve_upsert_bucket(_: None, info: Info, input: dict[str, Any]) -> dict[st
             validate_run_or_project_name(run_name, "name")
     except InvalidName as exc:
         raise bad_input(str(exc)) from None
-    config = _json_object_text(input["config"], "config") if input.get("config") is not None else None
-    summary = (
-        _json_object_text(input["summaryMetrics"], "summaryMetrics")
-        if input.get("summaryMetrics") is not None
-        else None
-    )
-    state = input.get("state")
-    if state is not None and not (isinstance(state, str) and 1 <= len(state) <= 32):
-        raise bad_input("`state` must be 1-32 characters")
-    tags = input.get("tags")
-    updates: dict[str, Any] = {
-        "display_name": _optional_text(input, "displayName"),
-        "description": _optional_text(input, "description"),
-        "notes": _optional_text(input, "notes"),
-        "group": _optional_text(input, "groupName"),
-        "job_type": _optional_text(input, "jobType"),
-        "commit": _optional_text(input, "commit"),
-        "config": config,
-        "summary": summary,
-        "state": state,
-        "tags": json.dumps(list(tags)) if tags is not None else None,
-    }
-    updates = {k: v for k, v in updates.items() if v is not None}
+    updates = _upsert_updates(input)
 
     # One retry: a concurrent upsert may create the same project or run between our check and insert.
     for attempt in range(2):
         try:
             with write_transaction(ctx.session):
-                entity = _entity_for(ctx, input.get("entityName"))
-                project = _project(ctx, entity, project_name)
-                if project is None:
-                    project = Project(entity_id=entity.id, name=project_name, created_at=utcnow())
-                    ctx.session.add(project)
-                    ctx.session.flush()
-                name = run_name
-                run = _run(ctx, project, name) if name is not None else None
-                inserted = run is None
                 now = utcnow()
-                if run is None:
-                    while name is None or _run(ctx, project, name) is not None:
-                        name = "".join(secrets.choice(_RUN_ID_ALPHABET) for _ in range(8))
-                    run = Run(
-                        project_id=project.id,
-                        name=name,
-                        user_id=ctx.viewer.id,
-                        created_at=now,
-                        state="running",
-                    )
-                    ctx.session.add(run)
+                inserted = False
+                if by_id:
+                    run = _run_by_node_id(ctx, input)
+                else:
+                    entity = _entity_for(ctx, input.get("entityName"))
+                    project = _project(ctx, entity, project_name)
+                    if project is None:
+                        project = Project(entity_id=entity.id, name=project_name, created_at=now)
+                        ctx.session.add(project)
+                        ctx.session.flush()
+                    name = run_name
+                    found = _run(ctx, project, name) if name is not None else None
+                    if found is None:
+                        inserted = True
+                        while name is None or _run(ctx, project, name) is not None:
+                            name = "".join(secrets.choice(_RUN_ID_ALPHABET) for _ in range(8))
+                        found = Run(
+                            project_id=project.id,
+                            name=name,
+                            user_id=ctx.viewer.id,
+                            created_at=now,
+                            state="running",
+                        )
+                        ctx.session.add(found)
+                    run = found
                 for key, value in updates.items():
                     setattr(run, key, value)
                 run.updated_at = now
-                run.heartbeat_at = now
+                # The writer of a run (name+project) is its process reporting in; an edit by id (the public
+                # API's run.update()) is not a sign of life, so it leaves the heartbeat alone.
+                if not by_id or run.heartbeat_at is None:
+                    run.heartbeat_at = now
                 ctx.session.flush()
                 run_id = run.id
             break
         except IntegrityError:
-            if attempt == 1:
+            if attempt == 1 or by_id:
                 raise
     # Reload with project, entity and user joined, for the answer.
     return {"bucket": ctx.session.get(Run, run_id, populate_existing=True), "inserted": inserted}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -352,6 +351,9 @@ def test_a_file_folder_swap_on_the_server_converges_in_one_sync(
 
     run.file("a").delete()  # `a` becomes a folder
     _upload(run, tmp_path / "v2", {"a/x": b"now in a folder\n"})
+    planned = sync(path, dest, api=api, delete=delete, dry_run=True)
+    assert (planned.fetched, planned.deleted, planned.failed) == ([dest / run.id / "a/x"], [dest / run.id / "a"], [])
+    assert (dest / run.id / "a").read_bytes() == b"a file\n"  # the dry run changed nothing
     done = sync(path, dest, api=api, delete=delete, progress=False)
     assert not done.failed, done.failed
     assert _mirror(dest) == {f"{run.id}/a/x": b"now in a folder\n", f"{run.id}/keep.txt": b"k\n"}
@@ -375,13 +377,13 @@ def test_a_file_folder_swap_on_the_server_converges_in_one_sync(
         assert (dest / run.id / "b").read_text() == "mine" and mine.unchanged == 2
 
 
-def test_delete_removes_links_to_folders_and_stale_temp_files_and_a_run_folder_that_is_a_file_fails_alone(
+def test_delete_removes_links_to_folders_without_following_them_and_stale_temp_files(
     live_server: LiveServer, project: tuple, tmp_path: Path
 ) -> None:
     path, runs = project
     api = _api(live_server)
     dest = tmp_path / "mirror"
-    sync(path, dest, api=api, progress=False)
+    sync(f"{path}/run0", dest, api=api, progress=False)
     outside = tmp_path / "outside"
     write_files(outside, {"precious.txt": b"not the mirror's"})
     (dest / "run0/linked").symlink_to(outside, target_is_directory=True)
@@ -393,25 +395,34 @@ def test_delete_removes_links_to_folders_and_stale_temp_files_and_a_run_folder_t
     stale_state.write_bytes(b"{}")
     live = part_path(dest / "run0/media/a.png")  # one of a file the server still has: kept for resuming
     live.write_bytes(b"AAA")
-    shutil.rmtree(dest / "run1")
-    (dest / "run1").write_text("a file of the user's where run1's folder goes")
 
-    result = sync(path, dest, api=api, delete=True, progress=False)
-    assert [name for name, _ in result.failed] == ["run1"] and "is a file" in str(result.failed[0][1])
-    assert sorted(p.relative_to(dest).as_posix() for p in result.deleted) == sorted(
-        ["run0/linked", stale.relative_to(dest).as_posix(), stale_state.relative_to(dest).as_posix()]
-    )
+    kept = sync(f"{path}/run0", dest, api=api, progress=False)  # without delete: nothing goes
+    assert kept.deleted == [] and stale.exists() and os.path.lexists(dest / "run0/linked")
+    planned = sync(f"{path}/run0", dest, api=api, delete=True, dry_run=True)
+    result = sync(f"{path}/run0", dest, api=api, delete=True, progress=False)
+    gone = sorted(p.relative_to(dest).as_posix() for p in result.deleted)
+    assert gone == sorted(p.relative_to(dest).as_posix() for p in planned.deleted)
+    assert gone == sorted(["run0/linked", *(p.relative_to(dest).as_posix() for p in (stale, stale_state))])
     assert not os.path.lexists(dest / "run0/linked") and (outside / "precious.txt").read_bytes() == b"not the mirror's"
     assert not (dest / "run0/logs").exists() and live.read_bytes() == b"AAA"
-    assert (dest / "run1").read_text() == "a file of the user's where run1's folder goes"
     assert _mirror(dest) == {
-        **{k: v for k, v in _expected([runs[0], runs[2]]).items() if k != "run0/logs/out.log"},
-        "run1": b"a file of the user's where run1's folder goes",
+        **{k: v for k, v in _expected([runs[0]]).items() if k != "run0/logs/out.log"},
         live.relative_to(dest).as_posix(): b"AAA",
     }
 
+
+def test_a_run_folder_that_is_a_file_fails_that_run_only(
+    project: tuple, tmp_path: Path, live_server: LiveServer
+) -> None:
+    path, runs = project
+    dest = tmp_path / "mirror"
+    write_files(dest, {"run1": b"a file of the user's where run1's folder goes"})
+    result = sync(path, dest, api=_api(live_server), delete=True, progress=False)
+    assert [name for name, _ in result.failed] == ["run1"] and "is a file" in str(result.failed[0][1])
+    assert _mirror(dest) == {**_expected([runs[0], runs[2]]), "run1": b"a file of the user's where run1's folder goes"}
+
     out = cli("sync", path, str(dest), "--delete", check=False, env=_env(live_server))
-    assert out.returncode == 1 and "unchanged 7" in out.stdout and "failed: run1:" in out.stderr, out
+    assert out.returncode == 1 and "Fetched 0, unchanged 8" in out.stdout and "failed: run1:" in out.stderr, out
 
 
 @pytest.mark.parametrize(
@@ -457,21 +468,18 @@ def _sqlite_file(path: Path, statement: str) -> None:
         db.commit()
 
 
-def test_refusals_of_sync_are_typed_with_their_own_exit_code_and_no_report_it(
-    live_server: LiveServer, one_file_run: str, tmp_path: Path, unique: str
+def test_through_the_cli_a_corrupted_manifest_is_rebuilt_and_a_folder_in_its_place_refused(
+    live_server: LiveServer, one_file_run: str, tmp_path: Path
 ) -> None:
     api, env = _api(live_server), _env(live_server)
     dest = tmp_path / "mirror"
     sync(one_file_run, dest, api=api, progress=False)
-
-    # A corrupted manifest: one line says it is rebuilt, and the sync succeeds.
     manifest = dest / STATE_DIR / "manifest.db"
     manifest.write_bytes(b"not a database" * 200)
     rebuilt = cli("sync", one_file_run, str(dest), env=env)
     assert "manifest.db cannot be read" in rebuilt.stderr and "rebuilding it" in rebuilt.stderr
     assert len(rebuilt.stderr.strip().splitlines()) == 1 and "Fetched 0, unchanged 1" in rebuilt.stdout
 
-    # A folder in the manifest's place: refused, and nothing in it is touched.
     (manifest.parent / "manifest.db.broken").unlink()
     manifest.rename(manifest.parent / "manifest.db.broken")
     write_files(manifest, {"mine.txt": b"whatever this is"})
@@ -482,19 +490,38 @@ def test_refusals_of_sync_are_typed_with_their_own_exit_code_and_no_report_it(
     assert folder.returncode == 1 and "report it" not in folder.stderr, folder.stderr
     assert f"error: {str(manifest)!r} is a folder, where sync keeps its manifest: move it away" in folder.stderr
     assert (manifest / "mine.txt").read_bytes() == b"whatever this is"
-    shutil.rmtree(manifest)
 
-    # A busy destination: its own error and exit status.
-    with FileLock(str(dest / STATE_DIR / "lock")):
+
+def test_the_mirrors_own_folder_is_never_written_through_a_link(
+    live_server: LiveServer, one_file_run: str, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    dest = tmp_path / "mirror"
+    dest.mkdir()
+    (dest / STATE_DIR).symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ManifestError, match="is a symbolic link, where sync keeps its manifest: move it away"):
+        sync(one_file_run, dest, api=_api(live_server), progress=False)
+    assert os.listdir(elsewhere) == [] and os.listdir(dest) == [STATE_DIR]
+
+
+def test_a_busy_destination_is_a_typed_refusal_with_its_own_exit_status(
+    live_server: LiveServer, one_file_run: str, tmp_path: Path
+) -> None:
+    dest = tmp_path / "mirror"
+    (dest / STATE_DIR).mkdir(parents=True)
+    with FileLock(str(dest / STATE_DIR / "lock")):  # as a running sync holds it
         with pytest.raises(DestinationBusyError) as busy:
-            sync(one_file_run, dest, api=api, progress=False)
+            sync(one_file_run, dest, api=_api(live_server), progress=False)
         assert busy.value.destination == dest and not isinstance(busy.value, RuntimeError)
-        out = cli("sync", one_file_run, str(dest), check=False, env=env)
+        out = cli("sync", one_file_run, str(dest), check=False, env=_env(live_server))
     assert out.returncode == 4 and "report it" not in out.stderr, out.stderr
     assert f"another sync into {str(dest)!r} is running; run this one again when it has finished" in out.stderr
+    assert os.listdir(dest) == [STATE_DIR]
 
-    # A missing project is named as typed, not as the project/run_id reading's project.
-    missing = cli("sync", f"admin/nope{unique}", str(tmp_path / "m"), check=False, env=env)
+
+def test_a_missing_two_part_source_is_named_as_typed(live_server: LiveServer, tmp_path: Path, unique: str) -> None:
+    missing = cli("sync", f"admin/nope{unique}", str(tmp_path / "m"), check=False, env=_env(live_server))
     assert missing.returncode == 1 and "Project admin/admin not found" not in missing.stderr, missing.stderr
     assert f"found neither the project admin/nope{unique} nor the run admin/admin/nope{unique}" in missing.stderr
     assert not (tmp_path / "m").exists()

@@ -8,7 +8,10 @@ only files that differ are fetched, with the whole download discipline (verified
 parallel, cancellable). The listing asks for no URL (the server makes and signs one per file):
 the files to fetch are asked for again by name, in batches, with their URLs. With `delete`, local files of
 the synced runs that the server no longer has are removed (never anything outside those runs' folders;
-symbolic links are removed, not followed).
+symbolic links, also to folders, are removed, not followed), and so are the temp files left of them.
+
+A run folder mirrors one run: the manifest's run paths keep a run of another project with the same id out of
+it. A file that became a folder on the server (or the reverse) replaces what sync wrote there in one pass.
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ class SyncResult:
         fetched: Local paths written (with `dry_run`: that would be written).
         unchanged: How many files were already up to date.
         deleted: Local paths removed (with `dry_run`: that would be removed).
-        failed: ``(name, exception)`` for each file that could not be synced; the others were.
+        failed: ``(name, exception)`` for each file that could not be synced, and ``(run_id, exception)`` for
+            each run whose folder could not be written; the others were.
         bytes: Bytes fetched (with `dry_run`: that would be fetched).
         seconds: How long it took.
         dry_run: Whether nothing was written.
@@ -231,7 +235,7 @@ def _runs_of(api: Api, source: str) -> list[Run]:
             typed = "/".join(parts)
             raise NotFoundError(
                 f"found neither the project {typed} nor the run {api.default_entity}/{typed} "
-                "(two parts are entity/project, else project/run_id of the key's entity)",
+                "(two parts are entity/project, else project/run_id of the default entity)",
                 status_code=exc.status_code,
                 errors=exc.errors,
             ) from exc
@@ -338,7 +342,7 @@ class _RunSync:
             if isinstance(cleared, str):
                 self.result.failed.append((self._label(file.name), ValueError(cleared)))
                 return None
-            target = cleared
+            return cleared  # what stood there is gone (or, in a dry run, would be): nothing to compare with
         try:
             local = os.lstat(target)
         except FileNotFoundError:
@@ -438,10 +442,13 @@ class _RunSync:
         return entries
 
     def _owned(self, relative: str) -> bool:
-        """Whether sync may remove `relative`, a local entry the server does not list: it wrote it, or `delete`."""
-        return relative in self.records or (
-            self.delete and (self.wanted is None or self.wanted.fullmatch(relative) is not None)
-        )
+        """Whether sync may remove `relative`, a local entry the listing does not hold: sync wrote it, or `delete`.
+
+        Outside the pattern the listing says nothing, so whether the server still has the name is not known.
+        """
+        if self.wanted is not None and self.wanted.fullmatch(relative) is None:
+            return False
+        return self.delete or relative in self.records
 
     def _remove(self, relative: str) -> None:
         path = Path(self.root, *relative.split("/"))

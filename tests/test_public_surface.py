@@ -25,6 +25,7 @@ PUBLIC = [
     "BulkTransferError",
     "ConfigurationError",
     "DeleteError",
+    "DestinationBusyError",  # #21: a refusal of sync, with its own exit code
     "DownloadError",
     "DryRunFile",  # #14: the records of a dry run (dry_run=True), as huggingface_hub's DryRunFileInfo
     "File",
@@ -33,6 +34,8 @@ PUBLIC = [
     "Interrupted",
     "LocalFileChangedError",
     "LocalFilesDifferError",
+    "ManifestError",  # #21: sync's manifest in a state it will not touch
+    "MirrorConflictError",  # #21: a second project would take over a mirror's run folder
     "NotFoundError",
     "PermissionDeniedError",
     "Run",

@@ -90,6 +90,52 @@ class LocalFilesDifferError(WandbFilesError, ValueError):
         super().__init__(f"{self.summary}; pass replace=True to overwrite them or exist_ok=True to keep them.")
 
 
+class DestinationBusyError(WandbFilesError):
+    """Another `sync` into the same destination is running; nothing was changed. Run again once it has finished.
+
+    Attributes:
+        destination: The mirror's folder.
+    """
+
+    def __init__(self, destination: Any) -> None:
+        self.destination = destination
+        super().__init__(f"another sync into {str(destination)!r} is running; run this one again when it has finished")
+
+
+class MirrorConflictError(WandbFilesError, ValueError):
+    """A `sync` would write a run's files into a folder that mirrors another run with the same id (of another
+    project); nothing was changed. A `ValueError` too: the destination does not fit the source.
+
+    Attributes:
+        folder: The run folder already taken (``DEST/<run_id>``).
+        owner: The run path it mirrors.
+        run: The run path that was to be synced into it.
+    """
+
+    def __init__(self, folder: Any, owner: str, run: str) -> None:
+        self.folder = folder
+        self.owner = owner
+        self.run = run
+        super().__init__(
+            f"{str(folder)!r} mirrors the run {owner}, not {run}: sync {run} into another folder "
+            f"(or move {str(folder)!r} away first)"
+        )
+
+
+class ManifestError(WandbFilesError):
+    """The mirror's manifest (``DEST/.wandb-files/manifest.db``) or its folder is in a state `sync` will not touch:
+    a folder or a symbolic link in its place, or a file it cannot open. Nothing was changed; the message names
+    the path and what to do.
+
+    Attributes:
+        path: The manifest's path (or its folder's).
+    """
+
+    def __init__(self, path: Any, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
 class BulkTransferError(WandbFilesError):
     """One or more files of a bulk transfer failed; all the others were transferred.
 

@@ -8,12 +8,16 @@ only files that differ are fetched, with the whole download discipline (verified
 parallel, cancellable). The listing asks for no URL (the server makes and signs one per file):
 the files to fetch are asked for again by name, in batches, with their URLs. With `delete`, local files of
 the synced runs that the server no longer has are removed (never anything outside those runs' folders;
-symbolic links are removed, not followed).
+symbolic links, also to folders, are removed, not followed), and so are the temp files left of them.
+
+A run folder mirrors one run: the manifest's run paths keep a run of another project with the same id out of
+it. A file that became a folder on the server (or the reverse) replaces what sync wrote there in one pass.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sqlite3
@@ -26,10 +30,18 @@ from typing import TYPE_CHECKING
 from filelock import FileLock, Timeout
 
 from wandb_files import queries
-from wandb_files.errors import DownloadError, Interrupted, NotFoundError
+from wandb_files.errors import (
+    DestinationBusyError,
+    DownloadError,
+    Interrupted,
+    ManifestError,
+    MirrorConflictError,
+    NotFoundError,
+)
 from wandb_files.files import File, Files
 from wandb_files.paginator import MAX_PER_PAGE, batches
 from wandb_files.transfer import Destination, DownloadJob, download_many, file_md5, md5_matches
+from wandb_files.transfer.paths import name_problem, part_path
 
 if TYPE_CHECKING:
     from wandb_files.api import Api
@@ -38,12 +50,25 @@ if TYPE_CHECKING:
 
 __all__ = ["SyncResult", "sync"]
 
+log = logging.getLogger(__name__)
+
 #: Where the manifest lives, inside the destination; never a run's folder (run ids cannot contain "/" and
 #: this one is refused as a run id).
 STATE_DIR = ".wandb-files"
 _PAGE = 1000
 #: The light listing's page: its rows are small, and fewer round trips measured faster (bench_sync --per-page).
 _LISTING_PAGE = MAX_PER_PAGE
+_PART_SUFFIX = ".wandb-files.part"
+_COLUMNS = [
+    "run_id",
+    "name",
+    "run_path",
+    "remote_md5",
+    "remote_size",
+    "remote_updated_at",
+    "local_size",
+    "local_mtime_ns",
+]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     run_id TEXT NOT NULL,
@@ -67,7 +92,8 @@ class SyncResult:
         fetched: Local paths written (with `dry_run`: that would be written).
         unchanged: How many files were already up to date.
         deleted: Local paths removed (with `dry_run`: that would be removed).
-        failed: ``(name, exception)`` for each file that could not be synced; the others were.
+        failed: ``(name, exception)`` for each file that could not be synced, and ``(run_id, exception)`` for
+            each run whose folder could not be written; the others were.
         bytes: Bytes fetched (with `dry_run`: that would be fetched).
         seconds: How long it took.
         dry_run: Whether nothing was written.
@@ -111,19 +137,23 @@ def sync(
         destination: The mirror's folder (created if missing).
         pattern: Only files whose names match this SQL LIKE pattern (``media/%.png``); with `delete`, only
             local files matching it are candidates for removal.
-        delete: Remove local files of the synced runs that the server no longer has.
+        delete: Remove local files of the synced runs that the server no longer has, and the temp files of
+            interrupted downloads of such files (without `pattern`).
         dry_run: Write and delete nothing; the result says what would be fetched and deleted.
         max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 32).
         progress: A progress bar; None shows it on terminals only.
         api: The `Api` to use; a default `Api()` when omitted.
 
     Returns:
-        What was fetched, left alone, deleted and failed (`SyncResult`; `summary()` is one line of it).
+        What was fetched, left alone, deleted and failed (`SyncResult`; `summary()` is one line of it). A run
+        whose folder cannot be written (``DEST/<run_id>`` is a file or a link) is one failure; the others sync.
 
     Raises:
         TypeError, ValueError: bad arguments; `destination` is a file; runs of two projects share an id.
         NotFoundError: the run or project does not exist.
-        RuntimeError: another sync into the same destination is running.
+        MirrorConflictError: ``DEST/<run_id>`` mirrors a run of another project with the same id.
+        DestinationBusyError: another sync into the same destination is running.
+        ManifestError: a folder or a link stands where the manifest goes.
         Interrupted: Ctrl-C; what was finished is recorded, and the next sync resumes the rest.
     """
     if api is None:
@@ -139,35 +169,40 @@ def sync(
     runs = _runs_of(api, source)
     _check_run_ids(runs)
     state = root / STATE_DIR
+    _check_state_folder(state)
+    lock = None
     if not dry_run:
         state.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(state / "lock")) if not dry_run else None
-    try:
-        if lock is not None:
+        lock = FileLock(str(state / "lock"))
+        try:
             lock.acquire(timeout=0)
-    except Timeout:
-        raise RuntimeError(f"another sync into {str(root)!r} is running; wait for it to finish") from None
+        except Timeout:
+            raise DestinationBusyError(root) from None
     try:
         with _Manifest(state / "manifest.db", read_only=dry_run) as manifest:
+            _check_owners(root, runs, manifest)  # before anything is written
             jobs: list[tuple[DownloadJob, File]] = []
             for run in runs:
-                run_root = mirror.target(run.id, folder=True)
-                run_folder = Destination(run_root)
-                remote: set[str] = set()
+                try:
+                    run_root = mirror.target(run.id, folder=True)
+                except ValueError as exc:  # DEST/<run_id> is a file or a link: this run fails, the others sync
+                    result.failed.append((run.id, exc))
+                    continue
+                one = _RunSync(run, run_root, manifest, result, delete=delete, pattern=pattern)
+                listed = list(_FileStates(api.client, run, per_page=_LISTING_PAGE, pattern=pattern))
+                one.remote = {file.name for file in listed}  # all of it first: a file may stand where a folder goes
                 wanted: list[tuple[Path, File]] = []
-                records = manifest.records(run.id)
-                for file in _FileStates(api.client, run, per_page=_LISTING_PAGE, pattern=pattern):
-                    remote.add(file.name)
-                    target = _plan(file, run_folder, records, manifest, result)
+                for file in listed:
+                    target = one.plan(file)
                     if target is not None:
                         wanted.append((target, file))
                 if dry_run:  # the listing's sizes are enough to say what would move
                     result.fetched += [target for target, _ in wanted]
                     result.bytes += sum(file.size for _, file in wanted)
                 else:
-                    jobs += _download_jobs(run, run_folder, wanted, result)
+                    jobs += _download_jobs(run, one.folder, wanted, result)
                 if delete:
-                    _delete_missing(run, run_root, remote, pattern, manifest, result)
+                    one.delete_missing()
             if not dry_run:
                 result.bytes = sum(job.size or 0 for job, _ in jobs)
                 _fetch(api, jobs, manifest, result, max_workers, progress)
@@ -194,6 +229,16 @@ def _runs_of(api: Api, source: str) -> list[Run]:
             pass  # no: then it is project/run_id of the default entity
         else:
             return list(runs)
+        try:
+            return [api.run(source)]
+        except NotFoundError as exc:  # name what was typed, in both readings, not only the second one's project
+            typed = "/".join(parts)
+            raise NotFoundError(
+                f"found neither the project {typed} nor the run {api.default_entity}/{typed} "
+                "(two parts are entity/project, else project/run_id of the default entity)",
+                status_code=exc.status_code,
+                errors=exc.errors,
+            ) from exc
     return [api.run(source)]
 
 
@@ -207,6 +252,34 @@ def _check_run_ids(runs: list[Run]) -> None:
             raise ValueError(f"runs {seen[run.id]} and {path} share the id {run.id!r}: sync them to different folders")
 
 
+def _check_state_folder(state: Path) -> None:
+    """The mirror's own folder is a real folder, or missing: never written through a link, never a file."""
+    try:
+        mode = os.lstat(state).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode) or not stat.S_ISDIR(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "a file"
+        raise ManifestError(state, _not_ours(state, kind))
+
+
+def _check_owners(root: Path, runs: list[Run], manifest: _Manifest) -> None:
+    """Refuse to sync a run into a folder that holds the files of another run with the same id.
+
+    Records of another run whose folder is gone (moved away) are forgotten: nothing of it is left to overwrite.
+    """
+    owners = manifest.owners()
+    for run in runs:
+        path = "/".join(run.path)
+        others = owners.get(run.id, set()) - {path, ""}
+        if not others:
+            continue
+        folder = root / run.id
+        if os.path.lexists(folder):
+            raise MirrorConflictError(folder, sorted(others)[0], path)
+        manifest.forget_run(run.id)
+
+
 class _FileStates(Files):
     """A run's files with only what the manifest compares (id, name, size, md5, updatedAt): no URLs."""
 
@@ -217,35 +290,206 @@ class _FileStates(Files):
         del self.variables["upload"]  # RunFileStates asks for no url
 
 
-def _plan(
-    file: File, run_folder: Destination, records: dict[str, _Record], manifest: _Manifest, result: SyncResult
-) -> Path | None:
-    """Where `file` must be fetched to, or None when the local copy is already right (counted as unchanged)."""
-    run_root = run_folder.root
-    record = records.get(file.name)
-    if record is not None and record.matches_remote(file):
-        # The name was checked when this record was written, and nothing is written now: a plain lstat will do.
-        with contextlib.suppress(OSError):
-            local = os.lstat(os.path.join(run_root, file.name))
-            if stat.S_ISREG(local.st_mode) and record.matches_local(local):
-                result.unchanged += 1  # no hashing: the same bytes the manifest saw us write
+class _RunSync:
+    """One run's share of a sync: which files to fetch, what stands in their way, what to delete.
+
+    Args:
+        run: The run.
+        run_root: Its folder, ``DEST/<run_id>`` (checked by the caller).
+        manifest: The mirror's records.
+        result: Where fetched, unchanged, deleted and failed files are counted.
+        delete: Whether local files the server no longer has are removed.
+        pattern: The LIKE pattern of the sync, if any.
+    """
+
+    def __init__(
+        self, run: Run, run_root: Path, manifest: _Manifest, result: SyncResult, *, delete: bool, pattern: str | None
+    ) -> None:
+        self.run = run
+        self.root = run_root
+        self.folder = Destination(run_root)
+        self.manifest = manifest
+        self.records = manifest.records(run.id)
+        self.result = result
+        self.delete = delete
+        self.pattern = pattern
+        self.wanted = _like_regex(pattern) if pattern else None
+        #: Every name the server lists for the run (under the pattern); set before `plan`.
+        self.remote: set[str] = set()
+        self._remote_folders: set[str] | None = None
+        #: What this sync removed (or, in a dry run, would remove), so it is counted once.
+        self._removed: set[Path] = set()
+
+    # --- one file ---
+
+    def plan(self, file: File) -> Path | None:
+        """Where `file` must be fetched to, or None when the local copy is already right (counted as unchanged)."""
+        record = self.records.get(file.name)
+        if record is not None and record.matches_remote(file):
+            # The name was checked when this record was written, and nothing is written now: a plain lstat will do.
+            with contextlib.suppress(OSError):
+                local = os.lstat(os.path.join(self.root, file.name))
+                if stat.S_ISREG(local.st_mode) and record.matches_local(local):
+                    self.result.unchanged += 1  # no hashing: the same bytes the manifest saw us write
+                    return None
+        try:
+            target = self.folder.target(file.name)
+        except ValueError as exc:  # a name no file system should take, or something on disk in the way
+            cleared = None if name_problem(file.name) else self._clear_the_way(file.name)
+            if cleared is None:
+                self.result.failed.append((self._label(file.name), exc))
                 return None
-    try:
-        target = run_folder.target(file.name)
-    except ValueError as exc:  # a name no file system should take, or a clash on disk
-        result.failed.append((f"{run_root.name}/{file.name}", exc))
-        return None
-    try:
-        local = os.lstat(target)
-    except FileNotFoundError:
+            if isinstance(cleared, str):
+                self.result.failed.append((self._label(file.name), ValueError(cleared)))
+                return None
+            return cleared  # what stood there is gone (or, in a dry run, would be): nothing to compare with
+        try:
+            local = os.lstat(target)
+        except FileNotFoundError:
+            return target
+        if not stat.S_ISREG(local.st_mode):
+            return target  # a link where the file goes: the download replaces it
+        if file.size == local.st_size and file.md5 and md5_matches(file_md5(target), file.md5):
+            self.manifest.record(self.run.id, file, target, local)  # e.g. touched, or a manifest lost
+            self.result.unchanged += 1
+            return None
         return target
-    if not stat.S_ISREG(local.st_mode):
-        return target  # a link or a folder where the file goes: the download replaces it (or refuses a folder)
-    if file.size == local.st_size and file.md5 and md5_matches(file_md5(target), file.md5):
-        manifest.record(run_root.name, file, target, local)  # e.g. touched, or a manifest lost
-        result.unchanged += 1
+
+    def _label(self, name: str) -> str:
+        return f"{self.root.name}/{name}"
+
+    # --- a file where a folder goes, a folder where a file goes ---
+
+    def _clear_the_way(self, name: str) -> Path | str | None:
+        """Remove what stands where `name` or a folder of it goes, when the server no longer has it.
+
+        A file (or link) where a folder goes, or a folder where the file goes, is what a rename of `a` into
+        `a/x` (or back) on the server leaves. It goes when sync made it (the manifest records it) or `delete`
+        covers it; anything else is the user's, and stays.
+
+        Returns:
+            The target once the way is clear (in a dry run: once it would be); why not, when something the
+            sync may not remove is in the way; None when nothing is in the way (the name itself is refused).
+        """
+        obstacle = self._obstacle(name)
+        if obstacle is None:
+            return None
+        relative, is_folder = obstacle
+        shown = self._label(relative)
+        if is_folder:
+            if self._remote_folders is None:
+                self._remote_folders = {
+                    "/".join(parts[:i]) for parts in (n.split("/") for n in self.remote) for i in range(1, len(parts))
+                }
+            if relative in self._remote_folders:
+                return f"{shown!r} is a folder, and the server has files in it too"
+            doomed = self._folder_contents(relative)
+            if doomed is None:
+                return (
+                    f"the folder {shown!r} is where the file goes, and holds files the server does not have: "
+                    "move them away (or sync with delete)"
+                )
+        else:
+            if relative in self.remote:
+                return f"{shown!r} is a file, and the server has it too"
+            if not self._owned(relative):
+                return (
+                    f"{shown!r} is where a folder goes, and the server no longer has it: "
+                    "move it away (or sync with delete)"
+                )
+            doomed = [relative]
+        for gone in doomed:
+            self._remove(gone)
+        if is_folder and not self.result.dry_run:
+            for folder, _, _ in sorted(os.walk(self.root / relative), key=lambda item: -len(item[0])):
+                with contextlib.suppress(OSError):  # one that filled up meanwhile stays; the target check says so
+                    os.rmdir(folder)
+        target = Path(self.root, *name.split("/"))
+        if self.result.dry_run:
+            return target
+        self.folder = Destination(self.root)  # its view of the folders on the way is stale now
+        try:
+            return self.folder.target(name)
+        except ValueError as exc:
+            return str(exc)
+
+    def _obstacle(self, name: str) -> tuple[str, bool] | None:
+        """The first thing on disk in the way of `name`: ``(relative path, whether it is a folder)``."""
+        parts = name.split("/")
+        for i in range(1, len(parts) + 1):
+            relative = "/".join(parts[:i])
+            try:
+                mode = os.lstat(os.path.join(self.root, relative)).st_mode
+            except FileNotFoundError:
+                return None
+            if i < len(parts) and not stat.S_ISDIR(mode):
+                return relative, False
+            if i == len(parts) and stat.S_ISDIR(mode):
+                return relative, True
         return None
-    return target
+
+    def _folder_contents(self, relative: str) -> list[str] | None:
+        """Every entry under the folder `relative` (links not followed), or None when one of them must stay."""
+        entries: list[str] = []
+        for folder, dirs, names in os.walk(self.root / relative):
+            links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+            dirs[:] = [d for d in dirs if d not in links]
+            for name in [*names, *links]:
+                entry = Path(folder, name).relative_to(self.root).as_posix()
+                if not name.endswith(_PART_SUFFIX) and not self._owned(entry):
+                    return None
+                entries.append(entry)  # no listed name lies under this folder: its temp files are stale
+        return entries
+
+    def _owned(self, relative: str) -> bool:
+        """Whether sync may remove `relative`, a local entry the listing does not hold: sync wrote it, or `delete`.
+
+        Outside the pattern the listing says nothing, so whether the server still has the name is not known.
+        """
+        if self.wanted is not None and self.wanted.fullmatch(relative) is None:
+            return False
+        return self.delete or relative in self.records
+
+    def _remove(self, relative: str) -> None:
+        path = Path(self.root, *relative.split("/"))
+        if path in self._removed:
+            return
+        self._removed.add(path)
+        self.result.deleted.append(path)
+        if not self.result.dry_run:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # a link is removed, never followed
+            self.manifest.forget(self.run.id, relative)
+
+    # --- delete ---
+
+    def delete_missing(self) -> None:
+        """Remove the files under the run's folder that the server no longer lists (and their records).
+
+        Temp files of interrupted downloads go too when their file is no longer listed; with a pattern they are
+        left alone, as which name a temp file belongs to cannot be told without the whole listing.
+        """
+        if not self.root.is_dir() or self.root.is_symlink():
+            return
+        live = None
+        if self.wanted is None:  # the temp files of a target are named .<key>...wandb-files.part beside it
+            live = {(str(part.parent), part.name[1:17]) for part in (part_path(self.root / n) for n in self.remote)}
+        for folder, dirs, names in os.walk(self.root):  # never follows a link to a folder
+            links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+            dirs[:] = [d for d in dirs if d not in links]
+            for name in [*names, *links]:  # a link to a folder is removed like a file, not followed
+                relative = Path(folder, name).relative_to(self.root).as_posix()
+                if name.endswith(_PART_SUFFIX):
+                    if live is None or (folder, name[1:17]) in live:
+                        continue
+                elif relative in self.remote or (self.wanted is not None and not self.wanted.fullmatch(relative)):
+                    continue
+                self._remove(relative)
+        if not self.result.dry_run:
+            for folder, _, _ in sorted(os.walk(self.root), key=lambda item: -len(item[0])):
+                if folder != str(self.root):
+                    with contextlib.suppress(OSError):  # only empty ones go
+                        os.rmdir(folder)
 
 
 def _download_jobs(
@@ -267,33 +511,6 @@ def _download_jobs(
             except ValueError as exc:  # no url
                 result.failed.append((label, exc))
     return jobs
-
-
-def _delete_missing(
-    run: Run, run_root: Path, remote: set[str], pattern: str | None, manifest: _Manifest, result: SyncResult
-) -> None:
-    """Remove the files under the run's folder that the server no longer lists (and their records)."""
-    if not run_root.is_dir() or run_root.is_symlink():
-        return
-    wanted = _like_regex(pattern) if pattern else None
-    for folder, dirs, names in os.walk(run_root):  # never follows a link to a folder
-        for name in names:
-            path = Path(folder, name)
-            relative = path.relative_to(run_root).as_posix()
-            if name.endswith(".wandb-files.part") or relative in remote:
-                continue
-            if wanted is not None and not wanted.fullmatch(relative):
-                continue
-            result.deleted.append(path)
-            if not result.dry_run:
-                path.unlink()
-                manifest.forget(run.id, relative)
-        dirs[:] = [d for d in dirs if not Path(folder, d).is_symlink()]
-    if not result.dry_run:
-        for folder, _, _ in sorted(os.walk(run_root), key=lambda item: -len(item[0])):
-            if folder != str(run_root):
-                with contextlib.suppress(OSError):  # only empty ones go
-                    os.rmdir(folder)
 
 
 def _like_regex(pattern: str) -> re.Pattern[str]:
@@ -366,8 +583,24 @@ class _Record:
         return (self.local_size, self.local_mtime_ns) == (local.st_size, local.st_mtime_ns)
 
 
+def _not_ours(path: Path, kind: str) -> str:
+    return (
+        f"{str(path)!r} is {kind}, where sync keeps its manifest: move it away and run again "
+        "(the manifest is rebuilt from the server and the local files)"
+    )
+
+
+class _ForeignSchema(sqlite3.DatabaseError):
+    """The file is an SQLite database, but not one sync made."""
+
+
 class _Manifest:
-    """The records of one mirror, in SQLite: one row per (run id, name)."""
+    """The records of one mirror, in SQLite: one row per (run id, name).
+
+    The manifest is a cache of what the server and the disk say: one that cannot be read (not a database, or
+    tables sync did not make) is moved aside to ``manifest.db.broken`` and rebuilt; the next sync then checks
+    local files by size and md5 once. A folder or a link in its place is refused (`ManifestError`).
+    """
 
     def __init__(self, path: Path, *, read_only: bool) -> None:
         self.path = path
@@ -375,13 +608,63 @@ class _Manifest:
         self._db: sqlite3.Connection | None = None
 
     def __enter__(self) -> _Manifest:
-        if self.read_only and not self.path.exists():
-            return self  # a dry run of a first sync: nothing recorded yet
-        uri = f"file:{self.path}?mode=ro" if self.read_only else f"file:{self.path}"
-        self._db = sqlite3.connect(uri, uri=True)
-        if not self.read_only:
-            self._db.execute(_SCHEMA)
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            if self.read_only:
+                return self  # a dry run of a first sync: nothing recorded yet
+        else:
+            if not stat.S_ISREG(mode):
+                kind = "a folder" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode) else "not a file"
+                raise ManifestError(self.path, _not_ours(self.path, kind))
+        try:
+            self._db = self._open()
+        except sqlite3.OperationalError as exc:  # it could not be opened at all (permissions, a full disk...)
+            raise ManifestError(
+                self.path, f"cannot open the manifest {str(self.path)!r}: {exc}. Check the folder's permissions"
+            ) from exc
+        except sqlite3.DatabaseError as exc:  # not a database, or not ours: a cache, rebuilt
+            if self.read_only:
+                log.warning("%s cannot be read (%s): this dry run compares with the local files only", self.path, exc)
+                return self
+            aside = self._set_aside()
+            log.warning(
+                "%s cannot be read (%s): moved it to %s; rebuilding it from the server and the local files",
+                self.path,
+                exc,
+                aside.name,
+            )
+            self._db = self._open()
         return self
+
+    def _open(self) -> sqlite3.Connection:
+        if self.read_only:
+            # A URI, for mode=ro: as_uri() percent-encodes ?, # and %, so DEST's characters stay part of the path.
+            db = sqlite3.connect(self.path.as_uri() + "?mode=ro", uri=True)
+        else:
+            db = sqlite3.connect(self.path)  # a path, not a URI: no character of DEST means anything to SQLite
+        try:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables - {"files"}:
+                raise _ForeignSchema(f"it holds tables sync did not make: {', '.join(sorted(tables - {'files'}))}")
+            if tables:
+                columns = [row[1] for row in db.execute("PRAGMA table_info(files)")]
+                if columns != _COLUMNS:
+                    raise _ForeignSchema(f"its files table has the columns {', '.join(columns)}")
+            if not self.read_only:
+                db.execute(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _set_aside(self) -> Path:
+        """Move the unreadable manifest, and any journal of it, to ``*.broken`` (kept for a look, never deleted)."""
+        aside = self.path.with_name(self.path.name + ".broken")
+        for suffix in ("", "-journal", "-wal", "-shm"):  # a stale journal must not be replayed into the new one
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+        return aside
 
     def __exit__(self, *exc: object) -> None:
         if self._db is not None:
@@ -401,6 +684,19 @@ class _Manifest:
         except sqlite3.OperationalError:  # read-only and the table was never made
             return {}
         return {name: _Record(*rest) for name, *rest in rows}
+
+    def owners(self) -> dict[str, set[str]]:
+        """The run paths recorded for each run id (one, unless something went wrong before)."""
+        if self._db is None:
+            return {}
+        try:
+            rows = self._db.execute("SELECT DISTINCT run_id, run_path FROM files").fetchall()
+        except sqlite3.OperationalError:  # read-only and the table was never made
+            return {}
+        owners: dict[str, set[str]] = {}
+        for run_id, run_path in rows:
+            owners.setdefault(run_id, set()).add(run_path)
+        return owners
 
     def record(self, run_id: str, file: File, path: Path, local: os.stat_result) -> None:
         if self._db is None or self.read_only:
@@ -422,6 +718,10 @@ class _Manifest:
     def forget(self, run_id: str, name: str) -> None:
         if self._db is not None and not self.read_only:
             self._db.execute("DELETE FROM files WHERE run_id = ? AND name = ?", (run_id, name))
+
+    def forget_run(self, run_id: str) -> None:
+        if self._db is not None and not self.read_only:
+            self._db.execute("DELETE FROM files WHERE run_id = ?", (run_id,))
 
     def commit(self) -> None:
         if self._db is not None and not self.read_only:

@@ -376,3 +376,30 @@ def test_debug_shows_the_sdks_log_on_success_and_every_command_has_examples(
     assert live_server.api_key not in result.stderr
     for command in (["server"], ["user"], ["user", "add"], ["ls"], ["download"], ["upload"], ["rm"]):
         assert "Examples:" in cli(*command, "--help").stdout, command
+
+
+def _help_pages() -> dict[str, str]:
+    """Every command's rendered `--help`, as a terminal 80 columns wide shows it."""
+    from click.testing import CliRunner
+
+    from wandb_files.cli import main
+
+    pages = {}
+    for command in (["ls"], ["download"], ["upload"], ["rm"], ["sync"], ["server"], ["user"], ["user", "add"]):
+        result = CliRunner().invoke(main, [*command, "--help"], terminal_width=80)
+        assert result.exit_code == 0, result.output
+        pages[" ".join(command)] = result.output
+    return pages
+
+
+def test_help_pages_print_no_literal_backslash_b_and_keep_each_example_on_its_line() -> None:
+    pages = _help_pages()
+    for command, page in pages.items():
+        assert "\\b" not in page and "\b" not in page, command
+        assert re.search(r"\n  Examples:\n    (wandb-files|export) ", page), command
+    for line in (
+        "wandb-files sync my-entity/my-project mirror/            # every run, into mirror/<run_id>/",
+        "wandb-files sync my-entity/my-project/run_id mirror/ --pattern 'media/*.png'",
+        "wandb-files sync my-entity/my-project mirror/ --delete --dry-run",
+    ):
+        assert f"\n    {line}\n" in pages["sync"], line

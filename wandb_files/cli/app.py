@@ -33,6 +33,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # a file, the run, or the server failed
 EXIT_USAGE = 2  # bad arguments or input (click uses 2 for its own usage errors too)
 EXIT_AUTH = 3  # no usable API key or base URL, a refused key, or a key that may not access the entity
+EXIT_BUSY = 4  # another sync into the same destination is running: try again when it has finished
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as shells report SIGINT (128 + 2)
 
 EXIT_CODES_HELP = """\b
@@ -44,6 +45,7 @@ Exit status:
      neither --replace nor --skip-existing is given
   3  authentication or configuration: no API key, the key was refused or
      may not access the entity, a base URL that is not http(s)
+  4  busy: another sync into the same DEST is running; run again when it ends
   130  interrupted (Ctrl-C or SIGTERM); run the same command again to resume"""
 
 #: `--help` of the group lists these without importing the server; keep in step with wandb_files/server/cli.py.
@@ -179,6 +181,12 @@ def error_line(exc: BaseException, settings: Settings | None, command: str | Non
         return EXIT_FAILED, message  # it already says to check the base URL and the server
     if isinstance(exc, errors.ServerError):
         return EXIT_FAILED, f"{message}. The server failed; try again later, or look at its log"
+    if isinstance(exc, errors.DestinationBusyError):
+        return EXIT_BUSY, message  # it says what to do
+    if isinstance(exc, errors.MirrorConflictError):
+        return EXIT_USAGE, message  # the destination does not fit the source; it says what to do
+    if isinstance(exc, errors.ManifestError):
+        return EXIT_FAILED, message  # it names the path and what to do
     if isinstance(exc, errors.WandbFilesError):
         return EXIT_FAILED, f"{message}. Run the command again to retry"
     if isinstance(exc, (ValueError, TypeError)):

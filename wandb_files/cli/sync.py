@@ -23,7 +23,7 @@ from wandb_files.patterns import glob_to_like
 
 @main.command(
     "sync",
-    epilog="""\\b
+    epilog="""\b
 Examples:
   wandb-files sync my-entity/my-project mirror/            # every run, into mirror/<run_id>/
   wandb-files sync my-entity/my-project/run_id mirror/ --pattern 'media/*.png'

@@ -34,6 +34,7 @@ PUBLIC = [
     "LocalFileChangedError",
     "LocalFilesDifferError",
     "NotFoundError",
+    "NotGraphQLError",  # #21: a base URL that answers with a web page, not GraphQL
     "PermissionDeniedError",
     "Run",
     "Runs",

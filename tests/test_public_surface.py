@@ -44,6 +44,7 @@ PUBLIC = [
     "WandbFilesError",
     "__version__",
     "download_files",
+    "sync",  # #21: the README's `wandb_files.sync(...)`
 ]
 
 
@@ -90,3 +91,33 @@ def test_the_lazy_names_are_imported_only_when_used() -> None:
         assert getattr(wandb_files, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         wandb_files.Nope
+
+
+_EVERY_CLIENT_MODULE = """
+import importlib, pkgutil, wandb_files
+for info in pkgutil.walk_packages(wandb_files.__path__, "wandb_files."):
+    if not info.name.startswith(("wandb_files.server", "wandb_files.testing", "wandb_files.__main__")):
+        importlib.import_module(info.name)
+"""
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        pytest.param("import wandb_files.cli.sync", id="after the CLI's sync command"),
+        pytest.param(
+            _EVERY_CLIENT_MODULE,
+            id="after every module of the client",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="#21: importing the module wandb_files/sync.py sets the package's `sync` to that module; "
+                "renaming the module (wandb_files/mirror.py) fixes it, then this mark goes",
+            ),
+        ),
+    ],
+)
+def test_wandb_files_sync_is_the_function_whatever_was_imported_before(imports: str) -> None:
+    """The README's `wandb_files.sync(...)`: the function, also once the CLI or anything else was imported."""
+    code = f"{imports}\nimport wandb_files\nassert wandb_files.sync.__qualname__ == 'sync', wandb_files.sync\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -44,6 +44,7 @@ _LAZY = {
     "Files": "wandb_files.files",
     "Run": "wandb_files.runs",
     "Runs": "wandb_files.runs",
+    "sync": "wandb_files.sync",
 }
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from wandb_files.bulk import download_files
     from wandb_files.files import File, Files
     from wandb_files.runs import Run, Runs
+    from wandb_files.sync import sync
     from wandb_files.transfer.plan import DryRunFile
 
 
@@ -94,4 +96,5 @@ __all__ = [
     "WandbFilesError",
     "__version__",
     "download_files",
+    "sync",
 ]

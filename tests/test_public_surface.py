@@ -37,6 +37,7 @@ PUBLIC = [
     "ManifestError",  # #21: sync's manifest in a state it will not touch
     "MirrorConflictError",  # #21: a second project would take over a mirror's run folder
     "NotFoundError",
+    "NotGraphQLError",  # #21: a base URL that answers with a web page, not GraphQL
     "PermissionDeniedError",
     "Run",
     "Runs",
@@ -46,6 +47,7 @@ PUBLIC = [
     "WandbFilesError",
     "__version__",
     "download_files",
+    "sync",  # #21: the README's `wandb_files.sync(...)`
 ]
 
 
@@ -106,3 +108,33 @@ def test_wandb_shaped_run_selection_and_metadata_are_pinned() -> None:
     for name in attributes:
         assert isinstance(getattr(wandb_files.Run, name), property), name
     assert callable(wandb_files.Run.update)
+
+
+_EVERY_CLIENT_MODULE = """
+import importlib, pkgutil, wandb_files
+for info in pkgutil.walk_packages(wandb_files.__path__, "wandb_files."):
+    if not info.name.startswith(("wandb_files.server", "wandb_files.testing", "wandb_files.__main__")):
+        importlib.import_module(info.name)
+"""
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        pytest.param("import wandb_files.cli.sync", id="after the CLI's sync command"),
+        pytest.param(
+            _EVERY_CLIENT_MODULE,
+            id="after every module of the client",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="#21: importing the module wandb_files/sync.py sets the package's `sync` to that module; "
+                "renaming the module (wandb_files/mirror.py) fixes it, then this mark goes",
+            ),
+        ),
+    ],
+)
+def test_wandb_files_sync_is_the_function_whatever_was_imported_before(imports: str) -> None:
+    """The README's `wandb_files.sync(...)`: the function, also once the CLI or anything else was imported."""
+    code = f"{imports}\nimport wandb_files\nassert wandb_files.sync.__qualname__ == 'sync', wandb_files.sync\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import wandb_files
 import wandb_files.query as wq
 from tests.support import LiveServer, md5_b64
-from wandb_files.query import _Matcher
+from wandb_files.bulk import attribute_and_step
+from wandb_files.patterns import like_to_regex
+from wandb_files.query import _Matcher, regex_heads
 
 LOGGED = {
     "media/images/predictions_1_a1a1a1.png": b"p1",
@@ -117,7 +122,9 @@ def test_a_run_that_does_not_exist_and_bad_arguments_are_clear_errors(project: t
         (r"^val/ex.*", ["media/%/val/ex%"], ["val/ex%"]),
         (r"^data_1?", ["media/%/data\\_%"], ["data\\_%"]),  # the quantifier applies to the `1`
         (r"predictions", ["media/%"], [None]),  # not anchored: every media file is a candidate
-        (r"^a | ^b", ["media/%"], [None]),
+        (r"^a | ^b", ["media/%/a%", "media/%/b%"], ["a%", "b%"]),  # each alternative gives a listing
+        (r"^a|^b_c", ["media/%/a%", "media/%/b\\_c%"], ["a%", "b\\_c%"]),
+        (r"^a | b", ["media/%"], [None]),
         (["sample.csv", "x_y"], ["media/%/sample.csv\\_%", "media/%/x\\_y\\_%"], [None]),
         (None, ["media/%"], [None]),
     ],
@@ -140,3 +147,125 @@ def test_the_extended_regex_syntax_of_neptune_query() -> None:
         True,
         False,
     ]
+
+
+# --- the LIKE patterns sent to the server never narrow what the regex selects ------------------------------------
+
+_CHARS = "ab_%/.\\\nA"
+_LITERALS = st.sampled_from([re.escape(ch) if ch != "\n" else r"\n" for ch in _CHARS])
+_OTHER_ATOMS = st.sampled_from([".", "[ab]", "[^a]", "[a-c]", r"\w", "^", r"\A", "$", r"\b", r"(?<=a)"])
+_QUANTIFIERS = st.sampled_from(["?", "*", "+", "{2}", "{0,2}", "{1,}", "*?", "+?", "?+", "*+"])
+_GROUPS = st.sampled_from(["(", "(?:", "(?i:", "(?m:", "(?s:", "(?=", "(?!", "(?>"])
+
+
+def _regexes() -> st.SearchStrategy[str]:
+    """Regular expressions over a few characters, mostly anchored alternatives of literal-led sequences
+    (``^ab(?:c|d)?|^e…``): the expressions the derivation reads, and the near misses it must not misread."""
+    pieces: st.SearchStrategy[str] = st.deferred(
+        lambda: st.one_of(
+            _LITERALS,
+            st.tuples(_LITERALS, _QUANTIFIERS).map("".join),
+            st.tuples(_OTHER_ATOMS, st.one_of(st.just(""), _QUANTIFIERS)).map("".join),
+            st.tuples(_GROUPS, alternatives, st.one_of(st.just(""), _QUANTIFIERS)).map(
+                lambda t: f"{t[0]}{t[1]}){t[2]}"
+            ),
+        )
+    )
+    sequences = st.lists(st.one_of(_LITERALS, pieces), max_size=3).map("".join)
+    alternatives = st.lists(sequences, min_size=1, max_size=2).map("|".join)
+    branches = st.tuples(st.sampled_from(["^", "^", "^", r"\A", ""]), sequences).map("".join)
+    top = st.lists(branches, min_size=1, max_size=3).map("|".join)
+    return st.tuples(st.sampled_from(["", "", "", "", "(?i)", "(?m)", "(?s)", "(?x)"]), top).map("".join)
+
+
+def _compiled(source: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(source)
+    except re.error:
+        return None
+
+
+def _names(regex: re.Pattern[str]) -> st.SearchStrategy[str]:
+    return st.one_of(st.text(_CHARS, max_size=8), st.from_regex(regex, alphabet=_CHARS))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(data=st.data(), source=_regexes())
+def test_like_patterns_hold_every_name_the_regex_finds(data: st.DataObject, source: str) -> None:
+    regex = _compiled(source)
+    assume(regex is not None)
+    assert regex is not None
+    name = data.draw(_names(regex), label="name")
+    heads = regex_heads(regex)
+    matcher = _Matcher("attributes", source)
+    media = f"media/images/{name}_7_abcdef.png"
+    if regex.search(name) is None:
+        return
+    assert heads is None or any(name.startswith(head) for head in heads), (heads, name)
+    assert any(p is None or like_to_regex(p).fullmatch(name) for p in matcher.patterns()), matcher.patterns()
+    if attribute_and_step(media) == (name, 7.0):
+        assert any(like_to_regex(p).fullmatch(media) for p in matcher.media_patterns() if p), matcher.media_patterns()
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), terms=st.lists(st.tuples(st.booleans(), _regexes()), min_size=1, max_size=3))
+def test_like_patterns_of_the_extended_syntax_hold_every_match(data: st.DataObject, terms: list) -> None:
+    """Alternatives (` | `) of conjunctions (` & `) of terms, some negated (`!`): the same guarantee."""
+    assume(all(_compiled(source) is not None and " " not in source for _, source in terms))
+    split = data.draw(st.integers(1, len(terms)), label="conjunction size")
+    spec = " | ".join(
+        " & ".join(("!" if negated else "") + source for negated, source in terms[i : i + split])
+        for i in range(0, len(terms), split)
+    )
+    matcher = _Matcher("attributes", spec)
+    first = _compiled(terms[0][1])
+    assert first is not None
+    name = data.draw(st.one_of(st.text(_CHARS, max_size=8), st.from_regex(first, alphabet=_CHARS)), label="name")
+    if matcher.matches(name):
+        assert any(p is None or like_to_regex(p).fullmatch(name) for p in matcher.patterns()), (spec, name)
+
+
+@pytest.mark.parametrize(
+    ("source", "heads"),
+    [
+        (r"^predictions|^val_pred_img", ["predictions", "val_pred_img"]),
+        (r"^sample|^labels", ["labels", "sample"]),
+        (r"^(?:ab|cd)x", ["abx", "cdx"]),
+        (r"^[ab]c", ["ac", "bc"]),
+        (r"\Adata_1?", ["data_"]),
+        (r"^(ab)+c", ["ab"]),
+        (r"^ab|^a", ["a", "ab"]),
+        (r"(?x) ^ a b", ["ab"]),  # verbose: the parser drops the spaces
+        (r"^a|b", None),  # one branch may match anywhere
+        (r"(?i)^ab", None),  # `^ab` also finds `AB`
+        (r"^(?i:a)b", None),
+        (r"(?m)^ab", None),  # `^` after any newline
+        (r"^[a-z]x", None),
+        (r"^|a", None),
+    ],
+)
+def test_regex_heads_of_known_expressions(source: str, heads: list[str] | None) -> None:
+    assert regex_heads(re.compile(source)) == heads
+
+
+def test_an_anchored_alternation_lists_every_branch(project: tuple, tmp_path: Path) -> None:
+    """`^predictions|^val_pred_img` took only its first branch to the server, and so listed only `predictions`."""
+    _, api = project
+    names = {
+        "media/images/predictions_1_a1a1a1.png": b"p",
+        "media/images/val_pred_img_1_b1b1b1.png": b"v",
+        "media/images/other_1_c1c1c1.png": b"o",
+        "sample.csv": b"s",
+        "labels.json": b"l",
+        "config.yaml": b"c",
+    }
+    for name, data in names.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    run = api.create_run(run_id="alternation", project="project-alternation")
+    run.upload_files(sorted(tmp_path / name for name in names), root=tmp_path, progress=False)
+    path = "admin/project-alternation"
+    series = wq.fetch_series(path, attributes=r"^predictions|^val_pred_img", api=api)
+    assert sorted(series.columns) == ["predictions", "val_pred_img"]
+    table = wq.fetch_runs_table(path, attributes=r"^sample|^labels", api=api)
+    assert sorted(table.columns) == ["labels.json", "sample.csv"]

@@ -29,6 +29,7 @@ from wandb_files.errors import (
     ManifestError,
     MirrorConflictError,
     NotFoundError,
+    NotGraphQLError,
     PermissionDeniedError,
     ServerError,
     TransportError,
@@ -46,6 +47,7 @@ _LAZY = {
     "Files": "wandb_files.files",
     "Run": "wandb_files.runs",
     "Runs": "wandb_files.runs",
+    "sync": "wandb_files.sync",
 }
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from wandb_files.bulk import download_files
     from wandb_files.files import File, Files
     from wandb_files.runs import Run, Runs
+    from wandb_files.sync import sync
     from wandb_files.transfer.plan import DryRunFile
 
 
@@ -89,6 +92,7 @@ __all__ = [
     "ManifestError",
     "MirrorConflictError",
     "NotFoundError",
+    "NotGraphQLError",
     "PermissionDeniedError",
     "Run",
     "Runs",
@@ -98,4 +102,5 @@ __all__ = [
     "WandbFilesError",
     "__version__",
     "download_files",
+    "sync",
 ]

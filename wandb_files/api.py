@@ -36,7 +36,7 @@ def _netrc_key(host: str) -> tuple[str, str] | None:
         return None
     try:
         entry = netrc.netrc(str(path)).authenticators(host)
-    except (netrc.NetrcParseError, OSError) as exc:
+    except (netrc.NetrcParseError, OSError, UnicodeDecodeError) as exc:  # as the wandb client: a warning, no key
         log.warning("ignoring %s: %s", path, exc)
         return None
     if entry and entry[2]:
@@ -83,7 +83,11 @@ def check_base_url(base_url: object) -> str:
     if not isinstance(base_url, str):
         raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
     text = base_url.strip()
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError:  # `http://[::1` (an unclosed IPv6 address), `http://host:99999`
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ConfigurationError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, got {base_url!r}")
     text = text.rstrip("/")

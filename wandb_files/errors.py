@@ -22,6 +22,26 @@ class MissingApiKeyError(ConfigurationError):
     """No API key was given or found (a `ConfigurationError`; the message lists where keys are looked for)."""
 
 
+class NotGraphQLError(ConfigurationError):
+    """The base URL answered with something that is not a GraphQL answer: a web page, plain text, a login page
+    reached by a redirect, JSON of another shape. The base URL most likely names something other than the
+    server's API (say its web page, ``http://host:port/web``); the message says which URL answered and what.
+
+    Attributes:
+        summary: What answered and how, without the advice (the CLI gives its own).
+        status_code: The HTTP status of the answer.
+        content_type: Its Content-Type header ("" when it had none).
+        url: The address that answered (after redirects), without its query.
+    """
+
+    def __init__(self, summary: str, *, status_code: int, content_type: str, url: str) -> None:
+        super().__init__(f"{summary}. Pass base_url= or set WANDB_BASE_URL.")
+        self.summary = summary
+        self.status_code = status_code
+        self.content_type = content_type
+        self.url = url
+
+
 class TransportError(WandbFilesError):
     """The server could not be reached, or the connection broke, after all retries."""
 
@@ -57,7 +77,7 @@ class BadRequestError(APIError):
 
 
 class ServerError(APIError):
-    """The server failed (HTTP 5xx, or an answer that is not GraphQL) after all retries."""
+    """The server failed (HTTP 5xx) after all retries."""
 
 
 class IntegrityError(WandbFilesError):

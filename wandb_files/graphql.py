@@ -25,6 +25,7 @@ from gql.transport.exceptions import (
     TransportServerError,
 )
 from gql.transport.requests import RequestsHTTPTransport
+from graphql import ExecutionResult
 from requests.adapters import HTTPAdapter
 from requests.auth import HTTPBasicAuth
 
@@ -35,6 +36,7 @@ from wandb_files.errors import (
     AuthenticationError,
     BadRequestError,
     NotFoundError,
+    NotGraphQLError,
     PermissionDeniedError,
     ServerError,
     TransportError,
@@ -151,19 +153,59 @@ HTTPResponse: typing.TypeAlias = "StreamedResponse | requests.Response"
 class _HTTPError(Exception):
     """Raised inside the transport for a non-2xx answer, carrying what the mapping needs."""
 
-    def __init__(self, status: int, errors: list[Any], retry_after: float | None, text: str) -> None:
+    def __init__(self, status: int, errors: list[Any], retry_after: float | None, detail: str) -> None:
         super().__init__(status)
         self.status = status
         self.errors = errors
         self.retry_after = retry_after
-        self.text = text
+        self.detail = detail
+
+
+class _NotGraphQL(Exception):
+    """Raised inside the transport for an answer that is not GraphQL's (a web page, plain text, other JSON)."""
+
+    def __init__(self, response: requests.Response, what: str) -> None:
+        super().__init__(what)
+        self.status = response.status_code
+        self.content_type = response.headers.get("Content-Type", "")
+        self.url = urlsplit(response.url)._replace(query="", fragment="").geturl()
+        self.redirected = bool(response.history)
+        self.what = what
+
+
+#: Statuses that say something about the request or the server whatever the body is: a refused key, a busy or
+#: failing server. Any other status without a GraphQL body means the URL is not a GraphQL endpoint.
+_STATUS_WITHOUT_BODY = RETRYABLE_STATUS | {401, 403}
+
+
+def _graphql_body(response: requests.Response) -> tuple[dict[str, Any] | None, str]:
+    """The answer as a GraphQL response object (``data`` and/or ``errors``), or None and what it is instead.
+
+    Whatever the content type says: a body that is a GraphQL response is one.
+    """
+    content_type = response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if not response.content:
+        return None, "an empty body"
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        if "html" in content_type:
+            return None, "a web page"
+        if "json" in content_type:
+            return None, "invalid JSON"
+        return None, f"a body of type {content_type}" if content_type else "a body without a content type"
+    data, errors = (body.get("data"), body.get("errors")) if isinstance(body, dict) else (None, None)
+    if not isinstance(errors, (list, type(None))) or not (isinstance(data, dict) or errors):
+        return None, "JSON of another shape"
+    return body, ""
 
 
 class _Transport(RequestsHTTPTransport):
     """gql's requests transport over a shared session, keeping the HTTP status of error answers.
 
     gql would make a session of its own and drop the status of JSON error bodies; we need one pooled session
-    for GraphQL and byte transfers, and the status to tell a bad key from a busy server.
+    for GraphQL and byte transfers, and the status to tell a bad key from a busy server. An answer that is not
+    GraphQL's is told apart from one that is (never shown: it may be a whole web page).
     """
 
     def __init__(self, *, shared_session: requests.Session, **kwargs: Any) -> None:
@@ -177,14 +219,19 @@ class _Transport(RequestsHTTPTransport):
         self.session = None  # the owner of the shared session closes it
 
     def _prepare_result(self, response: requests.Response) -> Any:
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-                errors = list(body.get("errors") or []) if isinstance(body, dict) else []
-            except ValueError:
-                errors = []
-            raise _HTTPError(response.status_code, errors, parse_retry_after(response.headers), response.text[:500])
-        return super()._prepare_result(response)
+        self.response_headers = response.headers
+        body, what = _graphql_body(response)
+        status = response.status_code
+        if status >= 400:
+            if body is None and status not in _STATUS_WITHOUT_BODY:
+                raise _NotGraphQL(response, what)
+            errors = list((body or {}).get("errors") or [])
+            json_detail = "json" in response.headers.get("Content-Type", "")
+            detail = response.text.strip()[:200] if body is not None or json_detail else response.reason
+            raise _HTTPError(status, errors, parse_retry_after(response.headers), " ".join(detail.split()))
+        if body is None:
+            raise _NotGraphQL(response, what)
+        return ExecutionResult(data=body.get("data"), errors=body.get("errors"), extensions=body.get("extensions"))
 
 
 def _mount_pool(session: requests.Session, pool_size: int) -> None:
@@ -405,7 +452,8 @@ class GraphQLClient:
         Raises:
             AuthenticationError: the key was missing or refused.
             PermissionDeniedError, NotFoundError, BadRequestError: the server refused the operation.
-            ServerError: the server kept failing, or did not answer with GraphQL.
+            ServerError: the server kept failing.
+            NotGraphQLError: the base URL answered with something that is not GraphQL (a web page, say).
             TransportError: the server could not be reached after all retries.
         """
         if retry_safe is None:
@@ -424,7 +472,7 @@ class GraphQLClient:
                 raise cls(self._describe(cls, _messages(errors)), errors=errors) from None
             except _HTTPError as exc:
                 cls = _error_class(exc.errors, exc.status)
-                message = _messages(exc.errors) if exc.errors else f"HTTP {exc.status}: {exc.text.strip()[:200]}"
+                message = _messages(exc.errors) if exc.errors else f"HTTP {exc.status}: {exc.detail}"
                 error = cls(self._describe(cls, message), status_code=exc.status, errors=exc.errors)
                 backoff.failed(error, exc.retry_after, retryable=retry_safe and exc.status in RETRYABLE_STATUS)
             except (TransportConnectionFailed, requests.RequestException) as exc:
@@ -438,8 +486,24 @@ class GraphQLClient:
                     retryable=retry_safe,
                     within=REFUSED_GRACE_SECONDS if unreachable else None,
                 )
+            except _NotGraphQL as exc:
+                raise self._not_graphql(exc) from None
             except (TransportServerError, TransportProtocolError) as exc:
-                raise ServerError(f"{self.base_url} did not answer with GraphQL: {exc}") from None
+                raise ServerError(
+                    f"{self.base_url} did not answer with GraphQL: {' '.join(str(exc).split())[:200]}"
+                ) from None
+
+    def _not_graphql(self, exc: _NotGraphQL) -> NotGraphQLError:
+        redirect = f" (after a redirect to {exc.url})" if exc.redirected else ""
+        parts = urlsplit(self.base_url)
+        hint = f" (such as {parts.scheme}://{parts.netloc})" if parts.path not in ("", "/") else ""
+        return NotGraphQLError(
+            f"{self.base_url}/graphql answered HTTP {exc.status} with {exc.what}{redirect}, not GraphQL: the base URL "
+            f"is likely wrong; it must be the server's API address{hint}, not a web page's",
+            status_code=exc.status,
+            content_type=exc.content_type,
+            url=exc.url,
+        )
 
     def _describe(self, cls: type[APIError], message: str) -> str:
         if cls is AuthenticationError:

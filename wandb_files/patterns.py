@@ -1,6 +1,9 @@
-"""Name patterns: the shell-style globs of the CLI as the SQL LIKE patterns the server filters with."""
+"""Name patterns: the shell-style globs of the CLI as the SQL LIKE patterns the server filters with, and LIKE
+patterns as regular expressions."""
 
 from __future__ import annotations
+
+import re
 
 
 def glob_to_like(glob: str) -> str:
@@ -23,3 +26,28 @@ def glob_to_like(glob: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def like_to_regex(pattern: str) -> re.Pattern[str]:
+    """The regular expression that matches a whole name exactly when the SQL LIKE `pattern` does.
+
+    ``%`` is any run of characters, ``_`` one character, a backslash makes the next character literal; the
+    comparison is case-sensitive, as the server's listings are. Use ``fullmatch``.
+
+        >>> like_to_regex("media/%\\\\_1.png").fullmatch("media/images/pred_1.png") is not None
+        True
+    """
+    out, escaped = [], False
+    for ch in pattern:
+        if escaped:
+            out.append(re.escape(ch))
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "%":
+            out.append(".*")
+        elif ch == "_":
+            out.append(".")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out), re.DOTALL)

@@ -16,14 +16,19 @@ W&B logs media as ``media/<kind>/<key>_<step>_<hash>.<ext>``: such a file is att
 ``<step>`` (see `wandb_files.bulk.attribute_and_step`). Any other file of a run is an attribute of its own,
 named by its path, with no step: `fetch_runs_table` lists those.
 
-Filters go to the server where they can: a list of attributes, or a regular expression that starts with a
-literal (``^predictions``), becomes a ``pattern`` of the listing, so a run's other files are never listed.
+Filters go to the server where they can: a list of attributes, or a regular expression whose every match starts
+with one of a few literals (``^predictions``, ``^predictions|^val_pred``), becomes a ``pattern`` of the listing
+(one listing a literal), so a run's other files are never listed. Where that is not provable, every file is
+listed and the expression is matched here (see `regex_heads`).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +47,6 @@ __all__ = ["download_files", "fetch_runs_table", "fetch_series"]
 _PAGE = 1000
 #: Up to this many attributes listed by name get a listing each; more are matched in one listing of all media.
 _MAX_PATTERNS = 4
-_REGEX_META = set(".^$*+?{}[]\\|()")
 
 
 def fetch_series(
@@ -184,38 +188,151 @@ class _Matcher:
             for terms in self.alternatives
         )
 
-    def _prefix(self) -> str | None:
-        """The literal text every match starts with, when the expression is one anchored term (``^pred``)."""
-        if self.alternatives is None or len(self.alternatives) != 1:
+    def _prefixes(self) -> list[str] | None:
+        """Texts one of which starts every name that matches, or None when no such texts are known."""
+        if self.alternatives is None:
             return None
-        anchored = [
-            regex.pattern for negated, regex in self.alternatives[0] if not negated and regex.pattern[:1] == "^"
-        ]
-        if not anchored:
-            return None
-        pattern = anchored[0]
-        prefix = []
-        for ch in pattern[1:]:
-            if ch in _REGEX_META:
-                break
-            prefix.append(ch)
-        # A quantifier right after the literal may apply to its last character (`^ab?`): drop that one.
-        rest = pattern[1 + len(prefix) :]
-        if rest[:1] in ("?", "*", "{") and prefix:
-            prefix.pop()
-        return "".join(prefix)
+        found: set[str] = set()
+        for terms in self.alternatives:
+            # A conjunction holds only names every term holds: any one term's heads will do; the fewest, longest.
+            options: list[list[str]] = [
+                texts for negated, regex in terms if not negated for texts in [regex_heads(regex)] if texts
+            ]
+            if not options:
+                return None
+            best = min(options, key=_listing_cost)
+            found.update(best)
+        # A head that another head starts already lists nothing more (`^ab|^a`: `a` is enough).
+        heads = sorted(head for head in found if not any(head.startswith(o) and head != o for o in found))
+        if len(heads) > _MAX_PATTERNS:
+            common = os.path.commonprefix(heads)  # noqa: RUF071 - a prefix of characters, not of path components
+            return [common] if common else None
+        return heads
 
     def patterns(self) -> list[str | None]:
         """LIKE patterns over whole file names that hold every match (None: list everything)."""
-        prefix = self._prefix()
-        return [_like_escape(prefix) + "%"] if prefix else [None]
+        heads = self._prefixes()
+        return [_like_escape(head) + "%" for head in heads] if heads else [None]
 
     def media_patterns(self) -> list[str | None]:
         """LIKE patterns over media file names (``media/<kind>/<key>_<step>_…``) that hold every match."""
         if self.names is not None and len(self.names) <= _MAX_PATTERNS:
             return [f"media/%/{_like_escape(name)}\\_%" for name in self.names]
-        prefix = self._prefix()
-        return [f"media/%/{_like_escape(prefix)}%" if prefix else "media/%"]
+        heads = self._prefixes()
+        return [f"media/%/{_like_escape(head)}%" for head in heads] if heads else ["media/%"]
+
+
+# --- what a regular expression says about the start of its matches ---------------------------------------------
+
+# Python's own parser of regular expressions: what `re.compile` itself compiles, so the derivation below reads the
+# expression exactly as matching does (flags, escapes, verbose mode, the parser's own rewriting of `^a|^b`). It is
+# internal (`re._parser` from 3.11, `sre_parse` before); anything it gives that the walk does not know ends the
+# walk, and a failure of the walk only means no pattern goes to the server.
+_sre: Any = importlib.import_module("re._parser" if sys.version_info >= (3, 11) else "sre_parse")
+#: Flags under which a literal in the parse does not stand for exactly itself, or `^` for the name's start only.
+_FLAGS_THAT_CHANGE_MATCHING = re.IGNORECASE | re.MULTILINE
+#: Most texts one part of an expression may stand for (`^(a|b)`: two) before the walk stops there.
+_MAX_HEADS = _MAX_PATTERNS
+#: Most steps one derivation may take (alternations compound: `^(a|b)(c|d)…`).
+_MAX_STEPS = 500
+
+
+def regex_heads(regex: re.Pattern[str]) -> list[str] | None:
+    """Texts one of which every name that `regex` finds (``regex.search(name)``) starts with, or None.
+
+    Only what the expression provably implies: it must be anchored at the start in every alternative, and the
+    texts are the literal characters that follow, through groups and alternations (``^(?:ab|cd)e`` gives
+    ``abe`` and ``cde``); the walk stops at the first part that may match other text. A case-insensitive or
+    multi-line expression gives None.
+
+    Args:
+        regex: A compiled pattern over names.
+
+    Returns:
+        The texts (none empty), sorted, at most a few; None when matches may start anywhere or with anything.
+    """
+    if regex.flags & _FLAGS_THAT_CHANGE_MATCHING:
+        return None
+    try:
+        parsed = _sre.parse(regex.pattern, regex.flags)
+        if parsed.state.flags & _FLAGS_THAT_CHANGE_MATCHING:
+            return None
+        heads = _anchored_heads(list(parsed), [_MAX_STEPS])
+    except (RecursionError, AttributeError, TypeError, ValueError, IndexError, re.error):
+        return None  # an expression or a parser version the walk does not follow: no pattern is safe
+    return sorted(heads) if heads and all(heads) else None
+
+
+def _anchored_heads(items: list[Any], steps: list[int]) -> set[str] | None:
+    """Heads of the matches of `items` when every way through them starts with `^` or ``\\A``, else None."""
+    steps[0] -= 1
+    if not items or steps[0] < 0:
+        return None
+    (op, av), rest = items[0], items[1:]
+    if op is _sre.AT and av in (_sre.AT_BEGINNING, _sre.AT_BEGINNING_STRING):
+        return _heads(rest, steps)
+    ways = _ways(op, av)
+    if ways is None:
+        return None
+    found: set[str] = set()
+    for way in ways:
+        heads = _anchored_heads(way + rest, steps)
+        if heads is None:
+            return None
+        found |= heads
+    return found
+
+
+def _heads(items: list[Any], steps: list[int]) -> set[str]:
+    """Texts one of which every match of `items` (a sequence of the parse) starts with: at least ``{""}``."""
+    literal: list[str] = []
+    for i, (op, av) in enumerate(items):
+        if op is _sre.LITERAL:
+            literal.append(chr(av))
+            continue
+        head = "".join(literal)
+        steps[0] -= 1
+        repeated = op in _REPEATS and av[0] >= 1
+        # A match of a repeat starts with one of the repeated part; what follows it cannot be known to come next.
+        ways = [list(av[2])] if repeated else _ways(op, av)
+        if ways is None or steps[0] < 0:
+            return {head}
+        # What follows the item extends its texts, unless that makes too many (`^(a|b)(c|d)(e|f)`).
+        tails = None if repeated else _union([way + items[i + 1 :] for way in ways], steps)
+        tails = tails or _union(ways, steps) or {""}
+        return {head + tail for tail in tails}
+    return {"".join(literal)}
+
+
+def _union(ways: list[list[Any]], steps: list[int]) -> set[str] | None:
+    """The heads of all `ways` together, or None when they are more than a listing per head is worth."""
+    found: set[str] = set()
+    for way in ways:
+        found |= _heads(way, steps)
+        if len(found) > _MAX_HEADS:
+            return None
+    return found
+
+
+def _ways(op: Any, av: Any) -> list[list[Any]] | None:
+    """The sequences one item of the parse stands for, one of which each match of it matches; None if unknown."""
+    if op is _sre.BRANCH:
+        return [list(branch) for branch in av[1]]
+    if op is _sre.IN and av and all(kind is _sre.LITERAL for kind, _ in av):  # a set of characters, not negated
+        return [[(_sre.LITERAL, ch)] for _, ch in av]
+    if op is _sre.SUBPATTERN and not av[1] & _FLAGS_THAT_CHANGE_MATCHING:
+        return [list(av[3])]
+    return None
+
+
+_REPEATS = tuple(
+    getattr(_sre, name) for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") if hasattr(_sre, name)
+)
+
+
+def _listing_cost(heads: list[str]) -> tuple[int, int]:
+    """Fewer listings first, then the longer shortest head (a narrower listing)."""
+    return len(heads), -min(len(head) for head in heads)
 
 
 def _term(argument: str, spec: str, term: str) -> tuple[bool, re.Pattern[str]]:

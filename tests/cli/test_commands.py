@@ -403,3 +403,35 @@ def test_help_pages_print_no_literal_backslash_b_and_keep_each_example_on_its_li
         "wandb-files sync my-entity/my-project mirror/ --delete --dry-run",
     ):
         assert f"\n    {line}\n" in pages["sync"], line
+
+
+# --- expected conditions are typed errors with their own exit codes, never "report it" (#21) -------------------
+
+
+@pytest.mark.parametrize("base_url", ["http://[::1", "http://127.0.0.1:99999", "http://127.0.0.1:port"])
+def test_a_base_url_python_cannot_parse_is_a_configuration_error(base_url: str) -> None:
+    """An unclosed IPv6 address was a usage error naming nothing; a port out of range was retried for 13 s."""
+    result = cli(
+        "ls", "admin/p/r", env={**os.environ, "WANDB_BASE_URL": base_url, "WANDB_API_KEY": "k" * 40}, check=False
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip() == (
+        f"error: the base URL {base_url!r} is not an http(s) URL. Pass --base-url or set WANDB_BASE_URL, "
+        "e.g. https://api.wandb.ai"
+    )
+    with pytest.raises(wandb_files.ConfigurationError, match="base_url must be an http"):
+        wandb_files.Api(api_key="k" * 40, base_url=base_url)
+
+
+def test_a_netrc_that_is_not_text_is_ignored_with_a_warning_naming_it(live_server: LiveServer, tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 in ~/.netrc were a usage error about a codec, naming neither the file nor a fix."""
+    netrc = tmp_path / "netrc"
+    netrc.write_bytes(b"\xff\xfe machine 127.0.0.1 login user password")
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}
+    result = cli(
+        "ls", "admin/p/r", env={**env, "WANDB_BASE_URL": live_server.base_url, "NETRC": str(netrc)}, check=False
+    )
+    assert result.returncode == 3, result.stderr
+    warning, error = result.stderr.strip().splitlines()
+    assert warning.startswith(f"ignoring {netrc}: ") and "codec" in warning
+    assert error.startswith(f"error: no API key for {live_server.base_url}")

@@ -1,6 +1,7 @@
-"""A tiny loopback HTTP server holding one file, for the ranged-download tests: it can ignore Range (as some
-servers and proxies do), honour it with If-Range, and swap the file's bytes after a number of requests (a
-remote that changes mid-download). It counts what it answers."""
+"""Tiny loopback HTTP servers. `StaticServer` holds one file, for the ranged-download tests: it can ignore Range
+(as some servers and proxies do), honour it with If-Range, and swap the file's bytes after a number of requests
+(a remote that changes mid-download); it counts what it answers. `AnswerServer` gives one fixed answer to every
+request (what a wrong base URL reaches)."""
 
 from __future__ import annotations
 
@@ -141,6 +142,69 @@ class StaticServer:
         self._thread.join(timeout=5)
 
     def __enter__(self) -> StaticServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AnswerServer:
+    """Answers every request (any method, any path) with one fixed answer: for pretending to be what a wrong base
+    URL reaches (a web page, a login redirect, a JSON API of another kind).
+
+    Args:
+        status: The HTTP status.
+        body: The body.
+        content_type: The Content-Type header; None for none.
+        redirect_to: If set, every path but this one answers 302 to it, and this one answers with the rest.
+
+    Attributes:
+        url: ``http://127.0.0.1:port``.
+        requests: ``(method, path)`` of every request, in order.
+    """
+
+    def __init__(
+        self, status: int, body: bytes, content_type: str | None = None, *, redirect_to: str | None = None
+    ) -> None:
+        self.requests: list[tuple[str, str]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                owner.requests.append((self.command, self.path))
+                if redirect_to is not None and self.path != redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(status)
+                if content_type is not None:
+                    self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = _answer
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> AnswerServer:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -77,6 +77,29 @@ def test_both_engines_download_byte_exact_and_skip_what_is_there(engine: str, fo
     assert len(again) == len(contents) and {n: (tmp_path / n).stat().st_mtime_ns for n in contents} == mtimes
 
 
+def test_both_engines_fail_each_file_when_its_folder_cannot_be_made(engine: str, forty: tuple) -> None:
+    """A folder no one may create (under /proc): every file fails with the OSError, promptly. The curl engine's
+    loop died on it (an unbound name in its error path), and the download then waited forever."""
+    run, contents = forty
+    root = Path("/proc/wandb-files-cannot-be-made")
+    outcome: list[BaseException] = []
+
+    def download() -> None:
+        try:
+            run.files(per_page=50).download(root, progress=False)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    worker = threading.Thread(target=download, daemon=True)  # a daemon: a hang fails the test, not the suite
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "the download hung"
+    with pytest.raises(DownloadError) as caught:
+        raise outcome[0]
+    assert len(caught.value.failures) == len(contents)
+    assert all(isinstance(error, OSError) for _, error in caught.value.failures), caught.value.failures[:3]
+
+
 def test_both_engines_raise_the_same_errors(
     engine: str, api: wandb_files.Api, live_server: LiveServer, tmp_path: Path, unique: str
 ) -> None:

@@ -44,7 +44,8 @@ Exit status:
   2  usage error or bad input, including local files that differ when
      neither --replace nor --skip-existing is given
   3  authentication or configuration: no API key, the key was refused or
-     may not access the entity, a base URL that is not http(s)
+     may not access the entity, a base URL that is not http(s) or does
+     not answer with GraphQL
   4  busy: another sync into the same DEST is running; run again when it ends
   130  interrupted (Ctrl-C or SIGTERM); run the same command again to resume"""
 
@@ -168,6 +169,8 @@ def error_line(exc: BaseException, settings: Settings | None, command: str | Non
         )
     if isinstance(exc, errors.PermissionDeniedError):
         return EXIT_AUTH, f"{message}. The key from {key_source} may not access that; use a key of its owner"
+    if isinstance(exc, errors.NotGraphQLError):
+        return EXIT_AUTH, f"{exc.summary}. Pass --base-url or set WANDB_BASE_URL"
     if isinstance(exc, errors.ConfigurationError):
         return EXIT_AUTH, f"{message}. Pass --api-key / --base-url or set WANDB_API_KEY / WANDB_BASE_URL"
     if isinstance(exc, errors.NotFoundError):

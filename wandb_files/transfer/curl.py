@@ -279,10 +279,11 @@ class CurlPool:
         except FileExistsError:  # a temp file to resume, or one another process holds: the Python path
             self._hand_over(job, future)
             return False
-        except Exception:  # noqa: BLE001 - the job's own failure, as download() would raise it
-            if part.is_symlink():
-                exc = ValueError(f"refusing to write through the symbolic link {str(part)!r}")
-            future.set_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - the job's own failure, as download() would raise it
+            link = part.is_symlink()
+            future.set_exception(
+                ValueError(f"refusing to write through the symbolic link {str(part)!r}") if link else exc
+            )
             return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a process that opened it meanwhile waits for us

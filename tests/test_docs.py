@@ -1,0 +1,160 @@
+"""Every ```python block of the README and of docs/*.md runs against a live server, as a reader would run them: in
+order, one namespace per document (a later block uses the `api` and `run` of an earlier one), in a working folder
+of its own, with WANDB_BASE_URL and WANDB_API_KEY set. A block of ``>>>`` lines is a doctest: its output is
+compared (``...`` matches anything).
+
+Sybil finds the blocks. Before a block, ``<!-- skip: next "why" -->`` skips it (keep those rare, and say why);
+``<!-- invisible-code-block: python -->`` runs code the page does not show. A new Markdown file under docs/ is
+collected with no change here; what its examples name must exist in `_seed` (or in a block of its own).
+"""
+
+from __future__ import annotations
+
+import doctest
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sybil import Document, Example, Sybil
+from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
+
+import wandb_files
+from tests.support import ADMIN_KEY, LiveServer, start_server, stop_server
+
+ROOT = Path(__file__).parent.parent
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+SYBIL = Sybil(
+    parsers=[SkipParser(), PythonCodeBlockParser(doctest_optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)]
+)
+
+
+class _Reader:
+    """One document's examples, run in order once each: asking for the fifth runs the four before it first, so a
+    single example can be run on its own (``-k 'README.md:271'``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.document: Document = SYBIL.parse(path)
+        self.examples: list[Example] = list(self.document.examples())
+        self.done = 0
+
+    def run_through(self, index: int) -> None:
+        while self.done <= index:
+            example = self.examples[self.done]
+            self.done += 1
+            example.evaluate()  # raises for a failed example, SkipTest for a skipped one
+
+
+READERS = {path: _Reader(path) for path in DOCUMENTS}
+CASES = [
+    pytest.param(path, i, id=f"{path.relative_to(ROOT)}:{example.line}")
+    for path, reader in READERS.items()
+    for i, example in enumerate(reader.examples)
+]
+
+
+def _give_entities(server: LiveServer, *names: str) -> None:
+    """More entities for the admin, as a W&B user has teams: the examples name `entity` and `team-alpha`."""
+    from sqlalchemy import select
+
+    from wandb_files.server.config import ServerConfig
+    from wandb_files.server.db.database import create_db_engine, make_session_factory, write_transaction
+    from wandb_files.server.db.models import Entity, User
+
+    engine = create_db_engine(ServerConfig(data_dir=server.data_dir, database_url=server.database_url).database)
+    try:
+        with make_session_factory(engine)() as session, write_transaction(session):
+            admin = session.scalars(select(User).where(User.name == "admin")).one()
+            session.add_all(Entity(name=name, owner_id=admin.id) for name in names)
+    finally:
+        engine.dispose()
+
+
+def _upload(api: wandb_files.Api, path: str, files: dict[str, bytes], source: Path) -> None:
+    entity, project, run_id = path.split("/")
+    run = api.create_run(run_id=run_id, project=project, entity=entity)
+    for name, data in files.items():
+        (source / path / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / path / name).write_bytes(data)
+    run.upload_files([source / path / name for name in files], root=source / path, progress=False)
+
+
+def _seed(server: LiveServer, source: Path, work: Path) -> None:
+    """The runs, files and local files the examples name."""
+    import pandas
+
+    _give_entities(server, "entity", "team-alpha")
+    api = wandb_files.Api(api_key=server.api_key, base_url=server.base_url)
+    metrics = pandas.DataFrame({"step": [1, 2], "loss": [0.5, 0.25]})
+    (source / "eval.parquet").parent.mkdir(parents=True, exist_ok=True)
+    metrics.to_parquet(source / "eval.parquet")
+    _upload(
+        api,
+        "entity/project/run_id",
+        {
+            "media/images/predictions_12_ab12cd.png": b"png 12",
+            "media/images/pred_1_0a1b2c.png": b"png 1",
+            "tables/metrics.csv": metrics.to_csv(index=False).encode(),
+            "tables/eval.parquet": (source / "eval.parquet").read_bytes(),
+            "model.ckpt": os.urandom(4096),
+            "config.yaml": b"lr: 0.1\n",
+            "checkpoints/epoch-1.ckpt": b"weights",
+        },
+        source,
+    )
+    _upload(
+        api,
+        "admin/demo/abc123",
+        {"config.yaml": b"x" * 1300, "output.log": b"log\n", "wandb-summary.json": b"{" + b"1" * 258 + b"}"},
+        source,
+    )
+    for run_id in ("kittiwake-i2ufv", "kittiwake-h7jk2"):
+        files = {f"media/images/predictions_{step}_{step}a{step}b{step}c.png": b"p" for step in (1, 2, 3, 4)}
+        files.update({"sample.csv": b"a,b\n", "labels.json": b"{}", "config.yaml": b"lr: 1\n"})
+        _upload(api, f"team-alpha/project-x/{run_id}", files, source)
+    api.close()
+    for name, data in {
+        "outputs/model.ckpt": b"m" * 1000,
+        "a.ckpt": b"a",
+        "logs/b.txt": b"b",
+        "results/scores.json": b"{}",
+    }.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_bytes(data)
+
+
+@pytest.fixture(scope="module")
+def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Path]]:
+    """A server of its own (the examples' entities are the admin's), seeded, and the readers' working folder."""
+    server = start_server(tmp_path_factory.mktemp("docs-server") / "data", ADMIN_KEY)
+    work = tmp_path_factory.mktemp("docs-work")
+    try:
+        _seed(server, tmp_path_factory.mktemp("docs-seed"), work)
+        yield server, work
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.parametrize(("path", "index"), CASES)
+def test_markdown_examples_run(
+    path: Path, index: int, docs_server: tuple[LiveServer, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, work = docs_server
+    monkeypatch.setenv("WANDB_BASE_URL", server.base_url)
+    monkeypatch.setenv("WANDB_API_KEY", server.api_key)
+    monkeypatch.chdir(work)
+    READERS[path].run_through(index)
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=[str(p.relative_to(ROOT)) for p in DOCUMENTS])
+def test_every_python_block_is_collected(path: Path) -> None:
+    """A block Sybil would not see (a typo in its fence, say) would silently go untested."""
+    text = path.read_text(encoding="utf-8")
+    starts = sorted(example.region.start for example in READERS[path].examples)
+    offset = text.find("```python\n")
+    while offset != -1:
+        end = text.find("\n```", offset + 1)
+        assert any(offset <= start < end for start in starts), f"{path.name}: the block at offset {offset} is not run"
+        offset = text.find("```python\n", end)
+    if path.name == "README.md":
+        assert text.count("```python\n") >= 7

@@ -19,9 +19,9 @@ from collections import Counter
 from pathlib import Path
 
 import wandb_files
-import wandb_files.sync
+import wandb_files.mirror
+from wandb_files.mirror import sync
 from wandb_files.paginator import BATCH_SIZE
-from wandb_files.sync import sync
 from wandb_files.testing import BackgroundServer, FaultProxy
 
 
@@ -30,9 +30,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--size", type=int, default=2000)
-    parser.add_argument("--per-page", type=int, default=wandb_files.sync._LISTING_PAGE)
+    parser.add_argument("--per-page", type=int, default=wandb_files.mirror._LISTING_PAGE)
     args = parser.parse_args()
-    wandb_files.sync._LISTING_PAGE = args.per_page
+    wandb_files.mirror._LISTING_PAGE = args.per_page
 
     with tempfile.TemporaryDirectory() as tmp, BackgroundServer(Path(tmp) / "data") as server:
         api = wandb_files.Api(api_key=server.api_key, base_url=server.base_url)

@@ -122,15 +122,7 @@ for info in pkgutil.walk_packages(wandb_files.__path__, "wandb_files."):
     "imports",
     [
         pytest.param("import wandb_files.cli.sync", id="after the CLI's sync command"),
-        pytest.param(
-            _EVERY_CLIENT_MODULE,
-            id="after every module of the client",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="#21: importing the module wandb_files/sync.py sets the package's `sync` to that module; "
-                "renaming the module (wandb_files/mirror.py) fixes it, then this mark goes",
-            ),
-        ),
+        pytest.param(_EVERY_CLIENT_MODULE, id="after every module of the client"),
     ],
 )
 def test_wandb_files_sync_is_the_function_whatever_was_imported_before(imports: str) -> None:

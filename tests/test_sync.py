@@ -20,10 +20,10 @@ from graphql import FieldNode, parse, visit
 from graphql.language import Visitor
 
 import wandb_files
-import wandb_files.sync as sync_module
+import wandb_files.mirror as sync_module
 from tests.support import GraphQLRecorder, LiveServer, cli, write_files
 from wandb_files.errors import DestinationBusyError, ManifestError, MirrorConflictError
-from wandb_files.sync import STATE_DIR, sync
+from wandb_files.mirror import STATE_DIR, sync
 from wandb_files.testing import FaultProxy
 from wandb_files.transfer.paths import part_path
 
@@ -195,7 +195,7 @@ SYNC_CHILD = textwrap.dedent(
     """
     import os, signal, sys
     import wandb_files
-    from wandb_files.sync import sync
+    from wandb_files.mirror import sync
     from wandb_files.transfer import downloads
 
     base_url, key, source, dest = sys.argv[1:5]
@@ -460,6 +460,26 @@ def test_a_corrupted_manifest_is_rebuilt_with_one_line_saying_so(
     assert (manifest.parent / "manifest.db.broken").read_bytes() == bad  # kept, never deleted
     no_hashing.clear()
     assert sync(one_file_run, dest, api=api, progress=False).unchanged == 1 and no_hashing == []  # healthy again
+
+
+def test_a_manifest_that_cannot_be_written_is_a_typed_error_naming_it(tmp_path: Path) -> None:
+    """A full disk was "unexpected OperationalError: database or disk is full ... report it" in the CLI."""
+    from wandb_files.mirror import _Manifest
+
+    path = tmp_path / "manifest.db"
+    row = ("run", "", "e/p/run", "md5", 1, "2026-01-01T00:00:00", 1, 1)
+    with (
+        pytest.raises(ManifestError, match=r"cannot write the manifest .*database or disk is full\. The files"),
+        _Manifest(path, read_only=False) as manifest,
+    ):
+        db = manifest._db
+        assert db is not None
+        # SQLite's own page budget: the very SQLITE_FULL a full disk gives, without filling one.
+        db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+        for i in range(10_000):
+            manifest._write(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*row[:1], f"{i}" * 50, *row[2:])
+            )
 
 
 def _sqlite_file(path: Path, statement: str) -> None:

@@ -47,15 +47,15 @@ _LAZY = {
     "Files": "wandb_files.files",
     "Run": "wandb_files.runs",
     "Runs": "wandb_files.runs",
-    "sync": "wandb_files.sync",
+    "sync": "wandb_files.mirror",
 }
 
 if TYPE_CHECKING:
     from wandb_files.api import Api
     from wandb_files.bulk import download_files
     from wandb_files.files import File, Files
+    from wandb_files.mirror import sync
     from wandb_files.runs import Run, Runs
-    from wandb_files.sync import sync
     from wandb_files.transfer.plan import DryRunFile
 
 

@@ -144,8 +144,8 @@ class MirrorConflictError(WandbFilesError, ValueError):
 
 class ManifestError(WandbFilesError):
     """The mirror's manifest (``DEST/.wandb-files/manifest.db``) or its folder is in a state `sync` will not touch:
-    a folder or a symbolic link in its place, or a file it cannot open. Nothing was changed; the message names
-    the path and what to do.
+    a folder or a symbolic link in its place, or a file it cannot open or write (a full disk). Nothing the user
+    owns was changed; the message names the path and what to do.
 
     Attributes:
         path: The manifest's path (or its folder's).

@@ -54,7 +54,7 @@ def sync_command(
 ) -> None:
     """Mirror the files of SOURCE (a run path, or entity/project for all its runs) into DEST/<run_id>/."""
     from wandb_files.errors import Interrupted
-    from wandb_files.sync import sync
+    from wandb_files.mirror import sync
 
     try:
         with sigterm_as_interrupt():

@@ -19,10 +19,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import sqlite3
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +40,7 @@ from wandb_files.errors import (
 )
 from wandb_files.files import File, Files
 from wandb_files.paginator import MAX_PER_PAGE, batches
+from wandb_files.patterns import like_to_regex
 from wandb_files.transfer import Destination, DownloadJob, download_many, file_md5, md5_matches
 from wandb_files.transfer.paths import name_problem, part_path
 
@@ -313,7 +314,7 @@ class _RunSync:
         self.result = result
         self.delete = delete
         self.pattern = pattern
-        self.wanted = _like_regex(pattern) if pattern else None
+        self.wanted = like_to_regex(pattern) if pattern else None
         #: Every name the server lists for the run (under the pattern); set before `plan`.
         self.remote: set[str] = set()
         self._remote_folders: set[str] | None = None
@@ -513,24 +514,6 @@ def _download_jobs(
     return jobs
 
 
-def _like_regex(pattern: str) -> re.Pattern[str]:
-    """A LIKE pattern (``%``, ``_``, backslash escapes) as a regular expression over whole names."""
-    out, escaped = [], False
-    for ch in pattern:
-        if escaped:
-            out.append(re.escape(ch))
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == "%":
-            out.append(".*")
-        elif ch == "_":
-            out.append(".")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
-
-
 def _fetch(
     api: Api,
     jobs: list[tuple[DownloadJob, File]],
@@ -701,7 +684,7 @@ class _Manifest:
     def record(self, run_id: str, file: File, path: Path, local: os.stat_result) -> None:
         if self._db is None or self.read_only:
             return
-        self._db.execute(
+        self._write(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
@@ -717,12 +700,30 @@ class _Manifest:
 
     def forget(self, run_id: str, name: str) -> None:
         if self._db is not None and not self.read_only:
-            self._db.execute("DELETE FROM files WHERE run_id = ? AND name = ?", (run_id, name))
+            self._write("DELETE FROM files WHERE run_id = ? AND name = ?", (run_id, name))
 
     def forget_run(self, run_id: str) -> None:
         if self._db is not None and not self.read_only:
-            self._db.execute("DELETE FROM files WHERE run_id = ?", (run_id,))
+            self._write("DELETE FROM files WHERE run_id = ?", (run_id,))
 
     def commit(self) -> None:
         if self._db is not None and not self.read_only:
-            self._db.commit()
+            with self._writing():
+                self._db.commit()
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+        assert self._db is not None
+        with self._writing():
+            self._db.execute(sql, params)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """SQLite's write failures (a full disk, a read-only file system) as the manifest's typed error."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise ManifestError(
+                self.path,
+                f"cannot write the manifest {str(self.path)!r}: {exc}. The files synced so far are kept; "
+                "make room (or make the folder writable) and run the same sync again",
+            ) from exc

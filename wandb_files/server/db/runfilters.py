@@ -328,20 +328,34 @@ def _parse_time(value: str, path: str) -> datetime:
 # --- compiling to SQL ------------------------------------------------------------------------------
 
 
-def compile_filter(node: Node | None, dialect: str) -> ColumnElement[bool]:
+@dataclass(frozen=True)
+class _Target:
+    dialect: str
+    project_id: int | None
+
+
+def compile_filter(node: Node | None, dialect: str, *, project_id: int | None = None) -> ColumnElement[bool]:
     """The WHERE clause over `runs` (correlated with `Run`) selecting what `node` selects.
 
     Args:
         node: A parsed filter (`parse_filters`), or None for every run.
         dialect: The database's dialect name ("sqlite" or "postgresql"), for `$regex`.
+        project_id: When given, conditions on config, summary and tags are written as `runs.id IN (the
+            project's runs with such a value)`: one index range scan each, the faster way to count a whole
+            selection. Without it they are correlated EXISTS probes, the faster way to fill a page that stops
+            after its first runs.
 
     Returns:
         A boolean SQL expression that is never NULL.
     """
+    return _compile(node, _Target(dialect, project_id))
+
+
+def _compile(node: Node | None, to: _Target) -> ColumnElement[bool]:
     if node is None:
         return true()
     if isinstance(node, Logic):
-        parts = [compile_filter(item, dialect) for item in node.items]
+        parts = [_compile(item, to) for item in node.items]
         if not parts:  # only {} nested in a list: every run
             return true()
         if node.op == "$and":
@@ -350,10 +364,10 @@ def compile_filter(node: Node | None, dialect: str) -> ColumnElement[bool]:
         return either if node.op == "$or" else not_(either)
     field = node.field
     if isinstance(field, ValueField):
-        return _value_cond(field.key, node.op, node.operand, dialect)
+        return _value_cond(field.key, node.op, node.operand, to)
     if isinstance(field, TagsField):
-        return _tags_cond(node.op, node.operand, dialect)
-    return _column_cond(field, node.op, node.operand, dialect)
+        return _tags_cond(node.op, node.operand, to)
+    return _column_cond(field, node.op, node.operand, to)
 
 
 def _regexp(column: Any, translated: tuple[str, str], dialect: str) -> ColumnElement[bool]:
@@ -364,8 +378,10 @@ def _regexp(column: Any, translated: tuple[str, str], dialect: str) -> ColumnEle
     return func.wf_regexp(literal(python_pattern), column) == 1
 
 
-def _has_value(key: str, *conds: Any) -> ColumnElement[bool]:
+def _has_value(to: _Target, key: str, *conds: Any) -> ColumnElement[bool]:
     v = aliased(RunValue)
+    if to.project_id is not None:
+        return Run.id.in_(select(v.run_id).where(v.project_id == to.project_id, v.key == key, *(c(v) for c in conds)))
     return select(literal(1)).where(v.run_id == Run.id, v.key == key, *(c(v) for c in conds)).exists()
 
 
@@ -402,41 +418,41 @@ def _as_float(value: int | float) -> float:
         return math.inf if value > 0 else -math.inf
 
 
-def _value_cond(key: str, op: str, operand: Any, dialect: str) -> ColumnElement[bool]:
+def _value_cond(key: str, op: str, operand: Any, to: _Target) -> ColumnElement[bool]:
     if op == "$exists":
-        present = _has_value(key)
+        present = _has_value(to, key)
         return present if operand else not_(present)
     if op == "$regex":
-        return _has_value(key, lambda v: v.rank == RANK_STRING, lambda v: _regexp(v.txt, operand, dialect))
+        return _has_value(to, key, lambda v: v.rank == RANK_STRING, lambda v: _regexp(v.txt, operand, to.dialect))
     if op == "$ne":
-        return not_(_value_cond(key, "$eq", operand, dialect))
+        return not_(_value_cond(key, "$eq", operand, to))
     if op == "$nin":
-        return not_(_value_cond(key, "$in", operand, dialect))
+        return not_(_value_cond(key, "$in", operand, to))
     if op == "$in":
         values = [x for x in operand if x is not None]
-        parts = [_value_cond(key, "$eq", None, dialect)] if len(values) < len(operand) else []
+        parts = [_value_cond(key, "$eq", None, to)] if len(values) < len(operand) else []
         matchers = [_scalar_match("$eq", x) for x in values]
         if matchers:
-            parts.append(_has_value(key, lambda v: or_(*(m(v) for m in matchers if m is not None))))
+            parts.append(_has_value(to, key, lambda v: or_(*(m(v) for m in matchers if m is not None))))
         return or_(false(), *parts)
     if operand is None:
         if op in ("$eq", "$gte", "$lte"):  # null or missing
-            return not_(_has_value(key, lambda v: v.rank != RANK_NULL))
+            return not_(_has_value(to, key, lambda v: v.rank != RANK_NULL))
         return false()
     matcher = _scalar_match(op, operand)
-    return false() if matcher is None else _has_value(key, matcher)
+    return false() if matcher is None else _has_value(to, key, matcher)
 
 
-def _tags_cond(op: str, operand: Any, dialect: str) -> ColumnElement[bool]:
+def _tags_cond(op: str, operand: Any, to: _Target) -> ColumnElement[bool]:
     if op == "$exists":
         return true() if operand else false()
     if op == "$regex":
-        return _has_value(TAGS_KEY, lambda v: _regexp(v.txt, operand, dialect))
+        return _has_value(to, TAGS_KEY, lambda v: _regexp(v.txt, operand, to.dialect))
     if op in ("$eq", "$ne"):
-        contains = _has_value(TAGS_KEY, lambda v: v.txt == operand[:MAX_TEXT])
+        contains = _has_value(to, TAGS_KEY, lambda v: v.txt == operand[:MAX_TEXT])
     else:  # $in, $nin
         wanted = sorted({tag[:MAX_TEXT] for tag in operand})
-        contains = _has_value(TAGS_KEY, lambda v: v.txt.in_(wanted)) if wanted else false()
+        contains = _has_value(to, TAGS_KEY, lambda v: v.txt.in_(wanted)) if wanted else false()
     return contains if op in ("$eq", "$in") else not_(contains)
 
 
@@ -446,18 +462,18 @@ def _column(field: ColumnField) -> Any:
     return getattr(Run, field.name)
 
 
-def _column_cond(field: ColumnField, op: str, operand: Any, dialect: str) -> ColumnElement[bool]:
+def _column_cond(field: ColumnField, op: str, operand: Any, to: _Target) -> ColumnElement[bool]:
     column = _column(field)
     present: ColumnElement[bool] = column.is_not(None)
     absent: ColumnElement[bool] = column.is_(None)
     if op == "$exists":
         return present if operand else absent
     if op == "$regex":
-        return and_(present, _regexp(column, operand, dialect))
+        return and_(present, _regexp(column, operand, to.dialect))
     if op == "$ne":
-        return not_(_column_cond(field, "$eq", operand, dialect))
+        return not_(_column_cond(field, "$eq", operand, to))
     if op == "$nin":
-        return not_(_column_cond(field, "$in", operand, dialect))
+        return not_(_column_cond(field, "$in", operand, to))
     if op == "$in":
         values = [x for x in operand if x is not None]
         parts = [absent] if len(values) < len(operand) else []
@@ -563,7 +579,7 @@ class Selection:
 
     @property
     def where(self) -> ColumnElement[bool]:
-        """The filter as SQL."""
+        """The filter as SQL, for pages (see `compile_filter`)."""
         return compile_filter(self.node, self.dialect)
 
 
@@ -576,17 +592,18 @@ def selection(filters: str | None, order: str | None, dialect: str) -> Selection
     return Selection(parse_filters(filters), parse_order(order), dialect)
 
 
-def count_runs(session: Session, project_id: int, where: ColumnElement[bool]) -> int:
-    """The number of runs of a project the filter clause selects.
+def count_runs(session: Session, project_id: int, sel: Selection) -> int:
+    """The number of runs of a project the selection's filter selects.
 
     Args:
         session: An open session.
         project_id: The project's row id.
-        where: A clause from `compile_filter`.
+        sel: The selection (its order does not matter).
 
     Returns:
         The count.
     """
+    where = compile_filter(sel.node, sel.dialect, project_id=project_id)
     stmt = select(func.count()).select_from(Run).where(Run.project_id == project_id, where)
     return session.scalar(stmt) or 0
 

@@ -73,7 +73,7 @@ def _selection(info: Info, filters: str | None, order: str | None = None) -> run
 def resolve_run_count(project: Project, info: Info, filters: str | None = None) -> int:
     """The number of runs in the project that `filters` selects (counted in the database)."""
     sel = _selection(info, filters)
-    return runfilters.count_runs(ctx_of(info).session, project.id, sel.where)
+    return runfilters.count_runs(ctx_of(info).session, project.id, sel)
 
 
 @project_type.field("run")

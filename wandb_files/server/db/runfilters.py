@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true, tuple_
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, lazyload
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from . import runregex
@@ -636,12 +636,21 @@ def runs_page(
     if after is not None:
         phases = phases[phases.index(after[0]) :]
     where = sel.where
+    if sel.dialect == "postgresql":
+        # Inside a function call PostgreSQL keeps the EXISTS tests as per-row subplans instead of pulling them up
+        # into semi-joins: a page walks the order's index and stops early either way, but planning every join
+        # order of a filter's conditions took several times longer than running the query. (The clause is never
+        # NULL, so coalesce changes nothing else.)
+        where = func.coalesce(where, false())
     found: list[tuple[Run, list[Any]]] = []
     for phase in phases:
         if len(found) >= limit:
             break
         resume = after if after is not None and after[0] == phase else None
         stmt = _phase_query(project_id, order, phase, resume, where).limit(limit - len(found))
+        # The project (with its entity) and the user are the same for most runs of a page: loaded once through
+        # the identity map instead of joined into the query (three fewer relations for the planner).
+        stmt = stmt.options(lazyload(Run.project), lazyload(Run.user))
         for row in session.execute(stmt):
             run = row[0]
             found.append((run, [phase, *(_jsonable(x) for x in row[1:])]))

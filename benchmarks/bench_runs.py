@@ -60,7 +60,10 @@ query Count($project: String!, $entity: String!, $filters: JSONString) {
   project(name: $project, entityName: $entity) { runCount(filters: $filters) } }
 """
 # What wandb.Api().runs() sends: the count and the first page in one request.
-BOTH = PAGE.replace("project(name: $project, entityName: $entity) {", "project(name: $project, entityName: $entity) {\n runCount(filters: $filters)")
+BOTH = PAGE.replace(
+    "project(name: $project, entityName: $entity) {",
+    "project(name: $project, entityName: $entity) {\n runCount(filters: $filters)",
+)
 
 
 def run_data(i: int) -> dict[str, Any]:
@@ -133,9 +136,7 @@ def seed(database: str | Path, start: int, stop: int, api_key: str) -> None:
     with engine.begin() as conn:
         for lo in range(start, stop, chunk):
             batch = list(_rows(lo, min(stop, lo + chunk), project_id, user_id))
-            values = [
-                (run["id"], r.key, r.txt, project_id, r.rank, r.num) for run, rows in batch for r in rows
-            ]
+            values = [(run["id"], r.key, r.txt, project_id, r.rank, r.num) for run, rows in batch for r in rows]
             if postgres:
                 cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
                 with cursor.copy(f"COPY runs ({quoted_run_columns}) FROM STDIN") as copy:

@@ -9,13 +9,11 @@ import random
 import re
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
 
 from tests.support import Client
 
@@ -246,7 +244,9 @@ class Pool:
         variables |= {"order": order, "perPage": per_page, "cursor": cursor}
         return self.admin.gql(RUNS, variables)["project"]
 
-    def error(self, doc: dict[str, Any] | str | None, order: str | None = None, cursor: str | None = None) -> dict[str, Any]:
+    def error(
+        self, doc: dict[str, Any] | str | None, order: str | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
         filters = doc if isinstance(doc, str) or doc is None else json.dumps(doc)
         variables = {"project": self.project, "filters": filters, "order": order, "cursor": cursor}
         return self.admin.gql_error(RUNS, variables)
@@ -341,7 +341,9 @@ ALL_KEYS = [*VALUE_KEYS, *COLUMN_KEYS, "tags"]
 _leaf = st.sampled_from(ALL_KEYS).flatmap(lambda k: _cond(k).map(lambda c: {k: c}))
 _doc = st.recursive(
     st.lists(_leaf, min_size=1, max_size=3).map(lambda ds: {k: v for d in ds for k, v in d.items()}),
-    lambda inner: st.builds(lambda op, ds: {op: ds}, st.sampled_from(["$and", "$or", "$nor"]), st.lists(inner, min_size=1, max_size=3)),
+    lambda inner: st.builds(
+        lambda op, ds: {op: ds}, st.sampled_from(["$and", "$or", "$nor"]), st.lists(inner, min_size=1, max_size=3)
+    ),
     max_leaves=6,
 )
 ORDERS = [
@@ -363,7 +365,9 @@ ORDERS = [
 ]
 
 
-@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(doc=_doc, order=st.sampled_from(ORDERS))
 def test_generated_filters_answer_as_the_reference(pool: Pool, doc: dict[str, Any], order: str | None) -> None:
     expected = select_runs(pool.runs, doc, order)
@@ -496,7 +500,9 @@ def test_bad_filters_are_bad_user_input_naming_the_path(pool: Pool, filters: Any
     assert error["extensions"]["code"] == "BAD_USER_INPUT", error
     assert path in error["message"] and words in error["message"], error["message"]
     # runCount alone refuses it too (the wandb client asks both in one query).
-    count_only = 'query($project: String!, $filters: JSONString) { project(name: $project) { runCount(filters: $filters) } }'
+    count_only = (
+        "query($project: String!, $filters: JSONString) { project(name: $project) { runCount(filters: $filters) } }"
+    )
     text = filters if isinstance(filters, str) else json.dumps(filters)
     error = pool.admin.gql_error(count_only, {"project": pool.project, "filters": text})
     assert error["extensions"]["code"] == "BAD_USER_INPUT" and path in error["message"]

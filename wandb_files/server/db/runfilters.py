@@ -19,7 +19,22 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    except_,
+    false,
+    func,
+    intersect,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    tuple_,
+    union,
+)
 from sqlalchemy.orm import Session, aliased, lazyload
 from sqlalchemy.sql.elements import KeyedColumnElement
 
@@ -331,24 +346,21 @@ def _parse_time(value: str, path: str) -> datetime:
 @dataclass(frozen=True)
 class _Target:
     dialect: str
-    project_id: int | None
 
 
-def compile_filter(node: Node | None, dialect: str, *, project_id: int | None = None) -> ColumnElement[bool]:
+def compile_filter(node: Node | None, dialect: str) -> ColumnElement[bool]:
     """The WHERE clause over `runs` (correlated with `Run`) selecting what `node` selects.
 
     Args:
         node: A parsed filter (`parse_filters`), or None for every run.
         dialect: The database's dialect name ("sqlite" or "postgresql"), for `$regex`.
-        project_id: When given, conditions on config, summary and tags are written as `runs.id IN (the
-            project's runs with such a value)`: one index range scan each, the faster way to count a whole
-            selection. Without it they are correlated EXISTS probes, the faster way to fill a page that stops
-            after its first runs.
 
     Returns:
-        A boolean SQL expression that is never NULL.
+        A boolean SQL expression that is never NULL. Conditions on config, summary and tags are correlated EXISTS
+    probes of run_values' primary key: the fast way to fill a page that stops after its first runs (`run_ids`
+    is the fast way to count a whole selection).
     """
-    return _compile(node, _Target(dialect, project_id))
+    return _compile(node, _Target(dialect))
 
 
 def _compile(node: Node | None, to: _Target) -> ColumnElement[bool]:
@@ -380,8 +392,6 @@ def _regexp(column: Any, translated: tuple[str, str], dialect: str) -> ColumnEle
 
 def _has_value(to: _Target, key: str, *conds: Any) -> ColumnElement[bool]:
     v = aliased(RunValue)
-    if to.project_id is not None:
-        return Run.id.in_(select(v.run_id).where(v.project_id == to.project_id, v.key == key, *(c(v) for c in conds)))
     return select(literal(1)).where(v.run_id == Run.id, v.key == key, *(c(v) for c in conds)).exists()
 
 
@@ -418,42 +428,69 @@ def _as_float(value: int | float) -> float:
         return math.inf if value > 0 else -math.inf
 
 
-def _value_cond(key: str, op: str, operand: Any, to: _Target) -> ColumnElement[bool]:
+# A condition on one stored key, as (positive, tests): the runs having a row of the key passing `tests` (each a
+# function of a run_values alias), or, when not positive, the runs having none. True/False: every run/none.
+_Leaf = tuple[bool, list[Callable[[Any], Any]]] | bool
+
+
+def _value_leaf(op: str, operand: Any, dialect: str) -> _Leaf:
+    """A condition on a config/summary key (one row per run and key) as a leaf."""
     if op == "$exists":
-        present = _has_value(to, key)
-        return present if operand else not_(present)
+        return bool(operand), []
     if op == "$regex":
-        return _has_value(to, key, lambda v: v.rank == RANK_STRING, lambda v: _regexp(v.txt, operand, to.dialect))
-    if op == "$ne":
-        return not_(_value_cond(key, "$eq", operand, to))
-    if op == "$nin":
-        return not_(_value_cond(key, "$in", operand, to))
+        return True, [lambda v: v.rank == RANK_STRING, lambda v: _regexp(v.txt, operand, dialect)]
+    if op in ("$ne", "$nin"):
+        leaf = _value_leaf("$eq" if op == "$ne" else "$in", operand, dialect)
+        return (not leaf[0], leaf[1]) if isinstance(leaf, tuple) else not leaf
     if op == "$in":
-        values = [x for x in operand if x is not None]
-        parts = [_value_cond(key, "$eq", None, to)] if len(values) < len(operand) else []
-        matchers = [_scalar_match("$eq", x) for x in values]
-        if matchers:
-            parts.append(_has_value(to, key, lambda v: or_(*(m(v) for m in matchers if m is not None))))
-        return or_(false(), *parts)
+        matchers = [m for m in (_scalar_match("$eq", x) for x in operand if x is not None) if m is not None]
+        if None in operand:  # null or missing, or one of the values: no non-null value outside them
+            return False, [lambda v: v.rank != RANK_NULL, lambda v: not_(or_(false(), *(m(v) for m in matchers)))]
+        return (True, [lambda v: or_(*(m(v) for m in matchers))]) if matchers else False
     if operand is None:
-        if op in ("$eq", "$gte", "$lte"):  # null or missing
-            return not_(_has_value(to, key, lambda v: v.rank != RANK_NULL))
-        return false()
+        # null or missing for $eq, $gte, $lte: no non-null value; $gt and $lt null match nothing.
+        return (False, [lambda v: v.rank != RANK_NULL]) if op in ("$eq", "$gte", "$lte") else False
     matcher = _scalar_match(op, operand)
-    return false() if matcher is None else _has_value(to, key, matcher)
+    return False if matcher is None else (True, [matcher])
+
+
+def _tags_leaf(op: str, operand: Any, dialect: str) -> _Leaf:
+    """A condition on the tags (a row per tag) as a leaf."""
+    if op == "$exists":
+        return bool(operand)
+    if op == "$regex":
+        return True, [lambda v: _regexp(v.txt, operand, dialect)]
+    if op in ("$eq", "$ne"):
+        return op == "$eq", [lambda v: v.txt == operand[:MAX_TEXT]]
+    wanted = sorted({tag[:MAX_TEXT] for tag in operand})
+    if not wanted:
+        return op == "$nin"
+    return op == "$in", [lambda v: v.txt.in_(wanted)]
+
+
+def _leaf(node: Cond, dialect: str) -> tuple[str, _Leaf] | None:
+    """The stored key and leaf of a condition on config, summary or tags; None for run columns."""
+    if isinstance(node.field, ValueField):
+        return node.field.key, _value_leaf(node.op, node.operand, dialect)
+    if isinstance(node.field, TagsField):
+        return TAGS_KEY, _tags_leaf(node.op, node.operand, dialect)
+    return None
+
+
+def _leaf_cond(key: str, leaf: _Leaf, to: _Target) -> ColumnElement[bool]:
+    if isinstance(leaf, bool):
+        return true() if leaf else false()
+    positive, tests = leaf
+    has = _has_value(to, key, *tests)
+    return has if positive else not_(has)
+
+
+def _value_cond(key: str, op: str, operand: Any, to: _Target) -> ColumnElement[bool]:
+    return _leaf_cond(key, _value_leaf(op, operand, to.dialect), to)
 
 
 def _tags_cond(op: str, operand: Any, to: _Target) -> ColumnElement[bool]:
-    if op == "$exists":
-        return true() if operand else false()
-    if op == "$regex":
-        return _has_value(to, TAGS_KEY, lambda v: _regexp(v.txt, operand, to.dialect))
-    if op in ("$eq", "$ne"):
-        contains = _has_value(to, TAGS_KEY, lambda v: v.txt == operand[:MAX_TEXT])
-    else:  # $in, $nin
-        wanted = sorted({tag[:MAX_TEXT] for tag in operand})
-        contains = _has_value(to, TAGS_KEY, lambda v: v.txt.in_(wanted)) if wanted else false()
-    return contains if op in ("$eq", "$in") else not_(contains)
+    return _leaf_cond(TAGS_KEY, _tags_leaf(op, operand, to.dialect), to)
 
 
 def _column(field: ColumnField) -> Any:
@@ -595,6 +632,9 @@ def selection(filters: str | None, order: str | None, dialect: str) -> Selection
 def count_runs(session: Session, project_id: int, sel: Selection) -> int:
     """The number of runs of a project the selection's filter selects.
 
+    Counted as set algebra over index ranges (`run_ids`), which both databases answer by reading each
+    condition's range of the run_values index once, instead of probing every run of the project.
+
     Args:
         session: An open session.
         project_id: The project's row id.
@@ -603,9 +643,66 @@ def count_runs(session: Session, project_id: int, sel: Selection) -> int:
     Returns:
         The count.
     """
-    where = compile_filter(sel.node, sel.dialect, project_id=project_id)
-    stmt = select(func.count()).select_from(Run).where(Run.project_id == project_id, where)
+    if sel.node is None:
+        stmt = select(func.count()).select_from(Run).where(Run.project_id == project_id)
+    else:
+        stmt = select(func.count()).select_from(run_ids(sel.node, sel.dialect, project_id).subquery())
     return session.scalar(stmt) or 0
+
+
+def run_ids(node: Node, dialect: str, project_id: int) -> Select[Any]:
+    """The row ids of the project's runs `node` selects, once each, as INTERSECT/UNION/EXCEPT of index ranges.
+
+    Args:
+        node: A parsed filter.
+        dialect: The database's dialect name.
+        project_id: The project's row id.
+
+    Returns:
+        A one-column SELECT (`run_id`).
+    """
+    to = _Target(dialect)
+    every = select(Run.id.label("run_id")).where(Run.project_id == project_id)
+    none = every.where(false())
+
+    def leaf_set(key: str, tests: list[Callable[[Any], Any]]) -> Select[Any]:
+        v = aliased(RunValue)
+        ids = select(v.run_id.label("run_id")).where(v.project_id == project_id, v.key == key, *(t(v) for t in tests))
+        return ids.distinct() if key == TAGS_KEY else ids  # a run has several tags, other keys once
+
+    def flat(ids: Any) -> Select[Any]:
+        # SQLite takes no parenthesised compound SELECT inside another: nest it as a subquery.
+        if isinstance(ids, Select):
+            return ids
+        sub = ids.subquery()
+        return select(sub.c.run_id)
+
+    def build(item: Node) -> Select[Any]:
+        if isinstance(item, Cond):
+            found = _leaf(item, dialect)
+            if found is None:
+                return every.where(_column_cond(item.field, item.op, item.operand, to))  # type: ignore[arg-type]
+            key, leaf = found
+            if isinstance(leaf, bool):
+                return every if leaf else none
+            positive, tests = leaf
+            return leaf_set(key, tests) if positive else flat(except_(every, leaf_set(key, tests)))
+        if item.op == "$and":
+            keep: list[Select[Any]] = []
+            drop: list[Select[Any]] = []
+            for part in item.items:
+                found = _leaf(part, dialect) if isinstance(part, Cond) else None
+                if found is not None and isinstance(found[1], tuple) and not found[1][0]:
+                    drop.append(leaf_set(found[0], found[1][1]))  # runs without such a value: subtract
+                else:
+                    keep.append(build(part))
+            result = flat(intersect(*keep)) if len(keep) > 1 else keep[0] if keep else every
+            return flat(except_(result, *drop)) if drop else result
+        parts = [build(part) for part in item.items]
+        either = flat(union(*parts)) if len(parts) > 1 else parts[0]
+        return either if item.op == "$or" else flat(except_(every, either))
+
+    return build(node)
 
 
 def runs_page(

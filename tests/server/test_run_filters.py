@@ -365,15 +365,24 @@ ORDERS = [
 ]
 
 
-@settings(
-    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(doc=_doc, order=st.sampled_from(ORDERS))
-def test_generated_filters_answer_as_the_reference(pool: Pool, doc: dict[str, Any], order: str | None) -> None:
+def _answers_as_the_reference(pool: Pool, doc: dict[str, Any], order: str | None) -> None:
     expected = select_runs(pool.runs, doc, order)
     data = pool.page(doc, order)
     assert [e["node"]["name"] for e in data["runs"]["edges"]] == expected, json.dumps(doc)
     assert data["runCount"] == len(expected)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=_doc, order=st.sampled_from(ORDERS))
+def test_generated_filters_answer_as_the_reference(pool: Pool, doc: dict[str, Any], order: str | None) -> None:
+    _answers_as_the_reference(pool, doc, order)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=_doc, order=st.sampled_from(ORDERS))
+def test_many_generated_filters_answer_as_the_reference(pool: Pool, doc: dict[str, Any], order: str | None) -> None:
+    _answers_as_the_reference(pool, doc, order)
 
 
 def test_the_benchmark_selection_and_documented_examples(pool: Pool) -> None:

@@ -5,8 +5,11 @@ PY := $(VENV)/bin/python
 # test-min: the same suites at the oldest supported versions (constraints/minimum.txt), in a venv of its own.
 VENV_MIN ?= .venv-min
 PY_MIN := $(VENV_MIN)/bin/python
+# bench-runs: MLflow (for its search_runs, side by side) in a venv of its own, never in $(VENV).
+VENV_MLFLOW ?= .venv-mlflow
+PY_MLFLOW := $(VENV_MLFLOW)/bin/python
 
-.PHONY: demo test test-slow test-min lint venv clean postgresql chromium bench-tools
+.PHONY: demo test test-slow test-min lint venv clean postgresql chromium bench-tools bench-runs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,5 +75,14 @@ chromium:
 		|| echo "Chromium could not be installed: the browser tests will be skipped"; \
 	else echo "Chromium is not installed and this is not root: the browser tests will be skipped"; fi
 
+$(PY_MLFLOW):
+	$(PYTHON) -m venv $(VENV_MLFLOW)
+	$(PY_MLFLOW) -m pip install --quiet --upgrade pip mlflow
+
+# Choosing runs at 10,000 and 100,000 runs on SQLite and PostgreSQL, next to MLflow's search_runs on 10,000.
+bench-runs: $(PY) $(PY_MLFLOW) postgresql
+	$(PY) -m pip install --quiet -e ".[all]"
+	nice -n 10 $(PY) benchmarks/bench_runs.py --mlflow-python $(PY_MLFLOW)
+
 clean:
-	rm -rf $(VENV) $(VENV_MIN) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(VENV_MIN) $(VENV_MLFLOW) build *.egg-info .pytest_cache

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import Run
+from .runregex import sqlite_regexp
 
 if TYPE_CHECKING:
     import sqlite3
@@ -88,6 +89,8 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA case_sensitive_like=ON")  # LIKE as on PostgreSQL
         cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL, much faster commits
         cursor.close()
+        # Run filters' $regex (PostgreSQL has `~`; SQLite has no regular expressions of its own).
+        dbapi_conn.create_function("wf_regexp", 2, sqlite_regexp, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

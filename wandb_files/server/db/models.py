@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Names compare and sort byte-wise on both databases: SQLite's default, and the "C" collation on PostgreSQL
@@ -74,7 +86,13 @@ class Run(Base):
     """A run (W&B's bucket) of a project."""
 
     __tablename__ = "runs"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        # Run selection orders on these (ties by row id) and pages by keyset: see db/runfilters.py.
+        Index("ix_runs_project_created", "project_id", "created_at", "id"),
+        Index("ix_runs_project_heartbeat", "project_id", "heartbeat_at", "id"),
+        Index("ix_runs_project_display_name", "project_id", "display_name", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -100,6 +118,31 @@ class Run(Base):
     # Joined eagerly so a page of runs is one query (a run answer names its project, entity and user).
     project: Mapped[Project] = relationship(lazy="joined", innerjoin=True)
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+
+class RunValue(Base):
+    """One value of a run's config, summary or tags, flattened so filters and orders use indexes.
+
+    Kept in step with the run's JSON columns by `db.runvalues.store_run_values`. `key` is "config.<path>",
+    "summary.<path>" (nested keys joined with dots) or "tags" (one row per tag). `rank` is the value's type in
+    MongoDB's comparison order (`db.runvalues.RANK_*`); numbers and booleans compare on `num`, strings on `txt`
+    (their first characters only, see `runvalues.MAX_TEXT`). Both are never NULL, so (rank, num, txt, run_id)
+    is a total order keyset paging can compare with a row value.
+    """
+
+    __tablename__ = "run_values"
+    __table_args__ = (
+        # Orders walk this index; filters on a key whose values are few can range-scan it.
+        Index("ix_run_values_order", "project_id", "key", "rank", "num", "txt", "run_id"),
+        {"sqlite_with_rowid": False},
+    )
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(NAME_TEXT, primary_key=True)
+    txt: Mapped[str] = mapped_column(NAME_TEXT, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(SmallInteger)
+    num: Mapped[float] = mapped_column(Double)
 
 
 class File(Base):

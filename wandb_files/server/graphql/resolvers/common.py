@@ -81,18 +81,6 @@ def _json_object_text(value: object, field: str) -> str:
         raise bad_input(f"`{field}` holds a number too large for a float") from None
 
 
-def _check_filters(filters: str | None) -> None:
-    # Only the empty filter is implemented; refusing others beats answering with unfiltered runs.
-    if filters in (None, ""):
-        return
-    try:
-        parsed = json.loads(filters)
-    except ValueError:
-        raise bad_input("`filters` is not valid JSON") from None
-    if parsed not in ({}, None):
-        raise bad_input("`filters` other than {} are not supported")
-
-
 def _check_like_pattern(pattern: str) -> None:
     problem = access.like_pattern_problem(pattern)
     if problem is not None:

@@ -6,14 +6,13 @@ from datetime import datetime
 from typing import Any
 
 from ariadne import ObjectType
-from sqlalchemy import func, select
 
-from ...db import access
+from ...db import runfilters
 from ...db.models import Project, Run, User
 from ..context import Info, ctx_of
 from ..errors import bad_input
 from ..ids import decode_cursor, encode_cursor, encode_node_id
-from .common import _check_filters, _connection, _page_size, _run
+from .common import _connection, _page_size, _run
 
 # --- Project ---------------------------------------------------------------------------------------
 
@@ -62,11 +61,19 @@ def resolve_read_only(obj: Any, info: Info) -> bool:
     return False
 
 
+def _selection(info: Info, filters: str | None, order: str | None = None) -> runfilters.Selection:
+    """The checked filter document and order; BAD_USER_INPUT naming the offending path when either is wrong."""
+    try:
+        return runfilters.selection(filters, order, ctx_of(info).session.get_bind().dialect.name)
+    except runfilters.RunFilterError as exc:
+        raise bad_input(str(exc)) from None
+
+
 @project_type.field("runCount")
 def resolve_run_count(project: Project, info: Info, filters: str | None = None) -> int:
-    """The number of runs in the project."""
-    _check_filters(filters)
-    return ctx_of(info).session.scalar(select(func.count()).select_from(Run).where(Run.project_id == project.id)) or 0
+    """The number of runs in the project that `filters` selects (counted in the database)."""
+    sel = _selection(info, filters)
+    return runfilters.count_runs(ctx_of(info).session, project.id, sel)
 
 
 @project_type.field("run")
@@ -84,21 +91,21 @@ def resolve_project_runs(
     first: int | None = None,
     order: str | None = None,
 ) -> dict[str, Any]:
-    """A page of runs, keyset-paged on the run row id (creation order)."""
-    _check_filters(filters)
+    """A page of the runs `filters` selects in `order`, keyset-paged (see db/runfilters.py)."""
+    sel = _selection(info, filters, order)
     limit = _page_size(first)
-    if order in (None, "", "-createdAt", "-created_at"):
-        newest_first = True
-    elif order in ("+createdAt", "createdAt", "+created_at", "created_at"):
-        newest_first = False
-    else:
-        raise bad_input(f"`order` {order!r} is not supported; use -createdAt or +createdAt")
-    after_id = None
+    position = None
     if after is not None:
-        raw = decode_cursor("run", after)
-        if not raw.isdigit():
-            raise bad_input("invalid cursor")
-        after_id = int(raw)
-    runs = access.runs_page(ctx_of(info).session, project.id, after_id, limit + 1, newest_first=newest_first)
-    edges = [{"node": r, "cursor": encode_cursor("run", str(r.id))} for r in runs[:limit]]
-    return _connection(edges, has_next=len(runs) > limit)
+        try:
+            position = runfilters.parse_position(sel.order, decode_cursor(_CURSOR_KIND, after))
+        except runfilters.RunFilterError as exc:
+            raise bad_input(str(exc)) from None
+    found = runfilters.runs_page(ctx_of(info).session, project.id, sel, position, limit + 1)
+    edges = [
+        {"node": run, "cursor": encode_cursor(_CURSOR_KIND, runfilters.position_text(sel.order, pos))}
+        for run, pos in found[:limit]
+    ]
+    return _connection(edges, has_next=len(found) > limit)
+
+
+_CURSOR_KIND = "runs"

@@ -14,6 +14,7 @@ from ...db import access
 from ...db.database import write_transaction
 from ...db.filerows import file_page_rows
 from ...db.models import File, Project, Run, utcnow
+from ...db.runvalues import store_run_values
 from ...names import InvalidName, validate_run_or_project_name
 from ..context import FileRow, FileView, Info, RequestContext, ctx_of
 from ..errors import bad_input, not_found
@@ -265,6 +266,7 @@ def resolve_upsert_bucket(_: None, info: Info, input: dict[str, Any]) -> dict[st
                 if not by_id or run.heartbeat_at is None:
                     run.heartbeat_at = now
                 ctx.session.flush()
+                store_run_values(ctx.session, run)  # the run_values rows filters and orders read
                 run_id = run.id
             break
         except IntegrityError:

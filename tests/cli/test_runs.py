@@ -52,7 +52,9 @@ def _env(server: LiveServer) -> dict[str, str]:
 
 
 def _tree(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and ".wandb-files" not in p.parts)
+    return sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and ".wandb-files" not in p.parts
+    )
 
 
 def test_runs_lists_the_selected_runs_with_their_metadata_in_the_servers_order(
@@ -73,12 +75,16 @@ def test_runs_lists_the_selected_runs_with_their_metadata_in_the_servers_order(
 
     records = [
         json.loads(line)
-        for line in cli("runs", project, "--order", "+config.lr", "--json", "--per-page", "1", env=env).stdout.splitlines()
+        for line in cli(
+            "runs", project, "--order", "+config.lr", "--json", "--per-page", "1", env=env
+        ).stdout.splitlines()
     ]
     assert [r["id"] for r in records][:1] == ["r-d"] and {r["id"] for r in records} == set(RUNS)
     b = next(r for r in records if r["id"] == "r-b")
     assert b["config"] == RUNS["r-b"][0] and b["summary"]["acc"] == 0.93 and b["tags"] == ["best", "x"]
-    assert b["group"] == "g1" and b["job_type"] == "train" and b["state"] == "finished" and b["path"] == f"{project}/r-b"
+    assert (
+        b["group"] == "g1" and b["job_type"] == "train" and b["state"] == "finished" and b["path"] == f"{project}/r-b"
+    )
     assert b["created_at"] and b["user"] == "admin"
 
     limited = cli("runs", project, "--filter", '{"tags": "best"}', "--order", "name", "--limit", "1", env=env).stdout
@@ -101,7 +107,9 @@ def test_bad_json_in_filter_is_a_usage_error_naming_the_option_and_where_before_
     assert operator.returncode == 2 and "$gtt" in operator.stderr and "--filter" in operator.stderr
 
 
-def test_a_filter_or_order_the_server_refuses_is_one_line_naming_its_path(live_server: LiveServer, project: str) -> None:
+def test_a_filter_or_order_the_server_refuses_is_one_line_naming_its_path(
+    live_server: LiveServer, project: str
+) -> None:
     env = _env(live_server)
     refused = cli("runs", project, "--filter", '{"$or": [{"state": "x"}, {"createdAt": {"$gt": "soon"}}]}', env=env,
                   check=False)  # fmt: skip

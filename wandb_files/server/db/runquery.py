@@ -21,6 +21,7 @@ _CONDITION = re.compile(
     r"\s*(?P<key>[^\s=!<>~]+)\s*(?P<op>==|!=|>=|<=|=|>|<|~|not\s+in\b|in\b|exists\b|missing\b)\s*", re.IGNORECASE
 )
 _AND = re.compile(r"\s+and\s+", re.IGNORECASE)
+_OR = re.compile(r"\s+or\s+", re.IGNORECASE)
 _OPERATORS = {"!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte", "~": "$regex", "in": "$in"}
 _OPERATORS["not in"] = "$nin"
 #: The argument's name in errors.
@@ -55,6 +56,13 @@ def _value(text: str, pos: int, op: str, typed: bool) -> tuple[Any, int]:
     raw = text[pos:end].strip()
     if not raw:
         raise _error(text, pos, "a value is missing")
+    alternative = _OR.search(text, pos, end)
+    if alternative is not None:
+        raise _error(
+            text,
+            alternative.start() + 1,
+            "only 'and' joins conditions here: quote a value holding ' or ', or use JSON's $or",
+        )
     read = _scalar if typed else str
     if op in ("in", "not in"):
         return [read(item.strip()) for item in raw.split(",") if item.strip()], end

@@ -1,9 +1,9 @@
 """The project page's table of runs: which config and summary columns to show, and their cells as text.
 
 The runs come from the API's own selection (db/runfilters.py: filter, order, keyset page); this only reads the
-rows' JSON columns. Columns are the config and summary keys the filter and the order name, then the keys most
-runs of the page have (W&B's own ``_`` keys left out), at most `MAX_VALUE_COLUMNS` of each kind beyond the
-named ones. Nested objects are shown as dotted keys, as filters name them (``config.optimizer.lr``).
+rows' JSON columns. Columns are the config keys, then the summary keys: of each kind, those the filter and the
+order name, then the keys most runs of the page have (W&B's own ``_`` keys left out) up to `MAX_VALUE_COLUMNS`.
+Nested objects are shown as dotted keys, as filters name them (``config.optimizer.lr``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from ..db import runfilters
 from ..db.models import Run
 from ..db.runvalues import config_value
 
-#: Config columns and summary columns shown beyond those the filter and the order name.
-MAX_VALUE_COLUMNS = 4
+#: Config columns, and summary columns, shown (more when the filter and the order name more).
+MAX_VALUE_COLUMNS = 3
 #: Nested objects are opened this deep; deeper ones are shown as JSON.
 _MAX_DEPTH = 3
 #: Longer cells are cut (the full value is in the cell's title).
@@ -168,10 +168,11 @@ def runs_table(runs: list[Run], sel: runfilters.Selection) -> RunsTable:
         named.insert(0, sel.order.field.key)
     named = list(dict.fromkeys(named))
     counts = Counter(key for row in values for key in row)
-    keys = list(named)
+    keys: list[str] = []
     for kind in ("config.", "summary."):
+        chosen = [k for k in named if k.startswith(kind)]
         common = [k for k in counts if k.startswith(kind) and not k[len(kind) :].startswith("_") and k not in named]
-        keys += sorted(common, key=lambda k: (-counts[k], k))[:MAX_VALUE_COLUMNS]
+        keys += chosen + sorted(common, key=lambda k: (-counts[k], k))[: max(0, MAX_VALUE_COLUMNS - len(chosen))]
     columns = [_column(key) for key in keys]
     rows = [
         RunRow(run, run_tags(run), [cell(row.get(c.key)) for c in columns])

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from wandb_files import transfer
 from wandb_files.errors import DownloadError
 from wandb_files.files import File
+from wandb_files.runs import Run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 
 #: W&B logs media as media/<kind>/<key>_<step>_<hash>.<ext>; <key> may itself hold slashes.
 _MEDIA = re.compile(r"^media/[^/]+/(?P<key>.+)_(?P<step>\d+)_(?P<hash>[0-9a-f]{6,})(?P<ext>\.[^/]+)$")
+
+
+#: How many files one listing request asks for when a whole run is given.
+_RUN_PAGE = 1000
 
 
 def attribute_and_step(name: str) -> tuple[str, float]:
@@ -52,16 +57,18 @@ def require_pandas() -> Any:
 
 def _values(files: Any, pd: Any) -> tuple[Iterable[Any], bool]:
     """What `files` holds, and whether it is already in memory (a File, a list or tuple, a Series, a DataFrame)
-    rather than read as it comes (a `Files` collection, a generator over runs)."""
+    rather than read as it comes (a `Files` collection, a generator over runs, runs)."""
     if isinstance(files, File):
         return [files], True
+    if isinstance(files, Run):
+        return [files], False
     if isinstance(files, pd.DataFrame):
         return files.to_numpy().ravel(), True
     if isinstance(files, pd.Series):
         return files.to_numpy(), True
     if isinstance(files, (str, bytes)) or not isinstance(files, Iterable):
         raise TypeError(
-            f"files must be a File, an iterable of File, or a pandas Series/DataFrame of File, "
+            f"files must be a File, a Run, an iterable of File or Run, or a pandas Series/DataFrame of File, "
             f"not {type(files).__name__}"
         )
     return files, isinstance(files, (list, tuple))
@@ -73,8 +80,12 @@ def _files_in(values: Iterable[Any]) -> Iterator[File]:
         for item in cell:
             if isinstance(item, File):
                 yield item
+            elif isinstance(item, Run):  # every file of the run, listed as the downloads go
+                yield from item.files(per_page=_RUN_PAGE)
             elif not (item is None or (isinstance(item, float) and math.isnan(item))):  # empty table cells
-                raise TypeError(f"files must hold File objects, found {type(item).__name__}: {item!r:.80}")
+                raise TypeError(
+                    f"files must hold File objects (or Run objects), found {type(item).__name__}: {item!r:.80}"
+                )
 
 
 class _RunIds:
@@ -138,7 +149,9 @@ def download_files(
 
     Args:
         files: A `File`, any iterable of them (e.g. ``api.runs("entity/project").files(pattern="%.png")``), or a
-            pandas Series or DataFrame holding them (empty cells are skipped).
+            pandas Series or DataFrame holding them (empty cells are skipped). A `Run` among them (or given
+            alone, or the runs a filter selects: ``api.runs("entity/project", filters={"state": "finished"})``)
+            stands for all of its files.
         destination: The folder; the current working directory when None.
         max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 32).
         progress: A progress bar for bytes and files; None shows it on terminals only.
@@ -156,7 +169,7 @@ def download_files(
 
     Raises:
         ImportError: pandas is not installed (``pip install 'wandb-files[pandas]'``).
-        TypeError: `files` holds something other than `File` objects.
+        TypeError: `files` holds something other than `File` and `Run` objects.
         ValueError: a file has no run, runs of two projects share an id, two files would land on the same
             path, or `destination` is a file (given files in memory, nothing is downloaded then; given a lazy
             collection, the call stops where it finds the problem and what was downloaded stays).

@@ -7,6 +7,10 @@
     fs = WandbFileSystem(api_key=..., base_url=...)
     fs.ls("entity/project")                             # its runs
     fs.glob("entity/project/run_id/media/**/*.png")     # the literal prefix filters on the server
+    fs.glob("entity/project/*/media/images/*.png")      # over every run of the project
+
+    chosen = WandbFileSystem(run_filters={"state": "finished", "config.model": "resnet"})
+    chosen.glob("entity/project/*/metrics.csv")         # over the runs the filter selects only
     with fs.open("entity/project/run_id/model.ckpt", "rb") as f:
         f.seek(1 << 20); header = f.read(64)           # one ranged GET, not the whole file
 
@@ -42,7 +46,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from glob import has_magic
 from pathlib import Path
@@ -70,6 +74,7 @@ from wandb_files.errors import (
     UploadError,
 )
 from wandb_files.files import File, delete_files
+from wandb_files.filters import filters_json
 from wandb_files.formatting import safe_name
 from wandb_files.graphql import connection_problem, raise_for_status
 from wandb_files.patterns import glob_to_like
@@ -218,12 +223,19 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
         timeout: Seconds one call may take, its retries included (`Api`'s `timeout`).
         max_workers: Parallel transfers of `get`, `put` and `rm` (default `WANDB_FILES_MAX_WORKERS`, else 32).
         block_size: Default read-ahead of files opened for reading, in bytes (1 MiB).
+        run_filters: Only the runs this W&B filter document selects (as `Api.runs` takes it, e.g.
+            ``{"state": "finished", "summary_metrics.acc": {"$gt": 0.9}}``) are listed in a project: `ls`,
+            `glob`, `find`, `walk` and `get` of a project see those runs only. A run named in a path is
+            reached whatever the filter (the filter chooses what a project lists, it is not an access rule).
+            Through a URL: ``storage_options={"run_filters": {...}}``.
         use_listings_cache: False lists again for every call (fsspec's option).
         listings_expiry_time: Seconds a listing is kept (fsspec's option); None keeps it until invalidated.
         **storage_options: Passed to `AbstractFileSystem` (e.g. ``skip_instance_cache``).
 
     Raises:
         ConfigurationError: no API key could be found, or the base URL is not an http(s) URL.
+        TypeError, ValueError: `run_filters` is not a filter document (the message names the bad part). A
+            filter the server refuses is a `BadRequestError` at the first listing of a project.
 
     A run is like a bucket: writing needs the run to exist (`mkdir("entity/project/run_id")` creates it).
     Folders exist only through the files under them.
@@ -251,9 +263,12 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
         timeout: float | None = None,
         max_workers: int | None = None,
         block_size: int | None = None,
+        run_filters: Mapping[str, Any] | None = None,
         **storage_options: Any,
     ) -> None:
         super().__init__(**storage_options)  # fsspec's own options (listings cache, instance cache)
+        filters_json(run_filters)  # a malformed document fails here, before any request
+        self.run_filters = dict(run_filters) if run_filters is not None else None
         self.api = Api(api_key=api_key, base_url=base_url, timeout=timeout)
         self.max_workers = max_workers
         self.read_block_size = int(block_size) if block_size else DEFAULT_READ_BLOCK
@@ -262,7 +277,8 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
         self._collecting = threading.local()  # get/put gather their files here, then move them all at once
 
     def __repr__(self) -> str:
-        return f"<WandbFileSystem {self.api.base_url}>"
+        chosen = f" runs {json.dumps(self.run_filters)}" if self.run_filters else ""
+        return f"<WandbFileSystem {self.api.base_url}{chosen}>"
 
     def to_dict(self, *, include_password: bool = False) -> dict[str, Any]:
         """The filesystem as fsspec's JSON form describes it (``cls``, ``protocol``, ``args``, the options).
@@ -430,7 +446,7 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
                     ]
                 else:
                     entries = []
-                    for run in self.api.runs(path, per_page=LISTING_PAGE):
+                    for run in self.api.runs(path, filters=self.run_filters, per_page=LISTING_PAGE):
                         run_path = f"{path}/{run.id}"
                         if run_path not in self._runs:
                             self._runs[run_path] = _RunListing(run)  # one request less when it is opened

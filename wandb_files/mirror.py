@@ -22,10 +22,10 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
 
@@ -41,13 +41,13 @@ from wandb_files.errors import (
 from wandb_files.files import File, Files
 from wandb_files.paginator import MAX_PER_PAGE, batches
 from wandb_files.patterns import like_to_regex
+from wandb_files.runs import Run, Runs
 from wandb_files.transfer import Destination, DownloadJob, download_many, file_md5, md5_matches
 from wandb_files.transfer.paths import name_problem, part_path
 
 if TYPE_CHECKING:
     from wandb_files.api import Api
     from wandb_files.graphql import GraphQLClient
-    from wandb_files.runs import Run
 
 __all__ = ["SyncResult", "sync"]
 
@@ -128,30 +128,39 @@ def sync(
     max_workers: int | None = None,
     progress: bool | None = None,
     api: Api | None = None,
+    filters: Mapping[str, Any] | None = None,
+    order: str | None = None,
 ) -> SyncResult:
     """Bring ``destination/<run_id>/<name>`` up to date with the files of a run or of every run of a project.
 
     Args:
-        source: A run path, in any form `Api.run` takes, or ``entity/project`` for every run of the project.
-            Two parts name a project when such a project exists, else a run of the default entity
-            (``project/run_id``).
+        source: A run path, in any form `Api.run` takes, or ``entity/project`` for every run of the project
+            (or those `filters` selects). Two parts name a project when such a project exists, else a run of
+            the default entity (``project/run_id``).
         destination: The mirror's folder (created if missing).
         pattern: Only files whose names match this SQL LIKE pattern (``media/%.png``); with `delete`, only
             local files matching it are candidates for removal.
         delete: Remove local files of the synced runs that the server no longer has, and the temp files of
-            interrupted downloads of such files (without `pattern`).
+            interrupted downloads of such files (without `pattern`). Only the synced runs' folders are
+            touched: with `filters`, the folders of runs the filter does not select stay as they are (a run
+            that no longer matches is not deleted from the mirror).
         dry_run: Write and delete nothing; the result says what would be fetched and deleted.
         max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 32).
         progress: A progress bar; None shows it on terminals only.
         api: The `Api` to use; a default `Api()` when omitted.
+        filters: Only the runs of the project this W&B filter document selects (as `Api.runs` takes it, e.g.
+            ``{"state": "finished", "config.model": "resnet"}``); the source must then be a project.
+        order: The order the runs are synced in (as `Api.runs` takes it); default oldest first.
 
     Returns:
         What was fetched, left alone, deleted and failed (`SyncResult`; `summary()` is one line of it). A run
         whose folder cannot be written (``DEST/<run_id>`` is a file or a link) is one failure; the others sync.
 
     Raises:
-        TypeError, ValueError: bad arguments; `destination` is a file; runs of two projects share an id.
+        TypeError, ValueError: bad arguments (a malformed filter document, `filters` with a run as the source);
+            `destination` is a file; runs of two projects share an id.
         NotFoundError: the run or project does not exist.
+        BadRequestError: the server refused the filter or the order (the message names the offending part).
         MirrorConflictError: ``DEST/<run_id>`` mirrors a run of another project with the same id.
         DestinationBusyError: another sync into the same destination is running.
         ManifestError: a folder or a link stands where the manifest goes.
@@ -167,7 +176,8 @@ def sync(
     root = mirror.root
     started = time.monotonic()
     result = SyncResult(dry_run=dry_run)
-    runs = _runs_of(api, source)
+    chosen = runs_of(api, source, filters=filters, order=order)
+    runs = list(chosen) if not isinstance(chosen, Run) else [chosen]
     _check_run_ids(runs)
     state = root / STATE_DIR
     _check_state_folder(state)
@@ -217,21 +227,45 @@ def sync(
 # --- what to sync ------------------------------------------------------------------------------------------
 
 
-def _runs_of(api: Api, source: str) -> list[Run]:
-    """The runs `source` names: every run of a project, or one run."""
+def runs_of(api: Api, source: str, *, filters: Mapping[str, Any] | None = None, order: str | None = None) -> Runs | Run:
+    """The runs `source` names: the runs of a project (those `filters` selects, in `order`), or one run.
+
+    Two parts (``a/b``) name the project when it exists, else run ``b`` of project ``a`` of the default entity;
+    with `filters` or `order` they must name a project.
+
+    Args:
+        api: The `Api`.
+        source: ``entity/project``, or a run path in any form `Api.run` takes.
+        filters: A W&B filter document choosing runs of the project.
+        order: The order of the project's runs (as `Api.runs` takes it).
+
+    Returns:
+        The project's runs (a lazy `Runs`; its count is already known), or the run.
+
+    Raises:
+        TypeError, ValueError: a bad `source`, a malformed filter, or `filters`/`order` with a run as the source.
+        NotFoundError: neither a project nor a run by that path.
+        BadRequestError: the server refused the filter or the order.
+    """
     if not isinstance(source, str):
         raise TypeError(f"source must be a run path or 'entity/project', not {type(source).__name__}")
+    choosing = filters is not None or order is not None
     parts = source.strip().strip("/").split("/")
     if len(parts) == 2 and ":" not in source and "://" not in source:
-        runs = api.runs(source, per_page=_PAGE)
+        runs = api.runs(source, filters=filters, order=order, per_page=_PAGE)
         try:
-            len(runs)  # one request: is there such a project?
-        except NotFoundError:
-            pass  # no: then it is project/run_id of the default entity
+            len(runs)  # one request: is there such a project? (and does the server take the filter?)
+        except NotFoundError as exc:
+            if choosing:  # a filter chooses runs of a project: no second reading
+                raise NotFoundError(
+                    f"no project {'/'.join(parts)} (filters and an order choose runs of a project)",
+                    status_code=exc.status_code,
+                    errors=exc.errors,
+                ) from exc
         else:
-            return list(runs)
+            return runs
         try:
-            return [api.run(source)]
+            return api.run(source)
         except NotFoundError as exc:  # name what was typed, in both readings, not only the second one's project
             typed = "/".join(parts)
             raise NotFoundError(
@@ -240,7 +274,11 @@ def _runs_of(api: Api, source: str) -> list[Run]:
                 status_code=exc.status_code,
                 errors=exc.errors,
             ) from exc
-    return [api.run(source)]
+    if choosing:
+        raise ValueError(
+            f"filters and order choose runs of a project, and {source!r} names one run: give 'entity/project'"
+        )
+    return api.run(source)
 
 
 def _check_run_ids(runs: list[Run]) -> None:

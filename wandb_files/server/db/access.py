@@ -27,7 +27,6 @@ __all__ = [
     "project_named",
     "projects_page",
     "run_named",
-    "runs_page",
     "viewer_entities",
 ]
 
@@ -210,28 +209,6 @@ def projects_page(session: Session, entity_id: int, after_name: str | None, limi
     if after_name is not None:
         stmt = stmt.where(Project.name > after_name)
     return list(session.scalars(stmt.order_by(Project.name).limit(limit)))
-
-
-def runs_page(
-    session: Session, project_id: int, after_id: int | None, limit: int, *, newest_first: bool = True
-) -> list[Run]:
-    """Up to `limit` runs of a project after the run with row id `after_id`, in creation order.
-
-    Args:
-        session: An open session.
-        project_id: The project's row id.
-        after_id: The row id of the last run of the previous page, or None for the first page.
-        limit: At most this many (ask for one more than shown to learn whether more follow).
-        newest_first: Newest first (W&B's default order), else oldest first.
-
-    Returns:
-        The runs (with project, entity and user loaded).
-    """
-    stmt = select(Run).where(Run.project_id == project_id)
-    if after_id is not None:
-        stmt = stmt.where(Run.id < after_id if newest_first else Run.id > after_id)
-    stmt = stmt.order_by(Run.id.desc() if newest_first else Run.id.asc()).limit(limit)
-    return list(session.scalars(stmt))
 
 
 def like_pattern_problem(pattern: str) -> str | None:

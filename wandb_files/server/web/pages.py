@@ -34,7 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..db import access
+from ..db import access, runfilters, runquery
 from ..db.database import write_transaction
 from ..db.models import File, Project, Run, Setting, User
 from ..db.users import authenticate, hash_api_key
@@ -42,6 +42,7 @@ from ..graphql.errors import ApiError
 from ..graphql.ids import decode_cursor, encode_cursor
 from .listing import Entry, folder_page
 from .render import Renderer
+from .runtable import RunsPage, order_param, runs_table
 
 STATIC = Path(__file__).parent / "static"
 #: Where the server mounts the web page; the session cookie is sent to these paths only.
@@ -53,6 +54,9 @@ MAX_FORM_BYTES = 16 * 1024
 PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 SORT_KEYS = ("name", "size", "type", "updated", "md5")
+#: The kind of the project page's cursors: a run's position under the page's order (runfilters.position_text).
+_RUNS_CURSOR = "webruns"
+_DEFAULT_RUN_ORDER = order_param(runfilters.parse_order(None))
 
 #: Sent with every page: nothing from another origin (no external assets, no inline script), never framed.
 SECURITY_HEADERS = {
@@ -303,39 +307,82 @@ class WebPages:
         )
 
     async def project(self, request: Request) -> Response:
-        """GET /e/{entity}/{project}: the project's runs, newest first, keyset-paged."""
+        """GET /e/{entity}/{project}: the project's runs that `filter=` selects (W&B's filter JSON, or the
+        ``key op value`` form), in the server's `order=`, keyset-paged (`after=`), with their metadata.
+
+        The selection is the API's own (db/runfilters.py): the same filter selects the same runs in the same
+        order. A filter or order the server refuses is shown on the page (400), with the message naming the
+        offending part.
+        """
         viewer = await self.signed_in(request)
         if isinstance(viewer, Response):
             return viewer
         entity_name, project_name = request.path_params["entity"], request.path_params["project"]
-        raw = self._cursor(request, "run")
-        if raw is not None and not raw.isdigit():
-            raise HTTPException(400, "invalid cursor")
-        after = int(raw) if raw is not None else None
+        q = request.query_params
+        typed_filter = q.get("filter", "")
+        order_text = q.get("order") or _DEFAULT_RUN_ORDER
+        after = self._cursor(request, _RUNS_CURSOR)
         limit = self._page_size(request)
 
-        def load() -> tuple[list[Run], bool] | None:
+        def load() -> tuple[RunsPage | str, str] | None:
             with self.sessions() as session:
                 entity = access.owned_entity(session, viewer.id, entity_name)
                 project = access.project_named(session, entity.id, project_name) if entity is not None else None
                 if project is None:
                     return None
-                runs = access.runs_page(session, project.id, after, limit + 1)
-                return runs[:limit], len(runs) > limit
+                try:
+                    sel = runfilters.selection(
+                        runquery.filters_text(typed_filter), order_text, session.get_bind().dialect.name
+                    )
+                    position = runfilters.parse_position(sel.order, after) if after is not None else None
+                except runfilters.RunFilterError as exc:
+                    # A refused order is not kept in the form, which would send it again with the next filter.
+                    return str(exc), _DEFAULT_RUN_ORDER if exc.path == "order" else order_text
+                found = runfilters.runs_page(session, project.id, sel, position, limit + 1)
+                total = runfilters.count_runs(session, project.id, sel)
+                session.expunge_all()
+                more = len(found) > limit
+                cursor = runfilters.position_text(sel.order, found[limit - 1][1]) if more else None
+                return RunsPage([run for run, _ in found[:limit]], total, cursor, sel), order_param(sel.order)
 
         found = await run_in_threadpool(load)
         if found is None:
             return self.error(request, 404, "No such project.", viewer)
-        runs, more = found
-        next_cursor = encode_cursor("run", str(runs[-1].id)) if more else None
+        page, canonical = found
+        base = f"{self.root(request)}/e/" + "/".join(quote(x, safe="") for x in (entity_name, project_name))
+        state = {"filter": typed_filter, "order": canonical}
+        if limit != PAGE_SIZE:
+            state["per_page"] = str(limit)
+
+        def link(**changes: str) -> str:
+            # This page's query with `changes`; the default order and empty values are left out of the URL.
+            merged = {**state, **changes}
+            defaults = {"order": _DEFAULT_RUN_ORDER}
+            return base + "?" + urlencode({k: v for k, v in merged.items() if v and defaults.get(k) != v})
+
+        common = {
+            "viewer": viewer,
+            "entity": entity_name,
+            "project": project_name,
+            "base": base,
+            "link": link,
+            "filter_text": typed_filter,
+            "order": canonical,
+            "per_page": limit,
+            "first_page": after is None,
+        }
+        if isinstance(page, str):
+            return self.page(request, "runs.html", 400, filter_error=page, table=None, **common)
+        table = runs_table(page.runs, page.selection)
+        next_cursor = encode_cursor(_RUNS_CURSOR, page.cursor) if page.cursor is not None else None
         return self.page(
             request,
             "runs.html",
-            viewer=viewer,
-            entity=entity_name,
-            project=project_name,
-            runs=runs,
+            filter_error=None,
+            table=table,
+            total=page.total,
             next_cursor=next_cursor,
+            **common,
         )
 
     async def run(self, request: Request) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from typing import Any
 
 import pytest
@@ -108,13 +109,12 @@ def test_config_is_normalised_to_the_wandb_form(admin: Client, unique: str) -> N
     assert json.loads(by_name["upsertBucket"]["bucket"]["config"]) == {"x": {"value": True}}
 
 
-def test_non_finite_numbers_are_stored_as_valid_json(admin: Client, unique: str) -> None:
+def test_non_finite_numbers_stay_numbers(admin: Client, unique: str) -> None:
+    """W&B's client writes NaN and ±Infinity as Python's literals; they stay numbers, as filters compare them."""
     node_id = admin.make_run(f"p-{unique}", "r")["bucket"]["id"]
-    answer = _by_id(admin, id=node_id, summaryMetrics='{"loss": NaN, "best": -Infinity}')
-    assert json.loads(answer["bucket"]["summaryMetrics"], parse_constant=pytest.fail) == {
-        "loss": "NaN",
-        "best": "-Infinity",
-    }
+    answer = _by_id(admin, id=node_id, summaryMetrics='{"loss": NaN, "best": -Infinity, "huge": 1e999}')
+    summary = json.loads(answer["bucket"]["summaryMetrics"])
+    assert math.isnan(summary["loss"]) and summary["best"] == -math.inf and summary["huge"] == math.inf
 
 
 def test_fields_left_out_are_kept_and_empty_text_clears(admin: Client, unique: str) -> None:
@@ -142,7 +142,6 @@ def test_fields_left_out_are_kept_and_empty_text_clears(admin: Client, unique: s
         ({"config": "[1, 2]"}, "BAD_USER_INPUT", "config"),
         ({"config": "{nope"}, "BAD_USER_INPUT", "config"),
         ({"summaryMetrics": '"text"'}, "BAD_USER_INPUT", "summaryMetrics"),
-        ({"summaryMetrics": '{"x": 1e999}'}, "BAD_USER_INPUT", "summaryMetrics"),
         ({"state": "exploded"}, "BAD_USER_INPUT", "state"),
         ({"tags": ["ok", 3]}, "BAD_USER_INPUT", "tags"),
         ({"tags": [""]}, "BAD_USER_INPUT", "tags"),

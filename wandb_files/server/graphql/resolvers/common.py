@@ -64,21 +64,19 @@ def _run(ctx: RequestContext, project: Project, name: str) -> Run | None:
 def _json_object_text(value: object, field: str) -> str:
     """Check a JSONString input holds a JSON object; return it re-serialized compactly.
 
-    NaN and ±Infinity, which Python clients (W&B's included) write for such floats, are kept as the strings
-    "NaN", "Infinity" and "-Infinity": what is stored stays JSON that SQLite and PostgreSQL can read.
+    NaN and ±Infinity, which Python clients (W&B's included) write for such floats, stay numbers (Python's
+    literals), so filters and orders treat them as MongoDB does (db/runvalues.py); the columns are text, and
+    both clients read them with json.loads.
     """
     if not isinstance(value, str):
         raise bad_input(f"`{field}` must be a JSON string of an object")
     try:
-        parsed = json.loads(value, parse_constant=str)
+        parsed = json.loads(value)
     except ValueError:
         raise bad_input(f"`{field}` is not valid JSON") from None
     if not isinstance(parsed, dict):
         raise bad_input(f"`{field}` must be a JSON object")
-    try:
-        return json.dumps(parsed, separators=(",", ":"), allow_nan=False)
-    except ValueError:  # a literal such as 1e999 parses as an infinite float
-        raise bad_input(f"`{field}` holds a number too large for a float") from None
+    return json.dumps(parsed, separators=(",", ":"))
 
 
 def _check_like_pattern(pattern: str) -> None:

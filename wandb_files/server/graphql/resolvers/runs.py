@@ -84,14 +84,8 @@ def resolve_run_tags(run: Run, info: Info) -> list[str]:
 @run_type.field("sweepName")
 @run_type.field("historyKeys")
 def resolve_none(obj: Any, info: Info) -> None:
-    """Sweeps and history are not kept by this server."""
+    """Sweeps are not kept by this server, nor history keys."""
     return None
-
-
-@run_type.field("historyLineCount")
-def resolve_history_line_count(run: Run, info: Info) -> int:
-    """No history is kept."""
-    return 0
 
 
 @run_type.field("fileCount")
@@ -173,6 +167,9 @@ def resolve_upsert_bucket(_: None, info: Info, input: dict[str, Any]) -> dict[st
         "summary": summary,
         "state": state,
         "tags": json.dumps(list(tags)) if tags is not None else None,
+        # Sent by the wandb SDK; its other extra fields (id, debug, jobRepo, sweep) are accepted and ignored.
+        "host": _optional_text(input, "host"),
+        "program": _optional_text(input, "jobProgram"),
     }
     updates = {k: v for k, v in updates.items() if v is not None}
 

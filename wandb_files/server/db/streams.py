@@ -141,7 +141,7 @@ def apply_stream_request(session: Session, run: Run, request: StreamRequest) -> 
         request: The checked request.
 
     Returns:
-        Whether output.log changed (its file must be made again).
+        Whether output.log must be made again.
     """
     for kind, (offset, lines) in request.lines.items():
         _upsert_lines(session, run.id, kind, offset, lines)
@@ -168,7 +168,9 @@ def apply_stream_request(session: Session, run: Run, request: StreamRequest) -> 
         # run is live (again, when it was resumed after finishing or was marked crashed while unreachable).
         run.state = RUNNING
         run.exit_code = None
-    return OUTPUT in request.lines
+    # On completion too: the client uploads its own output.log as it finishes, which after a resume holds
+    # only this session's lines; the streamed lines of every session make the file again.
+    return OUTPUT in request.lines or (request.complete and run.log_line_count > 0)
 
 
 def _upsert_lines(session: Session, run_id: int, kind: int, offset: int, lines: Sequence[str]) -> None:

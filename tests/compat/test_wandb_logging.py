@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 import wandb_files
-from wandb_files.query import fetch_series
 from tests.support import ADMIN_KEY, LiveServer, start_server, stop_server
+from wandb_files.query import fetch_series
 from wandb_files.testing import FaultProxy
 
 wandb = pytest.importorskip("wandb")

@@ -403,3 +403,34 @@ def test_faults_between_client_and_server(
     lines = read_file(run, "output.log", tmp_path).decode().splitlines()
     assert [line for line in lines if line.startswith("line ")] == [f"line {s}" for s in range(200)]
     assert read_file(run, "saved.txt", tmp_path) == b"kept"
+
+
+@pytest.fixture
+def postgres_s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server over PostgreSQL and an S3 bucket (moto): uploads go straight to the bucket, presigned."""
+    from tests.support.services import postgres_cluster, s3_server, s3_service
+
+    s3 = s3_service()
+    database_url = postgres_cluster().create_database()
+    server = s3_server(tmp_path_factory.mktemp("pgs3") / "data", s3, s3.create_bucket(), database_url=database_url)
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_faults_on_postgres_and_s3(postgres_s3_server: LiveServer, tmp_path: Path, unique: str) -> None:
+    server = postgres_s3_server
+    api = wandb_files.Api(api_key=server.api_key, base_url=server.base_url)
+    project, run_id = f"p{unique}", f"r{unique}"
+    with FaultProxy(
+        server.base_url, fault_rate=0.2, faults=("500", "503", "reset"), seed=2, paths=("/graphql", "/files/")
+    ) as proxy:
+        result = run_script(proxy.url, tmp_path, RELIABLE, project, run_id)
+        assert proxy.stats["faults"] > 0
+    check_ok(result)
+    run = api.run(f"admin/{project}/{run_id}")
+    assert run.state == "finished"
+    assert [r["v"] for r in history_rows(server, run)] == list(range(200))
+    lines = read_file(run, "output.log", tmp_path).decode().splitlines()
+    assert [line for line in lines if line.startswith("line ")] == [f"line {s}" for s in range(200)]
+    assert read_file(run, "saved.txt", tmp_path) == b"kept"

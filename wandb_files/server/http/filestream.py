@@ -15,6 +15,8 @@ import tempfile
 import uuid
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import orjson
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,6 +39,9 @@ from ..db.streams import (
     output_log,
     parse_stream_request,
 )
+from ..graphql.context import RequestContext, Viewer
+from ..graphql.errors import ApiError
+from ..graphql.resolvers.file_mutations import resolve_mark_run_files_uploaded
 from .auth import api_key_from_authorization
 from .state import ServerState, _HttpError, _json_error
 
@@ -110,6 +115,35 @@ class FileStream(ServerState):
             for old_key in old_keys:
                 if old_key is not None:
                     self.store.delete(old_key)
+            if stream.uploaded and self.store.presigned:
+                self._commit_uploaded(
+                    session,
+                    viewer,
+                    {"entityName": entity, "projectName": project, "runName": run_name, "files": stream.uploaded},
+                )
+
+    def _commit_uploaded(self, session: Session, viewer: Viewer, mark_input: dict[str, Any]) -> None:
+        """Commit the presigned uploads the client says are done, as markRunFilesUploaded does.
+
+        The client sends that mutation only when it learnt the feature from serverInfo; when that query
+        failed (a dropped connection, say), the stream's `uploaded` list is its only word that a PUT straight
+        into the bucket finished. A file that cannot be committed is logged, and the stream goes on.
+        """
+        info = SimpleNamespace(
+            context=RequestContext(
+                session=session,
+                viewer=viewer,
+                signer=self.signer,
+                store=self.store,
+                public_url=self.config.public_url or "",
+                sessions=self.sessions,
+                max_upload_bytes=self.config.max_upload_bytes,
+            )
+        )
+        try:
+            resolve_mark_run_files_uploaded(None, info, mark_input)
+        except ApiError as exc:
+            logger.info("file stream: uploaded files of run %s not all committed: %s", mark_input["runName"], exc)
 
     def _store_text_file(self, session: Session, run_id: int, name: str, data: bytes, md5_b64: str) -> str | None:
         """Store `data` as run file `name` (a new blob; the row added or pointed at it); the replaced blob key."""

@@ -14,6 +14,7 @@ import click
 from .config import (
     DEFAULT_KEY_CACHE_SECONDS,
     DEFAULT_MAX_UPLOAD_BYTES,
+    DEFAULT_RUN_TIMEOUT_SECONDS,
     DEFAULT_SIGNED_URL_TTL,
     DEFAULT_UPLOAD_CLEANUP_INTERVAL,
     DEFAULT_WORKERS,
@@ -124,6 +125,16 @@ The web page: open http://HOST:PORT/ in a browser and sign in with an API key.""
     help="Over SQLite, compute the next page of a listing that is past its first page while the client reads "
     "this one, and answer from it if nothing was committed in between.",
 )
+@click.option(
+    "--run-timeout",
+    "run_timeout_seconds",
+    metavar="SECONDS",
+    default=DEFAULT_RUN_TIMEOUT_SECONDS,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="A run logged by the wandb SDK whose file stream has sent nothing (not even its 30-second "
+    "heartbeat) for this long is marked crashed.",
+)
 @click.option("--log-level", default="info", show_default=True, type=_LOG_LEVELS)
 @click.option(
     "--access-log/--no-access-log",
@@ -146,6 +157,7 @@ def server_command(
     workers: int,
     key_cache_seconds: float,
     read_ahead: bool,
+    run_timeout_seconds: float,
     log_level: str,
     access_log: bool,
 ) -> None:
@@ -164,6 +176,7 @@ def server_command(
         upload_cleanup_interval=upload_cleanup_interval,
         key_cache_seconds=key_cache_seconds,
         read_ahead=read_ahead,
+        run_timeout_seconds=run_timeout_seconds,
         log_level=log_level.lower(),
         access_log=access_log,
         database_url=database_url,

@@ -17,6 +17,7 @@ DEFAULT_KEY_CACHE_SECONDS = 5.0
 # Server processes of `wandb-files server`: two on a two-core box served the load benchmark (benchmarks/
 # bench_load.py) faster than one, markedly on PostgreSQL; README "Performance" has the figures.
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
+DEFAULT_RUN_TIMEOUT_SECONDS = 300.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -46,12 +47,17 @@ class ServerConfig:
     # Compute the next page of a walk through a connection while the client reads this one (SQLite only;
     # see http/readahead.py).
     read_ahead: bool = True
+    # A run logged by the wandb SDK whose file stream has sent nothing for this long is marked crashed (the
+    # client sends at least a heartbeat every 30 s while it runs).
+    run_timeout_seconds: float = DEFAULT_RUN_TIMEOUT_SECONDS
 
     def __post_init__(self) -> None:
         if self.signed_url_ttl < 1:
             raise ValueError("signed_url_ttl must be at least 1 second")
         if self.upload_cleanup_interval < 1:
             raise ValueError("upload_cleanup_interval must be at least 1 second")
+        if self.run_timeout_seconds <= 0:
+            raise ValueError("run_timeout_seconds must be positive")
         if self.key_cache_seconds < 0:
             raise ValueError("key_cache_seconds must not be negative")
         if self.max_upload_bytes < 0:

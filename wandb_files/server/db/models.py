@@ -114,6 +114,16 @@ class Run(Base):
     # The number of files of the run, kept in the transaction that adds or deletes them (fileCount reads it
     # instead of counting 100,000 index entries on every page).
     file_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the wandb SDK's file stream sent (db/streams.py): the line counts of its streamed files (the
+    # next offset of each), and the exit code of its final request.
+    history_line_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    events_line_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    log_line_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    # The time of the last file stream request: a run whose stream went silent is marked crashed.
+    streamed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    host: Mapped[str | None] = mapped_column(Text)
+    program: Mapped[str | None] = mapped_column(Text)
 
     # Joined eagerly so a page of runs is one query (a run answer names its project, entity and user).
     project: Mapped[Project] = relationship(lazy="joined", innerjoin=True)
@@ -143,6 +153,20 @@ class RunValue(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     rank: Mapped[int] = mapped_column(SmallInteger)
     num: Mapped[float] = mapped_column(Double)
+
+
+class RunLine(Base):
+    """One line of a file the wandb SDK streams (wandb-history.jsonl, wandb-events.jsonl, output.log), at
+    the line number (offset) the client sent it under: a retried request rewrites the same rows, and a
+    console line the client rewrites (a progress bar) replaces its row."""
+
+    __tablename__ = "run_lines"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    # streams.HISTORY, EVENTS or OUTPUT.
+    kind: Mapped[int] = mapped_column(Integer, primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content: Mapped[str] = mapped_column(Text)
 
 
 class File(Base):

@@ -32,6 +32,7 @@ from ..signing import UrlSigner, load_or_create_secret
 from ..storage import BlobStore, open_blob_store
 from ..web import MOUNT, create_web_app
 from .downloads import Downloads
+from .filestream import FileStream, mark_silent_runs_periodically
 from .graphql_endpoint import GraphQLEndpoint
 from .state import ServerState, _json_error
 from .uploads import Uploads
@@ -41,7 +42,7 @@ logger = logging.getLogger("wandb_files.server")
 STALE_TEMP_SECONDS = 24 * 3600
 
 
-class _Server(GraphQLEndpoint, Uploads, Downloads):
+class _Server(GraphQLEndpoint, Uploads, Downloads, FileStream):
     """The state shared by all requests of one app, with the routes that use it."""
 
 
@@ -155,9 +156,14 @@ def create_app(config: ServerConfig, *, prepare: bool = True) -> Starlette:
         tune_gc_for_serving()
         # A server that runs for weeks must not wait for its next restart to drop abandoned uploads.
         cleaner = asyncio.create_task(_clean_periodically(config, sessions, store)) if store.presigned else None
+        # Every process sweeps (an UPDATE of the few silent runs; several at once do no harm).
+        marker = asyncio.create_task(mark_silent_runs_periodically(sessions, config.run_timeout_seconds))
         try:
             yield
         finally:
+            marker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await marker
             if cleaner is not None:
                 # A sweep under way finishes its batch first (worker threads are not abandoned).
                 cleaner.cancel()
@@ -171,6 +177,7 @@ def create_app(config: ServerConfig, *, prepare: bool = True) -> Starlette:
         Route("/healthz", _healthz, methods=["GET"]),
         Route("/graphql", server.graphql, methods=["POST"]),
         Route("/uploads/{token}", server.upload, methods=["PUT"]),
+        Route("/files/{entity}/{project}/{run}/file_stream", server.file_stream, methods=["POST"]),
         Route("/files/{entity}/{project}/{run}/{path:path}", server.download, methods=["GET", "HEAD"]),
         Route("/blobs/{token}", server.direct, methods=["GET", "HEAD"]),
         # The web page (wandb_files.server.web), at /web; / is its home.

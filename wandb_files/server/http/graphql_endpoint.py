@@ -19,6 +19,7 @@ from ..graphql.context import RequestContext
 from ..graphql.documents import QueryDepthRule
 from ..graphql.errors import UNAUTHENTICATED, error_body, format_error
 from ..graphql.planned import PlannedExecutor
+from ..graphql.unimplemented import explain_unimplemented
 from .auth import api_key_from_authorization
 from .state import ServerState
 
@@ -91,6 +92,8 @@ class GraphQLEndpoint(ServerState):
             )
         errors = result.get("errors") or []
         executed = "data" in result and (result["data"] is not None or any("path" in e for e in errors))
+        if not executed:
+            result = explain_unimplemented(body, result) or result
         return (200 if executed else 400), result
 
     async def graphql(self, request: Request) -> Response:

@@ -86,14 +86,8 @@ def resolve_run_tags(run: Run, info: Info) -> list[str]:
 @run_type.field("sweepName")
 @run_type.field("historyKeys")
 def resolve_none(obj: Any, info: Info) -> None:
-    """Sweeps and history are not kept by this server."""
+    """Sweeps are not kept by this server, nor history keys."""
     return None
-
-
-@run_type.field("historyLineCount")
-def resolve_history_line_count(run: Run, info: Info) -> int:
-    """No history is kept."""
-    return 0
 
 
 @run_type.field("fileCount")
@@ -155,6 +149,9 @@ _TEXT_FIELDS = {
     "groupName": "group",
     "jobType": "job_type",
     "commit": "commit",
+    # Sent by the wandb SDK (wandb-core) with every upsert.
+    "host": "host",
+    "jobProgram": "program",
 }
 
 

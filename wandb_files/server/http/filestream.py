@@ -1,0 +1,188 @@
+"""POST /files/{entity}/{project}/{run}/file_stream: the wandb SDK's stream of history, console, summary, state.
+
+Authenticated as /graphql is (HTTP Basic with the API key). What is kept and how is in db/streams.py; this
+route also makes the run's output.log file again from the stored console lines whenever they change, so the
+file can be downloaded, through every client, while the run still runs and after it crashed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import os
+import tempfile
+import uuid
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..db import access
+from ..db.database import write_transaction
+from ..db.filerows import PathClash, lock_run, store_file
+from ..db.models import Run
+from ..db.streams import (
+    OUTPUT_FILE,
+    SUMMARY_FILE,
+    StreamError,
+    StreamRequest,
+    apply_stream_request,
+    mark_silent_runs,
+    md5_b64_of,
+    output_log,
+    parse_stream_request,
+)
+from ..graphql.context import RequestContext, Viewer
+from ..graphql.errors import ApiError
+from ..graphql.resolvers.file_mutations import resolve_mark_run_files_uploaded
+from .auth import api_key_from_authorization
+from .state import ServerState, _HttpError, _json_error
+
+logger = logging.getLogger("wandb_files.server")
+
+#: Larger bodies are refused; the client sends at most about 10 MiB a request.
+MAX_STREAM_BODY_BYTES = 64 * 1024 * 1024
+
+
+class FileStream(ServerState):
+    """The file stream route."""
+
+    async def file_stream(self, request: Request) -> Response:
+        """POST /files/{entity}/{project}/{run}/file_stream."""
+        api_key = api_key_from_authorization(request.headers.get("authorization"))
+        if api_key is None:
+            return _json_error(401, "an API key is missing (HTTP Basic auth)")
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_STREAM_BODY_BYTES:
+                return _json_error(413, "request body too large")
+        try:
+            if request.headers.get("content-encoding", "").lower() == "gzip":
+                raw = bytearray(gzip.decompress(raw))
+            stream = parse_stream_request(orjson.loads(raw))
+        except (orjson.JSONDecodeError, OSError, EOFError, zlib.error):
+            return _json_error(400, "the body is not (gzipped) JSON")
+        except StreamError as exc:
+            return _json_error(400, str(exc))
+        params = request.path_params
+        try:
+            await run_in_threadpool(
+                self.store_stream, api_key, params["entity"], params["project"], params["run"], stream
+            )
+        except _HttpError as exc:
+            return _json_error(exc.status, exc.message)
+        # W&B's answer; the client reads only an optional "stopped": true (a stop asked for in the web UI).
+        return JSONResponse({"exitcode": None, "limits": {}})
+
+    def store_stream(self, api_key: str, entity: str, project: str, run_name: str, stream: StreamRequest) -> None:
+        """Apply one checked file stream request to run `entity/project/run_name` (in a worker thread).
+
+        Raises:
+            _HttpError: the key is not valid (401) or the run is not the key owner's (404).
+        """
+        with self.sessions() as session:
+            viewer = self.viewer(session, api_key)
+            if viewer is None:
+                raise _HttpError(401, "the API key is not valid")
+            run = access.owned_run(session, viewer.id, entity, project, run_name)
+            if run is None:
+                raise _HttpError(404, f"run {entity}/{project}/{run_name} not found")
+            run_id = run.id
+            with write_transaction(session):
+                if not lock_run(session, run_id):
+                    raise _HttpError(404, f"run {entity}/{project}/{run_name} not found")
+                run = session.get(Run, run_id, populate_existing=True)
+                assert run is not None
+                output_changed = apply_stream_request(session, run, stream)
+                # In the same transaction: two requests of a run never store their files out of order.
+                old_keys = []
+                if output_changed:
+                    data, md5_b64 = output_log(session, run_id)
+                    old_keys.append(self._store_text_file(session, run_id, OUTPUT_FILE, data, md5_b64))
+                if stream.summary is not None:
+                    # The summary as a file too, as the client uploads it when it finishes: in step with
+                    # summaryMetrics while the run runs (and after a crash).
+                    data = stream.summary.encode()
+                    old_keys.append(self._store_text_file(session, run_id, SUMMARY_FILE, data, md5_b64_of(data)))
+            for old_key in old_keys:
+                if old_key is not None:
+                    self.store.delete(old_key)
+            if stream.uploaded and self.store.presigned:
+                self._commit_uploaded(
+                    session,
+                    viewer,
+                    {"entityName": entity, "projectName": project, "runName": run_name, "files": stream.uploaded},
+                )
+
+    def _commit_uploaded(self, session: Session, viewer: Viewer, mark_input: dict[str, Any]) -> None:
+        """Commit the presigned uploads the client says are done, as markRunFilesUploaded does.
+
+        The client sends that mutation only when it learnt the feature from serverInfo; when that query
+        failed (a dropped connection, say), the stream's `uploaded` list is its only word that a PUT straight
+        into the bucket finished. A file that cannot be committed is logged, and the stream goes on.
+        """
+        info = SimpleNamespace(
+            context=RequestContext(
+                session=session,
+                viewer=viewer,
+                signer=self.signer,
+                store=self.store,
+                public_url=self.config.public_url or "",
+                sessions=self.sessions,
+                max_upload_bytes=self.config.max_upload_bytes,
+            )
+        )
+        try:
+            resolve_mark_run_files_uploaded(None, info, mark_input)
+        except ApiError as exc:
+            logger.info("file stream: uploaded files of run %s not all committed: %s", mark_input["runName"], exc)
+
+    def _store_text_file(self, session: Session, run_id: int, name: str, data: bytes, md5_b64: str) -> str | None:
+        """Store `data` as run file `name` (a new blob; the row added or pointed at it); the replaced blob key."""
+        fd, temp = tempfile.mkstemp(dir=self.config.tmp_dir, prefix="output-")
+        temp_path = Path(temp)
+        key = uuid.uuid4().hex
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            self.store.put(key, temp_path)
+            try:
+                return store_file(session, run_id, name, key, len(data), md5_b64)
+            except PathClash as exc:
+                # A folder of that name: what was streamed is kept all the same; only the file cannot be made.
+                logger.warning("%s of run %d not made: %s", name, run_id, exc)
+                self.store.delete(key)
+                return None
+        except BaseException:
+            self.store.delete(key)
+            raise
+        finally:
+            temp_path.unlink(missing_ok=True)
+
+
+async def mark_silent_runs_periodically(sessions: sessionmaker[Session], timeout_seconds: float) -> None:
+    """Every so often (a quarter of the timeout, at most a minute), mark runs whose file stream has been
+    silent for `timeout_seconds` as crashed. Runs until cancelled; a failed sweep is logged and retried."""
+    interval = max(1.0, min(60.0, timeout_seconds / 4))
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            changed = await run_in_threadpool(_mark, sessions, timeout_seconds)
+        except Exception as exc:  # noqa: BLE001 - the database may be back at the next sweep
+            logger.warning("marking silent runs as crashed failed: %s", exc)
+            continue
+        if changed:
+            logger.info("marked %d silent runs as crashed", changed)
+
+
+def _mark(sessions: sessionmaker[Session], timeout_seconds: float) -> int:
+    with sessions() as session:
+        return mark_silent_runs(session, timeout_seconds)

@@ -62,7 +62,9 @@ def start_script(
     script = work / "train.py"
     script.write_text(PREAMBLE + textwrap.dedent(body))
     env = {
-        **os.environ,
+        # Not WANDB_SERVICE: a wandb-core this test process started (wandb.Api() in another test) would be shared,
+        # and its debug log would hold that client's requests too.
+        **{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"},
         "WANDB_BASE_URL": base_url,
         "WANDB_API_KEY": ADMIN_KEY,
         "WANDB_DIR": str(work),

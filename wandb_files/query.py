@@ -473,7 +473,8 @@ def fetch_runs_table(
         api: The `Api` to use; a default `Api()` when omitted.
 
     Returns:
-        A DataFrame indexed by ``run``, one column per attribute found (NaN where a run lacks it): metadata
+        A DataFrame indexed by ``run``, one column per attribute found (NaN where a run lacks it; listed
+        attributes in the list's order, others by name): metadata
         columns hold the values (numbers, strings, lists, dicts; times as UTC `pandas.Timestamp`), file
         columns `File` objects. `download_files` turns the file columns into local paths by ``(run, step)``
         with step NaN, and ignores the metadata columns.
@@ -522,6 +523,8 @@ def fetch_runs_table(
         run_ids.append(run.id)
         rows.append(row)
     frame = _frame(pd, rows, pd.Index(run_ids, name="run"))
+    found = list(frame.columns)
+    frame = frame[[n for n in wanted.names if n in found] if wanted.names is not None else sorted(found)]
     for column in metadata:
         frame[column] = frame[column].infer_objects()  # numbers and times get pandas' dtypes
     return frame

@@ -450,6 +450,8 @@ def test_fetch_runs_table_takes_a_filter_and_gives_metadata_columns(
     paths = wq.download_files(files=table, destination=tmp_path)
     assert list(paths.columns) == ["sample.csv"] and len(paths) == 3
     assert Path(paths.loc[("r2", math.nan), "sample.csv"]).read_bytes() == b"a,b\n"
+    with pytest.raises(TypeError, match="File objects"):  # a table without files is still a mistake
+        wq.download_files(files=table[["config/lr", "sys/name"]], destination=tmp_path)
 
     by_regex = wq.fetch_runs_table(
         path, runs=["r2", "r5"], attributes=r"^summary/ | ^sys/(state|creation_time)$", api=api

@@ -149,7 +149,8 @@ class Filter:
     the rest of the name is the W&B key as it is, so ``summary/val/acc`` is the summary key ``val/acc``), and
     ``sys/id`` (the run id; also ``sys/custom_run_id``), ``sys/name`` (the display name), ``sys/state``,
     ``sys/tags``, ``sys/group``, ``sys/job_type``, ``sys/owner``, ``sys/creation_time``, ``sys/ping_time``
-    (the last heartbeat). Any other name is a `ValueError` when the filter is built.
+    (the last heartbeat). Any other name is a `ValueError` when the filter is built. ``sys/name`` is the display
+    name a run was given: a run given none shows its id as its name, but has no ``sys/name`` to filter on.
 
     Values follow W&B's (MongoDB's) rules, see docs/run-filters.md: a comparison matches only values of its
     operand's type (numbers with numbers, strings with strings); a run without the attribute matches `ne`,
@@ -194,46 +195,86 @@ class Filter:
 
     @staticmethod
     def ne(attribute: str, value: int | float | str | bool | datetime) -> Filter:
-        """The attribute does not equal `value`; runs without the attribute match. Args, Raises: as `eq`.
+        """The attribute does not equal `value`; runs without the attribute match too.
+
+        Args:
+            attribute: An attribute name, e.g. ``"summary/acc"``.
+            value: A number, string, bool or datetime.
 
         Returns:
             The filter.
+
+        Raises:
+            TypeError: `value` has a type the attribute cannot hold.
+            ValueError: the attribute has no W&B equivalent, or is ``sys/tags``.
         """
         return Filter._compare("ne", "$ne", attribute, value)
 
     @staticmethod
     def gt(attribute: str, value: int | float | str | datetime) -> Filter:
-        """The attribute is greater than `value` (of the same type). Args, Raises: as `eq`.
+        """The attribute is greater than `value` (of the same type).
+
+        Args:
+            attribute: An attribute name, e.g. ``"summary/acc"``.
+            value: A number, string, bool or datetime.
 
         Returns:
             The filter.
+
+        Raises:
+            TypeError: `value` has a type the attribute cannot hold.
+            ValueError: the attribute has no W&B equivalent, or is ``sys/tags``.
         """
         return Filter._compare("gt", "$gt", attribute, value)
 
     @staticmethod
     def ge(attribute: str, value: int | float | str | datetime) -> Filter:
-        """The attribute is greater than or equal to `value`. Args, Raises: as `eq`.
+        """The attribute is greater than or equal to `value` (of the same type).
+
+        Args:
+            attribute: An attribute name, e.g. ``"summary/acc"``.
+            value: A number, string, bool or datetime.
 
         Returns:
             The filter.
+
+        Raises:
+            TypeError: `value` has a type the attribute cannot hold.
+            ValueError: the attribute has no W&B equivalent, or is ``sys/tags``.
         """
         return Filter._compare("ge", "$gte", attribute, value)
 
     @staticmethod
     def lt(attribute: str, value: int | float | str | datetime) -> Filter:
-        """The attribute is less than `value`. Args, Raises: as `eq`.
+        """The attribute is less than `value` (of the same type).
+
+        Args:
+            attribute: An attribute name, e.g. ``"summary/acc"``.
+            value: A number, string, bool or datetime.
 
         Returns:
             The filter.
+
+        Raises:
+            TypeError: `value` has a type the attribute cannot hold.
+            ValueError: the attribute has no W&B equivalent, or is ``sys/tags``.
         """
         return Filter._compare("lt", "$lt", attribute, value)
 
     @staticmethod
     def le(attribute: str, value: int | float | str | datetime) -> Filter:
-        """The attribute is less than or equal to `value`. Args, Raises: as `eq`.
+        """The attribute is less than or equal to `value` (of the same type).
+
+        Args:
+            attribute: An attribute name, e.g. ``"summary/acc"``.
+            value: A number, string, bool or datetime.
 
         Returns:
             The filter.
+
+        Raises:
+            TypeError: `value` has a type the attribute cannot hold.
+            ValueError: the attribute has no W&B equivalent, or is ``sys/tags``.
         """
         return Filter._compare("le", "$lte", attribute, value)
 
@@ -426,6 +467,7 @@ def fetch_series(
         ImportError: pandas is not installed.
         TypeError, ValueError: a bad argument (named in the message), before any request.
         NotFoundError: the project, or a run named in `runs`, does not exist.
+        BadRequestError: the server refused the `Filter` (a regular expression outside its subset, say).
     """
     pd = require_pandas()
     low, high = _check_step_range(step_range)

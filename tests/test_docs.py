@@ -14,13 +14,14 @@ import doctest
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sybil import Document, Example, Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
 import wandb_files
-from tests.support import ADMIN_KEY, LiveServer, start_server, stop_server
+from tests.support import ADMIN_KEY, UPSERT, Client, LiveServer, start_server, stop_server
 
 ROOT = Path(__file__).parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -70,9 +71,9 @@ def _give_entities(server: LiveServer, *names: str) -> None:
         engine.dispose()
 
 
-def _upload(api: wandb_files.Api, path: str, files: dict[str, bytes], source: Path) -> None:
+def _upload(api: wandb_files.Api, path: str, files: dict[str, bytes], source: Path, **metadata: Any) -> None:
     entity, project, run_id = path.split("/")
-    run = api.create_run(run_id=run_id, project=project, entity=entity)
+    run = api.create_run(run_id=run_id, project=project, entity=entity, **metadata)
     for name, data in files.items():
         (source / path / name).parent.mkdir(parents=True, exist_ok=True)
         (source / path / name).write_bytes(data)
@@ -83,7 +84,7 @@ def _seed(server: LiveServer, source: Path, work: Path) -> None:
     """The runs, files and local files the examples name."""
     import pandas
 
-    _give_entities(server, "entity", "team-alpha")
+    _give_entities(server, "entity", "team-alpha", "team")
     api = wandb_files.Api(api_key=server.api_key, base_url=server.base_url)
     metrics = pandas.DataFrame({"step": [1, 2], "loss": [0.5, 0.25]})
     (source / "eval.parquet").parent.mkdir(parents=True, exist_ok=True)
@@ -108,10 +109,26 @@ def _seed(server: LiveServer, source: Path, work: Path) -> None:
         {"config.yaml": b"x" * 1300, "output.log": b"log\n", "wandb-summary.json": b"{" + b"1" * 258 + b"}"},
         source,
     )
-    for run_id in ("kittiwake-i2ufv", "kittiwake-h7jk2"):
+    kittiwakes = {
+        "kittiwake-i2ufv": {"config": {"model": "resnet", "lr": 0.01}, "summary": {"acc": 0.91}, "tags": ["best"]},
+        "kittiwake-h7jk2": {"config": {"model": "vit", "lr": 0.1}, "summary": {"acc": 0.84}, "tags": ["baseline"]},
+    }
+    for run_id, metadata in kittiwakes.items():
         files = {f"media/images/predictions_{step}_{step}a{step}b{step}c.png": b"p" for step in (1, 2, 3, 4)}
         files.update({"sample.csv": b"a,b\n", "labels.json": b"{}", "config.yaml": b"lr: 1\n"})
-        _upload(api, f"team-alpha/project-x/{run_id}", files, source)
+        _upload(api, f"team-alpha/project-x/{run_id}", files, source, **metadata)
+    # "Many runs": runs to choose by config, summary, tags, group and state (W&B's runs set their state).
+    raw = Client(server.base_url, server.api_key)
+    for run_id, model, lr, acc, tags, state in (
+        ("r1", "resnet", 0.01, 0.71, ["baseline"], "finished"),
+        ("r2", "resnet", 0.1, 0.93, ["best"], "finished"),
+        ("r3", "vit", 0.01, 0.88, [], "finished"),
+        ("r4", "resnet", 0.01, 0.5, [], "crashed"),
+    ):
+        files = {f"media/images/predictions_1_{run_id}aaaa.png": b"p", "output.log": b"log\n"}
+        config, summary = {"model": model, "lr": lr}, {"acc": acc}
+        _upload(api, f"team/proj/{run_id}", files, source, config=config, summary=summary, tags=tags, group="sweep-1")
+        raw.gql(UPSERT, {"entity": "team", "project": "proj", "name": run_id, "state": state})
     api.close()
     for name, data in {
         "outputs/model.ckpt": b"m" * 1000,

@@ -3,7 +3,6 @@ and api.runs(filters=, order=) as W&B's client sends them."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 import wandb_files
 from tests.support import UPSERT, Client, GraphQLRecorder, LiveServer, free_port
 from wandb_files import queries
-from wandb_files.errors import BadRequestError, NotFoundError
+from wandb_files.errors import NotFoundError
 
 
 @pytest.fixture
@@ -188,9 +187,7 @@ def test_runs_send_filters_and_order_as_wandb_does(
     assert [r.id for r in ours.runs(f"p{unique}", order="-created_at")] == ids[::-1]
     filters = {"$and": [{"config.lr": {"$gt": 0.01}}, {"tags": "a"}], "state": "finished"}
     recorder.bodies.clear()
-    # Until the server evaluates filters it refuses them; what is asserted here is what the SDK sends.
-    with contextlib.suppress(BadRequestError):
-        len(ours.runs(f"p{unique}", filters=filters, order="-summary_metrics.acc", per_page=7))
+    assert len(ours.runs(f"p{unique}", filters=filters, order="-summary_metrics.acc", per_page=7)) == 0
     variables = recorder.bodies[-1]["variables"]
     assert variables["filters"] == json.dumps(filters)  # the very string W&B's client sends
     assert (variables["order"], variables["perPage"]) == ("-summary_metrics.acc", 7)
@@ -233,26 +230,10 @@ def test_filters_and_order_of_the_wrong_type_are_type_errors() -> None:
         api.runs("e/p", order=["-created_at"])  # type: ignore[arg-type]
 
 
-# --- evaluated by the server (issue 22's server part): skipped until the server evaluates filters ------------
+# --- evaluated by the server ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def filtering_server(api: wandb_files.Api, unique: str) -> wandb_files.Api:
-    """`api`, once the server evaluates run filters (until then it answers "not supported": skip)."""
-    api.create_run(run_id="probe", project=f"probe{unique}")
-    try:
-        len(api.runs(f"probe{unique}", filters={"name": "probe"}))
-    except BadRequestError as exc:
-        if "not supported" in str(exc):
-            pytest.skip("the server does not evaluate run filters yet (issue 22, server part)")
-        raise
-    return api
-
-
-def test_runs_filters_select_and_order_like_wandb(
-    filtering_server: wandb_files.Api, live_server: LiveServer, unique: str
-) -> None:
-    api = filtering_server
+def test_runs_filters_select_and_order_like_wandb(api: wandb_files.Api, live_server: LiveServer, unique: str) -> None:
     project = f"p{unique}"
     raw = Client(live_server.base_url, live_server.api_key)  # the SDK has no state setter: W&B's runs set it
     specs = {

@@ -63,7 +63,10 @@ def _values(files: Any, pd: Any) -> tuple[Iterable[Any], bool]:
     if isinstance(files, Run):
         return [files], False
     if isinstance(files, pd.DataFrame):
-        return files.to_numpy().ravel(), True
+        # `fetch_runs_table` puts metadata columns (config/..., summary/...) beside the file columns, as
+        # neptune-query's tables do: only columns holding files count, unless none does (then the error says why).
+        holding = [column for column in files.columns if any(map(_holds_files, files[column]))]
+        return (files[holding] if holding else files).to_numpy().ravel(), True
     if isinstance(files, pd.Series):
         return files.to_numpy(), True
     if isinstance(files, (str, bytes)) or not isinstance(files, Iterable):
@@ -72,6 +75,12 @@ def _values(files: Any, pd: Any) -> tuple[Iterable[Any], bool]:
             f"not {type(files).__name__}"
         )
     return files, isinstance(files, (list, tuple))
+
+
+def _holds_files(cell: Any) -> bool:
+    """Whether a table cell is a `File` or `Run`, or a list holding one."""
+    items = cell if isinstance(cell, (list, tuple)) else [cell]
+    return any(isinstance(item, (File, Run)) for item in items)
 
 
 def _files_in(values: Iterable[Any]) -> Iterator[File]:
@@ -151,7 +160,8 @@ def download_files(
         files: A `File`, any iterable of them (e.g. ``api.runs("entity/project").files(pattern="%.png")``), or a
             pandas Series or DataFrame holding them (empty cells are skipped). A `Run` among them (or given
             alone, or the runs a filter selects: ``api.runs("entity/project", filters={"state": "finished"})``)
-            stands for all of its files.
+            stands for all of its files. Of a DataFrame, only the columns holding files are read (a table of
+            `wandb_files.query.fetch_runs_table` holds metadata columns beside them).
         destination: The folder; the current working directory when None.
         max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 32).
         progress: A progress bar for bytes and files; None shows it on terminals only.

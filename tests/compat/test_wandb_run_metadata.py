@@ -3,7 +3,6 @@ wandb.Api().runs(filters=, order=), read back through both clients."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,9 +96,7 @@ def test_both_clients_send_the_same_runs_variables(
     for client in (theirs, ours):
         for kwargs in ({}, {"filters": filters, "order": "-summary_metrics.acc"}):
             recorder.bodies.clear()
-            # Until the server evaluates filters it refuses them; what is compared here is what is sent.
-            with contextlib.suppress(Exception):
-                len(client.runs(f"admin/p{unique}", per_page=3, **kwargs))
+            assert len(client.runs(f"admin/p{unique}", per_page=3, **kwargs)) == (0 if kwargs else 1)
             [body] = [b for b in recorder.bodies if "runCount" in b["query"]]
             sent.append({k: body["variables"].get(k) for k in ("filters", "order", "perPage", "cursor")})
     assert sent[:2] == sent[2:]
@@ -107,7 +104,7 @@ def test_both_clients_send_the_same_runs_variables(
     assert json.loads(sent[1]["filters"]) == filters
 
 
-# --- evaluated by the server (issue 22's server part): skipped until the server evaluates filters ------------
+# --- evaluated by the server ------------------------------------------------------------------------------
 
 
 def test_wandb_runs_with_filters_and_order(
@@ -127,13 +124,7 @@ def test_wandb_runs_with_filters_and_order(
     selected = wandb_api.runs(
         f"admin/{project}", filters={"config.model": "resnet", "state": "finished"}, order="-summary_metrics.acc"
     )
-    try:
-        count = len(selected)
-    except Exception as exc:  # the client wraps the server's answer in its own error types
-        if "not supported" in str(exc):
-            pytest.skip("the server does not evaluate run filters yet (issue 22, server part)")
-        raise
-    assert count == 2
+    assert len(selected) == 2
     assert [r.id for r in selected] == ["r2", "r1"]
     assert [r.summary["acc"] for r in selected] == [0.9, 0.7]
     tagged = wandb_api.runs(f"admin/{project}", filters={"tags": "t"}, order="+config.lr.value", per_page=1)

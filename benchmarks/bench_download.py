@@ -15,8 +15,8 @@ wandb-core) and REQUESTS_CA_BUNDLE (its Python side).
 It seeds run "small" with --files files of --size random bytes (and run "big" with one --big-mib MiB file),
 then runs rounds; each round runs every method once, in turn, so a change of the machine's load hits them alike:
 
-  plain  `pip install wandb-files` without pycurl: WANDB_FILES_ENGINE=python;
-  full   with pycurl: the curl engine (WANDB_FILES_ENGINE=curl);
+  plain  the pure-Python engine (WANDB_FILES_ENGINE=python): an install without pycurl (Windows, Alpine, ...);
+  full   the curl engine (WANDB_FILES_ENGINE=curl): what `pip install wandb-files` gives on Linux and macOS;
          each in a child process of its own, twice: listing included (`download_files(api.run(path).files())`,
          the run's lookup and the listing counted, the imports not) and listed beforehand (the download alone); the
          clock and the CPU count (user + sys, every thread) start in the child just before the call;
@@ -608,7 +608,9 @@ def report(args: argparse.Namespace, rounds: dict[str, list[Measured]], big: dic
             target(f"{install}: listed, CPU <= 1.0 x (curl's + md5sum's)", cpu_ratios, lambda r: r <= 1.0)
         if wandb_best is not None:
             faster = [wandb_best / m.wall for m in rounds[install]]
-            target(f"{install}: >= 8 x faster than the wandb loop (its best)", faster, lambda r: r >= 8, "x faster")
+            at_least = 8.0 if args.rtt_ms > 0 else 1.0
+            text = f"{install}: >= {at_least:g} x faster than the wandb loop (its best)"
+            target(text, faster, lambda r, at_least=at_least: r >= at_least, "x faster")
     if big:
         big_ours, big_curl = big.get("big-ours"), big.get("big-curl")
         if big_ours and big_curl:

@@ -1,10 +1,11 @@
 """One big file behind a per-connection cap: the SDK's parallel Range parts against single-stream curl, in one run.
 
-    python benchmarks/bench_ranges.py [--mib 128] [--cap-mib 25] [--repeats 3] [--sweep]
+    python benchmarks/bench_ranges.py [--tls] [--mib 128] [--cap-mib 25] [--repeats 3] [--sweep]
 
 Starts `wandb-files server` (BackgroundServer, data in a temp dir) with --public-url pointing at a FaultProxy
 that runs in a process of its own and caps each response body at --cap-mib MiB/s (as S3 and most CDNs cap a
-connection); every URL the server hands out goes through it. Seeds one --mib MiB file of random bytes
+connection); every URL the server hands out goes through it. With --tls the proxy speaks HTTPS (a throwaway CA
+from `trustme`, trusted by curl through --cacert and by the SDK through REQUESTS_CA_BUNDLE). Seeds one --mib MiB file of random bytes
 (uploaded straight to the server), then times, best of --repeats:
 
   a. curl -o over the file's `url` through the proxy: one connection;
@@ -41,7 +42,7 @@ import requests
 from wandb_files.testing import BackgroundServer, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_download import wait_for_port
+from bench_download import start_proxy, stop_proxy, tls_files
 
 MiB = 1024 * 1024
 PROJECT = "bench-ranges"
@@ -137,8 +138,8 @@ def peak_rss_mib(command: list[str], tmp: Path) -> tuple[float, str]:
 
 
 class Bench:
-    def __init__(self, server: BackgroundServer, proxy_url: str, tmp: Path, repeats: int) -> None:
-        self.server, self.proxy_url, self.tmp, self.repeats = server, proxy_url, tmp, repeats
+    def __init__(self, server: BackgroundServer, proxy_url: str, tmp: Path, repeats: int, ca: Path | None) -> None:
+        self.server, self.proxy_url, self.tmp, self.repeats, self.ca = server, proxy_url, tmp, repeats, ca
 
     def curl(self, name: str, md5: str) -> float:
         url = gql(self.proxy_url, self.server.api_key, FILE_URL, entity="admin", project=PROJECT, run=RUN, name=name)
@@ -147,8 +148,9 @@ class Bench:
         for _ in range(self.repeats):
             out = self.tmp / "curl.bin"
             started = time.perf_counter()
+            trust = ["--cacert", str(self.ca)] if self.ca else []
             subprocess.run(
-                ["curl", "-sS", "--fail", "-u", f"api:{self.server.api_key}", "-o", str(out), url], check=True
+                ["curl", *trust, "-sS", "--fail", "-u", f"api:{self.server.api_key}", "-o", str(out), url], check=True
             )
             times.append(time.perf_counter() - started)
             if md5_of(out) != md5:
@@ -185,6 +187,7 @@ class Bench:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tls", action="store_true", help="HTTPS: the proxy terminates TLS")
     parser.add_argument("--mib", type=int, default=128, help="size of the file")
     parser.add_argument("--cap-mib", type=float, default=25.0, help="each connection's cap, MiB/s")
     parser.add_argument("--repeats", type=int, default=3)
@@ -196,19 +199,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-ranges-", dir=args.tmp) as tmp_name:
         tmp = Path(tmp_name)
+        ca, server_pem = tls_files(tmp) if args.tls else (None, None)
+        if ca:  # this process's requests and every child's (the SDK); curl gets --cacert
+            os.environ["REQUESTS_CA_BUNDLE"] = str(ca)
         port = free_port()
-        proxy_url = f"http://127.0.0.1:{port}"
+        proxy_url = f"{'https' if args.tls else 'http'}://127.0.0.1:{port}"
         with BackgroundServer(tmp / "data", extra_args=["--public-url", proxy_url]) as server:
             # A process of its own, like a hop on the network: it shares no GIL with the client measured.
-            proxy = subprocess.Popen(
-                [sys.executable, "-m", "wandb_files.testing.proxy", server.base_url, "--port", str(port),
-                 "--bytes-per-second", str(args.cap_mib * MiB)],
-                stdout=subprocess.PIPE,
-                text=True,
-            )  # fmt: skip
+            proxy = start_proxy(server.base_url, port, tls_cert=server_pem, bytes_per_second=args.cap_mib * MiB)
             try:
-                wait_for_port(port)
-                bench = Bench(server, proxy_url, tmp, args.repeats)
+                bench = Bench(server, proxy_url, tmp, args.repeats, ca)
                 name = f"big-{args.mib}.bin"
                 md5 = seed(server, name, args.mib, proxy_url, tmp)
                 log(f"seeded {name}; each connection through the proxy is capped at {args.cap_mib:g} MiB/s")
@@ -224,7 +224,9 @@ def main() -> None:
                 free_parts, _ = bench.sdk(name, md5, proxy_url, direct=True)
                 log(f"no proxy, no cap: one stream {free_one:.2f}s, parts {free_parts:.2f}s")
                 print()
-                print(f"{args.mib} MiB, each connection capped at {args.cap_mib:g} MiB/s:")
+                print(
+                    f"{args.mib} MiB, {'HTTPS' if args.tls else 'HTTP'}, each connection capped at {args.cap_mib:g} MiB/s:"
+                )
                 print(f"  curl, one stream       {args.mib / curl:7.1f} MiB/s")
                 print(f"  File.download, parts   {args.mib / sdk:7.1f} MiB/s")
                 print(f"  ratio                  {curl / sdk:7.2f} x curl's throughput (goal >= 3.5)")
@@ -235,8 +237,7 @@ def main() -> None:
                 if args.sweep:
                     sweep(bench, server, proxy_url, args, tmp)
             finally:
-                proxy.terminate()
-                proxy.communicate(timeout=30)
+                log(f"proxy stats: {stop_proxy(proxy)}")
 
 
 def sweep(bench: Bench, server: BackgroundServer, proxy_url: str, args: argparse.Namespace, tmp: Path) -> None:

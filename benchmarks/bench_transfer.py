@@ -175,7 +175,7 @@ def engines_available(wanted: list[str]) -> list[str]:
             try:
                 import pycurl  # noqa: F401
             except ImportError:
-                log("pycurl is not installed (pip install 'wandb-files[curl]'): skipping the curl engine")
+                log("pycurl is not installed (pip install pycurl): skipping the curl engine")
                 continue
         usable.append(engine)
     return usable

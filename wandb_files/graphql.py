@@ -420,6 +420,9 @@ class GraphQLClient:
                     probe, True if verify is None else verify, None
                 )
                 pool = adapter.poolmanager.connection_from_host(**host, pool_kwargs=pool_kwargs)
+                # What requests' send() does to a pool before each request: its CA bundle (certifi's for
+                # verify=True), not OpenSSL's defaults, so the fast path trusts exactly what requests trusts.
+                adapter.cert_verify(pool, url, True if verify is None else verify, None)  # type: ignore[no-untyped-call]
         with self._pool_lock:
             self._fast_pools[origin] = pool
         return pool

@@ -7,7 +7,9 @@
         ...  # point the client at proxy.url; proxy.stats counts requests, connections and faults
 
 It runs an aiohttp low-level server and an aiohttp client session on their own event loop in a daemon
-thread. Bodies are streamed both ways chunk by chunk (never buffered whole), connections are kept alive on
+thread. Given an ``ssl.SSLContext`` (`tls`), it terminates TLS as a CDN or a load balancer does: clients speak
+HTTPS to it (``proxy.url`` starts with ``https://``) and it forwards plain HTTP to the upstream, with
+``X-Forwarded-Proto: https`` (so a server that trusts it, as uvicorn trusts 127.0.0.1, hands out https URLs). Bodies are streamed both ways chunk by chunk (never buffered whole), connections are kept alive on
 both sides, and method, path and query, headers (except hop-by-hop ones) and status pass unchanged.
 
 Faults, applied to a random `fault_rate` share of the requests whose path starts with one of `paths`
@@ -33,6 +35,7 @@ import contextlib
 import json
 import random
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
@@ -77,6 +80,8 @@ class FaultProxy:
     Args:
         upstream: The server to forward to, e.g. ``"http://127.0.0.1:8080"``.
         first_byte_delay_ms: Every response is held this long before its status line is sent (an RTT).
+        connect_delay_ms: The first response on each connection is held this much longer: what setting a
+            connection up costs far away (a TCP handshake, and TLS's; about 2 RTTs with TLS 1.3).
         fault_rate: Share of the eligible requests that get a fault, 0.0 to 1.0.
         faults: The fault kinds to choose from, uniformly (see the module docstring).
         seed: Seed of the ``random.Random`` that picks faulted requests and their kind.
@@ -87,9 +92,11 @@ class FaultProxy:
         host: The address to listen on.
         port: The port; a free one when omitted. Give one (e.g. ``free_port()``) to know `url` before
             starting, say to start a server with ``--public-url`` set to it first.
+        tls: A server-side ``ssl.SSLContext`` (its certificate chain loaded): clients then speak HTTPS to the
+            proxy; None for plain HTTP.
 
     Attributes:
-        url: ``http://host:port``.
+        url: ``http://host:port``, or ``https://host:port`` with `tls`.
     """
 
     def __init__(
@@ -97,6 +104,7 @@ class FaultProxy:
         upstream: str,
         *,
         first_byte_delay_ms: float = 0.0,
+        connect_delay_ms: float = 0.0,
         fault_rate: float = 0.0,
         faults: Iterable[str] = FAULTS,
         seed: int | None = None,
@@ -105,6 +113,7 @@ class FaultProxy:
         bytes_per_second: float | None = None,
         host: str = "127.0.0.1",
         port: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.faults = tuple(faults)
         unknown = set(self.faults) - set(FAULTS)
@@ -114,13 +123,17 @@ class FaultProxy:
             raise ValueError("fault_rate must be between 0 and 1")
         if fault_rate and not self.faults:
             raise ValueError("faults is empty but fault_rate is not 0")
-        if first_byte_delay_ms < 0 or slow_seconds < 0:
-            raise ValueError("first_byte_delay_ms and slow_seconds must not be negative")
+        if first_byte_delay_ms < 0 or connect_delay_ms < 0 or slow_seconds < 0:
+            raise ValueError("first_byte_delay_ms, connect_delay_ms and slow_seconds must not be negative")
         if bytes_per_second is not None and bytes_per_second <= 0:
             raise ValueError("bytes_per_second must be positive")
         self.bytes_per_second = bytes_per_second
         self.upstream = upstream.rstrip("/")
         self.first_byte_delay = first_byte_delay_ms / 1000.0
+        self.connect_delay = connect_delay_ms / 1000.0
+        # Handlers (by id) of connections that have not answered yet: their first response pays connect_delay, and
+        # tells whether its TLS session was resumed.
+        self._fresh: set[int] = set()
         self.fault_rate = fault_rate
         self.slow_seconds = slow_seconds
         self.paths = None if paths is None else tuple(paths)
@@ -130,7 +143,8 @@ class FaultProxy:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port or 0))
         self.port: int = self._sock.getsockname()[1]
-        self.url = f"http://{host}:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self.reset_stats()
@@ -147,7 +161,9 @@ class FaultProxy:
         """A snapshot: ``requests`` seen, ``connections`` accepted from clients, ``upstream_errors`` (answered
         502: the upstream was unreachable or the forwarded request failed), ``client_aborts`` (the client left
         mid-response), ``faults`` injected in all, one count per fault kind (counted when chosen), and
-        ``body_bytes``: the bytes of response bodies relayed to clients."""
+        ``body_bytes``: the bytes of response bodies relayed to clients. With `tls` every connection is one TLS
+        handshake: ``connections`` counts them too, and ``tls_resumed`` those that resumed an earlier session
+        (counted at each connection's first request)."""
         with self._lock:
             return dict(self._counts)
 
@@ -155,7 +171,17 @@ class FaultProxy:
         """Set every count back to 0."""
         with self._lock:
             self._counts = dict.fromkeys(
-                ("requests", "connections", "upstream_errors", "client_aborts", "faults", "body_bytes", *FAULTS), 0
+                (
+                    "requests",
+                    "connections",
+                    "tls_resumed",
+                    "upstream_errors",
+                    "client_aborts",
+                    "faults",
+                    "body_bytes",
+                    *FAULTS,
+                ),
+                0,
             )
 
     def _count(self, key: str, n: int = 1) -> None:
@@ -218,9 +244,12 @@ class FaultProxy:
 
         def accept() -> RequestHandler:
             self._count("connections")
-            return server()
+            handler = server()
+            if self.connect_delay or self.tls:
+                self._fresh.add(id(handler))
+            return handler
 
-        listener = await self._loop.create_server(accept, sock=self._sock, backlog=1024)
+        listener = await self._loop.create_server(accept, sock=self._sock, backlog=1024, ssl=self.tls)
         self._ready.set()
         try:
             await self._stopped.wait()
@@ -244,6 +273,13 @@ class FaultProxy:
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self._count("requests")
+        setup = 0.0
+        if self._fresh and id(request.protocol) in self._fresh:
+            self._fresh.discard(id(request.protocol))
+            setup = self.connect_delay
+            tls = request.transport.get_extra_info("ssl_object") if request.transport is not None else None
+            if tls is not None and tls.session_reused:
+                self._count("tls_resumed")
         fault = self._pick_fault(request.path)
         if fault is not None:
             self._count("faults")
@@ -254,10 +290,12 @@ class FaultProxy:
             if status == 429:
                 fault_headers["Retry-After"] = "1"
             fault_body = json.dumps({"error": f"injected by FaultProxy: {status}"}).encode()
-            await asyncio.sleep(self.first_byte_delay)
+            await asyncio.sleep(self.first_byte_delay + setup)
             return web.Response(status=status, body=fault_body, headers=fault_headers)
 
         headers = _end_to_end(request.headers)
+        if self.tls:  # as TLS-terminating proxies say it: the upstream then builds https URLs for its answers
+            headers[hdrs.X_FORWARDED_PROTO] = "https"
         if headers.get(hdrs.EXPECT, "").lower() == "100-continue":
             # Answered here, as aiohttp's router would; the upstream then gets the body at once.
             del headers[hdrs.EXPECT]
@@ -279,7 +317,7 @@ class FaultProxy:
             self._count("upstream_errors")
             return web.Response(status=502, text=f"FaultProxy: upstream failed: {exc!r}\n")
         async with upstream:
-            delay = self.first_byte_delay + (self.slow_seconds if fault == "slow" else 0.0)
+            delay = self.first_byte_delay + setup + (self.slow_seconds if fault == "slow" else 0.0)
             if delay:
                 await asyncio.sleep(delay)
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -385,19 +423,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("upstream", help="the server to forward to, e.g. http://127.0.0.1:8080")
     parser.add_argument("--port", type=int, default=None, help="the port to listen on (a free one by default)")
     parser.add_argument("--first-byte-delay-ms", type=float, default=0.0)
+    parser.add_argument("--connect-delay-ms", type=float, default=0.0, help="more on each connection's first answer")
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated fault kinds")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--bytes-per-second", type=float, default=None, help="cap on each body's rate")
+    parser.add_argument(
+        "--tls-cert", default=None, help="PEM file with the certificate chain and its key: terminate TLS (HTTPS)"
+    )
     args = parser.parse_args(argv)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert)
     proxy = FaultProxy(
         args.upstream,
         port=args.port,
         first_byte_delay_ms=args.first_byte_delay_ms,
+        connect_delay_ms=args.connect_delay_ms,
         fault_rate=args.fault_rate,
         faults=[f for f in args.faults.split(",") if f],
         seed=args.seed,
         bytes_per_second=args.bytes_per_second,
+        tls=tls,
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

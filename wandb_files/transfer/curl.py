@@ -1,18 +1,28 @@
-"""The native engine for bulk downloads: libcurl's multi interface (pycurl, the ``[curl]`` extra) in one thread.
+"""The native engine for bulk downloads: libcurl's multi interface (pycurl, a dependency where it has wheels) in one
+thread.
 
 Python threads cost CPU for every small file (a request through urllib3, a thread switch for every chunk under the
 GIL); libcurl drives all connections from one thread, so a bulk download of small files spends a fraction of that
 (``benchmarks/bench_transfer.py``). The discipline is the same as the pure-Python path's, and the common case is
 the only one handled here: a fresh download of a file under 8 MiB whose answer is a 200 with the expected bytes.
-The file is claimed (``locks``), written to its temp file, hashed as it arrives, checked for size and md5 and
-renamed into place.
+The loop thread does no file-system work for such a file beyond a look at what is there: its bytes stay in memory
+until it ends, and then the finisher thread claims its temp file (``O_EXCL`` and ``flock``, as ``locks`` does),
+writes, hashes and checks it and renames it into place. Creating a file can take a millisecond or more on a busy
+disk, and in the loop thread that would hold up every transfer at once. A file that is slow to arrive is claimed
+by the loop when its first bytes have waited `FLUSH_SECONDS`, so that an interruption keeps them for the resume.
 Anything else (a bigger file, a temp file to resume, a claim held by another process, a redirect, any other
 status, a broken connection, bytes that disagree) goes to the pure-Python `download` of that file, which resumes what was
 written and has the retries, the backoff and the typed errors: the two engines cannot differ in what they raise.
 
 ``WANDB_FILES_ENGINE`` chooses: ``auto`` (the default: this engine when pycurl is installed), ``curl`` (fail if
-pycurl is missing) or ``python``. A session with proxies, TLS settings or client certificates of its own, and
-URLs that go through a proxy (``HTTPS_PROXY`` and the like), stay with requests, which knows what they mean.
+pycurl is missing) or ``python``. Both engines trust the same certificates: the CA bundle requests would use for
+that URL (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, the session's ``verify``, else certifi's) is libcurl's
+``CAINFO`` (or ``CAPATH`` for a folder). A session with proxies or client certificates of its own, URLs that go
+through a proxy (``HTTPS_PROXY`` and the like) and ``verify=False`` stay with requests, which knows what they mean.
+
+Far from the server, what counts is how many transfers run at once and that each new one finds a connection ready:
+libcurl's multi handle keeps its connections for the next files (one cache for all of its handles), and a share
+lets new connections resume TLS sessions and reuse DNS answers.
 """
 
 from __future__ import annotations
@@ -31,7 +41,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
+
 from wandb_files.formatting import safe_name
+from wandb_files.graphql import _origin
 from wandb_files.transfer import ranges
 from wandb_files.transfer.hashing import BACKGROUND_HASH_BYTES, md5_matches
 from wandb_files.transfer.locks import release_if_empty
@@ -73,7 +86,7 @@ def engine_choice() -> str:
 
 
 def curl_available() -> bool:
-    """Whether pycurl can be imported (the ``[curl]`` extra)."""
+    """Whether pycurl can be imported (installed with wandb-files where pycurl ships wheels)."""
     try:
         import pycurl  # noqa: F401
     except ImportError:
@@ -93,11 +106,11 @@ def download_engine(client: GraphQLClient) -> PoolFactory[DownloadJob, Path] | N
         return None
     if not curl_available():
         if choice == "curl":
-            raise ImportError("WANDB_FILES_ENGINE=curl needs pycurl: pip install 'wandb-files[curl]'")
+            raise ImportError("WANDB_FILES_ENGINE=curl needs pycurl: pip install pycurl")
         return None
     session = client.session
-    if session.proxies or session.verify is not True or session.cert is not None:
-        return None  # a session set up by hand (proxies, TLS): only requests knows what it means
+    if session.proxies or session.cert is not None:
+        return None  # a session set up by hand (proxies, client certificates): only requests knows what it means
 
     def factory(
         workers: int, fallback: Callable[[DownloadJob], Path], advance: ProgressCallback, cancel: Cancel
@@ -112,10 +125,10 @@ class _Transfer:
 
     __slots__ = ("advance", "buffered", "fd", "flush_by", "future", "job", "md5", "part", "pending", "received")
 
-    def __init__(self, job: DownloadJob, future: Future[Path], fd: int, part: Path, advance: ProgressCallback) -> None:
+    def __init__(self, job: DownloadJob, future: Future[Path], part: Path, advance: ProgressCallback) -> None:
         self.job = job
         self.future = future
-        self.fd = fd
+        self.fd: int | None = None  # the claimed temp file, once claimed
         self.part = part
         self.advance = advance
         self.md5 = hashlib.md5(usedforsecurity=False)
@@ -124,8 +137,31 @@ class _Transfer:
         self.pending = 0
         self.flush_by = 0.0
 
+    def claim(self) -> bool:
+        """Create and lock the temp file; False when it exists (another download holds it, or left it to resume)."""
+        try:
+            fd = os.open(self.part, _EXCLUSIVE, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a process that opened it meanwhile waits for us
+        except BlockingIOError:  # or it got there first
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        return True
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
     def flush(self) -> None:
-        """Hash and write what arrived since the last flush into the temp file."""
+        """Hash and write what arrived since the last flush into the (claimed) temp file."""
+        assert self.fd is not None
         if self.buffered:
             for chunk in self.buffered:
                 self.md5.update(chunk)
@@ -175,7 +211,12 @@ class CurlPool:
         self._folders: set[Path] = set()  # folders made (or found) for earlier files of the call
         self._headers = [f"User-Agent: {_text(client.session.headers.get('User-Agent', 'wandb-files'))}"]
         self._auth = f"Authorization: {_text(client._basic)}"
-        self._ca = _ca_bundle()
+        self._trusts: dict[tuple[str, str, int | None], tuple[int, str] | None] = {}
+        self._handle_trust: dict[Any, tuple[int, str]] = {}
+        # TLS sessions and DNS answers shared by every handle (connections already are, by the multi handle).
+        self._share = pycurl.CurlShare()
+        self._share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_SSL_SESSION)
+        self._share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_DNS)
         self._thread = threading.Thread(target=self._loop, name="wandb-files-curl", daemon=True)
         self._thread.start()
 
@@ -223,7 +264,11 @@ class CurlPool:
                 if self._harvest() and self._waiting:
                     continue  # start the next files at once, on the connections that just came free
                 if self._active:
-                    self._multi.select(SELECT_SECONDS)
+                    # libcurl may want to be called back sooner than a socket wakes us (its own timers).
+                    wanted = self._multi.timeout()
+                    seconds = SELECT_SECONDS if wanted < 0 else min(SELECT_SECONDS, wanted / 1000)
+                    if seconds > 0:
+                        self._multi.select(seconds)
         except BaseException as exc:  # every job still waiting learns of it
             for handle in list(self._active):
                 _fail(self._forget(handle).future, exc)
@@ -234,6 +279,7 @@ class CurlPool:
             for handle in self._idle:
                 handle.close()
             self._multi.close()
+            self._share.close()
 
     def _take_inbound(self) -> None:
         while True:
@@ -264,9 +310,11 @@ class CurlPool:
     def _start(self, job: DownloadJob, future: Future[Path]) -> bool:
         """Begin `job` on a handle; False when it was settled (or handed to the fallback) at once."""
         big = min(PYTHON_PATH_BYTES, ranges.THRESHOLD)
-        if (job.size or 0) >= big or self._client._fast_pool(job.url) is None:
+        trust = self._trust(job.url) if (job.size or 0) < big else None
+        if trust is None:
             # A big file gains nothing here (its cost is its bytes) and has the Python path's background md5 and
-            # ranged parts (whatever ranges' threshold is); a proxy for that origin is requests' business.
+            # ranged parts (whatever ranges' threshold is); a proxy for that origin, or no verification, is
+            # requests' business.
             self._hand_over(job, future)
             return False
         part = part_path(job.target)
@@ -274,43 +322,29 @@ class CurlPool:
             if job.target.parent not in self._folders:
                 make_parent(job.target, job.name)
                 self._folders.add(job.target.parent)
-            # A temp file of our own making: nobody else's to resume, and nobody holds it yet.
-            fd = os.open(part, _EXCLUSIVE, 0o644)
-        except FileExistsError:  # a temp file to resume, or one another process holds: the Python path
-            self._hand_over(job, future)
-            return False
-        except Exception as exc:  # noqa: BLE001 - the job's own failure, as download() would raise it
-            link = part.is_symlink()
-            future.set_exception(
-                ValueError(f"refusing to write through the symbolic link {str(part)!r}") if link else exc
-            )
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a process that opened it meanwhile waits for us
-        except BlockingIOError:  # or it got there first
-            os.close(fd)
-            self._hand_over(job, future)
-            return False
-        except BaseException:
-            os.close(fd)
-            raise
-        try:
+            if os.path.lexists(part):  # a temp file to resume, or one another process holds: the Python path
+                self._hand_over(job, future)
+                return False
+            # Another process may finish this file meanwhile: its temp file, claimed at the end, tells.
             if local_copy_matches(job.target, job.size, job.md5):
                 log.debug("%s: the local copy already holds these bytes", safe_name(job.name))
                 if job.size:
                     self._advance(job.size)
-                release_if_empty(fd, part)
-                os.close(fd)
                 future.set_result(job.target)
                 return False
         except Exception as exc:  # noqa: BLE001 - the job's own failure, as download() would raise it
-            os.close(fd)
             future.set_exception(exc)
             return False
-        transfer = _Transfer(job, future, fd, part, self._advance)
+        transfer = _Transfer(job, future, part, self._advance)
         handle = self._idle.pop() if self._idle else self._new_handle()
         pycurl = self._pycurl
         handle.setopt(pycurl.URL, job.url)
+        if self._handle_trust.get(handle) != trust:
+            previous = self._handle_trust.get(handle)
+            if previous is not None and previous[0] != trust[0]:
+                handle.unsetopt(previous[0])
+            handle.setopt(*trust)
+            self._handle_trust[handle] = trust
         auth = self._client.auth_for(job.url) is not None  # the key goes only to the server's own origin
         handle.setopt(pycurl.HTTPHEADER, [*self._headers, self._auth] if auth else self._headers)
         handle.setopt(pycurl.WRITEFUNCTION, lambda chunk: self._write(transfer, chunk))
@@ -328,9 +362,25 @@ class CurlPool:
         handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)  # no byte for the client's timeout: a failed attempt
         handle.setopt(pycurl.LOW_SPEED_TIME, max(1, int(self._client.timeout)))
         handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        if self._ca:
-            handle.setopt(pycurl.CAINFO, self._ca)
+        handle.setopt(pycurl.SHARE, self._share)
         return handle
+
+    def _trust(self, url: str) -> tuple[int, str] | None:
+        """The CA option (``CAINFO`` or ``CAPATH``, and its path) for `url`'s origin, as requests would verify it;
+        None when that origin goes to the Python path (a proxy, or ``verify=False``)."""
+        origin = _origin(url)
+        if origin in self._trusts:
+            return self._trusts[origin]
+        found = None
+        if self._client._fast_pool(url) is not None:  # None: a proxy for that origin
+            settings = self._client.session.merge_environment_settings(url, {}, True, None, None)
+            verify = settings.get("verify", True)
+            if verify is True or verify is None:
+                verify = DEFAULT_CA_BUNDLE_PATH
+            if isinstance(verify, str):
+                found = (self._pycurl.CAPATH if os.path.isdir(verify) else self._pycurl.CAINFO, verify)
+        self._trusts[origin] = found
+        return found
 
     def _write(self, transfer: _Transfer, chunk: bytes) -> int | None:
         # The status is not known here (pycurl refuses getinfo while perform runs): the body is kept as it
@@ -344,6 +394,8 @@ class CurlPool:
             transfer.pending += len(chunk)
             # A fast small file is one write; a big or slow one reaches its temp file as it comes (for a resume).
             if transfer.pending >= BUFFER_SIZE or time.monotonic() >= transfer.flush_by:
+                if transfer.fd is None and not transfer.claim():
+                    return 0  # another download has the temp file: this one ends, and goes to the Python path
                 transfer.flush()
             transfer.advance(len(chunk))  # may wait (the bandwidth limit) or raise Cancelled
         except BaseException:  # noqa: BLE001 - a full disk or a stop: the Python path raises it as it should
@@ -381,11 +433,21 @@ class CurlPool:
                 self._complete(transfer, status, failure)
             except BaseException as exc:  # noqa: BLE001 - the file's outcome (say a full disk at the rename)
                 with contextlib.suppress(OSError):
-                    os.close(transfer.fd)
+                    transfer.close()
                 _fail(transfer.future, exc)
 
     def _complete(self, transfer: _Transfer, status: int, failure: str | None) -> None:
         job = transfer.job
+        if transfer.fd is None and (failure is not None or status != 200 or not transfer.claim()):
+            # Nothing on disk: another answer than the file, a broken connection (what arrived is not worth a
+            # resume), or a temp file that another download holds. The Python path starts over (or waits for
+            # that download and finds the file in place).
+            if transfer.received:
+                self._advance(-transfer.received)
+            log.debug("%s: handed to the Python path (%s)", safe_name(job.name), failure or f"HTTP {status}")
+            self._hand_over(job, transfer.future)
+            return
+        assert transfer.fd is not None
         try:
             transfer.flush()
         except OSError as exc:  # a full disk: the Python path raises it as it should
@@ -393,7 +455,7 @@ class CurlPool:
         problem = failure or (_integrity_problem(transfer, job) if status == 200 else f"HTTP {status}")
         if not problem:
             os.replace(transfer.part, job.target)
-            os.close(transfer.fd)
+            transfer.close()
             log.debug("%s: %d bytes verified (curl)", safe_name(job.name), transfer.received)
             transfer.future.set_result(job.target)
             return
@@ -406,7 +468,7 @@ class CurlPool:
         # A broken connection keeps what arrived: the Python path resumes it with Range.
         log.debug("%s: handed to the Python path (%s)", safe_name(job.name), problem)
         release_if_empty(transfer.fd, transfer.part)
-        os.close(transfer.fd)
+        transfer.close()
         self._hand_over(job, transfer.future)
 
     def _forget(self, handle: Any) -> _Transfer:
@@ -435,10 +497,11 @@ class CurlPool:
         """Ctrl-C: drop every transfer, keeping what its temp file holds; queued jobs never start."""
         for handle in list(self._active):
             transfer = self._forget(handle)
-            with contextlib.suppress(OSError):
-                transfer.flush()  # what arrived is kept for the resume
-            release_if_empty(transfer.fd, transfer.part)
-            os.close(transfer.fd)
+            if transfer.fd is not None:  # a slow file: what arrived is kept for the resume
+                with contextlib.suppress(OSError):
+                    transfer.flush()
+                release_if_empty(transfer.fd, transfer.part)
+                transfer.close()
             _fail(transfer.future, Cancelled())
         self._take_inbound()
         while self._waiting:
@@ -466,19 +529,6 @@ def _discard(chunk: bytes) -> int:
 
 def _text(value: str | bytes) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
-
-
-def _ca_bundle() -> str | None:
-    """The CA bundle requests would use (its variables, else certifi's), so both engines trust the same."""
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
-        value = os.environ.get(name)
-        if value:
-            return value
-    with contextlib.suppress(ImportError):
-        import certifi
-
-        return str(certifi.where())
-    return None
 
 
 __all__ = ["ENGINES", "CurlPool", "curl_available", "download_engine", "engine_choice"]

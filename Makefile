@@ -9,7 +9,7 @@ PY_MIN := $(VENV_MIN)/bin/python
 VENV_MLFLOW ?= .venv-mlflow
 PY_MLFLOW := $(VENV_MLFLOW)/bin/python
 
-.PHONY: demo test test-slow test-min lint venv clean postgresql chromium bench-tools bench-runs
+.PHONY: demo test test-slow test-min lint docs venv clean postgresql chromium bench-tools bench-runs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ lint: $(PY)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+# The documentation site, into site/: strict, so a broken link or an API reference that does not resolve fails.
+# (Its examples run in `make test`: tests/test_docs.py.)
+docs: $(PY)
+	$(PY) -m pip install --quiet -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 $(PY_MIN):
 	$(PYTHON) -m venv $(VENV_MIN)
@@ -85,4 +91,4 @@ bench-runs: $(PY) $(PY_MLFLOW) postgresql
 	nice -n 10 $(PY) benchmarks/bench_runs.py --mlflow-python $(PY_MLFLOW)
 
 clean:
-	rm -rf $(VENV) $(VENV_MIN) $(VENV_MLFLOW) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(VENV_MIN) $(VENV_MLFLOW) build site *.egg-info .pytest_cache

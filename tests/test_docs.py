@@ -1,4 +1,4 @@
-"""Every ```python block of the README and of docs/*.md runs against a live server, as a reader would run them: in
+"""Every ```python block of the README and of docs/**/*.md runs against a live server, as a reader would run them: in
 order, one namespace per document (a later block uses the `api` and `run` of an earlier one), in a working folder
 of its own, with WANDB_BASE_URL and WANDB_API_KEY set. A block of ``>>>`` lines is a doctest: its output is
 compared (``...`` matches anything).
@@ -6,12 +6,18 @@ compared (``...`` matches anything).
 Sybil finds the blocks. Before a block, ``<!-- skip: next "why" -->`` skips it (keep those rare, and say why);
 ``<!-- invisible-code-block: python -->`` runs code the page does not show. A new Markdown file under docs/ is
 collected with no change here; what its examples name must exist in `_seed` (or in a block of its own).
+
+Shell blocks (```sh) are not run (they start servers, install packages, name hosts of the reader's): every
+`wandb-files ...` command in them is parsed by the command line itself instead, so a renamed option, a missing
+argument or a bad value in the docs fails here.
 """
 
 from __future__ import annotations
 
 import doctest
 import os
+import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,4 +180,63 @@ def test_every_python_block_is_collected(path: Path) -> None:
         assert any(offset <= start < end for start in starts), f"{path.name}: the block at offset {offset} is not run"
         offset = text.find("```python\n", end)
     if path.name == "README.md":
-        assert text.count("```python\n") >= 7
+        assert text.count("```python\n") >= 3
+
+
+def _shell_commands(path: Path) -> list[tuple[int, list[str]]]:
+    """The `wandb-files` commands of a document's shell blocks, as (line, argv without the program name)."""
+    commands = []
+    text = path.read_text(encoding="utf-8")
+    for block in re.finditer(r"^```(?:sh|bash|console)\n(.*?)^```", text, flags=re.M | re.S):
+        first_line = text.count("\n", 0, block.start(1)) + 1
+        for offset, line in enumerate(block.group(1).splitlines()):
+            words = shlex.split(line, comments=True)
+            if words[:1] == ["$"]:
+                words = words[1:]
+            if words[:1] == ["wandb-files"]:
+                commands.append((first_line + offset, words[1:]))
+    return commands
+
+
+SHELL_CASES = [
+    pytest.param(path, line, argv, id=f"{path.relative_to(ROOT)}:{line}")
+    for path in DOCUMENTS
+    for line, argv in _shell_commands(path)
+]
+
+
+def test_the_docs_show_commands() -> None:
+    """The check below would pass vacuously if the block or command syntax it looks for changed."""
+    assert len(SHELL_CASES) >= 20
+
+
+def _parse(command: Any, name: str, words: list[str], parent: Any) -> None:
+    """Parse `words` as `command` would, down through its subcommands, without invoking anything."""
+    import click
+
+    if isinstance(command, click.Group):
+        names = set(command.list_commands(click.Context(command)))
+        at = next((i for i, word in enumerate(words) if word in names), None)
+        if at is None:
+            raise click.UsageError(f"no command of {name!r} in {words}")
+        ctx = command.make_context(name, words[: at + 1], parent=parent)  # the group's own options
+        _parse(command.get_command(ctx, words[at]), words[at], words[at + 1 :], ctx)
+    else:
+        command.make_context(name, words, parent=parent).close()
+
+
+@pytest.mark.parametrize(("path", "line", "argv"), SHELL_CASES)
+def test_every_shown_command_parses(
+    path: Path, line: int, argv: list[str], docs_server: tuple[LiveServer, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsed as `wandb-files` would parse it (options, arguments, their types), without running it; in the
+    readers' working folder, where the local paths the commands name (`outputs/`) exist."""
+    import click
+
+    from wandb_files.cli import main
+
+    monkeypatch.chdir(docs_server[1])
+    try:
+        _parse(main, "wandb-files", argv, None)
+    except click.exceptions.ClickException as exc:
+        pytest.fail(f"{path.name}:{line}: wandb-files {shlex.join(argv)}: {exc.format_message()}")

@@ -54,7 +54,13 @@ def _checked_key(key: str, source: str) -> tuple[str, str]:
     return key, source
 
 
-def _resolve_key(api_key: str | None, base_url: str) -> tuple[str, str]:
+def resolve_key(api_key: str | None, base_url: str) -> tuple[str, str]:
+    """The API key to use and where it came from: `api_key`, else ``WANDB_API_KEY``, else ~/.netrc for the host.
+
+    Raises:
+        TypeError: `api_key` is not a string.
+        MissingApiKeyError: no key was found (or `api_key` is empty).
+    """
     if api_key is not None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a string, not {type(api_key).__name__}")
@@ -129,7 +135,7 @@ class Api:
             raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
-        key, source = _resolve_key(api_key, self.base_url)
+        key, source = resolve_key(api_key, self.base_url)
         self.client = GraphQLClient(self.base_url, key, timeout=float(timeout or DEFAULT_TIMEOUT), key_source=source)
 
     def __repr__(self) -> str:

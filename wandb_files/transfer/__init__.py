@@ -17,7 +17,7 @@ Download discipline (the same for `File.download`, bulk downloads and the CLI):
   connections are shut down), queued ones never start, and temp files are kept for the next call;
 - a bulk call reads its jobs as they come (a listing page by page), keeps to its bandwidth limit across
   workers, and runs fewer attempts at once while the server answers 429;
-- the API key goes only to the server's own origin (`GraphQLClient.auth_for`).
+- the API key goes only to the server's own origin (`wandb_files.http.HTTPClient.auth_for`).
 
 The rooms: `paths` (where a file may go), `hashing` (md5 and ETags), `locks` (claiming temp files),
 `runner` (the thread pool, progress bar, cancellation, bandwidth, concurrency and failure aggregation of bulk

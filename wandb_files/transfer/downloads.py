@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -13,8 +12,15 @@ from typing import TYPE_CHECKING
 
 from wandb_files.errors import IntegrityError, TransportError
 from wandb_files.formatting import safe_name
-from wandb_files.graphql import HTTPResponse, connection_problem, raise_for_status
-from wandb_files.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
+from wandb_files.http import (
+    BROKEN_CONNECTION,
+    HTTPResponse,
+    Retryable,
+    check_status,
+    connection_broke,
+    parse_content_range,
+)
+from wandb_files.retry import Backoff
 from wandb_files.transfer import ranges
 from wandb_files.transfer.hashing import (
     BACKGROUND_HASH_BYTES,
@@ -28,21 +34,18 @@ from wandb_files.transfer.hashing import (
 from wandb_files.transfer.locks import claim_part, release_if_empty
 from wandb_files.transfer.paths import local_copy_matches, make_parent, part_path
 from wandb_files.transfer.runner import (
-    BROKEN_CONNECTION,
+    DOWNLOAD,
     NEVER,
     Cancel,
     ProgressCallback,
-    Retryable,
     check_max_bandwidth,
-    connection_failure,
     run_parallel,
 )
 
 if TYPE_CHECKING:
-    from wandb_files.graphql import GraphQLClient
+    from wandb_files.http import HTTPClient
 
 log = logging.getLogger(__name__)
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 @dataclass
@@ -56,7 +59,7 @@ class _Attempt:
 
 
 def download(
-    client: GraphQLClient,
+    client: HTTPClient,
     url: str,
     target: Path,
     *,
@@ -109,7 +112,7 @@ def download(
 
 
 def _download_claimed(
-    client: GraphQLClient,
+    client: HTTPClient,
     url: str,
     target: Path,
     part: Path,
@@ -122,7 +125,6 @@ def _download_claimed(
     backoff = Backoff(client.retry, f"download of {name}", deadline=client.timeout)
     while True:
         cancel.check()
-        retry_after = within = None
         attempt.moved = 0
         try:
             with cancel.slot():  # one of the call's concurrent attempts (fewer after 429s)
@@ -142,14 +144,15 @@ def _download_claimed(
             attempt.etag = None
             error: Exception = IntegrityError(f"{name}: {problem}; the download was discarded")
         except Retryable as exc:
-            error, retry_after, within = exc.error, exc.retry_after, exc.within
             if attempt.moved:
                 backoff.progressed()  # bytes arrived: the deadline and the count of failures start again
-        backoff.failed(error, retry_after, within=within, sleep=cancel.sleep)
+            exc.wait(backoff, cancel.sleep)
+            continue
+        backoff.failed(error, sleep=cancel.sleep)
 
 
 def _fetch_into(
-    client: GraphQLClient,
+    client: HTTPClient,
     url: str,
     fd: int,
     name: str,
@@ -160,30 +163,16 @@ def _fetch_into(
 ) -> tuple[bytes, int]:
     """One GET into the claimed temp file `fd`, continuing what is there. Returns the md5 and size of it all."""
     offset = os.fstat(fd).st_size
-    headers = {"Accept-Encoding": "identity"}  # the md5 is of the stored bytes, not of a re-encoding
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        # A temp file left by an earlier call has no ETag on record; the hex md5 is the ETag of our server and
-        # of single-part S3 objects. A wrong guess only costs a full download: If-Range then answers 200.
-        validator = attempt.etag or etag_from_md5(attempt.md5)
-        if validator:
-            headers["If-Range"] = validator
-    try:
-        response = client.stream_get(url, headers, timeout=backoff.attempt_timeout())
-    except BROKEN_CONNECTION as exc:
-        raise connection_failure(name, "connect to download", exc) from None
+    # A temp file left by an earlier call has no ETag on record; the hex md5 is the ETag of our server and
+    # of single-part S3 objects. A wrong guess only costs a full download: If-Range then answers 200.
+    validator = (attempt.etag or etag_from_md5(attempt.md5)) if offset else None
+    response = client.get_bytes(url, name, start=offset, validator=validator, timeout=backoff.attempt_timeout())
     with response, cancel.reading(response):
         cancel.answered(response.status_code)
-        if response.status_code in RETRYABLE_STATUS:
-            retry_after = parse_retry_after(response.headers)
-            try:
-                raise_for_status(response, name)
-            except Exception as exc:  # noqa: BLE001 - wrapped to be retried; re-raised if retries run out
-                raise Retryable(exc, retry_after) from None
         if response.status_code == 416 and offset:  # our temp file is longer than the file: start over
             _restart(fd, progress, offset)
             raise Retryable(TransportError(f"{name}: the remote file changed during the download"))
-        raise_for_status(response, name)
+        check_status(response, name)
         attempt.etag = response.headers.get("ETag") or attempt.etag
         hasher = StreamHasher(background=(attempt.size or 0) >= BACKGROUND_HASH_BYTES)
         try:
@@ -203,10 +192,7 @@ def _fetch_into(
                         chunk = next(chunks, None)
                     except BROKEN_CONNECTION as exc:
                         cancel.check()  # a shutdown by Ctrl-C looks like a broken connection
-                        problem, _ = connection_problem(exc)
-                        raise Retryable(
-                            TransportError(f"{name}: the connection broke mid-download ({problem})")
-                        ) from None
+                        raise connection_broke(name, exc) from None
                     if chunk is None:
                         break
                     out.write(chunk)  # a full disk is not a broken connection: it is raised as it is
@@ -231,8 +217,8 @@ def _chunks(response: HTTPResponse) -> Iterator[bytes]:
 
 
 def _range_start(response: HTTPResponse) -> int | None:
-    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-    return int(match.group(1)) if match else None
+    got = parse_content_range(response.headers.get("Content-Range"))
+    return got.first if got else None
 
 
 def _integrity_problem(received: int, digest: bytes, size: int | None, md5: str | None) -> str | None:
@@ -292,7 +278,7 @@ def clashing_jobs(jobs: Sequence[DownloadJob]) -> list[tuple[str, BaseException]
 
 
 def download_many(
-    client: GraphQLClient,
+    client: HTTPClient,
     jobs: Iterable[DownloadJob],
     *,
     max_workers: int | None = None,
@@ -339,7 +325,7 @@ def download_many(
             jobs = [job for job in jobs if job.name not in clashing]
             refused += clashes
     else:
-        jobs = _refusing_clashes(jobs, refused)
+        jobs = refusing_clashes(jobs, refused)
 
     def one(job: DownloadJob, advance: ProgressCallback, cancel: Cancel) -> Path:
         # download() skips a target that already holds these bytes, checked under its claim.
@@ -353,14 +339,14 @@ def download_many(
         one,
         max_workers=max_workers,
         progress=progress,
-        verb="download",
+        direction=DOWNLOAD,
         refused=refused,
         max_bandwidth=bandwidth,
         engine=download_engine(client),
     )
 
 
-def _refusing_clashes(jobs: Iterable[DownloadJob], refused: list[tuple[str, BaseException]]) -> Iterator[DownloadJob]:
+def refusing_clashes(jobs: Iterable[DownloadJob], refused: list[tuple[str, BaseException]]) -> Iterator[DownloadJob]:
     """`clashing_jobs` and the repeated-target check for jobs that arrive one by one: a job that clashes with
     one seen before is refused (into `refused`) and the first is kept.
 

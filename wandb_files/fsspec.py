@@ -73,7 +73,7 @@ from wandb_files.files import File, delete_files
 from wandb_files.filters import filters_json
 from wandb_files.formatting import safe_name
 from wandb_files.http import HTTPResponse
-from wandb_files.patterns import glob_to_like
+from wandb_files.patterns import like_prefix
 from wandb_files.runs import Run
 from wandb_files.transfer.hashing import md5_matches, remote_changed
 
@@ -98,11 +98,6 @@ def _first_magic(text: str) -> int:
 
 def _dir_info(name: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "size": 0, "type": "directory", "md5": None, "mimetype": None, "updated_at": None, **extra}
-
-
-def _like_prefix(prefix: str) -> str | None:
-    """The LIKE pattern of every name starting with `prefix` (None: every name)."""
-    return glob_to_like(prefix) + "%" if prefix else None
 
 
 @contextlib.contextmanager
@@ -354,7 +349,7 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
         """The names of the run's files that start with `prefix`, listed with one LIKE pattern unless known."""
         with self._lock:
             if not listing.covers(prefix):
-                files = listing.run.files(pattern=_like_prefix(prefix), per_page=LISTING_PAGE)
+                files = listing.run.files(pattern=like_prefix(prefix), per_page=LISTING_PAGE)
                 with _os_errors("/".join(listing.run.path)):
                     listing.listed(prefix, list(files))
             return listing.names_under(prefix)
@@ -380,7 +375,7 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
             if listing.covers(prefix):
                 return False
             with _os_errors("/".join(listing.run.path)):
-                first = listing.run.files(pattern=_like_prefix(prefix), per_page=1)[:1]
+                first = listing.run.files(pattern=like_prefix(prefix), per_page=1)[:1]
             listing.add(first)
             return bool(first)
 

@@ -48,7 +48,7 @@ from wandb_files.http import origin
 from wandb_files.transfer import ranges
 from wandb_files.transfer.hashing import BACKGROUND_HASH_BYTES, md5_matches
 from wandb_files.transfer.locks import release_if_empty
-from wandb_files.transfer.paths import local_copy_matches, make_parent, part_path
+from wandb_files.transfer.paths import NO_FOLLOW, local_copy_matches, make_parent, part_path
 from wandb_files.transfer.runner import Cancel, Cancelled, PoolFactory, ProgressCallback
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ if os.name != "nt":
 
 log = logging.getLogger(__name__)
 
-_EXCLUSIVE = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_EXCLUSIVE = os.O_RDWR | os.O_CREAT | os.O_EXCL | NO_FOLLOW
 
 ENGINES = ("auto", "curl", "python")
 #: libcurl's receive buffer: fewer, larger writes into Python (libcurl accepts up to 10 MiB).

@@ -56,6 +56,7 @@ from wandb_files.http import (
 )
 from wandb_files.retry import Backoff
 from wandb_files.transfer.hashing import CHUNK_SIZE, etag_from_md5, md5_base64, md5_matches, remote_changed
+from wandb_files.transfer.paths import NO_FOLLOW, open_no_follow
 from wandb_files.transfer.runner import (
     DEFAULT_MAX_WORKERS,
     Cancel,
@@ -82,8 +83,6 @@ EXTRA_STREAMS = 16
 FAST_CONNECTION = 100 * 1024 * 1024
 
 _SUFFIX = ".wandb-files.part"  # what paths.part_path ends with
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: How long the calling thread waits for news from the parts before it looks at Ctrl-C and the budget again.
 _POLL_SECONDS = 0.05
 #: How long a stopping download waits for its parts to leave (one blocked on a silent server may not).
@@ -153,7 +152,7 @@ class _State:
 
 def _load_state(part: Path) -> _State | None:
     try:
-        fd = os.open(state_path(part), os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+        fd = os.open(state_path(part), os.O_RDONLY | NO_FOLLOW)
     except OSError:
         return None  # none, or a symbolic link planted there: nothing to resume from
     with open(fd, encoding="utf-8") as f:
@@ -165,12 +164,7 @@ def _load_state(part: Path) -> _State | None:
 
 def _save_state(part: Path, state: _State) -> None:
     path, new = state_path(part), _new_state_path(part)
-    try:
-        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | _CLOEXEC, 0o644)
-    except OSError:
-        if new.is_symlink():
-            raise ValueError(f"refusing to write through the symbolic link {str(new)!r}") from None
-        raise
+    fd = open_no_follow(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     with open(fd, "w", encoding="utf-8") as f:
         f.write(state.to_json())
     # Not fsynced: a kill -9 loses nothing of the page cache, and after a power loss the md5 check finds

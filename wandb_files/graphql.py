@@ -24,7 +24,7 @@ from gql.transport.exceptions import (
 from gql.transport.requests import RequestsHTTPTransport
 from graphql import ExecutionResult
 
-from wandb_files import queries
+from wandb_files import documents
 from wandb_files.errors import (
     APIError,
     AuthenticationError,
@@ -195,7 +195,7 @@ class GraphQLClient(HTTPClient):
         with self._pool_lock:
             if self._features is None:
                 try:
-                    info = self.execute(queries.SERVER_FEATURES).get("serverInfo") or {}
+                    info = self.execute(documents.SERVER_FEATURES).get("serverInfo") or {}
                 except BadRequestError:
                     info = {}
                 self._features = {f["name"] for f in info.get("features") or [] if f.get("isEnabled")}
@@ -211,7 +211,7 @@ class GraphQLClient(HTTPClient):
         """Run a GraphQL operation and return its `data`.
 
         Args:
-            document: A parsed operation (see `wandb_files.queries`).
+            document: A parsed operation (see `wandb_files.documents`).
             variables: The operation's variables.
             retry_safe: Whether the operation may be sent again after a failure whose outcome is unknown.
                 Defaults to True for queries and False for mutations.

@@ -53,7 +53,7 @@ from wandb_files.transfer.runner import Cancel, Cancelled, PoolFactory, Progress
 
 if TYPE_CHECKING:
     from wandb_files.http import HTTPClient
-    from wandb_files.transfer.downloads import DownloadJob
+    from wandb_files.transfer.jobs import DownloadJob
 
 if os.name != "nt":
     import fcntl

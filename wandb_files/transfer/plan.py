@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from wandb_files.transfer.downloads import DownloadJob, refusing_clashes
+from wandb_files.transfer.jobs import DownloadJob, refusing_clashes
 from wandb_files.transfer.paths import local_copy_matches
 
 Action = Literal["download", "skip", "refuse"]

@@ -23,7 +23,7 @@ from pathlib import Path
 import requests
 from graphql import print_ast
 
-from wandb_files import queries
+from wandb_files import documents
 from wandb_files.testing import BackgroundServer
 
 FILES_IN_RUN = 200
@@ -39,8 +39,8 @@ mutation Upsert($project: String, $name: String) {
 """
 
 # The documents our SDK (and W&B's client) send, printed as they go over the wire.
-CREATE_FILES = print_ast(queries.CREATE_RUN_FILES.document)
-RUN_FILES = print_ast(queries.RUN_FILES.document)
+CREATE_FILES = print_ast(documents.CREATE_RUN_FILES.document)
+RUN_FILES = print_ast(documents.RUN_FILES.document)
 
 
 def percentile(samples: list[float], q: float) -> float:

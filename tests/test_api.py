@@ -10,7 +10,7 @@ from graphql import build_schema, validate
 
 import wandb_files
 from tests.support import LiveServer, free_port
-from wandb_files import queries
+from wandb_files import documents
 from wandb_files.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -26,10 +26,10 @@ def api(live_server: LiveServer) -> wandb_files.Api:
     return wandb_files.Api(api_key=live_server.api_key, base_url=live_server.base_url)
 
 
-@pytest.mark.parametrize("name", sorted(queries.ALL))
+@pytest.mark.parametrize("name", sorted(documents.ALL))
 def test_every_document_the_sdk_sends_is_valid_against_the_server_schema(name: str) -> None:
     schema = build_schema(SCHEMA.read_text())
-    assert validate(schema, queries.ALL[name].document) == []
+    assert validate(schema, documents.ALL[name].document) == []
 
 
 def test_key_and_base_url_from_arguments(live_server: LiveServer) -> None:

@@ -85,9 +85,9 @@ def test_a_failing_proxy_page_is_a_server_error_without_its_body() -> None:
     """A 502 page from a proxy in front of the right address says the server failed, without the page."""
     with AnswerServer(502, PAGE, "text/html") as server:
         client = GraphQLClient(server.url, "k" * 40, retry=NO_RETRY)
-        from wandb_files import queries
+        from wandb_files import documents
 
         with pytest.raises(wandb_files.ServerError) as caught:
-            client.execute(queries.SERVER_FEATURES)
+            client.execute(documents.SERVER_FEATURES)
         client.close()
     assert str(caught.value) == "HTTP 502: Bad Gateway" and caught.value.status_code == 502

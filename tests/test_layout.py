@@ -1,5 +1,6 @@
-"""The arrows between the package's rooms run one way: api → runs → files → transfer → graphql; the server
-imports nothing from the client (the schema file is all they share)."""
+"""The arrows between the package's rooms run one way: api → runs → files → transfer → http, and graphql → http
+(GraphQL is one user of the HTTP layer, byte transfers another); the server imports nothing from the client (the
+schema file is all they share)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,14 @@ def test_the_server_imports_nothing_from_the_client() -> None:
         ("wandb_files.runs", ["wandb_files.api", "wandb_files.bulk", "wandb_files.cli"]),
         ("wandb_files.paginator", ["wandb_files.api", "wandb_files.runs", "wandb_files.files"]),
         ("wandb_files.graphql", ["wandb_files.api", "wandb_files.runs", "wandb_files.files", "wandb_files.transfer"]),
+        (
+            "wandb_files.http",
+            ["wandb_files.graphql", "wandb_files.api", "wandb_files.runs", "wandb_files.files", "wandb_files.transfer"],
+        ),
+        ("wandb_files.retry", ["wandb_files.http", "wandb_files.graphql"]),
+        # The native engine serves downloads; it does not know them (no import cycle).
+        ("wandb_files.transfer.curl", ["wandb_files.transfer.downloads", "wandb_files.transfer.uploads"]),
+        ("wandb_files.transfer.jobs", ["wandb_files.transfer.downloads", "wandb_files.transfer.curl"]),
     ],
 )
 def test_arrows_run_one_way(module: str, must_not_import: list[str]) -> None:
@@ -68,6 +77,27 @@ def test_the_transfer_engine_knows_nothing_of_files_runs_or_the_api() -> None:
         imported = _imports(path)
         for forbidden in ("wandb_files.api", "wandb_files.runs", "wandb_files.files", "wandb_files.bulk"):
             assert not any(n == forbidden or n.startswith(forbidden + ".") for n in imported), (path.name, forbidden)
+
+
+def test_transfers_use_the_http_layer_not_graphql() -> None:
+    """Byte transfers go through `wandb_files.http`; GraphQL is built on it, not the other way round."""
+    for path in (PACKAGE / "transfer").rglob("*.py"):
+        imported = _imports(path)
+        assert not any(n == "wandb_files.graphql" or n.startswith("wandb_files.graphql.") for n in imported), path.name
+    assert "wandb_files.http" in _module_imports("wandb_files.graphql")
+    assert "wandb_files.http" in _module_imports("wandb_files.transfer.downloads")
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """A name the client uses across modules is public in the module that owns it."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.is_relative_to(PACKAGE / "server"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("wandb_files")):
+                found += [f"{path.relative_to(PACKAGE)}: {a.name}" for a in node.names if a.name.startswith("_")]
+    assert not [f for f in found if not f.endswith(("__version__", "__future__"))], found
 
 
 def test_only_optional_code_imports_the_fsspec_filesystem() -> None:

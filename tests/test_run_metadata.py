@@ -11,7 +11,7 @@ import pytest
 
 import wandb_files
 from tests.support import UPSERT, Client, GraphQLRecorder, LiveServer, free_port
-from wandb_files import queries
+from wandb_files import documents
 from wandb_files.errors import NotFoundError
 
 
@@ -29,7 +29,7 @@ def recorded(live_server: LiveServer) -> Iterator[tuple[wandb_files.Api, GraphQL
 
 def _stored_config(api: wandb_files.Api, run: wandb_files.Run) -> dict[str, Any]:
     """The config as the server stores it (W&B's wire form), read with a query of its own."""
-    data = api.client.execute(queries.RUN, {"entity": run.entity, "project": run.project, "name": run.id})
+    data = api.client.execute(documents.RUN, {"entity": run.entity, "project": run.project, "name": run.id})
     return json.loads(data["project"]["run"]["config"])  # type: ignore[no-any-return]
 
 
@@ -138,7 +138,7 @@ def test_a_summary_write_keeps_other_local_edits_for_update(api: wandb_files.Api
 def test_wandb_internal_config_keys_are_hidden_and_kept(api: wandb_files.Api, unique: str) -> None:
     run = api.create_run(run_id="r", project=f"p{unique}")
     raw = {"_wandb": {"value": {"cli_version": "0.31.0"}}, "wandb_version": 1, "lr": {"value": 0.1, "desc": "rate"}}
-    api.client.execute(queries.UPDATE_RUN, {"id": run.storage_id, "config": json.dumps(raw)})
+    api.client.execute(documents.UPDATE_RUN, {"id": run.storage_id, "config": json.dumps(raw)})
     run = api.run(f"p{unique}/r")
     assert run.config == {"lr": 0.1}
     run.config["bs"] = 32

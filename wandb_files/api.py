@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from wandb_files import queries
+from wandb_files import documents
 from wandb_files.errors import AuthenticationError, ConfigurationError, MissingApiKeyError, NotFoundError
 from wandb_files.graphql import GraphQLClient
 from wandb_files.projects import Projects
@@ -54,7 +54,13 @@ def _checked_key(key: str, source: str) -> tuple[str, str]:
     return key, source
 
 
-def _resolve_key(api_key: str | None, base_url: str) -> tuple[str, str]:
+def resolve_key(api_key: str | None, base_url: str) -> tuple[str, str]:
+    """The API key to use and where it came from: `api_key`, else ``WANDB_API_KEY``, else ~/.netrc for the host.
+
+    Raises:
+        TypeError: `api_key` is not a string.
+        MissingApiKeyError: no key was found (or `api_key` is empty).
+    """
     if api_key is not None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a string, not {type(api_key).__name__}")
@@ -129,7 +135,7 @@ class Api:
             raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
-        key, source = _resolve_key(api_key, self.base_url)
+        key, source = resolve_key(api_key, self.base_url)
         self.client = GraphQLClient(self.base_url, key, timeout=float(timeout or DEFAULT_TIMEOUT), key_source=source)
 
     def __repr__(self) -> str:
@@ -153,7 +159,7 @@ class Api:
         Raises:
             AuthenticationError: the key was not accepted.
         """
-        viewer = self.client.execute(queries.VIEWER).get("viewer")
+        viewer = self.client.execute(documents.VIEWER).get("viewer")
         if viewer is None:
             raise AuthenticationError(
                 f"{self.base_url} did not accept the API key from {self.client.key_source}.", status_code=401
@@ -347,10 +353,68 @@ class Api:
         project = project or self.settings.get("project") or "uncategorized"
         entity = entity or self.default_entity
         bucket = self.client.execute(
-            queries.UPSERT_RUN,
+            documents.UPSERT_RUN,
             {"name": run_id, "project": project, "entity": entity, **variables},
             retry_safe=True,  # upserting the same id with the same values twice is harmless
         )["upsertBucket"]["bucket"]
         if bucket is None:
             raise NotFoundError(f"the server did not create run {entity}/{project}/{run_id}")
         return Run(self.client, entity, project, bucket["name"], attrs=bucket)
+
+
+#: The page size of `runs_of`'s run listings.
+RUNS_PAGE = 1000
+
+
+def runs_of(api: Api, source: str, *, filters: Mapping[str, Any] | None = None, order: str | None = None) -> Runs | Run:
+    """The runs `source` names: the runs of a project (those `filters` selects, in `order`), or one run.
+
+    Two parts (``a/b``) name the project when it exists, else run ``b`` of project ``a`` of the default entity;
+    with `filters` or `order` they must name a project.
+
+    Args:
+        api: The `Api`.
+        source: ``entity/project``, or a run path in any form `Api.run` takes.
+        filters: A W&B filter document choosing runs of the project.
+        order: The order of the project's runs (as `Api.runs` takes it).
+
+    Returns:
+        The project's runs (a lazy `Runs`; its count is already known), or the run.
+
+    Raises:
+        TypeError, ValueError: a bad `source`, a malformed filter, or `filters`/`order` with a run as the source.
+        NotFoundError: neither a project nor a run by that path.
+        BadRequestError: the server refused the filter or the order.
+    """
+    if not isinstance(source, str):
+        raise TypeError(f"source must be a run path or 'entity/project', not {type(source).__name__}")
+    choosing = filters is not None or order is not None
+    parts = source.strip().strip("/").split("/")
+    if len(parts) == 2 and ":" not in source and "://" not in source:
+        runs = api.runs(source, filters=filters, order=order, per_page=RUNS_PAGE)
+        try:
+            len(runs)  # one request: is there such a project? (and does the server take the filter?)
+        except NotFoundError as exc:
+            if choosing:  # a filter chooses runs of a project: no second reading
+                raise NotFoundError(
+                    f"no project {'/'.join(parts)} (filters and an order choose runs of a project)",
+                    status_code=exc.status_code,
+                    errors=exc.errors,
+                ) from exc
+        else:
+            return runs
+        try:
+            return api.run(source)
+        except NotFoundError as exc:  # name what was typed, in both readings, not only the second one's project
+            typed = "/".join(parts)
+            raise NotFoundError(
+                f"found neither the project {typed} nor the run {api.default_entity}/{typed} "
+                "(two parts are entity/project, else project/run_id of the default entity)",
+                status_code=exc.status_code,
+                errors=exc.errors,
+            ) from exc
+    if choosing:
+        raise ValueError(
+            f"filters and order choose runs of a project, and {source!r} names one run: give 'entity/project'"
+        )
+    return api.run(source)

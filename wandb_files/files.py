@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from wandb_files import queries, transfer
+from wandb_files import documents, transfer
 from wandb_files.errors import (
     BadRequestError,
     DeleteError,
@@ -319,7 +319,7 @@ def _by_project(files: list[File]) -> list[list[File]]:
 
 def _delete(client: GraphQLClient, files: list[File]) -> None:
     project_id = files[0].run.project_id if files[0].run is not None else None
-    client.execute(queries.DELETE_FILES, {"files": [f.id for f in files], "projectId": project_id})
+    client.execute(documents.DELETE_FILES, {"files": [f.id for f in files], "projectId": project_id})
 
 
 def download_jobs(
@@ -421,7 +421,7 @@ class Files(Paginator[File]):
     turns into "every file", say in a delete loop.
     """
 
-    QUERY = queries.RUN_FILES
+    QUERY = documents.RUN_FILES
     CURSOR_VARIABLE = "fileCursor"
     LIMIT_VARIABLE = "fileLimit"
 
@@ -618,7 +618,7 @@ class Files(Paginator[File]):
 
 
 def _run_of(data: Mapping[str, Any], run: RunRef) -> Mapping[str, Any]:
-    return queries.run_in(data, run.entity, run.project, run.id)
+    return documents.run_in(data, run.entity, run.project, run.id)
 
 
 _HTML_ROWS = 20

@@ -52,8 +52,6 @@ from glob import has_magic
 from pathlib import Path
 from typing import Any
 
-import requests
-import urllib3
 from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.config import apply_config
 from fsspec.implementations.local import make_path_posix
@@ -61,24 +59,21 @@ from fsspec.spec import AbstractBufferedFile, AbstractFileSystem, _Cached
 from fsspec.utils import glob_translate, isfilelike
 
 from wandb_files import transfer
-from wandb_files.api import DEFAULT_BASE_URL, Api, _resolve_key, check_base_url
+from wandb_files.api import DEFAULT_BASE_URL, Api, check_base_url, resolve_key
 from wandb_files.errors import (
-    APIError,
     AuthenticationError,
     ConfigurationError,
     DeleteError,
     IntegrityError,
     NotFoundError,
     PermissionDeniedError,
-    TransportError,
     UploadError,
 )
 from wandb_files.files import File, delete_files
 from wandb_files.filters import filters_json
 from wandb_files.formatting import safe_name
-from wandb_files.graphql import connection_problem, raise_for_status
-from wandb_files.patterns import glob_to_like
-from wandb_files.retry import REFUSED_GRACE_SECONDS, RETRYABLE_STATUS, Backoff, parse_retry_after
+from wandb_files.http import HTTPResponse
+from wandb_files.patterns import like_prefix
 from wandb_files.runs import Run
 from wandb_files.transfer.hashing import md5_matches, remote_changed
 
@@ -89,8 +84,6 @@ LISTING_PAGE = 1000
 #: The read-ahead of a file opened for reading: a small read moves at most this much more than it asked for.
 DEFAULT_READ_BLOCK = 1 << 20
 _RUN_DEPTH = 3  # entity/project/run_id
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-_BROKEN = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 
 def _parts(path: str) -> list[str]:
@@ -105,11 +98,6 @@ def _first_magic(text: str) -> int:
 
 def _dir_info(name: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "size": 0, "type": "directory", "md5": None, "mimetype": None, "updated_at": None, **extra}
-
-
-def _like_prefix(prefix: str) -> str | None:
-    """The LIKE pattern of every name starting with `prefix` (None: every name)."""
-    return glob_to_like(prefix) + "%" if prefix else None
 
 
 @contextlib.contextmanager
@@ -186,7 +174,7 @@ def _key_fingerprint(kwargs: dict[str, Any]) -> str | None:
     """A keyed hash of the API key and server these constructor arguments resolve to (None: none resolves)."""
     try:
         base_url = check_base_url(kwargs.get("base_url") or os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL)
-        key, _ = _resolve_key(kwargs.get("api_key"), base_url)
+        key, _ = resolve_key(kwargs.get("api_key"), base_url)
     except (ConfigurationError, TypeError, ValueError):
         return None  # the constructor raises the same error with its own message
     return hmac.new(_TOKEN_SECRET, f"{base_url}\n{key}".encode(), hashlib.sha256).hexdigest()
@@ -361,7 +349,7 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
         """The names of the run's files that start with `prefix`, listed with one LIKE pattern unless known."""
         with self._lock:
             if not listing.covers(prefix):
-                files = listing.run.files(pattern=_like_prefix(prefix), per_page=LISTING_PAGE)
+                files = listing.run.files(pattern=like_prefix(prefix), per_page=LISTING_PAGE)
                 with _os_errors("/".join(listing.run.path)):
                     listing.listed(prefix, list(files))
             return listing.names_under(prefix)
@@ -387,7 +375,7 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
             if listing.covers(prefix):
                 return False
             with _os_errors("/".join(listing.run.path)):
-                first = listing.run.files(pattern=_like_prefix(prefix), per_page=1)[:1]
+                first = listing.run.files(pattern=like_prefix(prefix), per_page=1)[:1]
             listing.add(first)
             return bool(first)
 
@@ -707,89 +695,29 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
 
     def _read(self, file: File, path: str, start: int, end: int | None) -> bytes:
         """Bytes ``[start, end)`` of `file` (``end`` None: to its end) with one ranged GET, retried like a
-        download. The key goes only to the server's own origin (`GraphQLClient.stream_get`).
+        download (`HTTPClient.read_range`: the key goes only to the server's own origin).
 
         Raises:
             FileNotFoundError: the file is gone. PermissionError: refused.
             IntegrityError: the file changed on the server since it was listed.
             TransportError, APIError: the server could not be reached, or kept failing.
         """
-        size = file.size
-        if size is not None:
-            end = size if end is None else min(end, size)
+        if file.size is not None:
+            end = file.size if end is None else min(end, file.size)
         if end is not None and end <= start:
             return b""
         url = file.url or file.direct_url
         if not url:
             raise FileNotFoundError(errno.ENOENT, "the server gives no URL for this file", path)
-        client = self.api.client
-        headers = {"Range": f"bytes={start}-{'' if end is None else end - 1}", "Accept-Encoding": "identity"}
-        backoff = Backoff(client.retry, f"read of {file.name}", deadline=client.timeout)
-        while True:
-            error: Exception
-            retry_after = within = None
-            try:
-                response = client.stream_get(url, headers, timeout=backoff.attempt_timeout())
-            except _BROKEN as exc:
-                problem, unreachable = connection_problem(exc)
-                error = TransportError(f"{file.name}: could not connect to read it ({problem})")
-                within = REFUSED_GRACE_SECONDS if unreachable else None
-            else:
-                with response:
-                    status = response.status_code
-                    if status == 416:  # nothing at or after `start`
-                        return b""
-                    if status in RETRYABLE_STATUS:
-                        retry_after = parse_retry_after(response.headers)
-                        try:
-                            raise_for_status(response, file.name)
-                        except APIError as exc:
-                            error = exc
-                    else:
-                        with _os_errors(path):
-                            raise_for_status(response, file.name)
-                        if remote_changed(response.headers.get("ETag"), file.md5):
-                            raise IntegrityError(
-                                f"{path}: the file changed on the server since it was listed; "
-                                "call invalidate_cache() and open it again"
-                            )
-                        got = self._body(response, start, end, status)
-                        if got is not None:
-                            return got
-                        error = TransportError(f"{file.name}: the connection broke in the middle of a read")
-            backoff.failed(error, retry_after, within=within)
 
-    @staticmethod
-    def _body(response: Any, start: int, end: int | None, status: int) -> bytes | None:
-        """The asked-for bytes of a 206 (or of a 200 that ignored the Range), None if the body broke off."""
-        skip = 0
-        if status == 200:
-            skip = start  # the whole file came: pass over what precedes the range (rare: servers honour Range)
-        else:
-            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-            if not match or int(match.group(1)) != start:
-                raise TransportError(f"the server answered another range than bytes {start}-: {match!r}")
-        wanted = None if end is None else end - start
-        chunks = []
-        received = 0
-        read = response.raw.read
-        try:
-            while skip:
-                skipped = read(min(skip, 1 << 20), decode_content=False)
-                if not skipped:
-                    return None
-                skip -= len(skipped)
-            while wanted is None or received < wanted:
-                chunk = read((1 << 20) if wanted is None else min(1 << 20, wanted - received), decode_content=False)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                received += len(chunk)
-        except _BROKEN:
-            return None
-        if wanted is not None and received < wanted:
-            return None
-        return b"".join(chunks)
+        def same_version(response: HTTPResponse) -> None:
+            if remote_changed(response.headers.get("ETag"), file.md5):
+                raise IntegrityError(
+                    f"{path}: the file changed on the server since it was listed; call invalidate_cache() and open it again"
+                )
+
+        with _os_errors(path):
+            return self.api.client.read_range(url, file.name, start, end, check=same_version)
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         """The bytes ``[start, end)`` of a file (negative: from its end), fetched with one ranged GET.

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
 
-from wandb_files import queries
+from wandb_files import documents
+from wandb_files.api import runs_of
 from wandb_files.errors import (
     DestinationBusyError,
     DownloadError,
@@ -41,7 +42,7 @@ from wandb_files.errors import (
 from wandb_files.files import File, Files
 from wandb_files.paginator import MAX_PER_PAGE, batches
 from wandb_files.patterns import like_to_regex
-from wandb_files.runs import Run, Runs
+from wandb_files.runs import Run
 from wandb_files.transfer import Destination, DownloadJob, download_many, file_md5, md5_matches
 from wandb_files.transfer.paths import name_problem, part_path
 
@@ -56,7 +57,6 @@ log = logging.getLogger(__name__)
 #: Where the manifest lives, inside the destination; never a run's folder (run ids cannot contain "/" and
 #: this one is refused as a run id).
 STATE_DIR = ".wandb-files"
-_PAGE = 1000
 #: The light listing's page: its rows are small, and fewer round trips measured faster (bench_sync --per-page).
 _LISTING_PAGE = MAX_PER_PAGE
 _PART_SUFFIX = ".wandb-files.part"
@@ -227,60 +227,6 @@ def sync(
 # --- what to sync ------------------------------------------------------------------------------------------
 
 
-def runs_of(api: Api, source: str, *, filters: Mapping[str, Any] | None = None, order: str | None = None) -> Runs | Run:
-    """The runs `source` names: the runs of a project (those `filters` selects, in `order`), or one run.
-
-    Two parts (``a/b``) name the project when it exists, else run ``b`` of project ``a`` of the default entity;
-    with `filters` or `order` they must name a project.
-
-    Args:
-        api: The `Api`.
-        source: ``entity/project``, or a run path in any form `Api.run` takes.
-        filters: A W&B filter document choosing runs of the project.
-        order: The order of the project's runs (as `Api.runs` takes it).
-
-    Returns:
-        The project's runs (a lazy `Runs`; its count is already known), or the run.
-
-    Raises:
-        TypeError, ValueError: a bad `source`, a malformed filter, or `filters`/`order` with a run as the source.
-        NotFoundError: neither a project nor a run by that path.
-        BadRequestError: the server refused the filter or the order.
-    """
-    if not isinstance(source, str):
-        raise TypeError(f"source must be a run path or 'entity/project', not {type(source).__name__}")
-    choosing = filters is not None or order is not None
-    parts = source.strip().strip("/").split("/")
-    if len(parts) == 2 and ":" not in source and "://" not in source:
-        runs = api.runs(source, filters=filters, order=order, per_page=_PAGE)
-        try:
-            len(runs)  # one request: is there such a project? (and does the server take the filter?)
-        except NotFoundError as exc:
-            if choosing:  # a filter chooses runs of a project: no second reading
-                raise NotFoundError(
-                    f"no project {'/'.join(parts)} (filters and an order choose runs of a project)",
-                    status_code=exc.status_code,
-                    errors=exc.errors,
-                ) from exc
-        else:
-            return runs
-        try:
-            return api.run(source)
-        except NotFoundError as exc:  # name what was typed, in both readings, not only the second one's project
-            typed = "/".join(parts)
-            raise NotFoundError(
-                f"found neither the project {typed} nor the run {api.default_entity}/{typed} "
-                "(two parts are entity/project, else project/run_id of the default entity)",
-                status_code=exc.status_code,
-                errors=exc.errors,
-            ) from exc
-    if choosing:
-        raise ValueError(
-            f"filters and order choose runs of a project, and {source!r} names one run: give 'entity/project'"
-        )
-    return api.run(source)
-
-
 def _check_run_ids(runs: list[Run]) -> None:
     seen: dict[str, str] = {}
     for run in runs:
@@ -322,7 +268,7 @@ def _check_owners(root: Path, runs: list[Run], manifest: _Manifest) -> None:
 class _FileStates(Files):
     """A run's files with only what the manifest compares (id, name, size, md5, updatedAt): no URLs."""
 
-    QUERY = queries.RUN_FILE_STATES
+    QUERY = documents.RUN_FILE_STATES
 
     def __init__(self, client: GraphQLClient, run: Run, *, per_page: int, pattern: str | None) -> None:
         super().__init__(client, run, per_page=per_page, pattern=pattern)

@@ -1,9 +1,24 @@
-"""Name patterns: the shell-style globs of the CLI as the SQL LIKE patterns the server filters with, and LIKE
-patterns as regular expressions."""
+"""Name patterns, the one place that writes and reads SQL LIKE: literal text and prefixes as LIKE patterns, the
+shell-style globs of the CLI as the LIKE patterns the server filters with, and LIKE patterns as regular
+expressions."""
 
 from __future__ import annotations
 
 import re
+
+
+def like_escape(text: str) -> str:
+    """`text` as a LIKE pattern (backslash as the escape character) that matches only `text` itself.
+
+    >>> like_escape("a_b%")
+    'a\\\\_b\\\\%'
+    """
+    return "".join("\\" + ch if ch in "%_\\" else ch for ch in text)
+
+
+def like_prefix(prefix: str) -> str | None:
+    """The LIKE pattern of every name that starts with `prefix`; None (no pattern: every name) for ``""``."""
+    return like_escape(prefix) + "%" if prefix else None
 
 
 def glob_to_like(glob: str) -> str:
@@ -21,10 +36,8 @@ def glob_to_like(glob: str) -> str:
             out.append("%")
         elif ch == "?":
             out.append("_")
-        elif ch in "%_\\":
-            out.append("\\" + ch)
         else:
-            out.append(ch)
+            out.append(like_escape(ch))
     return "".join(out)
 
 

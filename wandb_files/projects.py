@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from wandb_files import queries
+from wandb_files import documents
 from wandb_files.errors import NotFoundError
 from wandb_files.paginator import Paginator
 from wandb_files.runs import DEFAULT_RUN_ORDER, Runs
@@ -79,7 +79,7 @@ class Projects(Paginator[Project]):
     The server does not count projects, so `len()` walks the pages (without keeping what it walks past).
     """
 
-    QUERY = queries.PROJECTS
+    QUERY = documents.PROJECTS
     CURSOR_VARIABLE = "cursor"
     LIMIT_VARIABLE = "perPage"
 

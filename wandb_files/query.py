@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from wandb_files.bulk import attribute_and_step, download_files, require_pandas
 from wandb_files.files import File, Files
 from wandb_files.filters import filters_json
+from wandb_files.patterns import like_escape
 from wandb_files.runs import Run
 
 if TYPE_CHECKING:
@@ -715,14 +716,14 @@ class _Matcher:
     def patterns(self) -> list[str | None]:
         """LIKE patterns over whole file names that hold every match (None: list everything)."""
         heads = self._prefixes()
-        return [_like_escape(head) + "%" for head in heads] if heads else [None]
+        return [like_escape(head) + "%" for head in heads] if heads else [None]
 
     def media_patterns(self) -> list[str | None]:
         """LIKE patterns over media file names (``media/<kind>/<key>_<step>_…``) that hold every match."""
         if self.names is not None and len(self.names) <= _MAX_PATTERNS:
-            return [f"media/%/{_like_escape(name)}\\_%" for name in self.names]
+            return [f"media/%/{like_escape(name)}\\_%" for name in self.names]
         heads = self._prefixes()
-        return [f"media/%/{_like_escape(head)}%" for head in heads] if heads else ["media/%"]
+        return [f"media/%/{like_escape(head)}%" for head in heads] if heads else ["media/%"]
 
 
 # --- what a regular expression says about the start of its matches ---------------------------------------------
@@ -851,10 +852,6 @@ def _term(argument: str, spec: str, term: str) -> tuple[bool, re.Pattern[str]]:
         return negated, re.compile(text[1:].strip() if negated else text)
     except re.error as exc:
         raise ValueError(f"{argument} {spec!r} is not a regular expression: {exc}") from None
-
-
-def _like_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "%_\\" else ch for ch in text)
 
 
 def _runs(project: str, runs: str | Sequence[str] | Filter | None, api: Api | None) -> Iterator[Run]:

@@ -11,7 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urljoin
 
-from wandb_files import queries, transfer
+from wandb_files import documents, transfer
 from wandb_files.errors import BadRequestError, DeleteError, IntegrityError, NotFoundError, ServerError, UploadError
 from wandb_files.files import File, Files, check_names, delete_files
 from wandb_files.filters import filters_json
@@ -228,8 +228,8 @@ class Run:
         Raises:
             NotFoundError: the project or the run does not exist.
         """
-        data = self.client.execute(queries.RUN, {"entity": self.entity, "project": self.project, "name": self.id})
-        self._attrs = dict(queries.run_in(data, self.entity, self.project, self.id))
+        data = self.client.execute(documents.RUN, {"entity": self.entity, "project": self.project, "name": self.id})
+        self._attrs = dict(documents.run_in(data, self.entity, self.project, self.id))
         self._config = None
         self._summary = None
         self._baseline = copy.deepcopy(self._editable())
@@ -407,7 +407,7 @@ class Run:
         if self.storage_id is None:
             self.load()
         bucket = self.client.execute(
-            queries.UPDATE_RUN,
+            documents.UPDATE_RUN,
             {**variables, "id": self.storage_id},
             retry_safe=True,  # setting the same values twice is harmless
         )["upsertBucket"]["bucket"]
@@ -627,9 +627,9 @@ class Run:
         file_headers: dict[str, dict[str, str]] = {}
         for batch in batches(names):
             variables: dict[str, Any] = {"entity": self.entity, "project": self.project, "run": self.id, "files": batch}
-            document = queries.CREATE_RUN_FILES
+            document = documents.CREATE_RUN_FILES
             if specs:
-                document = queries.CREATE_RUN_FILES_WITH_SPECS
+                document = documents.CREATE_RUN_FILES_WITH_SPECS
                 variables["fileSpecs"] = [
                     {"name": n, "sizeBytes": specs[n][0], "md5": specs[n][1]} for n in batch if n in specs
                 ]
@@ -661,7 +661,7 @@ class Run:
 
     def _mark(self, names: list[str]) -> None:
         self.client.execute(
-            queries.MARK_RUN_FILES_UPLOADED,
+            documents.MARK_RUN_FILES_UPLOADED,
             {"entity": self.entity, "project": self.project, "run": self.id, "files": names},
             retry_safe=True,  # committing an upload twice is harmless
         )
@@ -744,7 +744,7 @@ class Runs(Paginator[Run]):
     `len()` is the server's count of the matching runs (one request, no listing).
     """
 
-    QUERY = queries.RUNS
+    QUERY = documents.RUNS
     CURSOR_VARIABLE = "cursor"
     LIMIT_VARIABLE = "perPage"
 
@@ -790,10 +790,10 @@ class Runs(Paginator[Run]):
         return (file for run in self for file in run.files(names=selected, per_page=per_page, pattern=pattern))
 
     def _connection(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
-        return queries.project_in(data, self.entity, self.project)["runs"]  # type: ignore[no-any-return]
+        return documents.project_in(data, self.entity, self.project)["runs"]  # type: ignore[no-any-return]
 
     def _total(self, data: Mapping[str, Any]) -> int | None:
-        count = queries.project_in(data, self.entity, self.project).get("runCount")
+        count = documents.project_in(data, self.entity, self.project).get("runCount")
         return int(count) if count is not None else None
 
     def _convert_node(self, node: Mapping[str, Any]) -> Run:

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.executors import HOSTILE_NAMES, Seeded, same_answer, seeded_state
-from wandb_files import queries
+from wandb_files import documents as queries
 from wandb_files.server.graphql.planned import PlannedExecutor, _Plan
 from wandb_files.server.graphql.schema import SCHEMA_PATH
 

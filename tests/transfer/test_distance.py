@@ -119,7 +119,7 @@ def test_both_engines_refuse_a_certificate_requests_would_refuse(
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("SSL_CERT_FILE", str(ca[0]))
     api.client.session._environment.clear()  # the session read the variables once per origin: read them again
-    api.client._fast_pools.clear()
+    api.client._direct_pools.clear()
     with pytest.raises(DownloadError) as raised:
         wandb_files.download_files(files, tmp_path, progress=False)
     assert len(raised.value.failures) == 2

@@ -98,7 +98,7 @@ def download_command(
         raise click.UsageError("--replace and --skip-existing cannot be combined")
     if names and pattern:
         raise click.UsageError("give NAMES or --pattern, not both")
-    from wandb_files.mirror import runs_of
+    from wandb_files.api import runs_of
     from wandb_files.runs import Run
 
     # Files written after this instant are the ones this command downloaded. Taken before the run is looked

@@ -17,9 +17,11 @@ Download discipline (the same for `File.download`, bulk downloads and the CLI):
   connections are shut down), queued ones never start, and temp files are kept for the next call;
 - a bulk call reads its jobs as they come (a listing page by page), keeps to its bandwidth limit across
   workers, and runs fewer attempts at once while the server answers 429;
-- the API key goes only to the server's own origin (`GraphQLClient.auth_for`).
+- the API key goes only to the server's own origin (`wandb_files.http.HTTPClient.auth_for`).
 
-The rooms: `paths` (where a file may go), `hashing` (md5 and ETags), `locks` (claiming temp files),
+Every request goes through `wandb_files.http` (the session, the streaming GET, what a failure means); nothing
+here knows GraphQL. The rooms: `paths` (where a file may go), `hashing` (md5 and ETags), `locks` (claiming temp
+files), `jobs` (what a bulk download is asked to fetch),
 `runner` (the thread pool, progress bar, cancellation, bandwidth, concurrency and failure aggregation of bulk
 calls), `downloads` and `uploads`, `ranges` (big files in parallel parts), `plan` (dry runs) and `curl` (the
 optional native engine for bulk downloads).
@@ -27,8 +29,9 @@ optional native engine for bulk downloads).
 
 from __future__ import annotations
 
-from wandb_files.transfer.downloads import DownloadJob, clashing_jobs, download, download_many
+from wandb_files.transfer.downloads import download, download_many
 from wandb_files.transfer.hashing import CHUNK_SIZE, file_md5, md5_base64, md5_matches
+from wandb_files.transfer.jobs import DownloadJob, clashing_jobs
 from wandb_files.transfer.paths import (
     Destination,
     check_root,

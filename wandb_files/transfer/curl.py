@@ -44,23 +44,23 @@ from typing import TYPE_CHECKING, Any
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from wandb_files.formatting import safe_name
-from wandb_files.graphql import _origin
+from wandb_files.http import origin
 from wandb_files.transfer import ranges
 from wandb_files.transfer.hashing import BACKGROUND_HASH_BYTES, md5_matches
 from wandb_files.transfer.locks import release_if_empty
-from wandb_files.transfer.paths import local_copy_matches, make_parent, part_path
+from wandb_files.transfer.paths import NO_FOLLOW, local_copy_matches, make_parent, part_path
 from wandb_files.transfer.runner import Cancel, Cancelled, PoolFactory, ProgressCallback
 
 if TYPE_CHECKING:
-    from wandb_files.graphql import GraphQLClient
-    from wandb_files.transfer.downloads import DownloadJob
+    from wandb_files.http import HTTPClient
+    from wandb_files.transfer.jobs import DownloadJob
 
 if os.name != "nt":
     import fcntl
 
 log = logging.getLogger(__name__)
 
-_EXCLUSIVE = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_EXCLUSIVE = os.O_RDWR | os.O_CREAT | os.O_EXCL | NO_FOLLOW
 
 ENGINES = ("auto", "curl", "python")
 #: libcurl's receive buffer: fewer, larger writes into Python (libcurl accepts up to 10 MiB).
@@ -94,7 +94,7 @@ def curl_available() -> bool:
     return True
 
 
-def download_engine(client: GraphQLClient) -> PoolFactory[DownloadJob, Path] | None:
+def download_engine(client: HTTPClient) -> PoolFactory[DownloadJob, Path] | None:
     """The pool bulk downloads run on: the curl engine, or None for the pure-Python thread pool.
 
     Raises:
@@ -184,7 +184,7 @@ class CurlPool:
 
     def __init__(
         self,
-        client: GraphQLClient,
+        client: HTTPClient,
         workers: int,
         fallback: Callable[[DownloadJob], Path],
         advance: ProgressCallback,
@@ -210,7 +210,7 @@ class CurlPool:
         self._active: dict[Any, _Transfer] = {}
         self._folders: set[Path] = set()  # folders made (or found) for earlier files of the call
         self._headers = [f"User-Agent: {_text(client.session.headers.get('User-Agent', 'wandb-files'))}"]
-        self._auth = f"Authorization: {_text(client._basic)}"
+        self._auth = f"Authorization: {_text(client.authorization)}"
         self._trusts: dict[tuple[str, str, int | None], tuple[int, str] | None] = {}
         self._handle_trust: dict[Any, tuple[int, str]] = {}
         # TLS sessions and DNS answers shared by every handle (connections already are, by the multi handle).
@@ -368,18 +368,18 @@ class CurlPool:
     def _trust(self, url: str) -> tuple[int, str] | None:
         """The CA option (``CAINFO`` or ``CAPATH``, and its path) for `url`'s origin, as requests would verify it;
         None when that origin goes to the Python path (a proxy, or ``verify=False``)."""
-        origin = _origin(url)
-        if origin in self._trusts:
-            return self._trusts[origin]
+        key = origin(url)
+        if key in self._trusts:
+            return self._trusts[key]
         found = None
-        if self._client._fast_pool(url) is not None:  # None: a proxy for that origin
+        if self._client.direct_pool(url) is not None:  # None: a proxy for that origin
             settings = self._client.session.merge_environment_settings(url, {}, True, None, None)
             verify = settings.get("verify", True)
             if verify is True or verify is None:
                 verify = DEFAULT_CA_BUNDLE_PATH
             if isinstance(verify, str):
                 found = (self._pycurl.CAPATH if os.path.isdir(verify) else self._pycurl.CAINFO, verify)
-        self._trusts[origin] = found
+        self._trusts[key] = found
         return found
 
     def _write(self, transfer: _Transfer, chunk: bytes) -> int | None:

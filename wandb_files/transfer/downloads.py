@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -13,9 +12,17 @@ from typing import TYPE_CHECKING
 
 from wandb_files.errors import IntegrityError, TransportError
 from wandb_files.formatting import safe_name
-from wandb_files.graphql import HTTPResponse, connection_problem, raise_for_status
-from wandb_files.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
+from wandb_files.http import (
+    BROKEN_CONNECTION,
+    HTTPResponse,
+    Retryable,
+    check_status,
+    connection_broke,
+    parse_content_range,
+)
+from wandb_files.retry import Backoff
 from wandb_files.transfer import ranges
+from wandb_files.transfer.curl import download_engine
 from wandb_files.transfer.hashing import (
     BACKGROUND_HASH_BYTES,
     CHUNK_SIZE,
@@ -25,24 +32,22 @@ from wandb_files.transfer.hashing import (
     md5_matches,
     remote_changed,
 )
+from wandb_files.transfer.jobs import DownloadJob, clashing_jobs, refusing_clashes
 from wandb_files.transfer.locks import claim_part, release_if_empty
 from wandb_files.transfer.paths import local_copy_matches, make_parent, part_path
 from wandb_files.transfer.runner import (
-    BROKEN_CONNECTION,
+    DOWNLOAD,
     NEVER,
     Cancel,
     ProgressCallback,
-    Retryable,
     check_max_bandwidth,
-    connection_failure,
     run_parallel,
 )
 
 if TYPE_CHECKING:
-    from wandb_files.graphql import GraphQLClient
+    from wandb_files.http import HTTPClient
 
 log = logging.getLogger(__name__)
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 @dataclass
@@ -56,7 +61,7 @@ class _Attempt:
 
 
 def download(
-    client: GraphQLClient,
+    client: HTTPClient,
     url: str,
     target: Path,
     *,
@@ -109,7 +114,7 @@ def download(
 
 
 def _download_claimed(
-    client: GraphQLClient,
+    client: HTTPClient,
     url: str,
     target: Path,
     part: Path,
@@ -122,7 +127,6 @@ def _download_claimed(
     backoff = Backoff(client.retry, f"download of {name}", deadline=client.timeout)
     while True:
         cancel.check()
-        retry_after = within = None
         attempt.moved = 0
         try:
             with cancel.slot():  # one of the call's concurrent attempts (fewer after 429s)
@@ -142,14 +146,15 @@ def _download_claimed(
             attempt.etag = None
             error: Exception = IntegrityError(f"{name}: {problem}; the download was discarded")
         except Retryable as exc:
-            error, retry_after, within = exc.error, exc.retry_after, exc.within
             if attempt.moved:
                 backoff.progressed()  # bytes arrived: the deadline and the count of failures start again
-        backoff.failed(error, retry_after, within=within, sleep=cancel.sleep)
+            exc.wait(backoff, cancel.sleep)
+            continue
+        backoff.failed(error, sleep=cancel.sleep)
 
 
 def _fetch_into(
-    client: GraphQLClient,
+    client: HTTPClient,
     url: str,
     fd: int,
     name: str,
@@ -160,30 +165,16 @@ def _fetch_into(
 ) -> tuple[bytes, int]:
     """One GET into the claimed temp file `fd`, continuing what is there. Returns the md5 and size of it all."""
     offset = os.fstat(fd).st_size
-    headers = {"Accept-Encoding": "identity"}  # the md5 is of the stored bytes, not of a re-encoding
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        # A temp file left by an earlier call has no ETag on record; the hex md5 is the ETag of our server and
-        # of single-part S3 objects. A wrong guess only costs a full download: If-Range then answers 200.
-        validator = attempt.etag or etag_from_md5(attempt.md5)
-        if validator:
-            headers["If-Range"] = validator
-    try:
-        response = client.stream_get(url, headers, timeout=backoff.attempt_timeout())
-    except BROKEN_CONNECTION as exc:
-        raise connection_failure(name, "connect to download", exc) from None
+    # A temp file left by an earlier call has no ETag on record; the hex md5 is the ETag of our server and
+    # of single-part S3 objects. A wrong guess only costs a full download: If-Range then answers 200.
+    validator = (attempt.etag or etag_from_md5(attempt.md5)) if offset else None
+    response = client.get_bytes(url, name, start=offset, validator=validator, timeout=backoff.attempt_timeout())
     with response, cancel.reading(response):
         cancel.answered(response.status_code)
-        if response.status_code in RETRYABLE_STATUS:
-            retry_after = parse_retry_after(response.headers)
-            try:
-                raise_for_status(response, name)
-            except Exception as exc:  # noqa: BLE001 - wrapped to be retried; re-raised if retries run out
-                raise Retryable(exc, retry_after) from None
         if response.status_code == 416 and offset:  # our temp file is longer than the file: start over
             _restart(fd, progress, offset)
             raise Retryable(TransportError(f"{name}: the remote file changed during the download"))
-        raise_for_status(response, name)
+        check_status(response, name)
         attempt.etag = response.headers.get("ETag") or attempt.etag
         hasher = StreamHasher(background=(attempt.size or 0) >= BACKGROUND_HASH_BYTES)
         try:
@@ -203,10 +194,7 @@ def _fetch_into(
                         chunk = next(chunks, None)
                     except BROKEN_CONNECTION as exc:
                         cancel.check()  # a shutdown by Ctrl-C looks like a broken connection
-                        problem, _ = connection_problem(exc)
-                        raise Retryable(
-                            TransportError(f"{name}: the connection broke mid-download ({problem})")
-                        ) from None
+                        raise connection_broke(name, exc) from None
                     if chunk is None:
                         break
                     out.write(chunk)  # a full disk is not a broken connection: it is raised as it is
@@ -231,8 +219,8 @@ def _chunks(response: HTTPResponse) -> Iterator[bytes]:
 
 
 def _range_start(response: HTTPResponse) -> int | None:
-    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-    return int(match.group(1)) if match else None
+    got = parse_content_range(response.headers.get("Content-Range"))
+    return got.first if got else None
 
 
 def _integrity_problem(received: int, digest: bytes, size: int | None, md5: str | None) -> str | None:
@@ -250,49 +238,8 @@ def _restart(fd: int, progress: ProgressCallback | None, received: int) -> None:
         progress(-received)
 
 
-@dataclass(frozen=True)
-class DownloadJob:
-    """One file of a bulk download.
-
-    Attributes:
-        url: Where the bytes are.
-        target: The final path (from `target_path`).
-        name: How messages name the file (e.g. ``run_id/media/a.png``).
-        size: The expected size, or None.
-        md5: The expected md5 (base64 or hex), or None.
-    """
-
-    url: str
-    target: Path
-    name: str
-    size: int | None
-    md5: str | None
-
-
-def clashing_jobs(jobs: Sequence[DownloadJob]) -> list[tuple[str, BaseException]]:
-    """Jobs that cannot all be written: a target inside a folder that another job writes as a file.
-
-    A run may hold both ``a`` and ``a/b`` (W&B allows it); no file system does. ``a`` is kept, ``a/b`` refused.
-    """
-    targets = {job.target for job in jobs}
-    refused: list[tuple[str, BaseException]] = []
-    for job in jobs:
-        clash = next((folder for folder in job.target.parents if folder in targets), None)
-        if clash is not None:
-            refused.append(
-                (
-                    job.name,
-                    ValueError(
-                        f"cannot write file {safe_name(job.name)!r}: the run also has a file where its folder "
-                        f"{str(clash)!r} would go, and a path cannot be both"
-                    ),
-                )
-            )
-    return refused
-
-
 def download_many(
-    client: GraphQLClient,
+    client: HTTPClient,
     jobs: Iterable[DownloadJob],
     *,
     max_workers: int | None = None,
@@ -325,8 +272,6 @@ def download_many(
         DownloadError: some files failed; it lists each with its reason and carries the paths that succeeded.
         Interrupted: Ctrl-C; finished files stay, temp files are kept for the next call.
     """
-    from wandb_files.transfer.curl import download_engine
-
     bandwidth = check_max_bandwidth(max_bandwidth)
     refused = refused if isinstance(refused, list) else list(refused)  # the caller's list may grow meanwhile
     if isinstance(jobs, Sequence):
@@ -339,7 +284,7 @@ def download_many(
             jobs = [job for job in jobs if job.name not in clashing]
             refused += clashes
     else:
-        jobs = _refusing_clashes(jobs, refused)
+        jobs = refusing_clashes(jobs, refused)
 
     def one(job: DownloadJob, advance: ProgressCallback, cancel: Cancel) -> Path:
         # download() skips a target that already holds these bytes, checked under its claim.
@@ -353,43 +298,8 @@ def download_many(
         one,
         max_workers=max_workers,
         progress=progress,
-        verb="download",
+        direction=DOWNLOAD,
         refused=refused,
         max_bandwidth=bandwidth,
         engine=download_engine(client),
     )
-
-
-def _refusing_clashes(jobs: Iterable[DownloadJob], refused: list[tuple[str, BaseException]]) -> Iterator[DownloadJob]:
-    """`clashing_jobs` and the repeated-target check for jobs that arrive one by one: a job that clashes with
-    one seen before is refused (into `refused`) and the first is kept.
-
-    Paths are compared as strings, and a folder's ancestors are looked at only the first time a folder is met:
-    a folder already known is no file (a later file there would have been refused) and neither are its
-    ancestors, so a listing of many files in a few folders costs one look a file.
-    """
-    targets: set[str] = set()
-    folders: set[str] = set()
-    for job in jobs:
-        target = os.fspath(job.target)
-        problem = None
-        if target in targets:
-            problem = f"another file of the call is also written to {target!r}"
-        elif target in folders:
-            problem = f"the run also has files under {target!r}, so it cannot be a file"
-        new_folders = []
-        folder = os.path.dirname(target)
-        while problem is None and folder not in folders:
-            if folder in targets:
-                problem = f"the run also has a file where its folder {folder!r} would go, and a path cannot be both"
-            new_folders.append(folder)
-            parent = os.path.dirname(folder)
-            if parent == folder:
-                break
-            folder = parent
-        if problem is not None:
-            refused.append((job.name, ValueError(f"cannot write file {safe_name(job.name)!r}: {problem}")))
-            continue
-        targets.add(target)
-        folders.update(new_folders)
-        yield job

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from wandb_files.transfer.paths import open_no_follow
+
 if sys.platform != "win32":
     import fcntl
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: How often a waiting claim looks again (and asks `should_stop`).
 POLL_SECONDS = 0.05
 
@@ -38,12 +38,7 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 def _open_part(part: Path) -> int:
-    try:
-        return os.open(part, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
-    except OSError as exc:
-        if part.is_symlink():
-            raise ValueError(f"refusing to write through the symbolic link {str(part)!r}") from None
-        raise exc
+    return open_no_follow(part, os.O_RDWR | os.O_CREAT)
 
 
 @contextlib.contextmanager

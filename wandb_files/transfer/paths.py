@@ -161,6 +161,26 @@ def part_path(target: Path) -> Path:
     return target.with_name(f".{key}.wandb-files.part")
 
 
+#: Flags for every file a download opens beside its target: a symbolic link planted at the path is refused
+#: (never written through), and the descriptor does not leak into child processes.
+NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_no_follow(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -> int:
+    """`os.open` with `NO_FOLLOW`: a symbolic link at `path` is refused, never followed.
+
+    Raises:
+        ValueError: `path` is a symbolic link.
+        OSError: it cannot be opened otherwise (FileExistsError with ``O_EXCL``, say).
+    """
+    try:
+        return os.open(path, flags | NO_FOLLOW, mode)
+    except OSError:
+        if os.path.islink(path):
+            raise ValueError(f"refusing to write through the symbolic link {os.fspath(path)!r}") from None
+        raise
+
+
 def make_parent(target: Path, name: str) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from wandb_files.transfer.downloads import DownloadJob, _refusing_clashes
+from wandb_files.transfer.jobs import DownloadJob, refusing_clashes
 from wandb_files.transfer.paths import local_copy_matches
 
 Action = Literal["download", "skip", "refuse"]
@@ -56,7 +56,7 @@ def plan_downloads(
     Returns:
         One record a file: each job's, then each refused file's.
     """
-    planned = [_plan(job, replace=replace, exist_ok=exist_ok) for job in _refusing_clashes(jobs, refused)]
+    planned = [_plan(job, replace=replace, exist_ok=exist_ok) for job in refusing_clashes(jobs, refused)]
     planned += [DryRunFile(name, None, None, "refuse", str(exc)) for name, exc in refused]
     return planned
 

@@ -36,7 +36,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,22 +46,27 @@ import requests
 
 from wandb_files.errors import IntegrityError, PermissionDeniedError, TransportError
 from wandb_files.formatting import safe_name
-from wandb_files.graphql import HTTPResponse, connection_problem, raise_for_status
-from wandb_files.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
-from wandb_files.transfer.hashing import CHUNK_SIZE, etag_from_md5, md5_base64, md5_matches, remote_changed
-from wandb_files.transfer.runner import (
+from wandb_files.http import (
     BROKEN_CONNECTION,
+    HTTPResponse,
+    Retryable,
+    check_status,
+    connection_broke,
+    parse_content_range,
+)
+from wandb_files.retry import Backoff
+from wandb_files.transfer.hashing import CHUNK_SIZE, etag_from_md5, md5_base64, md5_matches, remote_changed
+from wandb_files.transfer.paths import NO_FOLLOW, open_no_follow
+from wandb_files.transfer.runner import (
     DEFAULT_MAX_WORKERS,
     Cancel,
     Cancelled,
     ProgressCallback,
-    Retryable,
-    connection_failure,
     default_max_workers,
 )
 
 if TYPE_CHECKING:
-    from wandb_files.graphql import GraphQLClient
+    from wandb_files.http import HTTPClient
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +83,6 @@ EXTRA_STREAMS = 16
 FAST_CONNECTION = 100 * 1024 * 1024
 
 _SUFFIX = ".wandb-files.part"  # what paths.part_path ends with
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: How long the calling thread waits for news from the parts before it looks at Ctrl-C and the budget again.
 _POLL_SECONDS = 0.05
 #: How long a stopping download waits for its parts to leave (one blocked on a silent server may not).
@@ -151,7 +152,7 @@ class _State:
 
 def _load_state(part: Path) -> _State | None:
     try:
-        fd = os.open(state_path(part), os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+        fd = os.open(state_path(part), os.O_RDONLY | NO_FOLLOW)
     except OSError:
         return None  # none, or a symbolic link planted there: nothing to resume from
     with open(fd, encoding="utf-8") as f:
@@ -163,12 +164,7 @@ def _load_state(part: Path) -> _State | None:
 
 def _save_state(part: Path, state: _State) -> None:
     path, new = state_path(part), _new_state_path(part)
-    try:
-        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | _CLOEXEC, 0o644)
-    except OSError:
-        if new.is_symlink():
-            raise ValueError(f"refusing to write through the symbolic link {str(new)!r}") from None
-        raise
+    fd = open_no_follow(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     with open(fd, "w", encoding="utf-8") as f:
         f.write(state.to_json())
     # Not fsynced: a kill -9 loses nothing of the page cache, and after a power loss the md5 check finds
@@ -222,7 +218,7 @@ _DONE, _FALLBACK, _RESTART, _SINGLE = "done", "fallback", "restart", "single"
 
 
 def download_parts(
-    client: GraphQLClient,
+    client: HTTPClient,
     url: str,
     target: Path,
     part: Path,
@@ -276,7 +272,7 @@ class _Ranged:
 
     def __init__(
         self,
-        client: GraphQLClient,
+        client: HTTPClient,
         url: str,
         target: Path,
         part: Path,
@@ -589,13 +585,9 @@ class _Attempt:
     # --- requests ------------------------------------------------------------------------------------
 
     def _get(self, url: str, start: int, end: int, validator: str | None, backoff: Backoff) -> HTTPResponse:
-        headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{end}"}  # the md5 is of stored bytes
-        if validator:
-            headers["If-Range"] = validator
-        try:
-            return self.r.client.stream_get(url, headers, timeout=backoff.attempt_timeout())
-        except BROKEN_CONNECTION as exc:
-            raise connection_failure(self.r.name, "connect to download", exc) from None
+        return self.r.client.get_bytes(
+            url, self.r.name, start=start, last=end, validator=validator, timeout=backoff.attempt_timeout()
+        )
 
     def _probe(self, i: int) -> HTTPResponse | None:
         """GET the first part not done from `url` itself: it tells whether the server answers parts, the ETag
@@ -632,7 +624,7 @@ class _Attempt:
                     self._close(response)
                     raise
             except Retryable as exc:
-                backoff.failed(exc.error, exc.retry_after, within=exc.within, sleep=r.cancel.sleep)
+                exc.wait(backoff, r.cancel.sleep)
                 continue
             if isinstance(response, requests.Response) and response.url:
                 self.part_url = response.url  # where a redirect landed: the later parts go straight there
@@ -656,30 +648,24 @@ class _Attempt:
         the request went to."""
         status = response.status_code
         self.r.cancel.answered(status)  # 429s lower the bulk call's concurrency, successes raise it again
-        if status in RETRYABLE_STATUS:
-            retry_after = parse_retry_after(response.headers)
-            try:
-                raise_for_status(response, self.r.name)
-            except Exception as exc:  # noqa: BLE001 - wrapped to be retried; re-raised if retries run out
-                raise Retryable(exc, retry_after) from None
         if status == 416:
             raise _Restart("the remote file is shorter than it was")
         if status == 403 and asked != self.r.url:
             self.part_url = self.r.url  # an expired presigned URL: follow `url` again for a fresh one
             raise Retryable(PermissionDeniedError(f"{self.r.name}: HTTP 403", status_code=403))
-        raise_for_status(response, self.r.name)
+        check_status(response, self.r.name)
 
     def _check_range(self, response: HTTPResponse, start: int, end: int) -> int:
         """The last byte a 206 answer carries, once it is known to be the start of what was asked."""
-        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
-        if match is None or int(match.group(1)) != start or not start <= int(match.group(2)) <= end:
+        got = parse_content_range(response.headers.get("Content-Range"))
+        if got is None or got.total is None or got.first != start or not start <= got.last <= end:
             raise _Restart(f"the server answered another range ({response.headers.get('Content-Range')!r})")
-        if int(match.group(3)) != self.r.size:
+        if got.total != self.r.size:
             raise IntegrityError(
                 f"{self.r.name}: the file changed on the server since it was listed (it now has "
-                f"{match.group(3)} bytes, not {self.r.size}); list the run's files again"
+                f"{got.total} bytes, not {self.r.size}); list the run's files again"
             )
-        return int(match.group(2))
+        return got.last
 
     def _fetch_part(self, i: int, response: HTTPResponse | None) -> None:
         r = self.r
@@ -715,7 +701,7 @@ class _Attempt:
                     response = None
                 if first + self.written[i] > start:
                     backoff.progressed()  # bytes arrived: the deadline and the count of failures start again
-                backoff.failed(exc.error, exc.retry_after, within=exc.within, sleep=self._sleep)
+                exc.wait(backoff, self._sleep)
             except BaseException:
                 if response is not None:
                     self._close(response)
@@ -735,10 +721,7 @@ class _Attempt:
                 chunk = read(min(CHUNK_SIZE, last + 1 - offset), decode_content=False)
             except BROKEN_CONNECTION as exc:
                 self._check()  # a shutdown by Ctrl-C or by another part's failure looks like a broken connection
-                problem, _ = connection_problem(exc)
-                raise Retryable(
-                    TransportError(f"{self.r.name}: the connection broke mid-download ({problem})")
-                ) from None
+                raise connection_broke(self.r.name, exc) from None
             if not chunk:
                 break
             view = memoryview(chunk)

@@ -1,5 +1,4 @@
-"""The bulk runner: a thread pool, one progress bar, cancellation on Ctrl-C, failures gathered into one error;
-and what every transfer shares: how a broken connection is told and retried."""
+"""The bulk runner: a thread pool, one progress bar, cancellation on Ctrl-C, failures gathered into one error."""
 
 from __future__ import annotations
 
@@ -14,19 +13,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-import requests
-import urllib3
 from tqdm.auto import tqdm
 
-from wandb_files.errors import DownloadError, Interrupted, TransportError, UploadError
+from wandb_files.errors import BulkTransferError, DownloadError, Interrupted, UploadError
 from wandb_files.formatting import BYTE_UNIT
-from wandb_files.graphql import HTTPResponse, connection_problem
-from wandb_files.retry import REFUSED_GRACE_SECONDS
+from wandb_files.http import HTTPResponse
 
 if TYPE_CHECKING:
-    from wandb_files.graphql import GraphQLClient
+    from wandb_files.http import HTTPClient
 
 #: Parallel transfers unless told otherwise (chosen by measurement: see the README's performance section).
 DEFAULT_MAX_WORKERS = 32
@@ -40,15 +37,26 @@ WINDOW_PER_WORKER = 64
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int], None]
-#: A connection that failed or broke: worth another attempt. (A reset while requests reads a response body
-#: surfaces as ChunkedEncodingError, which is not a ConnectionError.)
-BROKEN_CONNECTION = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    urllib3.exceptions.HTTPError,
-    OSError,
-)
+
+
+@dataclass(frozen=True)
+class Direction:
+    """Which way a bulk call moves bytes, and what follows from it.
+
+    Attributes:
+        label: What the progress bar says (``downloading``).
+        error: What gathers the call's failures.
+        paced_by_progress: The bandwidth limit holds back each chunk as its progress is counted (downloads);
+            otherwise the sender paces itself as it reads the file (uploads).
+    """
+
+    label: str
+    error: type[BulkTransferError]
+    paced_by_progress: bool
+
+
+DOWNLOAD = Direction("downloading", DownloadError, paced_by_progress=True)
+UPLOAD = Direction("uploading", UploadError, paced_by_progress=False)
 
 
 class Cancelled(Exception):
@@ -218,22 +226,6 @@ class AdaptiveGate:
 NEVER = Cancel()
 
 
-class Retryable(Exception):
-    def __init__(self, error: Exception, retry_after: float | None = None, within: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
-        self.within = within
-
-
-def connection_failure(name: str, verb: str, exc: BaseException) -> Retryable:
-    problem, unreachable = connection_problem(exc)
-    return Retryable(
-        TransportError(f"{name}: could not {verb} it ({problem})"),
-        within=REFUSED_GRACE_SECONDS if unreachable else None,
-    )
-
-
 def default_max_workers() -> int:
     """`WANDB_FILES_MAX_WORKERS`, else `DEFAULT_MAX_WORKERS`.
 
@@ -375,13 +367,13 @@ _END = object()
 
 
 def run_parallel(
-    client: GraphQLClient,
+    client: HTTPClient,
     jobs: Iterable[J],
     work: Callable[[J, ProgressCallback, Cancel], R],
     *,
     max_workers: int | None,
     progress: bool | None,
-    verb: str,
+    direction: Direction,
     refused: Sequence[tuple[str, BaseException]] = (),
     max_bandwidth: float | None = None,
     engine: PoolFactory[J, R] | None = None,
@@ -398,7 +390,7 @@ def run_parallel(
     """
     workers = check_max_workers(max_workers)
     client.ensure_pool(workers)
-    paced = verb == "download"  # a download is paced by its progress, chunk by chunk; an upload by its reader
+    paced = direction.paced_by_progress
     lock = threading.Lock()
     cancel = Cancel(max_bandwidth=max_bandwidth, concurrency=workers)
     done = submitted = 0
@@ -411,7 +403,7 @@ def run_parallel(
     with tqdm(
         total=0,
         disable=progress_enabled(progress),
-        desc=f"{verb}ing",
+        desc=direction.label,
         dynamic_ncols=True,
         postfix={"files": "0/0"},
         unit="B",
@@ -502,7 +494,7 @@ def run_parallel(
     failures = [*refused, *failures]
     if failures:
         failures.sort(key=lambda item: item[0])
-        raise (DownloadError if verb == "download" else UploadError)(failures, succeeded)
+        raise direction.error(failures, succeeded)
     return succeeded
 
 

@@ -13,22 +13,21 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from wandb_files.errors import LocalFileChangedError, PermissionDeniedError
 from wandb_files.formatting import safe_name
-from wandb_files.graphql import raise_for_status
-from wandb_files.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
+from wandb_files.http import BROKEN_CONNECTION, Retryable, check_status, connection_failure
+from wandb_files.retry import Backoff
 from wandb_files.transfer.hashing import CHUNK_SIZE, md5_base64
 from wandb_files.transfer.paths import name_problem
 from wandb_files.transfer.runner import (
-    BROKEN_CONNECTION,
     NEVER,
+    UPLOAD,
     Cancel,
     ProgressCallback,
     check_max_bandwidth,
-    connection_failure,
     run_parallel,
 )
 
 if TYPE_CHECKING:
-    from wandb_files.graphql import GraphQLClient
+    from wandb_files.http import HTTPClient
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ class UploadJob:
 
 
 def upload_many(
-    client: GraphQLClient,
+    client: HTTPClient,
     jobs: Sequence[UploadJob],
     *,
     max_workers: int | None = None,
@@ -155,7 +154,7 @@ def upload_many(
         one,
         max_workers=max_workers,
         progress=progress,
-        verb="upload",
+        direction=UPLOAD,
         max_bandwidth=check_max_bandwidth(max_bandwidth),
     )
 
@@ -193,7 +192,7 @@ class _SnapshotReader:
 
 
 def upload(
-    client: GraphQLClient,
+    client: HTTPClient,
     url: str,
     path: Path,
     *,
@@ -229,52 +228,46 @@ def upload(
     backoff = Backoff(client.retry, f"upload of {name}", deadline=client.timeout)
     while True:
         cancel.check()
-        retry_after = within = None
         with open(path, "rb") as f:
             before = os.fstat(f.fileno())
             announced = before.st_size if size is None else size
             reader = _SnapshotReader(f, announced, cancel)
             try:
                 with cancel.slot():  # one of the call's concurrent attempts (fewer after 429s)
-                    response = client.session.put(
+                    response = client.put(
                         url,
-                        data=reader,
-                        headers={**(headers or {}), "Content-Length": str(announced)},
-                        auth=client.auth_for(url),
+                        reader,
+                        {**(headers or {}), "Content-Length": str(announced)},
                         timeout=backoff.attempt_timeout(),
                     )
             except _FileShrank:
                 now = os.fstat(f.fileno()).st_size
-                error: Exception = LocalFileChangedError(
-                    f"{name}: {str(path)!r} shrank from {announced} to {now} bytes while it was being "
-                    "uploaded; upload it again once it is no longer being written"
+                failure = Retryable(
+                    LocalFileChangedError(
+                        f"{name}: {str(path)!r} shrank from {announced} to {now} bytes while it was being "
+                        "uploaded; upload it again once it is no longer being written"
+                    )
                 )
             except BROKEN_CONNECTION as exc:  # PUT is idempotent: sending it again is safe
                 cancel.check()
-                failure = connection_failure(name, "upload", exc)
-                error, within = failure.error, failure.within
+                failure = connection_failure(name, exc, "upload")
             else:
                 cancel.answered(response.status_code)
-                with response:
-                    if response.status_code not in RETRYABLE_STATUS:
-                        raise_for_status(response, name)
-                        after = os.fstat(f.fileno())
-                        if after.st_size == announced and after.st_mtime_ns != before.st_mtime_ns:
-                            # Same size, new bytes: rewritten in place while it was read. Send it again.
-                            error = LocalFileChangedError(
+                try:
+                    with response:
+                        check_status(response, name)
+                    after = os.fstat(f.fileno())
+                    if after.st_size == announced and after.st_mtime_ns != before.st_mtime_ns:
+                        # Same size, new bytes: rewritten in place while it was read. Send it again.
+                        raise Retryable(
+                            LocalFileChangedError(
                                 f"{name}: {str(path)!r} was rewritten while it was being uploaded; the copy on "
                                 "the server may mix old and new bytes: upload it again once it is no longer "
                                 "being written"
                             )
-                        else:
-                            log.debug(
-                                "%s: %d bytes sent in %.0f ms", safe_name(name), announced, backoff.elapsed() * 1000
-                            )
-                            return announced, md5_base64(reader.hasher.digest())
-                    else:
-                        retry_after = parse_retry_after(response.headers)
-                        try:
-                            raise_for_status(response, name)
-                        except Exception as exc:  # noqa: BLE001 - kept to re-raise when retries run out
-                            error = exc
-        backoff.failed(error, retry_after, within=within, sleep=cancel.sleep)
+                        )
+                    log.debug("%s: %d bytes sent in %.0f ms", safe_name(name), announced, backoff.elapsed() * 1000)
+                    return announced, md5_base64(reader.hasher.digest())
+                except Retryable as exc:
+                    failure = exc
+        failure.wait(backoff, cancel.sleep)

@@ -38,7 +38,7 @@ from wandb_files.errors import (
 )
 
 # The SDK's classes are imported on first use: `wandb-files --help` and `import wandb_files.errors` then do not
-# pay for gql, requests and pydantic (about half a second).
+# pay for gql, requests and pydantic.
 _LAZY = {
     "Api": "wandb_files.api",
     "download_files": "wandb_files.bulk",

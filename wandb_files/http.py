@@ -293,8 +293,8 @@ class _NoAuth(requests.auth.AuthBase):
 class _Session(requests.Session):
     """A `requests` session that reads the environment once per origin, not on every request.
 
-    requests re-reads every environment variable for proxy settings on each call (about half a millisecond,
-    as much as a whole small download on loopback). The answer only depends on the origin, so it is cached;
+    requests re-reads every environment variable for proxy settings on each call (as costly as a whole small
+    download on loopback). The answer only depends on the origin, so it is cached;
     proxies, `no_proxy` and CA-bundle variables keep their meaning. Credentials from ~/.netrc are never
     added: the API key goes only where `HTTPClient.auth_for` says, and a presigned URL must carry no
     other credentials.

@@ -40,8 +40,8 @@ class BackgroundServer:
         host: The address to listen on.
         port: The port; a free one when omitted.
         extra_args: More `wandb-files server` options, e.g. ``["--signed-url-ttl", "60"]``.
-        workers: Server processes (``--workers``). One by default: it starts in about half the time of the
-            server's own default, which is what a test suite wants; None leaves it to the server.
+        workers: Server processes (``--workers``). One by default: it starts faster than the server's own
+            default, which is what a test suite wants; None leaves it to the server.
         startup_timeout: Seconds to wait for `/healthz` to answer.
         database_url: A SQLAlchemy URL (e.g. PostgreSQL) instead of the SQLite file in `data_dir`.
         blob_store: ``s3://bucket/prefix`` to keep the bytes in S3 instead of `data_dir`.

@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Files at least this big are fetched in parts (chosen by measurement: see the README's performance section).
+#: Files at least this big are fetched in parts (chosen by measurement: docs/performance.md).
 THRESHOLD = 16 * 1024 * 1024
 #: The size of one part (boto3's default too).
 PART_SIZE = 8 * 1024 * 1024
@@ -79,7 +79,7 @@ PARTS_AT_ONCE = 8
 #: Connections beyond their first that all ranged downloads of the process may use together.
 EXTRA_STREAMS = 16
 #: A download adds connections only while each of its connections moves less than this (bytes/s): past it,
-#: the client's own CPU is the limit, not the link (md5 alone runs at about 560 MB/s on the machine measured).
+#: the client's own CPU is the limit, not the link (md5 alone is not much faster than that).
 FAST_CONNECTION = 100 * 1024 * 1024
 
 _SUFFIX = ".wandb-files.part"  # what paths.part_path ends with

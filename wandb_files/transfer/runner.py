@@ -25,7 +25,7 @@ from wandb_files.http import HTTPResponse
 if TYPE_CHECKING:
     from wandb_files.http import HTTPClient
 
-#: Parallel transfers unless told otherwise (chosen by measurement: see the README's performance section).
+#: Parallel transfers unless told otherwise (chosen by measurement: docs/performance.md).
 DEFAULT_MAX_WORKERS = 32
 #: After Ctrl-C, how long running transfers get to stop at their next chunk before the call returns.
 CANCEL_GRACE_SECONDS = 1.0

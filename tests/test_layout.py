@@ -40,10 +40,7 @@ def _module_imports(dotted: str) -> set[str]:
 
 
 def test_the_server_imports_nothing_from_the_client() -> None:
-    shims = {PACKAGE / "server" / "background.py", PACKAGE / "server" / "proxy.py"}  # deprecated re-exports
     for path in (PACKAGE / "server").rglob("*.py"):
-        if path in shims:
-            continue
         outside = {name for name in _imports(path) if not name.startswith("wandb_files.server")}
         assert not outside, f"{path.relative_to(PACKAGE)} imports {sorted(outside)}"
 

@@ -208,15 +208,13 @@ class UrlSigner:
             token: The token of a /blobs/{token} URL.
 
         Returns:
-            The blob's key and, for tokens made since they carry them, its size, md5, media type and file name.
+            The blob's key, size, md5, media type and file name.
 
         Raises:
             InvalidToken: it was tampered with, malformed, or made with another secret.
             ExpiredToken: it is older than the signed-URL lifetime.
         """
         payload = self._blob.loads(token, self.ttl_seconds)
-        if isinstance(payload, str):
-            return BlobRef(payload)  # made by a server before tokens carried more than the key
         if (
             not isinstance(payload, list)
             or len(payload) != 5
@@ -229,10 +227,10 @@ class UrlSigner:
 
 @dataclass(frozen=True)
 class BlobRef:
-    """A blob as a /blobs token names it. Only `blob_key` is set in tokens of servers before these fields."""
+    """A blob as a /blobs token names it: what serving it needs besides the bytes."""
 
     blob_key: str
-    size: int | None = None
-    md5: str | None = None
-    mimetype: str | None = None
-    filename: str | None = None
+    size: int
+    md5: str
+    mimetype: str
+    filename: str

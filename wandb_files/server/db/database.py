@@ -25,8 +25,6 @@ BUSY_TIMEOUT_SECONDS = 30
 # Execution option asking the "begin" hook for BEGIN IMMEDIATE instead of a deferred BEGIN.
 _IMMEDIATE = "wandb_files_immediate"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-# The revision whose tables `metadata.create_all` made before migrations existed.
-BASELINE_REVISION = "0001"
 # pg_advisory_xact_lock key serializing migrations of server processes starting at once.
 _MIGRATION_LOCK = 0x77616E6462  # "wandb"
 
@@ -124,18 +122,14 @@ def head_revision() -> str:
 
 
 def current_revision(connection: Connection) -> str | None:
-    """The revision the database is at; None when it has no alembic_version table (new, or made by create_all)."""
+    """The revision the database is at; None when it has no alembic_version table (a new database)."""
     if not inspect(connection).has_table("alembic_version"):
         return None
     return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def upgrade_database(engine: Engine) -> None:
-    """Run the migrations up to head (`alembic upgrade head`), in one transaction, one process at a time.
-
-    A database made before migrations existed (tables, but no alembic_version) is stamped at the baseline
-    revision first, so only the later migrations run on it.
-    """
+    """Run the migrations up to head (`alembic upgrade head`), in one transaction, one process at a time."""
     with engine.connect() as probe:
         if current_revision(probe) == head_revision():
             return  # the common case: nothing to do, and no lock taken
@@ -148,10 +142,7 @@ def upgrade_database(engine: Engine) -> None:
         with conn.begin():
             if not sqlite:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-            config = _alembic_config(conn)
-            if current_revision(conn) is None and inspect(conn).has_table("files"):
-                command.stamp(config, BASELINE_REVISION)
-            command.upgrade(config, "head")
+            command.upgrade(_alembic_config(conn), "head")
 
 
 # --- sessions and transactions ---------------------------------------------------------------------

@@ -236,18 +236,8 @@ class Downloads(ServerState):
                 response.headers["www-authenticate"] = 'Basic realm="wandb-files"'
             return response
 
-    def open_blob_key(self, blob_key: str) -> Response | None:
-        """The opened blob `blob_key` (or, with S3, a redirect), if a file row still uses it (legacy tokens)."""
-        with self.sessions() as session:
-            file = session.scalar(select(File).where(File.blob_key == blob_key))
-        # None when the file was deleted or re-uploaded since the URL was made (or just now).
-        if file is None:
-            return None
-        return self._redirect(file) if self.store.presigned else self._open_blob(file, file.name.rsplit("/", 1)[-1])
-
     def open_blob_ref(self, ref: BlobRef) -> Response | None:
         """The blob a token names, from the token alone: None when it is gone (deleted, or its file replaced)."""
-        assert ref.md5 is not None and ref.mimetype is not None and ref.filename is not None
         located = LocatedFile(ref.filename, ref.blob_key, ref.md5, ref.mimetype)
         if self.store.presigned:
             return self._redirect(located)
@@ -263,8 +253,5 @@ class Downloads(ServerState):
             ref = self._read_token(self.signer.read_blob_token, request.path_params["token"])
         except _HttpError as exc:
             return _json_error(exc.status, exc.message)
-        if ref.size is None:
-            response = await run_in_threadpool(self.open_blob_key, ref.blob_key)
-        else:
-            response = self.open_blob_ref(ref)
+        response = self.open_blob_ref(ref)
         return response if response is not None else _json_error(404, "no such file")

@@ -240,7 +240,8 @@ def test_which_documents_page_through_a_connection(document: str, expected: tupl
 
 def test_a_kept_answer_is_served_once_young_and_unchanged(tmp_path: Path) -> None:
     """ReadAhead itself: once, for its key only, within a tenth of the signed URLs' lifetime, while no commit."""
-    from wandb_files.server.http.readahead import DataVersion, ReadAhead
+    from wandb_files.server.db.database import DataVersion
+    from wandb_files.server.http.readahead import ReadAhead
 
     database = tmp_path / "db.sqlite"
     with sqlite3.connect(database) as db:

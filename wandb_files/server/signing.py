@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .db.models import Setting
+from .db.settings import setting_or_create
 
 SECRET_SETTING = "url_signing_secret"
 _UPLOAD_PURPOSE = b"wandb-files.upload"
@@ -44,11 +42,7 @@ class ExpiredToken(InvalidToken):
 
 def load_or_create_secret(session: Session) -> str:
     """The server's signing secret, made once and shared through the database by every server process."""
-    # INSERT … ON CONFLICT DO NOTHING, then read: processes starting at once end up with the same secret.
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(insert(Setting).values(key=SECRET_SETTING, value=secrets.token_hex(32)).on_conflict_do_nothing())
-    session.commit()
-    return session.scalars(select(Setting.value).where(Setting.key == SECRET_SETTING)).one()
+    return setting_or_create(session, SECRET_SETTING, secrets.token_hex(32))
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +18,6 @@ from .models import Run
 from .runregex import sqlite_regexp
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from alembic.config import Config
     from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -97,6 +97,43 @@ def _sqlite_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN")
 
     return engine
+
+
+# --- whether anything changed -----------------------------------------------------------------------
+
+
+class DataVersion:
+    """Whether anything was committed to a SQLite database: a number that changes with every commit.
+
+    Args:
+        path: The database file.
+    """
+
+    def __init__(self, path: str) -> None:
+        # Its own connection, which never writes: data_version changes with the commits of every other one.
+        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        """The current version (equal twice only if nothing was committed in between)."""
+        with self._lock:
+            row = self._connection.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close its connection."""
+        with self._lock:
+            self._connection.close()
+
+
+def data_version_for(engine: Engine) -> DataVersion | None:
+    """A DataVersion over the engine's database if it is a SQLite file, else None (no read-ahead)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return DataVersion(database)
 
 
 # --- migrations ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -362,6 +363,21 @@ def api_for(server: LiveServer) -> wandb_files.Api:
     return wandb_files.Api(api_key=server.api_key, base_url=server.base_url)
 
 
+def _read_position(path: Path) -> int | None:
+    """How far this process has read `path` through a descriptor open on it (Linux's fdinfo), or None."""
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            if Path(os.readlink(fd)) == path.resolve():
+                fields = dict(
+                    line.split(":", 1) for line in Path(f"/proc/self/fdinfo/{fd.name}").read_text().split("\n") if line
+                )
+                return int(fields["pos"])
+        except (OSError, KeyError, ValueError):
+            continue  # closed meanwhile, or not ours
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="watches the upload's read position in /proc")
 def test_a_file_that_shrinks_while_it_uploads_is_a_clear_error(live_server: LiveServer, tmp_path: Path) -> None:
     import threading
 
@@ -371,15 +387,32 @@ def test_a_file_that_shrinks_while_it_uploads_is_a_clear_error(live_server: Live
     path = tmp_path / "shrinking.bin"
     size = 16_000_000  # 4 s through the proxy: far more than the socket buffers on the way hold
     path.write_bytes(os.urandom(size))
+    at_cut: list[int] = []
+
+    def cut_once_sending() -> None:
+        # The event: the upload has opened the file, taken its size and sent some of it (not a fixed delay,
+        # which a loaded machine may reach before the upload has started).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            position = _read_position(path)
+            if position:
+                os.truncate(path, 1000)
+                at_cut.append(position)
+                return
+            time.sleep(0.001)
+
     with FaultProxy(live_server.base_url, bytes_per_second=4_000_000) as proxy:
         slow = wandb_files.Api(api_key=live_server.api_key, base_url=proxy.url)
         slow.client.retry = NO_RETRY
         run = slow.create_run(project="bulk-shrinking")
-        cut = threading.Timer(0.5, lambda: os.truncate(path, 1000))
+        cut = threading.Thread(target=cut_once_sending)
         cut.start()
-        with pytest.raises(wandb_files.LocalFileChangedError, match=f"shrinking.bin.*shrank from {size} to 1000"):
-            run.upload_file(path, root=tmp_path)
-        cut.join()
+        try:
+            with pytest.raises(wandb_files.LocalFileChangedError, match=f"shrinking.bin.*shrank from {size} to 1000"):
+                run.upload_file(path, root=tmp_path)
+        finally:
+            cut.join()
+    assert at_cut and 0 < at_cut[0] < size  # cut mid-upload
     assert len(api_for(live_server).run("/".join(run.path)).files()) == 0  # nothing half-sent was stored
 
 

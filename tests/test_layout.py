@@ -41,10 +41,7 @@ def _module_imports(dotted: str) -> set[str]:
 
 
 def test_the_server_imports_nothing_from_the_client() -> None:
-    shims = {PACKAGE / "server" / "background.py", PACKAGE / "server" / "proxy.py"}  # deprecated re-exports
     for path in (PACKAGE / "server").rglob("*.py"):
-        if path in shims:
-            continue
         outside = {name for name in _imports(path) if not name.startswith("wandb_files.server")}
         assert not outside, f"{path.relative_to(PACKAGE)} imports {sorted(outside)}"
 
@@ -125,3 +122,51 @@ def test_the_server_rooms_depend_downwards(room: str, must_not_import: list[str]
         for other in must_not_import:
             forbidden = f"wandb_files.server.{other}"
             assert not any(n == forbidden or n.startswith(forbidden + ".") for n in imported), (path.name, forbidden)
+
+
+# What builds or runs SQL: statement constructors, the DB-API drivers, and executing on a session or connection.
+_SQL_NAMES = {"select", "insert", "update", "delete", "text", "bindparam", "func", "and_", "or_", "exists", "union"}
+_SQL_MODULES = ("sqlalchemy.dialects", "sqlalchemy.sql", "sqlite3", "psycopg")
+_EXECUTE = {"execute", "scalar", "scalars", "exec_driver_sql", "executescript"}
+
+
+def _runtime_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements of a module outside `if TYPE_CHECKING:` blocks."""
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            return
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def test_only_the_database_room_builds_or_runs_sql() -> None:
+    """Every query lives in server/db/: routes, resolvers and views call its functions (one access policy, one
+    place per query), so no statement can be written twice, or bypass `db.access`."""
+    for path in (PACKAGE / "server").rglob("*.py"):
+        if (PACKAGE / "server" / "db") in path.parents:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        where = path.relative_to(PACKAGE)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy"):
+                assert not node.module.startswith(_SQL_MODULES), (where, node.module)  # type: ignore[union-attr]
+                assert not {a.name for a in node.names} & _SQL_NAMES, (where, [a.name for a in node.names])
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith(_SQL_MODULES) for a in node.names), where
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                assert node.func.attr not in _EXECUTE, (where, node.lineno, node.func.attr)
+
+
+def test_the_web_views_import_no_sqlalchemy() -> None:
+    """The web page's views and sessions reach the database only through db/ (types aside)."""
+    for path in (PACKAGE / "server" / "web").rglob("*.py"):
+        for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            assert not any(n.split(".")[0] == "sqlalchemy" for n in names), (path.name, names)

@@ -3,9 +3,6 @@ schema migrations, on PostgreSQL and on SQLite data dirs made before migrations 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -16,7 +13,6 @@ from sqlalchemy import inspect, text
 from tests.support import ADMIN_KEY, DELETE_FILES, RUN_FILES, Client, LiveServer, md5_b64
 from tests.support.services import PostgresCluster, S3Service, s3_server
 from wandb_files.server.db.database import create_db_engine, head_revision
-from wandb_files.server.db.users import hash_api_key
 
 from .test_s3 import put_and_mark
 
@@ -88,48 +84,6 @@ def test_postgres_migrations_run_once_and_are_idempotent(postgres: PostgresClust
     finally:
         engine.dispose()
     create_db_engine(url).dispose()  # a second start changes nothing
-
-
-def test_sqlite_data_dir_from_before_migrations_keeps_working(tmp_path: Path) -> None:
-    """A data dir made by the code before migrations (tables from metadata.create_all, no alembic_version)."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    content = b"made before migrations"
-    md5 = base64.b64encode(hashlib.md5(content).digest()).decode()
-    blob_key = "0123456789abcdef0123456789abcdef"
-    (data_dir / "blobs" / blob_key[:2]).mkdir(parents=True)
-    (data_dir / "blobs" / blob_key[:2] / blob_key).write_bytes(content)
-    db = sqlite3.connect(data_dir / "wandb-files.db")
-    db.executescript((Path(__file__).parents[1] / "server" / "legacy_schema.sql").read_text())
-    db.executescript(
-        f"""
-        INSERT INTO users VALUES (1, 'admin', '{hash_api_key(ADMIN_KEY)}', 1, '2026-01-01 00:00:00');
-        INSERT INTO entities VALUES (1, 'admin', 1);
-        INSERT INTO projects VALUES (1, 1, 'old', '2026-01-01 00:00:00');
-        INSERT INTO runs (id, project_id, name, state, created_at, updated_at, user_id)
-            VALUES (1, 1, 'r', 'finished', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1);
-        INSERT INTO files VALUES (1, 1, 'old.txt', {len(content)}, '{md5}', 'text/plain', '{blob_key}',
-            '2026-01-01 00:00:00');
-        """
-    )
-    db.commit()
-    db.close()
-
-    server = LiveServer(data_dir, api_key=ADMIN_KEY).start()
-    try:
-        client = Client(server.base_url, ADMIN_KEY)
-        run = client.files("admin", "old", "r")
-        assert run["fileCount"] == 1  # the new counter was filled from the existing rows
-        node = run["files"]["edges"][0]["node"]
-        assert (node["name"], node["md5"]) == ("old.txt", md5)
-        assert requests.get(node["url"], auth=client.auth, timeout=30).content == content
-        client.upload("admin", "old", "r", "new.txt", b"after")
-        assert client.files("admin", "old", "r")["fileCount"] == 2
-    finally:
-        server.stop()
-    db = sqlite3.connect(data_dir / "wandb-files.db")
-    assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
-    db.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -111,6 +111,10 @@ def test_direct_url_after_reupload_is_404(server: _Server) -> None:
     with server.sessions() as session:
         from wandb_files.server.db.models import File
 
-        old_key = session.query(File).one().blob_key
+        old = session.query(File).one()
+    token = server.signer.blob_token(old.blob_key, size=3, md5=old.md5, mimetype=old.mimetype, filename="model.bin")
+    response = server.open_blob_ref(server.signer.read_blob_token(token))
+    assert response is not None
+    response.close()
     store(server, b"new")
-    assert server.open_blob_key(old_key) is None
+    assert server.open_blob_ref(server.signer.read_blob_token(token)) is None

@@ -143,14 +143,21 @@ def test_a_commit_by_another_process_gets_a_fresh_answer(tmp_path: Path) -> None
 
 
 def test_a_page_read_ahead_is_for_its_key_only(
-    live_server: LiveServer, walk_run: tuple[Client, str, list[str]]
+    sqlite_server: LiveServer, walk_run: tuple[Client, str, list[str]]
 ) -> None:
     client, entity, _ = walk_run
-    other_key = live_server.add_user(f"{entity}x")  # before: a new user is a commit, which ends what was kept
+    # On the server the walk runs on, so that the key is a valid one (made before: a new user is a commit,
+    # which ends what was kept).
+    other_key = sqlite_server.add_user(f"{entity}x")
+    other = Client(sqlite_server.base_url, other_key)
+    assert other.gql("{ viewer { username } }")["viewer"]["username"] == f"{entity}x"
     cursor = _third_page_cursor(client, entity)
     response = _page(client, entity, cursor, api_key=other_key)
+    assert response.status_code == 200, response.text  # authenticated: refused by access, not by the key
     assert response.headers.get(READ_AHEAD_HEADER) is None
-    assert response.json().get("errors")  # another user's run: refused, as without read-ahead
+    body = response.json()
+    assert body.get("errors") or body["data"]["project"] is None, body  # another user's run, as without read-ahead
+    assert "f06.txt" not in response.text  # page 3 of the walk
     response = _page(client, entity, cursor)
     assert response.headers.get(READ_AHEAD_HEADER) == "hit"  # still kept for its own key
 
@@ -240,7 +247,8 @@ def test_which_documents_page_through_a_connection(document: str, expected: tupl
 
 def test_a_kept_answer_is_served_once_young_and_unchanged(tmp_path: Path) -> None:
     """ReadAhead itself: once, for its key only, within a tenth of the signed URLs' lifetime, while no commit."""
-    from wandb_files.server.http.readahead import DataVersion, ReadAhead
+    from wandb_files.server.db.database import DataVersion
+    from wandb_files.server.http.readahead import ReadAhead
 
     database = tmp_path / "db.sqlite"
     with sqlite3.connect(database) as db:

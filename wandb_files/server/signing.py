@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .db.models import Setting
+from .db.settings import setting_or_create
 
 SECRET_SETTING = "url_signing_secret"
 _UPLOAD_PURPOSE = b"wandb-files.upload"
@@ -44,11 +42,7 @@ class ExpiredToken(InvalidToken):
 
 def load_or_create_secret(session: Session) -> str:
     """The server's signing secret, made once and shared through the database by every server process."""
-    # INSERT … ON CONFLICT DO NOTHING, then read: processes starting at once end up with the same secret.
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(insert(Setting).values(key=SECRET_SETTING, value=secrets.token_hex(32)).on_conflict_do_nothing())
-    session.commit()
-    return session.scalars(select(Setting.value).where(Setting.key == SECRET_SETTING)).one()
+    return setting_or_create(session, SECRET_SETTING, secrets.token_hex(32))
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -208,15 +202,13 @@ class UrlSigner:
             token: The token of a /blobs/{token} URL.
 
         Returns:
-            The blob's key and, for tokens made since they carry them, its size, md5, media type and file name.
+            The blob's key, size, md5, media type and file name.
 
         Raises:
             InvalidToken: it was tampered with, malformed, or made with another secret.
             ExpiredToken: it is older than the signed-URL lifetime.
         """
         payload = self._blob.loads(token, self.ttl_seconds)
-        if isinstance(payload, str):
-            return BlobRef(payload)  # made by a server before tokens carried more than the key
         if (
             not isinstance(payload, list)
             or len(payload) != 5
@@ -229,10 +221,10 @@ class UrlSigner:
 
 @dataclass(frozen=True)
 class BlobRef:
-    """A blob as a /blobs token names it. Only `blob_key` is set in tokens of servers before these fields."""
+    """A blob as a /blobs token names it: what serving it needs besides the bytes."""
 
     blob_key: str
-    size: int | None = None
-    md5: str | None = None
-    mimetype: str | None = None
-    filename: str | None = None
+    size: int
+    md5: str
+    mimetype: str
+    filename: str

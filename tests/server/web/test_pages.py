@@ -16,7 +16,7 @@ import pytest
 
 from tests.support import ADMIN_KEY, Client, LiveServer, md5_b64
 from tests.support.web import WebClient, change_key, csrf_of, seed_files, seed_run
-from wandb_files.server.web.listing import folder_end
+from wandb_files.server.db.folders import folder_end
 from wandb_files.server.web.render import python_string
 
 HOSTILE = [

@@ -8,19 +8,29 @@ keyset-paged (never OFFSET): page 2,000 costs what page 1 does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, select
 from sqlalchemy.orm import Session, contains_eager, lazyload
 
 from .filerows import files_page_statement
-from .models import Entity, File, Project, Run
+from .models import Entity, File, Project, Run, User
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeVarTuple, Unpack
+
+    _Ts = TypeVarTuple("_Ts")
 
 # The page of a run's files lives with the writers of file rows (filerows); re-exported as part of this access path.
 __all__ = [
+    "KeyedFile",
+    "file_for_key",
     "files_page_statement",
     "like_pattern_problem",
     "owned_entity",
     "owned_file",
+    "owned_files_by_id",
+    "owned_files_run_ids",
     "owned_project",
     "owned_run",
     "owned_run_by_id",
@@ -164,6 +174,40 @@ _OWNED_RUN_BY_ID = (
 )
 
 
+def _owned_file(owner: ColumnElement[bool], *columns: Any) -> Select[Any]:
+    """The one rule for "may read this file": file `name` of run `entity/project/run` whose entity's owner
+    (a user row) matches `owner`. Every way of reaching a file by its path goes through here."""
+    return (
+        select(*columns)
+        .select_from(File)
+        .join(Run, File.run_id == Run.id)
+        .join(Project, Run.project_id == Project.id)
+        .join(Entity, Project.entity_id == Entity.id)
+        .join(User, Entity.owner_id == User.id)
+        .where(
+            owner,
+            Entity.name == bindparam("entity"),
+            Project.name == bindparam("project"),
+            Run.name == bindparam("run"),
+            File.name == bindparam("name"),
+        )
+    )
+
+
+_OWNED_FILE = _owned_file(User.id == bindparam("owner_id"), File)
+# A /files download in one Core query: the key's user and the file, no ORM session and no separate key lookup.
+_KEYED_FILE = _owned_file(
+    User.api_key_sha256 == bindparam("key_hash"),
+    File.name,
+    File.blob_key,
+    File.md5,
+    File.mimetype,
+    User.id.label("user_id"),
+    User.name.label("user_name"),
+    User.admin,
+)
+
+
 def owned_file(session: Session, viewer_id: int, entity: str, project: str, run: str, name: str) -> File | None:
     """File `name` of run `entity/project/run` if `viewer_id` owns the entity, else None.
 
@@ -178,19 +222,82 @@ def owned_file(session: Session, viewer_id: int, entity: str, project: str, run:
     Returns:
         The file row, or None.
     """
-    return session.scalar(
-        select(File)
+    params = {"owner_id": viewer_id, "entity": entity, "project": project, "run": run, "name": name}
+    file: File | None = session.scalar(_OWNED_FILE, params)
+    return file
+
+
+class KeyedFile(NamedTuple):
+    """A file as a download with an API key finds it: what serving its blob needs, and the key's user."""
+
+    name: str
+    blob_key: str
+    md5: str
+    mimetype: str
+    user_id: int
+    user_name: str
+    admin: bool
+
+
+def file_for_key(
+    connection: Connection, key_hash: str, entity: str, project: str, run: str, name: str
+) -> KeyedFile | None:
+    """File `name` of run `entity/project/run` if the user holding the key owns the entity, else None (a key
+    nobody holds, a missing file and another user's file alike: callers tell 401 from 404 afterwards).
+
+    Args:
+        connection: An open connection.
+        key_hash: The SHA-256 of the request's API key (`users.hash_api_key`).
+        entity: The entity's name.
+        project: The project's name.
+        run: The run id.
+        name: The file's name in the run.
+
+    Returns:
+        The file and the key's user, or None.
+    """
+    params = {"key_hash": key_hash, "entity": entity, "project": project, "run": run, "name": name}
+    row = connection.execute(_KEYED_FILE, params).first()
+    return KeyedFile(*row) if row is not None else None
+
+
+def _owned_by_id(stmt: Select[Unpack[_Ts]], viewer_id: int, ids: set[int]) -> Select[Unpack[_Ts]]:
+    """`stmt` over the files `ids` that belong to `viewer_id` (joined through run, project and entity)."""
+    return (
+        stmt.select_from(File)
         .join(Run, File.run_id == Run.id)
         .join(Project, Run.project_id == Project.id)
         .join(Entity, Project.entity_id == Entity.id)
-        .where(
-            Entity.name == entity,
-            Entity.owner_id == viewer_id,
-            Project.name == project,
-            Run.name == run,
-            File.name == name,
-        )
+        .where(File.id.in_(ids), Entity.owner_id == viewer_id)
     )
+
+
+def owned_files_run_ids(session: Session, viewer_id: int, ids: set[int]) -> set[int]:
+    """The runs of those files `ids` that `viewer_id` owns (to lock them before reading the files).
+
+    Args:
+        session: An open session.
+        viewer_id: The user's row id.
+        ids: File row ids.
+
+    Returns:
+        The run ids.
+    """
+    return set(session.scalars(_owned_by_id(select(File.run_id), viewer_id, ids).distinct()))
+
+
+def owned_files_by_id(session: Session, viewer_id: int, ids: set[int]) -> dict[int, tuple[File, Run]]:
+    """Those files `ids` that `viewer_id` owns, with their runs; another user's file is left out as a missing one.
+
+    Args:
+        session: An open session.
+        viewer_id: The user's row id.
+        ids: File row ids.
+
+    Returns:
+        File id → (file, run).
+    """
+    return {f.id: (f, r) for f, r in session.execute(_owned_by_id(select(File, Run), viewer_id, ids))}
 
 
 def projects_page(session: Session, entity_id: int, after_name: str | None, limit: int) -> list[Project]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +18,6 @@ from .models import Run
 from .runregex import sqlite_regexp
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from alembic.config import Config
     from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -25,8 +25,6 @@ BUSY_TIMEOUT_SECONDS = 30
 # Execution option asking the "begin" hook for BEGIN IMMEDIATE instead of a deferred BEGIN.
 _IMMEDIATE = "wandb_files_immediate"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-# The revision whose tables `metadata.create_all` made before migrations existed.
-BASELINE_REVISION = "0001"
 # pg_advisory_xact_lock key serializing migrations of server processes starting at once.
 _MIGRATION_LOCK = 0x77616E6462  # "wandb"
 
@@ -101,6 +99,43 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+# --- whether anything changed -----------------------------------------------------------------------
+
+
+class DataVersion:
+    """Whether anything was committed to a SQLite database: a number that changes with every commit.
+
+    Args:
+        path: The database file.
+    """
+
+    def __init__(self, path: str) -> None:
+        # Its own connection, which never writes: data_version changes with the commits of every other one.
+        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        """The current version (equal twice only if nothing was committed in between)."""
+        with self._lock:
+            row = self._connection.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close its connection."""
+        with self._lock:
+            self._connection.close()
+
+
+def data_version_for(engine: Engine) -> DataVersion | None:
+    """A DataVersion over the engine's database if it is a SQLite file, else None (no read-ahead)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return DataVersion(database)
+
+
 # --- migrations ------------------------------------------------------------------------------------
 
 
@@ -124,18 +159,14 @@ def head_revision() -> str:
 
 
 def current_revision(connection: Connection) -> str | None:
-    """The revision the database is at; None when it has no alembic_version table (new, or made by create_all)."""
+    """The revision the database is at; None when it has no alembic_version table (a new database)."""
     if not inspect(connection).has_table("alembic_version"):
         return None
     return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def upgrade_database(engine: Engine) -> None:
-    """Run the migrations up to head (`alembic upgrade head`), in one transaction, one process at a time.
-
-    A database made before migrations existed (tables, but no alembic_version) is stamped at the baseline
-    revision first, so only the later migrations run on it.
-    """
+    """Run the migrations up to head (`alembic upgrade head`), in one transaction, one process at a time."""
     with engine.connect() as probe:
         if current_revision(probe) == head_revision():
             return  # the common case: nothing to do, and no lock taken
@@ -148,10 +179,7 @@ def upgrade_database(engine: Engine) -> None:
         with conn.begin():
             if not sqlite:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-            config = _alembic_config(conn)
-            if current_revision(conn) is None and inspect(conn).has_table("files"):
-                command.stamp(config, BASELINE_REVISION)
-            command.upgrade(config, "head")
+            command.upgrade(_alembic_config(conn), "head")
 
 
 # --- sessions and transactions ---------------------------------------------------------------------

@@ -9,15 +9,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Select, bindparam, delete, select, update
+from sqlalchemy import Row, Select, bindparam, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..mediatypes import guess_mimetype
 from ..storage import BlobStore
 from .database import lock_runs, write_transaction
 from .models import File, PendingUpload, Run, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy import CursorResult
 
 
 class PathClash(ValueError):
@@ -112,6 +115,35 @@ def delete_files(session: Session, files: list[File]) -> list[str]:
     for run_id, n in Counter(f.run_id for f in files).items():
         session.execute(update(Run).where(Run.id == run_id).values(file_count=Run.file_count - n))
     return [f.blob_key for f in files]
+
+
+def pending_uploads(
+    session: Session, run_id: int, names: list[str]
+) -> Sequence[Row[int, str, str, int | None, str | None]]:
+    """The pending (S3) uploads of `names` into run `run_id`, newest first: id, name, blob key, declared size
+    and declared md5."""
+    return session.execute(
+        select(
+            PendingUpload.id,
+            PendingUpload.name,
+            PendingUpload.blob_key,
+            PendingUpload.declared_size,
+            PendingUpload.declared_md5,
+        )
+        .where(PendingUpload.run_id == run_id, PendingUpload.name.in_(names))
+        .order_by(PendingUpload.created_at.desc(), PendingUpload.id.desc())
+    ).all()
+
+
+def forget_pending_upload(session: Session, pending_id: int) -> bool:
+    """Delete pending upload `pending_id`; whether this call deleted it (a concurrent one may have first)."""
+    result = cast("CursorResult[Any]", session.execute(delete(PendingUpload).where(PendingUpload.id == pending_id)))
+    return result.rowcount == 1
+
+
+def existing_names(session: Session, run_id: int, names: list[str]) -> set[str]:
+    """Which of `names` run `run_id` has files of."""
+    return set(session.scalars(select(File.name).where(File.run_id == run_id, File.name.in_(names))))
 
 
 def lock_run(session: Session, run_id: int) -> bool:

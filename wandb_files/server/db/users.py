@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from ..names import validate_user_name
 from .database import write_transaction
-from .models import Entity, User
+from .models import Entity, Setting, User
+from .settings import put_setting
 
 ADMIN_NAME = "admin"
 #: W&B's keys are 40 hex characters; a shorter key is too easy to guess.
@@ -112,3 +113,37 @@ def authenticate(session: Session, api_key: str) -> Row[int, str, bool] | None:
     if not api_key:
         return None
     return session.execute(_AUTHENTICATE, {"key_hash": hash_api_key(api_key)}).first()
+
+
+def _signed_out_key(uid: int) -> str:
+    """The settings row holding when user `uid` last signed out of the web page (ns since the epoch)."""
+    return f"web.signed_out.{uid}"
+
+
+def session_user(session: Session, uid: int) -> Row[int, str, str, str | None] | None:
+    """What a web session of user `uid` is checked against: id, name, stored key hash, and when the user last
+    signed out (ns since the epoch, as text; None if never), in one query; None if there is no such user.
+
+    Args:
+        session: An open session.
+        uid: The user id the session cookie holds.
+
+    Returns:
+        The row, or None.
+    """
+    return session.execute(
+        select(User.id, User.name, User.api_key_sha256, Setting.value)
+        .outerjoin(Setting, Setting.key == _signed_out_key(uid))
+        .where(User.id == uid)
+    ).first()
+
+
+def record_sign_out(session: Session, uid: int, at_ns: int) -> None:
+    """Web sessions of `uid` made until `at_ns` are over, wherever their cookie is (shared by every instance).
+
+    Args:
+        session: An open session.
+        uid: The user.
+        at_ns: When they signed out (ns since the epoch).
+    """
+    put_setting(session, _signed_out_key(uid), str(at_ns))

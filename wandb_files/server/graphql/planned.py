@@ -20,6 +20,7 @@ run twice) and may use only `info.context` (they are given the list field's info
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -109,6 +110,37 @@ def plannable(
 
 class _Fallback(Exception):
     """A planned list cannot give graphql-core's answer; complete it the ordinary way."""
+
+
+logger = logging.getLogger("wandb_files.server.planned")
+
+
+class PlanCounts:
+    """How lists of objects were completed in this process: by a plan, or the ordinary way and why (a test
+    reads these to tell that planning still happens; the log says the same at debug level)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def add(self, outcome: str) -> None:
+        """Count one list completed with `outcome` ("planned", or the reason it was not)."""
+        with self._lock:
+            self._counts[outcome] = self._counts.get(outcome, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        """The counts so far, by outcome."""
+        with self._lock:
+            return dict(self._counts)
+
+
+#: The counts of every PlannedExecutor of this process.
+PLAN_COUNTS = PlanCounts()
+
+
+def _fell_back(object_type: GraphQLObjectType, why: str) -> None:
+    PLAN_COUNTS.add(why)
+    logger.debug("a list of %s completed the ordinary way: %s", object_type.name, why)
 
 
 # A column: (sources, info) -> the completed value of one field for every source.
@@ -265,13 +297,18 @@ class PlannedExecutor(Executor[Any]):
                 d.name.value == "stream" for fd in field_details_list for d in fd.node.directives or ()
             ):
                 plan = self._shared_plan(object_type, field_details_list)
-                if plan is not None:
+                if plan is None:
+                    _fell_back(object_type, "selection not plannable")
+                else:
                     try:
-                        return _project_objects(plan, result, item_nullable, info)
+                        completed = _project_objects(plan, result, item_nullable, info)
                     except _Fallback:
-                        pass
+                        _fell_back(object_type, "a value the plan cannot complete")
                     except Exception:  # noqa: BLE001 - graphql-core's own completion reports it, with its path
-                        pass
+                        _fell_back(object_type, "an error, reported by the ordinary completion")
+                    else:
+                        PLAN_COUNTS.add("planned")
+                        return completed
         return super().complete_list_value(return_type, field_details_list, info, path, result, position_context)
 
     def _shared_plan(self, object_type: GraphQLObjectType, field_details_list: list[FieldDetails]) -> _Plan | None:

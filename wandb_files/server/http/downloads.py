@@ -10,15 +10,13 @@ from collections.abc import AsyncIterator
 from typing import Any, BinaryIO, Protocol
 
 import anyio
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from ..db import access
-from ..db.models import Entity, File, Project, Run, User
+from ..db.models import File
 from ..db.users import authenticate, hash_api_key
 from ..graphql.context import Viewer
 from ..signing import BlobRef
@@ -34,7 +32,7 @@ INLINE_BYTES = 1024 * 1024
 
 
 class _StoredFile(Protocol):
-    """What serving a file's bytes needs: a `File` row, the columns `_OWNED_FILE` selects, or a blob token's."""
+    """What serving a file's bytes needs: a `File` row, what `access.file_for_key` finds, or a blob token's."""
 
     @property
     def blob_key(self) -> str: ...
@@ -42,32 +40,6 @@ class _StoredFile(Protocol):
     def md5(self) -> str: ...
     @property
     def mimetype(self) -> str: ...
-
-
-# The common case of a /files download (a valid key, its owner's entity, a file that exists) in one Core query:
-# no ORM session, no separate key lookup. Anything else falls back to `_find_file`, which tells 401 from 404.
-_OWNED_FILE = (
-    select(
-        File.name,
-        File.blob_key,
-        File.md5,
-        File.mimetype,
-        User.id.label("user_id"),
-        User.name.label("user_name"),
-        User.admin,
-    )
-    .join(Run, File.run_id == Run.id)
-    .join(Project, Run.project_id == Project.id)
-    .join(Entity, Project.entity_id == Entity.id)
-    .join(User, Entity.owner_id == User.id)
-    .where(
-        User.api_key_sha256 == bindparam("key_hash"),
-        Entity.name == bindparam("entity"),
-        Project.name == bindparam("project"),
-        Run.name == bindparam("run"),
-        File.name == bindparam("name"),
-    )
-)
 
 
 class BlobResponse(FileResponse):
@@ -141,34 +113,25 @@ class Downloads(ServerState):
             fh.close()
             raise
 
-    def _find_file(self, session: Session, api_key: str | None, entity: str, project: str, run: str, name: str) -> File:
-        """The file behind a /files URL, or a 401 (no or a bad key) or 404 (anything else, another user's too)."""
-        user = authenticate(session, api_key) if api_key else None
-        if user is None:
-            raise _HttpError(401, "an API key is missing or not valid")
-        # Another user's entity answers as a missing one does: nothing can be probed for existence.
-        file = access.owned_file(session, user.id, entity, project, run, name)
-        if file is None:
-            raise _HttpError(404, "no such file")
-        return file
-
     def _lookup(self, api_key: str | None, entity: str, project: str, run: str, name: str) -> _StoredFile:
-        """The file behind a /files URL if the key may read it: one query when all is well.
+        """The file behind a /files URL if the key may read it (one query when all is well), or a 401 (no or a
+        bad key) or 404 (anything else, another user's file too: nothing can be probed for existence).
 
         A hit is remembered (key → user, and the user's file → its blob) for `key_cache_seconds`.
         """
         if api_key:
             key_hash = hash_api_key(api_key)
-            params = {"entity": entity, "project": project, "run": run, "name": name, "key_hash": key_hash}
             with self.engine.connect() as connection:
-                row = connection.execute(_OWNED_FILE, params).first()
-            if row is not None:
-                located = LocatedFile(row.name, row.blob_key, row.md5, row.mimetype)
-                self.key_users.put(key_hash, Viewer(id=row.user_id, name=row.user_name, admin=row.admin))
-                self.locations.put((row.user_id, entity, project, run, name), located)
+                found = access.file_for_key(connection, key_hash, entity, project, run, name)
+            if found is not None:
+                located = LocatedFile(found.name, found.blob_key, found.md5, found.mimetype)
+                self.key_users.put(key_hash, Viewer(id=found.user_id, name=found.user_name, admin=found.admin))
+                self.locations.put((found.user_id, entity, project, run, name), located)
                 return located
-        with self.sessions() as session:
-            return self._find_file(session, api_key, entity, project, run, name)
+            with self.sessions() as session:
+                if authenticate(session, api_key) is not None:
+                    raise _HttpError(404, "no such file")
+        raise _HttpError(401, "an API key is missing or not valid")
 
     def open_attachment(self, file: File) -> Response | None:
         """The web page's download of `file`: its bytes as an attachment (with S3, a redirect to a presigned
@@ -236,18 +199,8 @@ class Downloads(ServerState):
                 response.headers["www-authenticate"] = 'Basic realm="wandb-files"'
             return response
 
-    def open_blob_key(self, blob_key: str) -> Response | None:
-        """The opened blob `blob_key` (or, with S3, a redirect), if a file row still uses it (legacy tokens)."""
-        with self.sessions() as session:
-            file = session.scalar(select(File).where(File.blob_key == blob_key))
-        # None when the file was deleted or re-uploaded since the URL was made (or just now).
-        if file is None:
-            return None
-        return self._redirect(file) if self.store.presigned else self._open_blob(file, file.name.rsplit("/", 1)[-1])
-
     def open_blob_ref(self, ref: BlobRef) -> Response | None:
         """The blob a token names, from the token alone: None when it is gone (deleted, or its file replaced)."""
-        assert ref.md5 is not None and ref.mimetype is not None and ref.filename is not None
         located = LocatedFile(ref.filename, ref.blob_key, ref.md5, ref.mimetype)
         if self.store.presigned:
             return self._redirect(located)
@@ -263,8 +216,5 @@ class Downloads(ServerState):
             ref = self._read_token(self.signer.read_blob_token, request.path_params["token"])
         except _HttpError as exc:
             return _json_error(exc.status, exc.message)
-        if ref.size is None:
-            response = await run_in_threadpool(self.open_blob_key, ref.blob_key)
-        else:
-            response = self.open_blob_ref(ref)
+        response = self.open_blob_ref(ref)
         return response if response is not None else _json_error(404, "no such file")

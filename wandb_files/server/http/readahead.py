@@ -22,7 +22,6 @@ a busy server's time for a page that may not be asked for).
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -41,7 +40,8 @@ from graphql import (
     SelectionSetNode,
     VariableNode,
 )
-from sqlalchemy import Engine
+
+from ..db.database import DataVersion
 
 # How long a kept answer may wait for its request (signed URLs in it were made when it was computed).
 TTL_SECONDS = 10.0
@@ -65,40 +65,6 @@ class _Kept:
     data_version: int
     made: float
     result: dict[str, Any]
-
-
-class DataVersion:
-    """Whether anything was committed to a SQLite database: a number that changes with every commit.
-
-    Args:
-        path: The database file.
-    """
-
-    def __init__(self, path: str) -> None:
-        # Its own connection, which never writes: data_version changes with the commits of every other one.
-        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> int:
-        """The current version (equal twice only if nothing was committed in between)."""
-        with self._lock:
-            row = self._connection.execute("PRAGMA data_version").fetchone()
-        return int(row[0])
-
-    def close(self) -> None:
-        """Close its connection."""
-        with self._lock:
-            self._connection.close()
-
-
-def data_version_for(engine: Engine) -> DataVersion | None:
-    """A DataVersion over the engine's database if it is a SQLite file, else None (no read-ahead)."""
-    if engine.dialect.name != "sqlite":
-        return None
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return DataVersion(database)
 
 
 class ReadAhead:

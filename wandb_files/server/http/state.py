@@ -13,13 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..config import ServerConfig
+from ..db.database import data_version_for
 from ..db.users import authenticate, hash_api_key
 from ..graphql.context import Viewer
 from ..graphql.documents import DocumentCache
 from ..signing import ExpiredToken, InvalidToken, UrlSigner
 from ..storage import BlobStore
 from .cache import TtlCache
-from .readahead import ReadAhead, data_version_for
+from .readahead import ReadAhead
 
 _T = TypeVar("_T")
 

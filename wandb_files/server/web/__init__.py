@@ -7,6 +7,7 @@ redirects / there.
 
 from __future__ import annotations
 
-from .pages import MOUNT, FileOpener, attachment_disposition, create_web_app
+from .pages import FileOpener, attachment_disposition, create_web_app
+from .session import MOUNT
 
 __all__ = ["MOUNT", "FileOpener", "attachment_disposition", "create_web_app"]

@@ -1,33 +1,20 @@
 """The web page's routes: sign-in, entities, projects, runs, a run's files, downloads.
 
 Access is the API's: every lookup goes through `access` from the viewer's own entities, so another user's
-run is a 404 page, as a missing one. The session cookie (Starlette's SessionMiddleware: signed with a key
-derived from the server's secret, HttpOnly, SameSite=Lax) holds the user id, a fingerprint of the key's
-stored hash, when it was made and a CSRF token, never the key: changing a user's key ends their sessions at
-the next request, and signing out ends every session of that user made before (a copy of the cookie is no
-longer good either), through a row of the settings table.
+run is a 404 page, as a missing one. Who is signed in, and whether a form may be trusted, is session.py's.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote, urlencode, urlsplit
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -35,22 +22,18 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..db import access, runfilters, runquery
-from ..db.database import write_transaction
-from ..db.models import File, Project, Run, Setting, User
-from ..db.users import authenticate, hash_api_key
+from ..db.folders import Entry, folder_page
+from ..db.models import File, Project, Run
 from ..graphql.errors import ApiError
 from ..graphql.ids import decode_cursor, encode_cursor
-from .listing import Entry, folder_page
 from .render import Renderer
 from .runtable import RunsPage, order_param, runs_table
+from .session import WebSessions, WebViewer
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 STATIC = Path(__file__).parent / "static"
-#: Where the server mounts the web page; the session cookie is sent to these paths only.
-MOUNT = "/web"
-SESSION_COOKIE = "wandb_files_session"
-#: A session lasts this long after its last change (sign-in); signing out or a changed key ends it sooner.
-SESSION_SECONDS = 12 * 3600
-MAX_FORM_BYTES = 16 * 1024
 PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 SORT_KEYS = ("name", "size", "type", "updated", "md5")
@@ -77,14 +60,6 @@ class FileOpener(Protocol):
 
     def __call__(self, file: File) -> Response | None:
         """The response for `file`'s bytes, or None if its blob is gone (replaced or deleted meanwhile)."""
-
-
-@dataclass(frozen=True)
-class WebViewer:
-    """The signed-in user."""
-
-    id: int
-    name: str
 
 
 class _SecurityHeaders:
@@ -124,26 +99,12 @@ def attachment_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(base, safe='')}"
 
 
-def _signed_out_key(uid: int) -> str:
-    """The settings row holding when user `uid` last signed out of the web page (ns since the epoch)."""
-    return f"web.signed_out.{uid}"
-
-
-def _key_fingerprint(session_key: bytes, api_key_sha256: str) -> str:
-    """What the session keeps of the key: an HMAC of its stored hash, useless for anything but comparing."""
-    return hmac.new(session_key, api_key_sha256.encode(), hashlib.sha256).hexdigest()[:32]
-
-
 class WebPages:
     """The routes of the web page over the server's database and file path."""
 
-    def __init__(
-        self, sessions: sessionmaker[Session], secret: str, open_file: FileOpener, origins: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, sessions: sessionmaker[Session], web_sessions: WebSessions, open_file: FileOpener) -> None:
         self.sessions = sessions
-        # Besides the origin a request came in on: --public-url's (a proxy in front may speak https).
-        self.origins = origins
-        self.session_key = hmac.new(secret.encode(), b"wandb-files.web-session", hashlib.sha256).digest()
+        self.web_sessions = web_sessions
         self.open_file = open_file
         self.renderer = Renderer()
 
@@ -154,7 +115,7 @@ class WebPages:
     ) -> HTMLResponse:
         """`template` as the response, with the CSRF token every form needs (made now when `new_session`)."""
         context.setdefault("viewer", None)
-        token = self.csrf_token(request) if new_session else request.session.get("csrf", "")
+        token = self.web_sessions.csrf_token(request) if new_session else request.session.get("csrf", "")
         html = self.renderer.render(template, csrf=token, root=self.root(request), **context)
         return HTMLResponse(html, status_code=status)
 
@@ -168,69 +129,9 @@ class WebPages:
         """The path the web page is mounted at ("/web"), for links."""
         return str(request.scope.get("root_path", "")).rstrip("/")
 
-    @staticmethod
-    def csrf_token(request: Request) -> str:
-        """The session's CSRF token (made on first use)."""
-        token = request.session.get("csrf")
-        if not isinstance(token, str):
-            token = secrets.token_urlsafe(32)
-            request.session["csrf"] = token
-        return token
-
-    async def form(self, request: Request) -> dict[str, str]:
-        """The POSTed form, checked against CSRF: the session's token must come back, and a browser's
-        Origin (when sent) must be this server's.
-
-        Raises:
-            HTTPException: 403 when either check fails, 413 for a body over 16 KiB, 400 for a form that is not UTF-8.
-        """
-        origin = request.headers.get("origin")
-        own = {f"{request.url.scheme}://{request.url.netloc}", *self.origins}
-        if origin is not None and origin not in own:
-            raise HTTPException(403, "this form was sent from another site")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM_BYTES:
-                raise HTTPException(413, "the form is too large")
-        fields: dict[str, str] = {}
-        # Anything but a urlencoded form carries no token, and is refused below like a form without one.
-        if request.headers.get("content-type", "").split(";")[0].strip() == "application/x-www-form-urlencoded":
-            try:
-                fields = dict(parse_qsl(body.decode("utf-8"), max_num_fields=8))
-            except (UnicodeDecodeError, ValueError):
-                raise HTTPException(400, "the form could not be read") from None
-        expected = request.session.get("csrf")
-        sent = fields.get("csrf", "")
-        if not isinstance(expected, str) or not hmac.compare_digest(expected.encode(), sent.encode()):
-            raise HTTPException(403, "the form's security token is missing or stale: reload the page and try again")
-        return fields
-
-    def viewer(self, request: Request) -> WebViewer | None:
-        """The signed-in user, if the session is one and the user's key is still the one signed in with."""
-        uid, fingerprint, made = (request.session.get(k) for k in ("uid", "kf", "iat"))
-        if not isinstance(uid, int) or not isinstance(fingerprint, str) or not isinstance(made, int):
-            return None
-        with self.sessions() as session:
-            row = session.execute(
-                select(User.id, User.name, User.api_key_sha256, Setting.value)
-                .outerjoin(Setting, Setting.key == _signed_out_key(uid))
-                .where(User.id == uid)
-            ).first()
-        if (
-            row is None
-            # The key was changed (revoked) since sign-in.
-            or not hmac.compare_digest(_key_fingerprint(self.session_key, row.api_key_sha256), fingerprint)
-            # The user signed out (anywhere) after this session was made.
-            or (row.value is not None and made <= int(row.value))
-        ):
-            request.session.clear()
-            return None
-        return WebViewer(row.id, row.name)
-
     async def signed_in(self, request: Request) -> WebViewer | Response:
         """The viewer, or the sign-in page to answer with."""
-        viewer = await run_in_threadpool(self.viewer, request)
+        viewer = await self.web_sessions.viewer(request)
         if viewer is None:
             return self.page(request, "signin.html", 401, message="Sign in with your API key.")
         return viewer
@@ -239,7 +140,7 @@ class WebPages:
 
     async def home(self, request: Request) -> Response:
         """GET /: the sign-in form, or the viewer's entities."""
-        viewer = await run_in_threadpool(self.viewer, request)
+        viewer = await self.web_sessions.viewer(request)
         if viewer is None:
             return self.page(request, "signin.html", message=None)
 
@@ -251,33 +152,15 @@ class WebPages:
 
     async def sign_in(self, request: Request) -> Response:
         """POST /signin: check the key, start a session (a fresh one: nothing of the anonymous one is kept)."""
-        fields = await self.form(request)
-        api_key = fields.get("api_key", "").strip()
-
-        def check() -> tuple[int, str] | None:
-            with self.sessions() as session:
-                user = authenticate(session, api_key)
-            return (user.id, hash_api_key(api_key)) if user is not None else None
-
-        found = await run_in_threadpool(check) if api_key else None
-        if found is None:
+        fields = await self.web_sessions.form(request)
+        if not await self.web_sessions.sign_in(request, fields.get("api_key", "").strip()):
             return self.page(request, "signin.html", 401, message="That API key is not valid.")
-        request.session.clear()
-        request.session.update(
-            uid=found[0],
-            kf=_key_fingerprint(self.session_key, found[1]),
-            iat=time.time_ns(),
-            csrf=secrets.token_urlsafe(32),
-        )
         return RedirectResponse(self.root(request) + "/", status_code=303)
 
     async def sign_out(self, request: Request) -> Response:
         """POST /signout: end this session and every other one the user made before now."""
-        await self.form(request)
-        uid = request.session.get("uid")
-        if isinstance(uid, int):
-            await run_in_threadpool(self._record_sign_out, uid)
-        request.session.clear()
+        await self.web_sessions.form(request)
+        await self.web_sessions.sign_out(request)
         return RedirectResponse(self.root(request) + "/", status_code=303)
 
     async def entity(self, request: Request) -> Response:
@@ -482,14 +365,6 @@ class WebPages:
 
     # --- helpers -------------------------------------------------------------------------------------
 
-    def _record_sign_out(self, uid: int) -> None:
-        """Sessions of `uid` made until now are over, wherever their cookie is (an upsert: several instances)."""
-        now = str(time.time_ns())
-        with self.sessions() as session, write_transaction(session):
-            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-            stmt = insert(Setting).values(key=_signed_out_key(uid), value=now)
-            session.execute(stmt.on_conflict_do_update(index_elements=[Setting.key], set_={"value": now}))
-
     @staticmethod
     def _cursor(request: Request, kind: str) -> str | None:
         after = request.query_params.get("after")
@@ -544,14 +419,14 @@ def create_web_app(
         The app.
     """
     origin = urlsplit(public_url) if public_url else None
-    pages = WebPages(sessions, secret, open_file, (f"{origin.scheme}://{origin.netloc}",) if origin else ())
+    web_sessions = WebSessions(sessions, secret, f"{origin.scheme}://{origin.netloc}" if origin else None)
+    pages = WebPages(sessions, web_sessions, open_file)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         messages = {404: "Not found.", 405: "Method not allowed."}
         return pages.error(request, exc.status_code, messages.get(exc.status_code, exc.detail))
 
-    session_secret = hmac.new(secret.encode(), b"wandb-files.web-cookie", hashlib.sha256).hexdigest()
     return Starlette(
         routes=[
             Route("/", pages.home, methods=["GET"]),
@@ -565,15 +440,7 @@ def create_web_app(
         ],
         middleware=[
             Middleware(_SecurityHeaders),
-            Middleware(
-                SessionMiddleware,
-                secret_key=session_secret,
-                session_cookie=SESSION_COOKIE,
-                max_age=SESSION_SECONDS,
-                path=MOUNT,
-                same_site="lax",
-                https_only=origin is not None and origin.scheme == "https",
-            ),
+            web_sessions.middleware(),
         ],
         exception_handlers={HTTPException: http_error},
     )

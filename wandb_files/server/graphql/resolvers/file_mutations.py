@@ -6,27 +6,28 @@ import base64
 import binascii
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from ariadne import MutationType
-from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
+from ...db import access
 from ...db.database import lock_runs, write_transaction
-from ...db.filerows import PathClash, delete_files, find_clashes, store_file
-from ...db.models import Entity, File, PendingUpload, Project, Run, utcnow
+from ...db.filerows import (
+    PathClash,
+    delete_files,
+    existing_names,
+    find_clashes,
+    forget_pending_upload,
+    pending_uploads,
+    store_file,
+)
+from ...db.models import PendingUpload, utcnow
 from ...storage import ObjectInfo, S3BlobStore
 from ..context import Info, RequestContext, ctx_of
 from ..errors import bad_input, not_found
 from ..ids import decode_node_id, encode_node_id
 from .common import _run_for_input, _validate_file_names
-
-if TYPE_CHECKING:
-    from sqlalchemy import CursorResult, Delete
-    from typing_extensions import TypeVarTuple, Unpack
-
-    _Ts = TypeVarTuple("_Ts")
-
 
 mutation = MutationType()
 
@@ -192,17 +193,7 @@ def resolve_mark_run_files_uploaded(_: None, info: Info, input: dict[str, Any]) 
         _require_files(ctx, run_id, names)
         return {"success": True}
 
-    pending = ctx.session.execute(
-        select(
-            PendingUpload.id,
-            PendingUpload.name,
-            PendingUpload.blob_key,
-            PendingUpload.declared_size,
-            PendingUpload.declared_md5,
-        )
-        .where(PendingUpload.run_id == run_id, PendingUpload.name.in_(names))
-        .order_by(PendingUpload.created_at.desc(), PendingUpload.id.desc())
-    ).all()
+    pending = pending_uploads(ctx.session, run_id, names)
     # Ask the store outside any transaction, all objects at once: HEADs take milliseconds each.
     heads = store.head_many([row.blob_key for row in pending])
     chosen: dict[str, _Arrived] = {}
@@ -244,7 +235,7 @@ def resolve_mark_run_files_uploaded(_: None, info: Info, input: dict[str, Any]) 
             raise not_found("the run no longer exists")
         for name, arrived in chosen.items():
             # Whoever deletes the pending row commits it; a concurrent mark of the same upload skips it.
-            if _deleted(session, delete(PendingUpload).where(PendingUpload.id == arrived.pending_id)) != 1:
+            if not forget_pending_upload(session, arrived.pending_id):
                 continue
             assert arrived.md5 is not None
             try:
@@ -254,19 +245,13 @@ def resolve_mark_run_files_uploaded(_: None, info: Info, input: dict[str, Any]) 
             if old_key is not None:
                 garbage.append(old_key)
         for pending_id, key in superseded:
-            if _deleted(session, delete(PendingUpload).where(PendingUpload.id == pending_id)) == 1:
+            if forget_pending_upload(session, pending_id):
                 garbage.append(key)
     # Objects go only after the rows stopped pointing at them.
     for key in garbage:
         store.delete(key)
     _require_files(ctx, run_id, names)
     return {"success": True}
-
-
-def _deleted(session: Session, stmt: Delete) -> int:
-    """Run the DELETE `stmt`; how many rows it deleted."""
-    # Session.execute is typed to return a Result, which has no rowcount; a DELETE's result is a CursorResult.
-    return cast("CursorResult[Unpack[tuple[Any, ...]]]", session.execute(stmt)).rowcount
 
 
 def _forget_refused(ctx: RequestContext, store: S3BlobStore, refused: list[tuple[str, int, str, str]]) -> None:
@@ -279,7 +264,7 @@ def _forget_refused(ctx: RequestContext, store: S3BlobStore, refused: list[tuple
     with write_transaction(ctx.session) as session:
         for _, pending_id, key, _ in refused:
             # Only the call that deletes the row deletes the object: no other can have committed it then.
-            if _deleted(session, delete(PendingUpload).where(PendingUpload.id == pending_id)) == 1:
+            if forget_pending_upload(session, pending_id):
                 owned.append(key)
     for key in owned:
         store.delete(key)
@@ -288,7 +273,7 @@ def _forget_refused(ctx: RequestContext, store: S3BlobStore, refused: list[tuple
 
 
 def _require_files(ctx: RequestContext, run_id: int, names: list[str]) -> None:
-    present = set(ctx.session.scalars(select(File.name).where(File.run_id == run_id, File.name.in_(names))))
+    present = existing_names(ctx.session, run_id, names)
     missing = [n for n in names if n not in present]
     if missing:
         raise not_found(f"no upload of {missing[0]!r} has arrived")
@@ -304,8 +289,8 @@ def resolve_delete_files(_: None, info: Info, input: dict[str, Any]) -> dict[str
         # Only the viewer's own files are seen at all: another user's file id gets the answer of a missing
         # one, and no lock is taken on another user's run. The runs are locked before the files are read,
         # so a concurrent delete or re-upload is either fully seen or not at all (counters stay right).
-        lock_runs(ctx.session, set(ctx.session.scalars(_owned_files(select(File.run_id), ctx, ids).distinct())))
-        found = {f.id: (f, r) for f, r in ctx.session.execute(_owned_files(select(File, Run), ctx, ids))}
+        lock_runs(ctx.session, access.owned_files_run_ids(ctx.session, ctx.viewer.id, ids))
+        found = access.owned_files_by_id(ctx.session, ctx.viewer.id, ids)
         missing = sorted(ids - found.keys())
         if missing:
             raise not_found(f"file {encode_node_id('File', missing[0])} not found")
@@ -317,14 +302,3 @@ def resolve_delete_files(_: None, info: Info, input: dict[str, Any]) -> dict[str
     for key in blob_keys:
         ctx.store.delete(key)
     return {"success": True}
-
-
-def _owned_files(stmt: Select[Unpack[_Ts]], ctx: RequestContext, ids: set[int]) -> Select[Unpack[_Ts]]:
-    """`stmt` over the files `ids` that belong to the viewer (joined through run, project and entity)."""
-    return (
-        stmt.select_from(File)
-        .join(Run, File.run_id == Run.id)
-        .join(Project, Run.project_id == Project.id)
-        .join(Entity, Project.entity_id == Entity.id)
-        .where(File.id.in_(ids), Entity.owner_id == ctx.viewer.id)
-    )

@@ -1,7 +1,4 @@
-"""The tables of the first release (what `metadata.create_all` made before migrations existed).
-
-Databases created by that code have these tables and no alembic_version table: `upgrade_database` stamps
-them at this revision instead of running it.
+"""The tables of the first release.
 
 Revision ID: 0001
 Revises:

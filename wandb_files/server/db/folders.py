@@ -1,4 +1,4 @@
-"""A page of one folder of a run: its subfolders and files, keyset-paged on the (run_id, name) index.
+"""A page of one folder of a run (what the web page shows): its subfolders and files, keyset-paged on the (run_id, name) index.
 
 Names holding `/` make folders, which exist only through the files under them. A page walks the index from
 the cursor on: a file is an entry; the first name under a subfolder makes that folder an entry, and the walk
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from ..db.filerows import files_page_statement
-from ..db.models import File
+from .filerows import files_page_statement
+from .models import File
 
 #: Past every name that starts with ``folder/``: no name is longer than 1,024 bytes, so none under the folder
 #: reaches 256 of the highest code point (4 bytes each in UTF-8, which both databases compare byte-wise).

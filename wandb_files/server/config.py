@@ -15,7 +15,7 @@ DB_FILE_NAME = "wandb-files.db"
 # How long a download may go on trusting an API key (and where its file's blob is) without the database.
 DEFAULT_KEY_CACHE_SECONDS = 5.0
 # Server processes of `wandb-files server`: two on a two-core box served the load benchmark (benchmarks/
-# bench_load.py) faster than one, markedly on PostgreSQL; README "Performance" has the figures.
+# bench_load.py) faster than one, markedly on PostgreSQL; docs/performance.md has the figures.
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 DEFAULT_RUN_TIMEOUT_SECONDS = 300.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

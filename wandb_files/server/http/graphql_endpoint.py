@@ -154,7 +154,7 @@ class GraphQLEndpoint(ServerState):
 
         A query over SQLite with the local blob store only computes: WAL reads never wait for a writer, and
         no query field writes (upload URLs are signed, not stored). Under the GIL a thread would run it no
-        sooner, and its two thread switches cost about what a page of 50 files does (measured with
+        sooner, and its two thread switches cost as much as a small page (measured with
         benchmarks/bench_listing_replay.py). Mutations, and anything over PostgreSQL or S3 (network waits),
         go to the thread pool.
         """

@@ -24,6 +24,8 @@ from ..names import InvalidName, validate_file_name
 from .state import ServerState, _HttpError, _json_error
 
 WRITE_BUFFER_BYTES = 1024 * 1024
+#: A body (or last part of one) up to this size is hashed and written on the event loop.
+INLINE_WRITE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -173,8 +175,10 @@ class Uploads(ServerState):
                             buffer.clear()
                 except ClientDisconnect:
                     raise _HttpError(400, "upload body ended early") from None
-                if buffer:
+                if len(buffer) > INLINE_WRITE_BYTES:
                     await run_in_threadpool(flush, fh, bytes(buffer))
+                elif buffer:
+                    flush(fh, bytes(buffer))  # a small body: cheaper here than the hop to a worker thread
             if declared is not None and size != declared:
                 raise _HttpError(400, "upload body ended early")
         except BaseException:

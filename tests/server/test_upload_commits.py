@@ -60,17 +60,27 @@ def stored(srv: _Server) -> dict[str, tuple[int, str]]:
 
 
 @contextmanager
-def grouped(srv: _Server, count: int) -> Iterator[Callable[[str, bytes], object]]:
-    """Hold the commit lock until `count` uploads submitted through the yielded function have queued."""
+def held_commits(srv: _Server, count: int) -> Iterator[None]:
+    """Act as if a batch were being committed until `count` uploads have queued behind it."""
     commits = srv._upload_commits
+    with commits._changed:
+        commits._committing = True
+    yield
+    deadline = time.monotonic() + 10
+    while len(commits._queue) < count:
+        assert time.monotonic() < deadline, "uploads did not queue"
+        time.sleep(0.01)
+    with commits._changed:
+        commits._committing = False
+        commits._changed.notify_all()
+
+
+@contextmanager
+def grouped(srv: _Server, count: int) -> Iterator[Callable[[str, bytes], object]]:
+    """Queue `count` uploads submitted through the yielded function, then let them commit."""
     pool = ThreadPoolExecutor(count)
-    futures = []
-    with commits._commit_lock:
-        yield lambda name, data: futures.append(pool.submit(commit, srv, name, data))
-        deadline = time.monotonic() + 10
-        while len(commits._queue) < count:
-            assert time.monotonic() < deadline, "uploads did not queue"
-            time.sleep(0.01)
+    with held_commits(srv, count):
+        yield lambda name, data: pool.submit(commit, srv, name, data)
     pool.shutdown(wait=True)
 
 
@@ -104,13 +114,9 @@ def test_a_clash_fails_only_its_own_upload(server: _Server) -> None:
             results[name] = exc
 
     pool = ThreadPoolExecutor(3)
-    with server._upload_commits._commit_lock:
+    with held_commits(server, 3):
         for name in ("a", "c", "a/d"):
             pool.submit(attempt, name, name.encode())
-        deadline = time.monotonic() + 10
-        while len(server._upload_commits._queue) < 3:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
     pool.shutdown(wait=True)
     assert isinstance(results["a"], PathClash)
     assert results["c"] is None and results["a/d"] is None

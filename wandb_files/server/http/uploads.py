@@ -46,33 +46,37 @@ class _GroupCommit:
     """Commits the file rows of uploads that finish at once in one write transaction (a group commit).
 
     The wandb SDK PUTs every file of a run at once when it finishes; one transaction each made them queue for
-    the database's write lock one by one. A thread whose upload is not yet committed takes the commit lock
-    and commits every arrival queued by then, its own and those of the threads waiting behind it.
+    the database's write lock one by one. While one thread commits a batch, the uploads arriving queue up; when
+    it is done, one of them commits all of those, and each thread returns as soon as its own batch is done.
     """
 
     def __init__(self) -> None:
         self._queue: list[_Arrival] = []
-        self._queue_lock = threading.Lock()
-        self._commit_lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._committing = False
 
     def commit(self, sessions: sessionmaker[Session], arrival: _Arrival) -> None:
         """Commit `arrival`'s row, with whatever else is queued; its `old_key`/`error` tell how it went."""
-        with self._queue_lock:
+        with self._changed:
             self._queue.append(arrival)
-        with self._commit_lock:
-            if arrival.done:  # committed by the thread before this one
+            while self._committing and not arrival.done:
+                self._changed.wait()
+            if arrival.done:  # committed in another thread's batch
                 return
-            with self._queue_lock:
-                batch, self._queue = self._queue, []
-            try:
-                self._commit_batch(sessions, batch)
-            except BaseException as exc:
-                for each in batch:
-                    each.old_key, each.error = None, exc
-                raise
-            finally:
+            self._committing = True
+            batch, self._queue = self._queue, []
+        try:
+            self._commit_batch(sessions, batch)
+        except BaseException as exc:
+            for each in batch:
+                each.old_key, each.error = None, exc
+            raise
+        finally:
+            with self._changed:
                 for each in batch:
                     each.done = True
+                self._committing = False
+                self._changed.notify_all()
 
     @staticmethod
     def _commit_batch(sessions: sessionmaker[Session], batch: list[_Arrival]) -> None:

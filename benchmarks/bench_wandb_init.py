@@ -39,6 +39,7 @@ SCRIPT = textwrap.dedent(
             fh.write("x" * 1000 * (i + 1))
     start = time.perf_counter()
     run = wandb.init(project="bench", entity="admin", id=sys.argv[1], config={{"lr": 0.1}})
+    started = time.perf_counter()
     for step in range({STEPS}):
         row = {{"loss": 1.0 / (step + 1), "acc": step / {STEPS}}}
         if step % ({STEPS} // {IMAGES}) == 0:
@@ -46,8 +47,11 @@ SCRIPT = textwrap.dedent(
         run.log(row)
     for i in range({SAVED}):
         wandb.save(f"saved/f{{i}}.txt", policy="now")
+    logged = time.perf_counter()
     run.finish()
-    print("ELAPSED", time.perf_counter() - start)
+    end = time.perf_counter()
+    print("PHASES", started - start, logged - started, end - logged)
+    print("ELAPSED", end - start)
     """
 )
 
@@ -59,7 +63,7 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def run_script(work: Path, env: dict[str, str], run_id: str) -> float:
+def run_script(work: Path, env: dict[str, str], run_id: str) -> tuple[float, list[float]]:
     work.mkdir(parents=True)
     script = work / "train.py"
     script.write_text(SCRIPT)
@@ -69,7 +73,8 @@ def run_script(work: Path, env: dict[str, str], run_id: str) -> float:
     )
     if done.returncode != 0:
         raise RuntimeError(done.stdout[-2000:] + done.stderr[-2000:])
-    return float(done.stdout.split("ELAPSED")[-1].strip())
+    phases = [float(x) for x in done.stdout.split("PHASES")[-1].split("\n")[0].split()]
+    return float(done.stdout.split("ELAPSED")[-1].strip()), phases
 
 
 def main() -> None:
@@ -85,11 +90,16 @@ def main() -> None:
             env.pop("WANDB_MODE", None)
             online: list[float] = []
             offline: list[float] = []
+            phases: dict[str, list[list[float]]] = {"online": [], "offline": []}
             cpu: list[float] = []
             for i in range(args.repeat):
-                offline.append(run_script(root / f"off{i}", {**env, "WANDB_MODE": "offline"}, f"off{i}"))
+                elapsed, split = run_script(root / f"off{i}", {**env, "WANDB_MODE": "offline"}, f"off{i}")
+                offline.append(elapsed)
+                phases["offline"].append(split)
                 before = cpu_seconds(server.process.pid)
-                online.append(run_script(root / f"on{i}", env, f"on{i}"))
+                elapsed, split = run_script(root / f"on{i}", env, f"on{i}")
+                online.append(elapsed)
+                phases["online"].append(split)
                 cpu.append(cpu_seconds(server.process.pid) - before)
         finally:
             server.stop()
@@ -97,6 +107,9 @@ def main() -> None:
     print(f"{STEPS} steps, {IMAGES} images, {SAVED} saved files; medians of {args.repeat} runs")
     print(f"online (wandb-files server): {on:.2f} s   runs: {', '.join(f'{t:.2f}' for t in online)}")
     print(f"offline (WANDB_MODE=offline): {off:.2f} s   runs: {', '.join(f'{t:.2f}' for t in offline)}")
+    for kind, splits in phases.items():
+        init, log, finish = (statistics.median(column) for column in zip(*splits, strict=True))
+        print(f"{kind} phases (medians): init {init:.2f} s, log loop {log:.2f} s, finish {finish:.2f} s")
     print(f"ratio online/offline: {on / off:.2f} (goal <= 1.5)")
     print(f"server CPU: {server_cpu:.2f} s a run, {1000 * server_cpu / STEPS:.2f} ms per logged step")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,8 @@ _IMMEDIATE = "wandb_files_immediate"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key serializing migrations of server processes starting at once.
 _MIGRATION_LOCK = 0x77616E6462  # "wandb"
+# A SQLite engine's writers queue on this lock before BEGIN IMMEDIATE (see `write_transaction`).
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 
 
 def sqlite_url(db_path: Path) -> str:
@@ -96,6 +99,7 @@ def _sqlite_engine(url: str) -> Engine:
         # with SQLITE_BUSY at once instead of waiting for the busy timeout.
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN")
 
+    _SQLITE_WRITERS[engine] = threading.RLock()
     return engine
 
 
@@ -201,19 +205,25 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 def write_transaction(session: Session) -> Iterator[Session]:
     """Run a block in one write transaction: commit on success, roll back on error.
 
-    SQLite: BEGIN IMMEDIATE, so writers queue for the one write lock instead of failing. PostgreSQL: a
-    READ COMMITTED transaction; blocks that read-then-write a run's files first take the run's row lock
-    with `lock_runs`, which serializes them per run (SQLite's lock already covers the whole database).
+    SQLite: BEGIN IMMEDIATE, so writers queue for the one write lock instead of failing; the threads of one
+    process queue on a lock of their own first. PostgreSQL: a READ COMMITTED transaction; blocks that
+    read-then-write a run's files first take the run's row lock with `lock_runs`, which serializes them per run
+    (SQLite's lock already covers the whole database).
     """
     # End any read transaction first, so the write lock is taken on a fresh snapshot.
     session.rollback()
-    session.connection(execution_options=_write_options(session.get_bind().dialect.name))
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+    bind = session.get_bind()
+    # SQLite's busy handler polls with sleeps growing to a tenth of a second: dozens of upload commits
+    # waiting that way were handed the lock one per sleep. A thread waiting here wakes as soon as the writer before it is done.
+    writers = _SQLITE_WRITERS.get(bind) if isinstance(bind, Engine) else None
+    with writers if writers is not None else nullcontext():
+        session.connection(execution_options=_write_options(bind.dialect.name))
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
 
 
 def lock_runs(session: Session, run_ids: list[int] | set[int]) -> set[int]:

@@ -6,41 +6,120 @@ import base64
 import hashlib
 import os
 import tempfile
+import threading
 import uuid
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from ..db.database import write_transaction
-from ..db.filerows import PathClash, lock_run, store_file
+from ..db.database import lock_runs, write_transaction
+from ..db.filerows import PathClash, store_file
 from ..names import InvalidName, validate_file_name
 from .state import ServerState, _HttpError, _json_error
 
 WRITE_BUFFER_BYTES = 1024 * 1024
+#: A body (or last part of one) up to this size is hashed and written on the event loop.
+INLINE_WRITE_BYTES = 64 * 1024
+
+
+@dataclass
+class _Arrival:
+    """One finished upload waiting for its file row, and how its commit went."""
+
+    run_id: int
+    name: str
+    blob_key: str
+    size: int
+    md5_b64: str
+    done: bool = False
+    old_key: str | None = None
+    error: BaseException | None = None
+
+
+class _GroupCommit:
+    """Commits the file rows of uploads that finish at once in one write transaction (a group commit).
+
+    The wandb SDK PUTs every file of a run at once when it finishes; one transaction each made them queue for
+    the database's write lock one by one. While one thread commits a batch, the uploads arriving queue up; when
+    it is done, one of them commits all of those, and each thread returns as soon as its own batch is done.
+    """
+
+    def __init__(self) -> None:
+        self._queue: list[_Arrival] = []
+        self._changed = threading.Condition()
+        self._committing = False
+
+    def commit(self, sessions: sessionmaker[Session], arrival: _Arrival) -> None:
+        """Commit `arrival`'s row, with whatever else is queued; its `old_key`/`error` tell how it went."""
+        with self._changed:
+            self._queue.append(arrival)
+            while self._committing and not arrival.done:
+                self._changed.wait()
+            if arrival.done:  # committed in another thread's batch
+                return
+            self._committing = True
+            batch, self._queue = self._queue, []
+        try:
+            self._commit_batch(sessions, batch)
+        except BaseException as exc:
+            for each in batch:
+                each.old_key, each.error = None, exc
+            raise
+        finally:
+            with self._changed:
+                for each in batch:
+                    each.done = True
+                self._committing = False
+                self._changed.notify_all()
+
+    @staticmethod
+    def _commit_batch(sessions: sessionmaker[Session], batch: list[_Arrival]) -> None:
+        with sessions() as session, write_transaction(session):
+            live = lock_runs(session, {each.run_id for each in batch})
+            for each in batch:
+                if each.run_id not in live:
+                    each.error = _HttpError(404, "the run of this upload URL no longer exists")
+                    continue
+                try:
+                    each.old_key = store_file(session, each.run_id, each.name, each.blob_key, each.size, each.md5_b64)
+                except PathClash as exc:  # raised before anything is written: the others still commit
+                    each.error = exc
 
 
 class Uploads(ServerState):
     """The upload route."""
 
+    @cached_property
+    def _upload_commits(self) -> _GroupCommit:
+        # Two threads racing to make it each get a working one (the database still orders their commits).
+        return _GroupCommit()
+
     def commit_upload(self, run_id: int, name: str, temp_path: Path, size: int, md5_b64: str) -> None:
-        """Move a finished upload into the blob store and point the file row at it."""
-        key = uuid.uuid4().hex
-        self.store.put(key, temp_path)
-        old_key: str | None = None
+        """Move a finished upload into the blob store and point the file row at it.
+
+        Raises:
+            _HttpError: the run no longer exists (404).
+            PathClash: the name clashes with the run's files.
+        """
+        arrival = _Arrival(run_id, name, uuid.uuid4().hex, size, md5_b64)
+        self.store.put(arrival.blob_key, temp_path)
         try:
-            with self.sessions() as session, write_transaction(session):
-                if not lock_run(session, run_id):
-                    raise _HttpError(404, "the run of this upload URL no longer exists")
-                old_key = store_file(session, run_id, name, key, size, md5_b64)
+            self._upload_commits.commit(self.sessions, arrival)
         except BaseException:
             # The row never pointed at the new blob; do not leave it behind.
-            self.store.delete(key)
+            self.store.delete(arrival.blob_key)
             raise
-        if old_key is not None:
-            self.store.delete(old_key)
+        if arrival.error is not None:
+            self.store.delete(arrival.blob_key)
+            raise arrival.error
+        if arrival.old_key is not None:
+            self.store.delete(arrival.old_key)
 
     async def upload(self, request: Request) -> Response:
         """PUT /uploads/{token}: stream the body to a temp file, then store it as the file's bytes."""
@@ -100,8 +179,10 @@ class Uploads(ServerState):
                             buffer.clear()
                 except ClientDisconnect:
                     raise _HttpError(400, "upload body ended early") from None
-                if buffer:
+                if len(buffer) > INLINE_WRITE_BYTES:
                     await run_in_threadpool(flush, fh, bytes(buffer))
+                elif buffer:
+                    flush(fh, bytes(buffer))  # a small body: cheaper here than the hop to a worker thread
             if declared is not None and size != declared:
                 raise _HttpError(400, "upload body ended early")
         except BaseException:

@@ -50,7 +50,7 @@ from wandb_files.transfer.runner import (
     parse_bandwidth,
     progress_enabled,
 )
-from wandb_files.transfer.uploads import UploadJob, plan_uploads, upload, upload_many
+from wandb_files.transfer.uploads import UploadJob, plan_named_uploads, plan_uploads, upload, upload_many
 
 __all__ = [
     "CHUNK_SIZE",
@@ -75,6 +75,7 @@ __all__ = [
     "parse_bandwidth",
     "part_path",
     "plan_downloads",
+    "plan_named_uploads",
     "plan_uploads",
     "progress_enabled",
     "target_path",

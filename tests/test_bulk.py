@@ -322,6 +322,32 @@ def test_a_symlink_is_uploaded_under_its_own_name_and_one_leading_out_of_root_is
     assert "fine.txt" not in {f.name for f in run.files()}  # nothing was sent
 
 
+def test_upload_named_stores_each_file_under_the_name_given_with_it(api: wandb_files.Api, tmp_path: Path) -> None:
+    run = api.create_run(project="bulk-named")
+    (tmp_path / "a.txt").write_text("a")
+    outside = tmp_path / "elsewhere" / "target.bin"
+    outside.parent.mkdir()
+    outside.write_bytes(b"target")
+    (tmp_path / "link").symlink_to(outside)
+    uploaded = run.upload_named([(tmp_path / "a.txt", "x/renamed.txt"), (str(tmp_path / "link"), "link.bin")])
+    assert [f.name for f in uploaded] == ["x/renamed.txt", "link.bin"]
+    assert {f.name: f.md5 for f in run.files()} == {"x/renamed.txt": md5_b64(b"a"), "link.bin": md5_b64(b"target")}
+    fresh = api.create_run(project="bulk-named")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    with pytest.raises(ValueError, match=r"dangling'? is a broken symbolic link") as refused:
+        fresh.upload_named([(tmp_path / "a.txt", "a.txt"), (tmp_path / "dangling", "d.txt")])
+    assert str(tmp_path / "dangling") in str(refused.value)
+    with pytest.raises(ValueError, match="cannot be a file name"):
+        fresh.upload_named([(tmp_path / "a.txt", "../up.txt")])
+    with pytest.raises(ValueError, match="same name"):
+        fresh.upload_named([(tmp_path / "a.txt", "same"), (outside, "same")])
+    with pytest.raises(TypeError, match="pair"):
+        fresh.upload_named([str(tmp_path / "a.txt")])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="name"):
+        fresh.upload_named([(tmp_path / "a.txt", 3)])  # type: ignore[list-item]
+    assert len(fresh.files()) == 0  # nothing was sent
+
+
 def test_a_file_that_grows_while_it_uploads_is_sent_as_it_was_when_the_upload_began(
     live_server: LiveServer, api: wandb_files.Api, tmp_path: Path
 ) -> None:

@@ -631,6 +631,28 @@ def test_put_of_a_folder_holding_a_symbolic_link_uploads_all_or_nothing(
     assert {p.removeprefix(f"{run}/src/"): fresh.cat(p) for p in fresh.find(run)} == expected
 
 
+def test_put_sends_renamed_files_and_links_from_where_they_are_without_a_temp_folder(
+    fs: WandbFileSystem, api: wandb_files.Api, tmp_path: Path, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    source = tmp_path / "src"
+    write_files(source, {"a.txt": b"a", "sub/b.txt": b"b"})
+    os.symlink("sub/b.txt", source / "link")
+    run = "/".join(api.create_run(project=f"fs-pairs-{unique}").path)
+    # No temp folder can be made: a put that staged copies under their names would fail here.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-temp-folder"))
+    fs.put(str(source), f"{run}/renamed", recursive=True)
+    fs.put_file(str(source / "link"), f"{run}/elsewhere/l.txt")
+    monkeypatch.undo()
+    assert {p.removeprefix(f"{run}/"): fs.cat(p) for p in fs.find(run)} == {
+        "renamed/a.txt": b"a",
+        "renamed/sub/b.txt": b"b",
+        "renamed/link": b"b",
+        "elsewhere/l.txt": b"b",
+    }
+
+
 # --- rm ----------------------------------------------------------------------------------------------------
 
 

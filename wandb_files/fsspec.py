@@ -17,7 +17,7 @@
 Levels: entities (the key's own and its teams) → projects → runs → files, whose names may hold ``/`` and so
 make pseudo-folders. Everything goes through the SDK: listings through `Api`/`Run.files` (with the LIKE
 `pattern` the server filters by), reads through ranged GETs on the file's ``url``, downloads through the bulk
-engine (`transfer.download_many`: parallel, verified, atomic), uploads through `Run.upload_files`, deletes
+engine (`transfer.download_many`: parallel, verified, atomic), uploads through `Run.upload_named`, deletes
 through `files.delete_files`.
 
 The filesystem keeps one listing cache per run: what it has listed (a whole run, or every name under a
@@ -40,7 +40,6 @@ import io
 import json
 import os
 import re
-import shutil
 import stat
 import tempfile
 import threading
@@ -905,80 +904,41 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
             raise ValueError(f"{safe_name(str(local))!r} is not a regular file; nothing was uploaded")
         return Path(os.path.realpath(local))
 
-    def _stage(self, pairs: list[tuple[Path, str]], stack: contextlib.ExitStack) -> dict[Path, list[Path]]:
-        """The local files of `pairs`, each checked, grouped by the root their names are relative to.
-
-        A file whose path already ends with its name (and is no symbolic link) is sent from where it is; any
-        other is first linked (or, across file systems, copied) into a temp folder under its name. A symbolic
-        link is staged as the file it points to, so the temp folder never holds a link.
+    def _check_sources(self, pairs: list[tuple[Path, str]]) -> None:
+        """Every local file of `pairs` checked (fsspec's errors, naming the caller's path): nothing is sent
+        unless all of them can be.
 
         Raises:
-            FileNotFoundError, ValueError: as `_checked_source`, naming the caller's path.
+            FileNotFoundError, OSError, ValueError: as `_checked_source`.
         """
-        groups: dict[Path, list[Path]] = {}
-        staged: list[tuple[Path, str]] = []
-        for given, name in pairs:
-            local = Path(os.path.abspath(given))
-            real = self._checked_source(local)
-            depth = name.count("/") + 1
-            root = local.parents[depth - 1] if len(local.parents) >= depth else None
-            if (
-                root is not None
-                and local.relative_to(root).as_posix() == name
-                and not local.is_symlink()
-                and real.is_relative_to(root.resolve())
-            ):
-                groups.setdefault(root, []).append(local)
-            else:
-                staged.append((real, name))
-        if staged:
-            temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wandb-files-put-")))
-            for real, name in staged:
-                copy = temp.joinpath(*name.split("/"))
-                copy.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(real, copy)
-                except OSError:
-                    shutil.copyfile(real, copy)
-                groups.setdefault(temp, []).append(copy)
-        return groups
-
-    def _send(self, listing: _RunListing, groups: dict[Path, list[Path]]) -> list[File]:
-        """Upload staged files through `Run.upload_files`, then record them in the cache.
-
-        Raises:
-            UploadError: some files failed (the others were uploaded and are cached).
-        """
-        uploaded: list[File] = []
-        failures: list[tuple[str, BaseException]] = []
-        try:
-            for root, paths in groups.items():
-                try:
-                    uploaded += listing.run.upload_files(paths, root, max_workers=self.max_workers, progress=False)
-                except UploadError as exc:
-                    uploaded += exc.results
-                    failures += exc.failures
-        finally:
-            with self._lock:
-                listing.add(uploaded)
-        if failures:
-            raise UploadError(sorted(failures, key=lambda item: item[0]), uploaded)
-        return uploaded
+        for given, _ in pairs:
+            self._checked_source(Path(os.path.abspath(given)))
+        transfer.plan_named_uploads(pairs)  # names and clashes too, before any run is sent to
 
     def _upload(self, listing: _RunListing, pairs: list[tuple[Path, str]]) -> list[File]:
-        """Upload local files under the given names (`_stage`, then `_send`): every file is checked first.
+        """Upload local files under the given names through `Run.upload_named`, then record them in the cache.
+        A symbolic link is sent as the bytes of the file it points to.
 
         Raises:
             FileNotFoundError, ValueError: a local file is missing or not a file; nothing was sent.
             UploadError: some files failed (the others were uploaded and are cached).
         """
-        with contextlib.ExitStack() as stack:
-            return self._send(listing, self._stage(pairs, stack))
+        self._check_sources(pairs)
+        uploaded: list[File] = []
+        try:
+            uploaded = listing.run.upload_named(pairs, max_workers=self.max_workers, progress=False)
+        except UploadError as exc:
+            uploaded = exc.results
+            raise
+        finally:
+            with self._lock:
+                listing.add(uploaded)
+        return uploaded
 
     def put_file(
         self, lpath: Any, rpath: str, callback: Any = DEFAULT_CALLBACK, mode: str = "overwrite", **kwargs: Any
     ) -> None:
-        """Upload one local file to `rpath` through `Run.upload_files` (its md5 checked by the server's record).
+        """Upload one local file to `rpath` through `Run.upload_named` (its md5 checked by the server's record).
 
         Inside `put`, files are gathered and uploaded together, in parallel.
 
@@ -1014,7 +974,7 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
         **kwargs: Any,
     ) -> None:
         """Upload local files (a list, a glob, or a folder with `recursive`) as fsspec's `put` maps them, all at
-        once: one `Run.upload_files` call a run, in parallel.
+        once: one `Run.upload_named` call a run, in parallel.
 
         Every local file is checked before anything is sent. A symbolic link to a file is uploaded under its
         own name with the bytes of the file it points to (wherever that is); a link to nothing (dangling, or a
@@ -1035,17 +995,16 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
         by_run: dict[str, list[tuple[Path, str]]] = {}
         for run_path, local, name in gathered:
             by_run.setdefault(run_path, []).append((local, name))
+        for pairs in by_run.values():  # every local file of every run is checked before the first byte is sent
+            self._check_sources(pairs)
         failures: list[tuple[str, BaseException]] = []
         uploaded: list[File] = []
-        with contextlib.ExitStack() as stack:
-            # Every local file of every run is checked (and staged) before the first byte is sent.
-            staged = [(run_path, self._stage(pairs, stack)) for run_path, pairs in by_run.items()]
-            for run_path, groups in staged:
-                try:
-                    uploaded += self._send(self._run_listing(run_path), groups)
-                except UploadError as exc:
-                    failures += [(f"{run_path}/{name}", error) for name, error in exc.failures]
-                    uploaded += exc.results
+        for run_path, pairs in by_run.items():
+            try:
+                uploaded += self._upload(self._run_listing(run_path), pairs)
+            except UploadError as exc:
+                failures += [(f"{run_path}/{name}", error) for name, error in exc.failures]
+                uploaded += exc.results
         if failures:
             raise UploadError(failures, uploaded)
 
@@ -1194,9 +1153,7 @@ class WandbFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec publishes
 
     def _initiate_upload(self) -> None:
         self._temp = tempfile.TemporaryDirectory(prefix="wandb-files-write-")
-        target = Path(self._temp.name, *self._name.split("/"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self._spool = open(target, "wb")  # noqa: SIM115 - closed in _upload_chunk or discard
+        self._spool = open(Path(self._temp.name, "written"), "wb")  # noqa: SIM115 - closed in _upload_chunk or discard
 
     def _upload_chunk(self, final: bool = False) -> bool:
         self._spool.write(self.buffer.getbuffer())
@@ -1211,9 +1168,8 @@ class WandbFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec publishes
         if self._temp is None:
             return
         try:
-            root = Path(self._temp.name)
             try:
-                self.fs._upload(self._listing, [(root.joinpath(*self._name.split("/")), self._name)])
+                self.fs._upload(self._listing, [(Path(self._temp.name, "written"), self._name)])
             except UploadError as exc:
                 raise exc.failures[0][1] from None
         finally:

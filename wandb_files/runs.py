@@ -537,6 +537,55 @@ class Run:
             raise TypeError("paths must be a list of paths; use upload_file() for one")
         bandwidth = transfer.check_max_bandwidth(max_bandwidth)
         planned, _ = transfer.plan_uploads(paths, root)
+        return self._upload_planned(planned, max_workers=max_workers, progress=progress, max_bandwidth=bandwidth)
+
+    def upload_named(
+        self,
+        files: Iterable[tuple[str | os.PathLike[str], str]],
+        *,
+        max_workers: int | None = None,
+        progress: bool | None = None,
+        max_bandwidth: float | str | None = None,
+    ) -> list[File]:
+        """Upload local files to the run, each under the name given with it, in parallel.
+
+        As `upload_files`, but each name is given rather than taken from a path relative to a root: a file
+        may be stored under any name. A symbolic link is uploaded with the bytes of the file it points to,
+        wherever that is (the caller named it). Every pair is checked before anything is sent.
+
+        Args:
+            files: ``(local path, name in the run)`` pairs.
+            max_workers: Parallel transfers (default `WANDB_FILES_MAX_WORKERS`, else 32).
+            progress: A progress bar for bytes and files; None shows it on terminals only.
+            max_bandwidth: Bytes per second across all transfers (a number, or ``"5MB"``, ``"4MiB"``); default
+                `WANDB_FILES_MAX_BANDWIDTH`, else no limit.
+
+        Returns:
+            The uploaded files as the server now lists them, in the order of `files`.
+
+        Raises:
+            TypeError: `files` holds something that is not a (path, name) pair.
+            ValueError: a path is not a file (or links to nothing), a name is one the server would refuse, or
+                two pairs give the same name; or `max_bandwidth` is not a positive bandwidth.
+            UploadError: some files failed (the others were uploaded; `error.results` holds them as `File`).
+        """
+        bandwidth = transfer.check_max_bandwidth(max_bandwidth)
+        planned = transfer.plan_named_uploads(files)
+        return self._upload_planned(planned, max_workers=max_workers, progress=progress, max_bandwidth=bandwidth)
+
+    def _upload_planned(
+        self,
+        planned: list[tuple[Path, str]],
+        *,
+        max_workers: int | None,
+        progress: bool | None,
+        max_bandwidth: float | None,
+    ) -> list[File]:
+        """Upload checked `(path, name)` pairs: sign URLs in batches, send in parallel, check each stored md5.
+
+        Raises:
+            UploadError: some files failed (the others were uploaded; `error.results` holds them as `File`).
+        """
         local = [path for path, _ in planned]
         names = [name for _, name in planned]
         if not names:
@@ -561,7 +610,7 @@ class Run:
                 zip(
                     names,
                     transfer.upload_many(
-                        self.client, jobs, max_workers=max_workers, progress=progress, max_bandwidth=bandwidth
+                        self.client, jobs, max_workers=max_workers, progress=progress, max_bandwidth=max_bandwidth
                     ),
                     strict=True,
                 )

@@ -27,7 +27,7 @@ from wandb_files.graphql import GraphQLClient
 from wandb_files.retry import RetryPolicy
 from wandb_files.testing import FaultProxy
 from wandb_files.transfer import ranges
-from wandb_files.transfer.runner import Cancel, Cancelled
+from wandb_files.transfer.flow import Cancel, Cancelled
 
 MiB = 1024 * 1024
 

@@ -21,15 +21,17 @@ Download discipline (the same for `File.download`, bulk downloads and the CLI):
 
 Every request goes through `wandb_files.http` (the session, the streaming GET, what a failure means); nothing
 here knows GraphQL. The rooms: `paths` (where a file may go), `hashing` (md5 and ETags), `locks` (claiming temp
-files), `jobs` (what a bulk download is asked to fetch),
-`runner` (the thread pool, progress bar, cancellation, bandwidth, concurrency and failure aggregation of bulk
-calls), `downloads` and `uploads`, `ranges` (big files in parallel parts), `plan` (dry runs) and `curl` (the
-optional native engine for bulk downloads).
+files), `jobs` (what a bulk download is asked to fetch), `runner` (the thread pool, progress bar, Ctrl-C and failure
+aggregation of bulk calls), `flow` (stopping one call, its bandwidth limit and its concurrency), `settings`
+(workers, bandwidth and progress from arguments or the environment), `downloads` and `uploads` (by local path and
+name), `ranges` (big files in parallel parts), `plan` (dry runs) and `curl` (the optional native engine for bulk
+downloads).
 """
 
 from __future__ import annotations
 
 from wandb_files.transfer.downloads import download, download_many
+from wandb_files.transfer.flow import Cancel
 from wandb_files.transfer.hashing import CHUNK_SIZE, file_md5, md5_base64, md5_matches
 from wandb_files.transfer.jobs import DownloadJob, clashing_jobs
 from wandb_files.transfer.paths import (
@@ -41,16 +43,15 @@ from wandb_files.transfer.paths import (
     target_path,
 )
 from wandb_files.transfer.plan import DryRunFile, plan_downloads
-from wandb_files.transfer.runner import (
+from wandb_files.transfer.settings import (
     DEFAULT_MAX_WORKERS,
-    Cancel,
     check_max_bandwidth,
     check_max_workers,
     default_max_workers,
     parse_bandwidth,
     progress_enabled,
 )
-from wandb_files.transfer.uploads import UploadJob, plan_uploads, upload, upload_many
+from wandb_files.transfer.uploads import UploadJob, plan_named_uploads, plan_uploads, upload, upload_many
 
 __all__ = [
     "CHUNK_SIZE",
@@ -75,6 +76,7 @@ __all__ = [
     "parse_bandwidth",
     "part_path",
     "plan_downloads",
+    "plan_named_uploads",
     "plan_uploads",
     "progress_enabled",
     "target_path",

@@ -46,10 +46,11 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from wandb_files.formatting import safe_name
 from wandb_files.http import origin
 from wandb_files.transfer import ranges
+from wandb_files.transfer.flow import Cancel, Cancelled
 from wandb_files.transfer.hashing import BACKGROUND_HASH_BYTES, md5_matches
 from wandb_files.transfer.locks import release_if_empty
 from wandb_files.transfer.paths import NO_FOLLOW, local_copy_matches, make_parent, part_path
-from wandb_files.transfer.runner import Cancel, Cancelled, PoolFactory, ProgressCallback
+from wandb_files.transfer.runner import PoolFactory, ProgressCallback
 
 if TYPE_CHECKING:
     from wandb_files.http import HTTPClient

@@ -23,6 +23,7 @@ from wandb_files.http import (
 from wandb_files.retry import Backoff
 from wandb_files.transfer import ranges
 from wandb_files.transfer.curl import download_engine
+from wandb_files.transfer.flow import NEVER, Cancel
 from wandb_files.transfer.hashing import (
     BACKGROUND_HASH_BYTES,
     CHUNK_SIZE,
@@ -35,14 +36,8 @@ from wandb_files.transfer.hashing import (
 from wandb_files.transfer.jobs import DownloadJob, clashing_jobs, refusing_clashes
 from wandb_files.transfer.locks import claim_part, release_if_empty
 from wandb_files.transfer.paths import local_copy_matches, make_parent, part_path
-from wandb_files.transfer.runner import (
-    DOWNLOAD,
-    NEVER,
-    Cancel,
-    ProgressCallback,
-    check_max_bandwidth,
-    run_parallel,
-)
+from wandb_files.transfer.runner import DOWNLOAD, ProgressCallback, run_parallel
+from wandb_files.transfer.settings import check_max_bandwidth
 
 if TYPE_CHECKING:
     from wandb_files.http import HTTPClient

@@ -1,13 +1,12 @@
-"""The bulk runner: a thread pool, one progress bar, cancellation on Ctrl-C, failures gathered into one error."""
+"""The bulk runner: a pool of workers, one progress bar, Ctrl-C and SIGTERM, failures gathered into one error.
+
+Its flow control (`Cancel`, `Throttle`, `AdaptiveGate`) lives in `flow`, its settings in `settings`."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import os
 import queue
-import re
 import signal
 import threading
 import time
@@ -20,13 +19,12 @@ from tqdm.auto import tqdm
 
 from wandb_files.errors import BulkTransferError, DownloadError, Interrupted, UploadError
 from wandb_files.formatting import BYTE_UNIT
-from wandb_files.http import HTTPResponse
+from wandb_files.transfer.flow import AdaptiveGate, Cancel, Cancelled
+from wandb_files.transfer.settings import check_max_workers, progress_enabled
 
 if TYPE_CHECKING:
     from wandb_files.http import HTTPClient
 
-#: Parallel transfers unless told otherwise (chosen by measurement: docs/performance.md).
-DEFAULT_MAX_WORKERS = 32
 #: After Ctrl-C, how long running transfers get to stop at their next chunk before the call returns.
 CANCEL_GRACE_SECONDS = 1.0
 #: The longest a bulk call waits before it looks again for finished transfers.
@@ -57,249 +55,6 @@ class Direction:
 
 DOWNLOAD = Direction("downloading", DownloadError, paced_by_progress=True)
 UPLOAD = Direction("uploading", UploadError, paced_by_progress=False)
-
-
-class Cancelled(Exception):
-    """Raised inside a transfer that was asked to stop (its temp file is kept)."""
-
-
-class Cancel:
-    """The controls of one bulk call: stopping it, its bandwidth limit and its share of concurrent requests.
-
-    Each transfer checks it between chunks and before each attempt; responses being read are shut down when
-    it is set, so that a read blocked on a slow link returns at once instead of at its timeout. Each attempt
-    holds one of its `slot`s; the HTTP statuses transfers report (`answered`) let it lower the number of slots
-    on 429s and raise it again when they stop. `pace` holds a transfer back to the call's bandwidth limit.
-
-    Args:
-        max_bandwidth: Bytes per second across every transfer of the call; None for no limit.
-        concurrency: The most attempts at once (the call's workers); None for no limit.
-    """
-
-    def __init__(self, max_bandwidth: float | None = None, concurrency: int | None = None) -> None:
-        self._event = threading.Event()
-        self._lock = threading.Lock()
-        self._reading: set[HTTPResponse] = set()
-        self.throttle = Throttle(max_bandwidth) if max_bandwidth else None
-        self.gate = AdaptiveGate(concurrency) if concurrency else None
-
-    def set(self) -> None:
-        """Ask every transfer of the call to stop."""
-        self._event.set()
-        with self._lock:
-            reading = list(self._reading)
-        for response in reading:
-            with contextlib.suppress(Exception):  # it may have finished meanwhile
-                response.raw.shutdown()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def check(self) -> None:
-        """Raise `Cancelled` if the call was asked to stop."""
-        if self._event.is_set():
-            raise Cancelled()
-
-    def sleep(self, seconds: float) -> None:
-        """Wait `seconds`, or less if asked to stop (then raise `Cancelled`)."""
-        if self._event.wait(seconds):
-            raise Cancelled()
-
-    def pace(self, nbytes: int) -> None:
-        """Wait as long as moving `nbytes` more takes at the call's bandwidth limit (at once without one)."""
-        if self.throttle is not None and nbytes > 0:
-            wait = self.throttle.reserve(nbytes)
-            if wait > 0:
-                self.sleep(wait)
-
-    def answered(self, status: int) -> None:
-        """Hear the HTTP status of an attempt: 429 lowers the call's concurrency, successes raise it again."""
-        if self.gate is not None:
-            self.gate.record(status)
-
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one of the call's concurrent attempts (waiting for one, or until the call is stopped)."""
-        if self.gate is None:
-            yield
-            return
-        self.gate.acquire(self)
-        try:
-            yield
-        finally:
-            self.gate.release()
-
-    @contextlib.contextmanager
-    def reading(self, response: HTTPResponse) -> Iterator[None]:
-        with self._lock:
-            self._reading.add(response)
-        try:
-            self.check()
-            yield
-        finally:
-            with self._lock:
-                self._reading.discard(response)
-
-
-class Throttle:
-    """A bandwidth limit shared by threads: each reservation of bytes says how long to wait before using them.
-
-    A generic cell rate: the limit's clock runs ahead of real time by what was reserved; up to `BURST_SECONDS`
-    of unused allowance may be spent at once, so an idle moment is not lost but cannot pile up either.
-
-    Args:
-        rate: Bytes per second.
-    """
-
-    BURST_SECONDS = 0.05
-
-    def __init__(self, rate: float) -> None:
-        self.rate = float(rate)
-        self._lock = threading.Lock()
-        self._clock = time.monotonic()
-
-    def reserve(self, nbytes: int) -> float:
-        """Book `nbytes`; returns the seconds to wait before moving them."""
-        with self._lock:
-            now = time.monotonic()
-            self._clock = max(self._clock, now - self.BURST_SECONDS) + nbytes / self.rate
-            return self._clock - now - self.BURST_SECONDS if self._clock - now > self.BURST_SECONDS else 0.0
-
-
-class AdaptiveGate:
-    """How many attempts of a call may run at once: halved on 429 (at most once per `COOL_DOWN_SECONDS`),
-    raised by one after as many successes in a row as the current limit, back up to `ceiling`.
-
-    Args:
-        ceiling: The most at once (the call's workers).
-    """
-
-    COOL_DOWN_SECONDS = 0.25
-    POLL_SECONDS = 0.05
-
-    def __init__(self, ceiling: int) -> None:
-        self.ceiling = ceiling
-        self.limit = ceiling
-        self.lowest = ceiling  # for reports and tests: how far it went down
-        self._active = 0
-        self._successes = 0
-        self._lowered_at = -math.inf
-        self._cond = threading.Condition()
-
-    def acquire(self, cancel: Cancel) -> None:
-        with self._cond:
-            while self._active >= self.limit:
-                cancel.check()
-                self._cond.wait(self.POLL_SECONDS)
-            self._active += 1
-
-    def try_acquire(self) -> bool:
-        with self._cond:
-            if self._active >= self.limit:
-                return False
-            self._active += 1
-            return True
-
-    def release(self) -> None:
-        with self._cond:
-            self._active -= 1
-            self._cond.notify()
-
-    def record(self, status: int) -> None:
-        with self._cond:
-            if status == 429:
-                self._successes = 0
-                now = time.monotonic()
-                if now - self._lowered_at >= self.COOL_DOWN_SECONDS and self.limit > 1:
-                    self.limit = max(1, self.limit // 2)
-                    self.lowest = min(self.lowest, self.limit)
-                    self._lowered_at = now
-                    log.debug("429 from the server: at most %d transfers at once", self.limit)
-            elif status < 400:
-                self._successes += 1
-                if self.limit < self.ceiling and self._successes >= self.limit:
-                    self._successes = 0
-                    self.limit += 1
-                    self._cond.notify_all()
-
-
-NEVER = Cancel()
-
-
-def default_max_workers() -> int:
-    """`WANDB_FILES_MAX_WORKERS`, else `DEFAULT_MAX_WORKERS`.
-
-    Raises:
-        ValueError: the variable is set but is not a positive integer.
-    """
-    raw = os.environ.get("WANDB_FILES_MAX_WORKERS", "").strip()
-    if not raw:
-        return DEFAULT_MAX_WORKERS
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"WANDB_FILES_MAX_WORKERS must be a positive integer, got {raw!r}")
-    return int(raw)
-
-
-def check_max_workers(max_workers: object) -> int:
-    """`max_workers` if usable, else the default when it is None.
-
-    Raises:
-        TypeError: not an int.
-        ValueError: less than 1.
-    """
-    if max_workers is None:
-        return default_max_workers()
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int):
-        raise TypeError(f"max_workers must be an int, not {type(max_workers).__name__}")
-    if max_workers < 1:
-        raise ValueError(f"max_workers must be at least 1, got {max_workers}")
-    return max_workers
-
-
-_BANDWIDTH = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]i?)?(?:b(?:/s)?)?\s*$", re.IGNORECASE)
-_SCALE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-
-
-def parse_bandwidth(text: str, what: str = "max_bandwidth") -> float:
-    """Bytes per second from ``5000000``, ``5MB``, ``5 MB/s``, ``40M`` or ``4MiB`` (decimal unless ``i``).
-
-    Raises:
-        ValueError: not a positive number with an optional unit (the message names `what`).
-    """
-    match = _BANDWIDTH.match(text)
-    value = float(match.group(1)) * _SCALE[(match.group(2) or "").lower()] if match else 0.0
-    if value <= 0:
-        raise ValueError(f"{what} must be a positive number of bytes per second (e.g. 5000000 or 5MB), got {text!r}")
-    return value
-
-
-def check_max_bandwidth(max_bandwidth: object) -> float | None:
-    """`max_bandwidth` in bytes/s if usable; when None, `WANDB_FILES_MAX_BANDWIDTH`, else None (no limit).
-
-    Raises:
-        TypeError: not a number or a string.
-        ValueError: not positive, or the variable is set to something else than a bandwidth.
-    """
-    if max_bandwidth is None:
-        raw = os.environ.get("WANDB_FILES_MAX_BANDWIDTH", "").strip()
-        return parse_bandwidth(raw, "WANDB_FILES_MAX_BANDWIDTH") if raw else None
-    if isinstance(max_bandwidth, str):
-        return parse_bandwidth(max_bandwidth)
-    if isinstance(max_bandwidth, bool) or not isinstance(max_bandwidth, (int, float)):
-        raise TypeError(f"max_bandwidth must be a number of bytes per second, not {type(max_bandwidth).__name__}")
-    if not max_bandwidth > 0 or math.isinf(max_bandwidth):
-        raise ValueError(f"max_bandwidth must be a positive number of bytes per second, got {max_bandwidth!r}")
-    return float(max_bandwidth)
-
-
-def progress_enabled(progress: bool | None) -> bool | None:
-    """tqdm's `disable` for a `progress` argument: None means on for terminals, off for logs and when
-    `WANDB_FILES_DISABLE_PROGRESS` is set."""
-    if progress is not None:
-        return not progress
-    if os.environ.get("WANDB_FILES_DISABLE_PROGRESS", "").strip() not in ("", "0", "false", "False"):
-        return True
-    return None  # tqdm: off when stderr is not a terminal
 
 
 class _Job(Protocol):

@@ -15,16 +15,11 @@ from wandb_files.errors import LocalFileChangedError, PermissionDeniedError
 from wandb_files.formatting import safe_name
 from wandb_files.http import BROKEN_CONNECTION, Retryable, check_status, connection_failure
 from wandb_files.retry import Backoff
+from wandb_files.transfer.flow import NEVER, Cancel
 from wandb_files.transfer.hashing import CHUNK_SIZE, md5_base64
 from wandb_files.transfer.paths import name_problem
-from wandb_files.transfer.runner import (
-    NEVER,
-    UPLOAD,
-    Cancel,
-    ProgressCallback,
-    check_max_bandwidth,
-    run_parallel,
-)
+from wandb_files.transfer.runner import UPLOAD, ProgressCallback, run_parallel
+from wandb_files.transfer.settings import check_max_bandwidth
 
 if TYPE_CHECKING:
     from wandb_files.http import HTTPClient
@@ -58,18 +53,14 @@ def plan_uploads(
         raise TypeError(f"root must be a path, not {type(root).__name__}")
     base = Path(os.path.abspath(os.path.expanduser(root)))
     real_base = base.resolve()
-    planned: list[tuple[Path, str]] = []
+    planned: list[tuple[Path, str, str]] = []
     skipped: list[tuple[Path, str]] = []
     for path in paths:
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a path, not {type(path).__name__}")
-        local = Path(os.path.abspath(os.path.expanduser(path)))
+        local = _local_path(path)
         shown = str(path)
         if not local.is_relative_to(base):
             raise ValueError(f"path {shown!r} is not inside root {str(root)!r}")
-        if not local.is_file():
-            kind = "a broken symbolic link" if local.is_symlink() else "not a file"
-            raise ValueError(f"path {shown!r} is {kind}")
+        _check_file(local, shown)
         real = local.resolve()
         if not real.is_relative_to(real_base):
             why = f"it is a symbolic link to {str(real)!r}, outside root {str(root)!r}"
@@ -77,15 +68,67 @@ def plan_uploads(
                 skipped.append((local, why))
                 continue
             raise ValueError(f"path {shown!r}: {why}; upload the target itself, or choose a root that holds it")
-        name = local.relative_to(base).as_posix()
+        planned.append((local, local.relative_to(base).as_posix(), shown))
+    return _check_names(planned), skipped
+
+
+def plan_named_uploads(pairs: Iterable[tuple[str | os.PathLike[str], str]]) -> list[tuple[Path, str]]:
+    """Local files and the names each goes under, checked before anything is sent.
+
+    A symbolic link is uploaded with the bytes of the file it points to, wherever that is: the caller named
+    the pair. Errors name the caller's path.
+
+    Args:
+        pairs: ``(local path, name in the run)`` of each file.
+
+    Returns:
+        ``[(absolute path, name), …]`` in the order of `pairs`.
+
+    Raises:
+        TypeError: an item is not a pair, a path is not a path, or a name is not a string.
+        ValueError: a path is not a file (or is a link to nothing), a name is one the server would refuse, or
+            two pairs give the same name.
+    """
+    planned: list[tuple[Path, str, str]] = []
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"each upload must be a (local path, name) pair, not {safe_name(repr(pair))[:80]}")
+        path, name = pair
+        local = _local_path(path)
+        if not isinstance(name, str):
+            raise TypeError(f"the name for path {str(path)!r} must be a string, not {type(name).__name__}")
+        _check_file(local, str(path))
+        planned.append((local, name, str(path)))
+    return _check_names(planned)
+
+
+def _local_path(path: object) -> Path:
+    """`path` made absolute (not resolved: a link keeps its own name)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a path, not {type(path).__name__}")
+    return Path(os.path.abspath(os.path.expanduser(path)))
+
+
+def _check_file(local: Path, shown: str) -> None:
+    """Refuse a path that is not a file, or a link to one (naming it as the caller gave it)."""
+    if not local.is_file():
+        kind = "a broken symbolic link" if local.is_symlink() else "not a file"
+        raise ValueError(f"path {shown!r} is {kind}")
+
+
+def _check_names(planned: list[tuple[Path, str, str]]) -> list[tuple[Path, str]]:
+    """`(path, name)` of each `(path, name, path as given)`, once every name is one the server takes and no
+    two are the same."""
+    for _, name, shown in planned:
         problem = name_problem(name)
         if problem:
-            raise ValueError(f"path {safe_name(shown)!r} cannot be a file name in a run: {problem}")
-        planned.append((local, name))
-    dupes = sorted(name for name, n in Counter(name for _, name in planned).items() if n > 1)
+            raise ValueError(
+                f"path {safe_name(shown)!r}: {safe_name(name)!r} cannot be a file name in a run: {problem}"
+            )
+    dupes = sorted(name for name, n in Counter(name for _, name, _ in planned).items() if n > 1)
     if dupes:
         raise ValueError(f"several paths give the same name: {', '.join(dupes[:5])}")
-    return planned, skipped
+    return [(local, name) for local, name, _ in planned]
 
 
 @dataclass(frozen=True)

@@ -363,22 +363,18 @@ def _planned_lists() -> int:
 
 
 def test_generated_queries_answer_alike(seeded: Seeded) -> None:
-    planned: list[int] = []
 
     @_GENERATED
     @given(document=_QUERIES, data=st.data())
     def example(document: graphql.DocumentNode, data: st.DataObject) -> None:
         text = print_ast(_steer(document, data))
-        before = _planned_lists()
         status, result = same_answer(seeded, {"query": text, "variables": None, "operationName": None})
-        planned.append(_planned_lists() - before)
         check_json((status, result))
         assert status in (200, 400), result
 
     example()
-    # Answers alike prove nothing if nothing was planned: a regression that silently stops planning fails here
-    # (derandomized: 1 of the 150 plans a list when written; the listings below plan more).
-    assert sum(map(bool, planned)) >= 1, planned
+    # Which of these general queries plan a list depends on the hypothesis version's derandomized draws (none of
+    # the 150 at the floor versions): that planning happens at all is asserted by the file listings below.
 
 
 def test_generated_file_listings_answer_alike(seeded: Seeded) -> None:

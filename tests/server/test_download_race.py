@@ -13,30 +13,16 @@ from typing import Any
 
 import pytest
 
-from wandb_files.server.config import ServerConfig
-from wandb_files.server.db.users import ensure_admin
-from wandb_files.server.http.app import _Server, create_app
+from tests.support.inprocess import ADMIN_KEY as KEY
+from tests.support.inprocess import in_process_server
+from wandb_files.server.http.app import _Server
 from wandb_files.server.http.downloads import BlobResponse
 from wandb_files.server.http.state import _HttpError
-
-KEY = "k" * 40
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> _Server:
-    app = create_app(ServerConfig(data_dir=tmp_path / "data"))
-    srv: _Server = app.state.server
-    with srv.sessions() as session:
-        ensure_admin(session, KEY)
-        from wandb_files.server.db.models import Entity, Project, Run
-
-        entity = session.query(Entity).filter_by(name="admin").one()
-        project = Project(entity_id=entity.id, name="p")
-        session.add(project)
-        session.flush()
-        session.add(Run(project_id=project.id, name="r", user_id=entity.owner_id))
-        session.commit()
-    return srv
+    return in_process_server(tmp_path)
 
 
 def store(srv: _Server, data: bytes, name: str = "model.bin") -> None:

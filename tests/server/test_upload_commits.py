@@ -21,30 +21,17 @@ import requests
 from sqlalchemy import event, select
 
 from tests.support import CREATE_FILES, Client, blob_files, md5_b64
-from wandb_files.server.config import ServerConfig
+from tests.support.inprocess import in_process_server
 from wandb_files.server.db.database import write_transaction
 from wandb_files.server.db.filerows import PathClash
-from wandb_files.server.db.models import Entity, File, Project, Run
-from wandb_files.server.db.users import ensure_admin
-from wandb_files.server.http.app import _Server, create_app
+from wandb_files.server.db.models import File, Run
+from wandb_files.server.http.app import _Server
 from wandb_files.server.http.state import _HttpError
-
-KEY = "k" * 40
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> _Server:
-    app = create_app(ServerConfig(data_dir=tmp_path / "data"))
-    srv: _Server = app.state.server
-    with srv.sessions() as session:
-        ensure_admin(session, KEY)
-        entity = session.query(Entity).filter_by(name="admin").one()
-        project = Project(entity_id=entity.id, name="p")
-        session.add(project)
-        session.flush()
-        session.add(Run(project_id=project.id, name="r", user_id=entity.owner_id))
-        session.commit()
-    return srv
+    return in_process_server(tmp_path)
 
 
 def commit(srv: _Server, name: str, data: bytes, run_id: int = 1) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 import wandb_files
 from tests.support import LiveServer
+from tests.support.wandb_env import point_wandb_at
 
 wandb = pytest.importorskip("wandb", reason="the real wandb client is installed by `make test` (the [compat] extra)")
 
@@ -16,11 +17,7 @@ wandb = pytest.importorskip("wandb", reason="the real wandb client is installed 
 @pytest.fixture
 def wandb_api(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """`wandb.Api()` configured the way a user points it at our server: by environment only."""
-    monkeypatch.setenv("WANDB_BASE_URL", live_server.base_url)
-    monkeypatch.setenv("WANDB_API_KEY", live_server.api_key)
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    point_wandb_at(monkeypatch, live_server.base_url, live_server.api_key, tmp_path)
     return wandb.Api()
 
 

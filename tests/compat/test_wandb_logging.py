@@ -92,21 +92,6 @@ def debug_log_errors(work: Path) -> list[str]:
     return lines
 
 
-@pytest.fixture
-def our_api(live_server: LiveServer) -> wandb_files.Api:
-    return wandb_files.Api(api_key=live_server.api_key, base_url=live_server.base_url)
-
-
-@pytest.fixture
-def their_api(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    monkeypatch.setenv("WANDB_BASE_URL", live_server.base_url)
-    monkeypatch.setenv("WANDB_API_KEY", live_server.api_key)
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
-    return wandb.Api()
-
-
 def read_file(run: wandb_files.Run, name: str, tmp_path: Path) -> bytes:
     """The bytes of run file `name`, downloaded with our SDK."""
     target = tmp_path / f"dl-{time.monotonic_ns()}"
@@ -158,7 +143,7 @@ run.finish()
 
 
 def test_init_log_save_finish(
-    live_server: LiveServer, our_api: wandb_files.Api, their_api: Any, tmp_path: Path, unique: str
+    live_server: LiveServer, our_api: wandb_files.Api, wandb_api: Any, tmp_path: Path, unique: str
 ) -> None:
     pytest.importorskip("PIL", reason="wandb.Image needs pillow (the [compat] extra)")
     project, run_id = f"p{unique}", f"r{unique}"
@@ -166,7 +151,7 @@ def test_init_log_save_finish(
     check_ok(result)
     assert debug_log_errors(tmp_path / f"work-{run_id}") == []
 
-    theirs = their_api.run(f"admin/{project}/{run_id}")
+    theirs = wandb_api.run(f"admin/{project}/{run_id}")
     assert theirs.state == "finished"
     assert theirs.name == "nice name"
     assert theirs.config["lr"] == 0.1 and theirs.config["layers"] == [1, 2]
@@ -209,7 +194,7 @@ run.finish()
 
 
 def test_resume_allow_continues_and_never_is_refused(
-    live_server: LiveServer, our_api: wandb_files.Api, their_api: Any, tmp_path: Path, unique: str
+    live_server: LiveServer, our_api: wandb_files.Api, wandb_api: Any, tmp_path: Path, unique: str
 ) -> None:
     project, run_id = f"p{unique}", f"r{unique}"
     url = live_server.base_url
@@ -222,7 +207,7 @@ def test_resume_allow_continues_and_never_is_refused(
     # The client uploads an output.log of its own session only as it finishes; the server's holds both.
     output = read_file(run, "output.log", tmp_path).decode()
     assert [line for line in output.splitlines() if line.startswith("session")] == ["session 1", "session 2"]
-    assert their_api.run(f"admin/{project}/{run_id}").state == "finished"
+    assert wandb_api.run(f"admin/{project}/{run_id}").state == "finished"
 
     refused = run_script(url, tmp_path, RESUMABLE, project, run_id, extra_env={"SESSION": "3", "RESUME": "never"})
     assert refused.returncode != 0
@@ -255,7 +240,7 @@ run.finish()
 
 
 def test_offline_run_then_wandb_sync(
-    live_server: LiveServer, our_api: wandb_files.Api, their_api: Any, tmp_path: Path, unique: str
+    live_server: LiveServer, our_api: wandb_files.Api, wandb_api: Any, tmp_path: Path, unique: str
 ) -> None:
     project, run_id = f"p{unique}", f"r{unique}"
     check_ok(run_script(live_server.base_url, tmp_path, OFFLINE, project, run_id, extra_env={"WANDB_MODE": "offline"}))
@@ -273,7 +258,7 @@ def test_offline_run_then_wandb_sync(
     )
     assert synced.returncode == 0, synced.stdout + synced.stderr
 
-    theirs = their_api.run(f"admin/{project}/{run_id}")
+    theirs = wandb_api.run(f"admin/{project}/{run_id}")
     assert theirs.state == "finished" and theirs.config["lr"] == 0.5 and theirs.summary["acc"] == 0.4
     run = our_api.run(f"admin/{project}/{run_id}")
     names = {f.name for f in run.files()}

@@ -12,6 +12,7 @@ import pytest
 
 import wandb_files
 from tests.support import UPSERT, Client, GraphQLRecorder, LiveServer
+from tests.support.wandb_env import point_wandb_at
 
 wandb = pytest.importorskip("wandb")
 
@@ -78,11 +79,7 @@ def recorded_wandb(
 ) -> Iterator[tuple[Any, wandb_files.Api, GraphQLRecorder]]:
     """wandb.Api() and our Api, both through one relay that keeps every GraphQL body."""
     with GraphQLRecorder(live_server.base_url) as recorder:
-        monkeypatch.setenv("WANDB_BASE_URL", recorder.url)
-        monkeypatch.setenv("WANDB_API_KEY", live_server.api_key)
-        monkeypatch.setenv("WANDB_SILENT", "true")
-        for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-            monkeypatch.setenv(var, str(tmp_path / var.lower()))
+        point_wandb_at(monkeypatch, recorder.url, live_server.api_key, tmp_path)
         yield wandb.Api(), wandb_files.Api(api_key=live_server.api_key, base_url=recorder.url), recorder
 
 

@@ -10,6 +10,12 @@ what the server adds.
     .venv/bin/python benchmarks/bench_listing_replay.py                      # 20,000 files: floor ratios
     .venv/bin/python benchmarks/bench_listing_replay.py --wandb-files 100000 # and real wandb vs our SDK
     .venv/bin/python benchmarks/bench_listing_replay.py --repeat 3 --per-page 1000,50
+    .venv/bin/python benchmarks/bench_listing_replay.py --versus "--inline-query-ms 0"   # two servers compared
+    .venv/bin/python benchmarks/bench_listing_replay.py --versus "" --versus-pythonpath /tmp/before  # two trees
+
+`--versus` starts a second server over the same database (other options, or with `--versus-pythonpath` the
+`wandb_files` of another checkout) and walks both in the same rounds, interleaved with the floor: its ratio to
+the first is a before/after figure that a busy machine moves far less than either time.
 
 Seeding and the SDK's client process come from bench_listing.py. Each figure is the best of --repeat runs.
 """
@@ -17,6 +23,7 @@ Seeding and the SDK's client process come from bench_listing.py. Each figure is 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -155,8 +162,11 @@ def best(runs: list[dict[str, object]]) -> float:
     return min(float(str(r["total"])) for r in runs)
 
 
-def floor_ratios(n_files: int, per_pages: list[int], repeat: int, extra_args: list[str]) -> None:
-    """SDK against our server and against the replay of its answers, per page size."""
+def floor_ratios(
+    n_files: int, per_pages: list[int], repeat: int, extra_args: list[str], versus: tuple[list[str], str] | None
+) -> None:
+    """SDK against our server and against the replay of its answers, per page size; and against a second server
+    (`versus`: its options and PYTHONPATH) in the same rounds."""
     from wandb_files.testing import BackgroundServer
 
     api_key = uuid.uuid4().hex + "abcdefgh"
@@ -166,7 +176,16 @@ def floor_ratios(n_files: int, per_pages: list[int], repeat: int, extra_args: li
         data_dir.mkdir()
         seed(data_dir / "wandb-files.db", n_files, api_key)
         # workers=None: the server's default, as a user runs it.
-        with BackgroundServer(data_dir, api_key=api_key, workers=None, extra_args=extra_args) as server:
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(
+                BackgroundServer(data_dir, api_key=api_key, workers=None, extra_args=extra_args)
+            )
+            other = None
+            if versus is not None:
+                env = {"PYTHONPATH": versus[1]} if versus[1] else None
+                other = stack.enter_context(
+                    BackgroundServer(data_dir, api_key=api_key, workers=None, extra_args=versus[0], env=env)
+                )
             for per_page in per_pages:
                 store = tmp / f"recorded-{per_page}.pickle"
                 recorder = Stub("record", store, server.base_url)
@@ -177,19 +196,27 @@ def floor_ratios(n_files: int, per_pages: list[int], repeat: int, extra_args: li
                 assert recorded["files"] == n_files, recorded
                 replay = Stub("replay", store)
                 try:
-                    ours, floor = [], []
-                    for _ in range(repeat):  # interleaved, so a busy moment hits both alike
+                    ours, floor, theirs = [], [], []
+                    for _ in range(repeat):  # interleaved, so a busy moment hits all alike
                         ours.append(sdk(server.base_url, api_key, per_page))
                         floor.append(sdk(replay.base_url, api_key, per_page))
+                        if other is not None:
+                            theirs.append(sdk(other.base_url, api_key, per_page))
                 finally:
                     replay.stop()
-                for r in ours + floor:
+                for r in ours + floor + theirs:
                     assert r["files"] == n_files and r["last"] == recorded["last"], r
                 print(
                     f"{n_files:,} files, per_page={per_page}: SDK against the server {best(ours):.2f} s, "
                     f"against the replay floor {best(floor):.2f} s: {best(ours) / best(floor):.2f} x the floor",
                     flush=True,
                 )
+                if theirs:
+                    print(
+                        f"{n_files:,} files, per_page={per_page}: the --versus server {best(theirs):.2f} s, "
+                        f"{best(theirs) / best(floor):.2f} x the floor, {best(theirs) / best(ours):.2f} x the first",
+                        flush=True,
+                    )
 
 
 def wandb_ratio(n_files: int, per_page: int, repeat: int, extra_args: list[str]) -> None:
@@ -225,10 +252,15 @@ def main() -> None:
     parser.add_argument("--wandb-per-page", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--server-args", default="", help="extra `wandb-files server` options, space separated")
+    parser.add_argument("--versus", default=None, help="options of a second server walked in the same rounds")
+    parser.add_argument("--versus-pythonpath", default="", help="PYTHONPATH of the second server (another tree)")
     args = parser.parse_args()
     extra = args.server_args.split()
+    versus = None
+    if args.versus is not None or args.versus_pythonpath:
+        versus = ((args.versus or "").split(), args.versus_pythonpath)
     if args.files:
-        floor_ratios(args.files, [int(p) for p in args.per_page.split(",")], args.repeat, extra)
+        floor_ratios(args.files, [int(p) for p in args.per_page.split(",")], args.repeat, extra, versus)
     if args.wandb_files:
         wandb_ratio(args.wandb_files, args.wandb_per_page, args.repeat, extra)
 

@@ -14,8 +14,9 @@ import requests
 from graphql import parse
 
 from tests.support import RUN_FILES, Client, LiveServer, md5_b64, start_server, stop_server
+from wandb_files.server.db.database import DataVersion
 from wandb_files.server.http.graphql_endpoint import READ_AHEAD_HEADER
-from wandb_files.server.http.readahead import _paged_connection
+from wandb_files.server.http.readahead import KeptAnswers, _key, _paged_connection
 
 PER_PAGE = 3
 
@@ -246,32 +247,40 @@ def test_which_documents_page_through_a_connection(document: str, expected: tupl
 
 
 def test_a_kept_answer_is_served_once_young_and_unchanged(tmp_path: Path) -> None:
-    """ReadAhead itself: once, for its key only, within a tenth of the signed URLs' lifetime, while no commit."""
-    from wandb_files.server.db.database import DataVersion
-    from wandb_files.server.http.readahead import ReadAhead
+    """KeptAnswers itself: once, for its key only, within a tenth of the signed URLs' lifetime, while no commit."""
+    version = _data_version(tmp_path)
+    kept = KeptAnswers(version, max_age=1.0)  # what a signed URL lifetime of 10 s gives
+    body = {"query": "{ x }", "variables": {"c": "1"}, "operationName": None}
+    answer = b'{"data":{"x":1}}'
+    key = _key("key", body, "http://h")
+    assert key is not None
+    try:
+        kept.keep(key, version(), answer)
+        assert kept.take(_must(_key("other key", body, "http://h"))) is None
+        assert kept.take(_must(_key("key", body, "http://other"))) is None
+        assert kept.take(_must(_key("key", {**body, "variables": {"c": "2"}}, "http://h"))) is None
+        assert kept.take(key) == answer
+        assert kept.take(key) is None  # served once
 
+        kept.keep(key, version(), answer)
+        with sqlite3.connect(tmp_path / "db.sqlite") as db:
+            db.execute("INSERT INTO t VALUES (1)")
+        assert kept.take(key) is None  # a commit in between
+
+        kept.keep(key, version(), answer)
+        time.sleep(1.2)
+        assert kept.take(key) is None  # too old beside the URLs' lifetime
+    finally:
+        version.close()
+
+
+def _data_version(tmp_path: Path) -> DataVersion:
     database = tmp_path / "db.sqlite"
     with sqlite3.connect(database) as db:
         db.execute("CREATE TABLE t (x)")
-    version = DataVersion(str(database))
-    read_ahead = ReadAhead(version, signed_url_ttl=10)  # answers may wait 1 s at most
-    body = {"query": "{ x }", "variables": {"c": "1"}, "operationName": None}
-    answer = {"data": {"x": 1}}
-    try:
-        read_ahead.keep("key", body, "http://h", version(), answer)
-        assert read_ahead.take("other key", body, "http://h") is None
-        assert read_ahead.take("key", body, "http://other") is None
-        assert read_ahead.take("key", {**body, "variables": {"c": "2"}}, "http://h") is None
-        assert read_ahead.take("key", body, "http://h") == answer
-        assert read_ahead.take("key", body, "http://h") is None  # served once
+    return DataVersion(str(database))
 
-        read_ahead.keep("key", body, "http://h", version(), answer)
-        with sqlite3.connect(database) as db:
-            db.execute("INSERT INTO t VALUES (1)")
-        assert read_ahead.take("key", body, "http://h") is None  # a commit in between
 
-        read_ahead.keep("key", body, "http://h", version(), answer)
-        time.sleep(1.2)
-        assert read_ahead.take("key", body, "http://h") is None  # too old beside the URLs' lifetime
-    finally:
-        version.close()
+def _must(key: bytes | None) -> bytes:
+    assert key is not None
+    return key

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from .config import (
+    DEFAULT_INLINE_QUERY_MS,
     DEFAULT_KEY_CACHE_SECONDS,
     DEFAULT_MAX_UPLOAD_BYTES,
     DEFAULT_RUN_TIMEOUT_SECONDS,
@@ -126,6 +127,15 @@ The web page: open http://HOST:PORT/ in a browser and sign in with an API key.""
     "this one, and answer from it if nothing was committed in between.",
 )
 @click.option(
+    "--inline-query-ms",
+    default=DEFAULT_INLINE_QUERY_MS,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Over SQLite with local blobs, a query runs on the event loop (no thread switch) until its SQL "
+    "statements have taken this many milliseconds; then it is aborted and run again in a worker thread, so "
+    "a slow query never holds up other requests. 0 runs every query in a thread.",
+)
+@click.option(
     "--run-timeout",
     "run_timeout_seconds",
     metavar="SECONDS",
@@ -157,6 +167,7 @@ def server_command(
     workers: int,
     key_cache_seconds: float,
     read_ahead: bool,
+    inline_query_ms: float,
     run_timeout_seconds: float,
     log_level: str,
     access_log: bool,
@@ -176,6 +187,7 @@ def server_command(
         upload_cleanup_interval=upload_cleanup_interval,
         key_cache_seconds=key_cache_seconds,
         read_ahead=read_ahead,
+        inline_query_ms=inline_query_ms,
         run_timeout_seconds=run_timeout_seconds,
         log_level=log_level.lower(),
         access_log=access_log,

@@ -18,6 +18,8 @@ DEFAULT_KEY_CACHE_SECONDS = 5.0
 # bench_load.py) faster than one, markedly on PostgreSQL; docs/performance.md has the figures.
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 DEFAULT_RUN_TIMEOUT_SECONDS = 300.0
+# How long a query's SQLite statements may run on the event loop before the query moves to a worker thread.
+DEFAULT_INLINE_QUERY_MS = 50.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -47,6 +49,9 @@ class ServerConfig:
     # Compute the next page of a walk through a connection while the client reads this one (SQLite only;
     # see http/readahead.py).
     read_ahead: bool = True
+    # Over SQLite with local blobs, queries run on the event loop until their statements have taken this long;
+    # then they are aborted and run again in a worker thread (0: every query in a thread; see http/readahead.py).
+    inline_query_ms: float = DEFAULT_INLINE_QUERY_MS
     # A run logged by the wandb SDK whose file stream has sent nothing for this long is marked crashed (the
     # client sends at least a heartbeat every 30 s while it runs).
     run_timeout_seconds: float = DEFAULT_RUN_TIMEOUT_SECONDS
@@ -62,6 +67,8 @@ class ServerConfig:
             raise ValueError("key_cache_seconds must not be negative")
         if self.max_upload_bytes < 0:
             raise ValueError("max_upload_bytes must not be negative")
+        if self.inline_query_ms < 0:
+            raise ValueError("inline_query_ms must not be negative")
         if self.public_url is not None:
             # A trailing slash would give URLs with "//" in them.
             object.__setattr__(self, "public_url", self.public_url.rstrip("/"))

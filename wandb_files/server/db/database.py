@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -128,6 +129,42 @@ class DataVersion:
         """Close its connection."""
         with self._lock:
             self._connection.close()
+
+
+class StatementDeadline:
+    """Aborts the SQLite statements of one session once a moment has passed (SQLite's progress handler).
+
+    A statement running past `deadline` fails with "interrupted"; `passed` then says that this, not the
+    statement itself, is why. Only SQLite's own work is cut short: the Python around it is not.
+
+    Args:
+        deadline: The moment, on `time.monotonic()`'s clock.
+    """
+
+    # SQLite virtual machine instructions between two looks at the clock (each look is a Python call).
+    EVERY_INSTRUCTIONS = 4096
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.passed = False
+
+    def _progress(self) -> int:
+        if time.monotonic() > self.deadline:
+            self.passed = True
+            return 1  # non-zero: SQLite aborts the statement
+        return 0
+
+    @contextmanager
+    def over(self, session: Session) -> Iterator[StatementDeadline]:
+        """Apply the deadline to `session`'s statements (on its SQLite connection) until the block ends."""
+        dbapi: object = session.connection().connection.dbapi_connection
+        if not isinstance(dbapi, sqlite3.Connection):
+            raise TypeError("a statement deadline needs a SQLite connection")
+        dbapi.set_progress_handler(self._progress, self.EVERY_INSTRUCTIONS)
+        try:
+            yield self
+        finally:
+            dbapi.set_progress_handler(None, 0)  # the connection goes back to the pool for other requests
 
 
 def data_version_for(engine: Engine) -> DataVersion | None:

@@ -169,8 +169,7 @@ def create_app(config: ServerConfig, *, prepare: bool = True) -> Starlette:
                 cleaner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await cleaner
-            if server.read_ahead is not None:
-                server.read_ahead.data_version.close()
+            server.queries.close()
             engine.dispose()
 
     routes = [

@@ -13,14 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..config import ServerConfig
-from ..db.database import data_version_for
 from ..db.users import authenticate, hash_api_key
 from ..graphql.context import Viewer
 from ..graphql.documents import DocumentCache
 from ..signing import ExpiredToken, InvalidToken, UrlSigner
 from ..storage import BlobStore
 from .cache import TtlCache
-from .readahead import ReadAhead
 
 _T = TypeVar("_T")
 
@@ -63,8 +61,6 @@ class ServerState:
     # config.key_cache_seconds: a revoked key, or a file moved to another blob, is seen within that bound.
     key_users: TtlCache[str, Viewer] = field(init=False)
     locations: TtlCache[tuple[int, str, str, str, str], LocatedFile] = field(init=False)
-    # The pages computed ahead of walks (None: off, or a database that cannot tell cheaply what changed).
-    read_ahead: ReadAhead | None = field(init=False)
     # HTTP requests being served by this process, their background work included (app.py counts them):
     # read-ahead runs only in an otherwise idle process.
     requests_in_flight: int = field(init=False, default=0)
@@ -72,8 +68,6 @@ class ServerState:
     def __post_init__(self) -> None:
         self.key_users = TtlCache(self.config.key_cache_seconds)
         self.locations = TtlCache(self.config.key_cache_seconds)
-        version = data_version_for(self.engine) if self.config.read_ahead else None
-        self.read_ahead = ReadAhead(version, self.config.signed_url_ttl) if version is not None else None
 
     def public_url(self, request: Request) -> str:
         """The base of absolute URLs: --public-url, else the URL this request came in on."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -9,14 +10,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import requests
 from graphql import parse
 
-from tests.support import RUN_FILES, Client, LiveServer, md5_b64, start_server, stop_server
+from tests.support import CREATE_FILES, RUN_FILES, UPSERT, Client, LiveServer, md5_b64, start_server, stop_server
+from wandb_files.server.config import ServerConfig
 from wandb_files.server.db.database import DataVersion
+from wandb_files.server.db.users import ensure_admin
+from wandb_files.server.http.app import create_app
 from wandb_files.server.http.graphql_endpoint import READ_AHEAD_HEADER
-from wandb_files.server.http.readahead import KeptAnswers, _key, _paged_connection
+from wandb_files.server.http.readahead import KeptAnswers, _key, _paged_connection, read_ahead_off_reason
 
 PER_PAGE = 3
 
@@ -284,3 +289,188 @@ def _data_version(tmp_path: Path) -> DataVersion:
 def _must(key: bytes | None) -> bytes:
     assert key is not None
     return key
+
+
+# -- what is kept: a byte bound besides the count, and expiry ------------------------------------------------
+
+
+def test_a_page_over_the_byte_bound_is_not_kept_and_older_ones_make_room(tmp_path: Path) -> None:
+    version = _data_version(tmp_path)
+    kept = KeptAnswers(version, max_age=10.0, max_entries=8, max_bytes=100)
+    try:
+        assert not kept.keep(b"big", version(), b"x" * 101)  # over the bound by itself: not kept
+        assert len(kept) == 0 and kept.nbytes == 0 and kept.take(b"big") is None
+        for name in (b"a", b"b", b"c"):
+            assert kept.keep(name, version(), name * 40)
+        assert len(kept) == 2 and kept.nbytes == 80  # "a" went to make room for "c" (120 bytes > 100)
+        assert kept.take(b"a") is None
+        assert kept.take(b"b") == b"b" * 40 and kept.take(b"c") == b"c" * 40
+        assert kept.nbytes == 0
+    finally:
+        version.close()
+
+
+def test_the_entry_count_bound_drops_the_oldest(tmp_path: Path) -> None:
+    version = _data_version(tmp_path)
+    kept = KeptAnswers(version, max_age=10.0, max_entries=2)
+    try:
+        for name in (b"a", b"b", b"c"):
+            kept.keep(name, version(), name)
+        assert len(kept) == 2 and kept.take(b"a") is None and kept.take(b"c") == b"c"
+    finally:
+        version.close()
+
+
+def test_expired_answers_go_without_being_asked_for(tmp_path: Path) -> None:
+    """A walk that stops leaves its page read ahead behind: a timer drops it once it can no longer be served."""
+    app = create_app(ServerConfig(data_dir=tmp_path / "data", signed_url_ttl=3))  # kept answers live 0.3 s
+    server = app.state.server
+    key = "e" * 40
+    with server.sessions() as session:
+        ensure_admin(session, key)
+
+    async def walk_two_pages_then_wait() -> tuple[int, int, int, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", auth=("api", key)) as http:
+
+            async def gql(query: str, variables: dict[str, Any]) -> dict[str, Any]:
+                response = await http.post("/graphql", json={"query": query, "variables": variables})
+                assert response.status_code == 200, response.text
+                data: dict[str, Any] = response.json()["data"]
+                return data
+
+            await gql(UPSERT, {"project": "walks", "name": "r1"})
+            names = [f"g{i}" for i in range(9)]
+            created = await gql(CREATE_FILES, {"entity": "admin", "project": "walks", "run": "r1", "files": names})
+            for file in created["createRunFiles"]["files"]:
+                assert (await http.put(file["uploadUrl"], content=b"x")).status_code == 200
+            variables = {"entity": "admin", "project": "walks", "name": "r1", "fileLimit": PER_PAGE}
+            first = await gql(RUN_FILES, {**variables, "fileCursor": None})
+            await gql(RUN_FILES, {**variables, "fileCursor": first["project"]["run"]["files"]["pageInfo"]["endCursor"]})
+            kept = server.queries.kept
+            before = len(kept), kept.nbytes  # page 3, read ahead after page 2
+            await asyncio.sleep(0.8)
+            return (*before, len(kept), kept.nbytes)
+
+    try:
+        entries, nbytes, entries_after, nbytes_after = asyncio.run(walk_two_pages_then_wait())
+    finally:
+        server.queries.close()
+        server.engine.dispose()
+    assert entries == 1 and nbytes > 0
+    assert entries_after == 0 and nbytes_after == 0  # swept, though nobody asked for it
+
+
+# -- when read-ahead is on ---------------------------------------------------------------------------------
+
+
+def test_read_ahead_is_on_for_sqlite_with_local_blobs_only(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    from wandb_files.server.db.database import create_db_engine
+    from wandb_files.server.storage import open_blob_store
+
+    def reason(config: ServerConfig, engine: Any) -> str | None:
+        store = open_blob_store(
+            config.blob_store, local_root=config.blob_dir, endpoint_url=config.s3_endpoint_url, url_ttl=60
+        )
+        return read_ahead_off_reason(config, engine, store)
+
+    (tmp_path / "data").mkdir()
+    local = ServerConfig(data_dir=tmp_path / "data")
+    sqlite = create_db_engine(local.database)
+    # A PostgreSQL engine as the server makes it from --database-url (never connected to here).
+    postgres = create_engine("postgresql+psycopg://wandb@127.0.0.1:9/wandb_files")
+    try:
+        assert reason(local, sqlite) is None
+        off = reason(ServerConfig(data_dir=tmp_path / "data", read_ahead=False), sqlite)
+        assert off is not None and "--no-read-ahead" in off
+        s3 = ServerConfig(
+            data_dir=tmp_path / "data", blob_store="s3://bucket/blobs", s3_endpoint_url="http://127.0.0.1:9"
+        )
+        off = reason(s3, sqlite)
+        assert off is not None and "S3" in off
+        pg = ServerConfig(data_dir=tmp_path / "data", database_url="postgresql+psycopg://wandb@127.0.0.1:9/wandb_files")
+        off = reason(pg, postgres)
+        assert off is not None and "postgresql" in off
+    finally:
+        sqlite.dispose()
+        postgres.dispose()
+
+
+# -- serving a kept page before authenticating -------------------------------------------------------------
+
+
+def test_a_kept_page_is_never_served_after_its_key_was_revoked(tmp_path: Path) -> None:
+    """Revoking a key is a commit (the invariant in readahead.py's docstring): the page kept for it is dropped,
+    and the request is authenticated afresh."""
+    from wandb_files.server.db.database import create_db_engine, make_session_factory
+
+    data = tmp_path / "data"
+    old_key, new_key = "o" * 40, "n" * 40
+    server = start_server(data, old_key, "--key-cache-seconds", "0")  # the key cache would trust it a while
+    try:
+        client = Client(server.base_url, old_key)
+        client.make_run("walks", "r1")
+        for i in range(9):
+            client.upload("admin", "walks", "r1", f"g{i}.txt", b"x")
+        cursor = _third_page_cursor(client, "admin")  # page 3 is kept for the old key now
+        # The admin's key replaced, as `wandb-files server --api-key NEW` does (db/users.py).
+        engine = create_db_engine(ServerConfig(data_dir=data).database)
+        try:
+            with make_session_factory(engine)() as session:
+                ensure_admin(session, new_key)
+        finally:
+            engine.dispose()
+        response = _page(client, "admin", cursor)
+        assert response.status_code == 401, response.text
+        assert response.headers.get(READ_AHEAD_HEADER) is None
+        assert "g6.txt" not in response.text
+        new = _files(_page(Client(server.base_url, new_key), "admin", cursor))
+        assert [edge["node"]["name"] for edge in new["edges"]] == ["g6.txt", "g7.txt", "g8.txt"]
+    finally:
+        stop_server(server)
+
+
+# -- nothing holds up the event loop -----------------------------------------------------------------------
+
+
+def test_a_slow_query_does_not_hold_up_other_requests(tmp_path: Path) -> None:
+    """A query whose statements run past --inline-query-ms is moved off the event loop: /healthz is answered
+    while it runs (here a page of 5,000 files, with a limit of 1 ms)."""
+    data = tmp_path / "data"
+    key = "s" * 40
+    server = start_server(data, key, "--inline-query-ms", "1")
+    try:
+        client = Client(server.base_url, key)
+        client.make_run("walks", "r1")
+        with sqlite3.connect(data / "wandb-files.db") as db:  # the rows uploads would leave, without their time
+            (run_id,) = db.execute("SELECT id FROM runs WHERE name = 'r1'").fetchone()
+            db.executemany(
+                "INSERT INTO files (run_id, name, size_bytes, md5, mimetype, blob_key, updated_at) "
+                "VALUES (?, ?, 1, '1B2M2Y8AsgTpgAmY7PhCfg==', 'text/plain', ?, '2026-01-01 00:00:00')",
+                [(run_id, f"f{i:05d}.txt", f"k{i:05d}") for i in range(5_000)],
+            )
+        listings: list[float] = []
+
+        def list_big_pages() -> None:
+            for _ in range(2):
+                start = time.monotonic()
+                files = client.files("admin", "walks", "r1", fileLimit=5_000)["files"]
+                assert len(files["edges"]) == 5_000
+                listings.append(time.monotonic() - start)
+
+        lister = threading.Thread(target=list_big_pages)
+        lister.start()
+        waits = []
+        while lister.is_alive():
+            start = time.monotonic()
+            assert requests.get(f"{server.base_url}/healthz", timeout=30).status_code == 200
+            waits.append(time.monotonic() - start)
+            time.sleep(0.005)
+        lister.join()
+        assert len(listings) == 2 and len(waits) >= 2
+        # On the event loop, a /healthz sent while a page is computed would wait for all of it.
+        assert max(waits) < min(listings) / 2, (waits, listings)
+    finally:
+        stop_server(server)

@@ -19,7 +19,7 @@ DEFAULT_KEY_CACHE_SECONDS = 5.0
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 DEFAULT_RUN_TIMEOUT_SECONDS = 300.0
 # How long a query's SQLite statements may run on the event loop before the query moves to a worker thread.
-DEFAULT_INLINE_QUERY_MS = 50.0
+DEFAULT_INLINE_QUERY_MS = 5.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

@@ -7,10 +7,12 @@ Where a request runs. Over SQLite with local blobs a query only computes: WAL re
 and no query field writes. Under the GIL a thread would run it no sooner, and its two thread switches cost as
 much as a small page, so queries run on the event loop. But a query may be slow (a pattern or filter that
 scans a big table), and the loop serves every other request meanwhile; so its SQLite statements run under a
-deadline (`--inline-query-ms`, SQLite's progress handler): past it the query is aborted and executed again in
-a worker thread. The Python around the statements is not cut short; it is bounded by the page size limit.
-Mutations, and everything over PostgreSQL or S3 (network waits), run in the thread pool.
-docs/performance.md#listing has what running on the loop saves.
+deadline (`--inline-query-ms`, a few milliseconds from the query's start; SQLite's progress handler): past it
+the query is aborted and executed again in a worker thread. The Python between and after the statements is not
+cut short, but its work is proportional to the rows the statements returned, and a statement returning many
+rows runs past the deadline itself, so a big page goes to a thread with the Python that builds it. Mutations,
+and everything over PostgreSQL or S3 (network waits), run in the thread pool. docs/performance.md#listing has
+what running on the loop saves, measured against running every query in a thread.
 
 Read-ahead. A client walking a connection (a run's `files`, a project's `runs`, an entity's `models`) can ask
 for page n+1 only once it has received and parsed page n, whose last cursor it needs. Without read-ahead the

@@ -20,8 +20,13 @@ from wandb_files.server.config import ServerConfig
 from wandb_files.server.db.database import DataVersion
 from wandb_files.server.db.users import ensure_admin
 from wandb_files.server.http.app import create_app
-from wandb_files.server.http.graphql_endpoint import READ_AHEAD_HEADER
-from wandb_files.server.http.readahead import KeptAnswers, _key, _paged_connection, read_ahead_off_reason
+from wandb_files.server.http.readahead import (
+    READ_AHEAD_HEADER,
+    KeptAnswers,
+    _key,
+    _paged_connection,
+    read_ahead_off_reason,
+)
 
 PER_PAGE = 3
 

@@ -20,10 +20,10 @@ from ..graphql.errors import UNAUTHENTICATED, error_body, format_error
 from ..graphql.planned import PlannedExecutor
 from ..graphql.unimplemented import explain_unimplemented
 from .auth import api_key_from_authorization
-from .readahead import READ_AHEAD_HEADER, GraphQLResponse, Queries, TimeLimitExceeded
+from .readahead import Queries, TimeLimitExceeded
 from .state import ServerState
 
-__all__ = ["READ_AHEAD_HEADER", "GraphQLEndpoint", "GraphQLResponse"]
+__all__ = ["GraphQLEndpoint"]
 
 MAX_GRAPHQL_BODY_BYTES = 10 * 1024 * 1024
 

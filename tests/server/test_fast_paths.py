@@ -135,7 +135,7 @@ def test_a_pages_direct_urls_are_blob_tokens(prefix: str, items: list[tuple[str,
 
 @given(value=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)))
 def test_sqlites_text_of_a_datetime_reads_as_the_datetime(value: datetime) -> None:
-    """Listings over SQLite read DateTime columns as stored (db/filerows.py): the same text comes out."""
+    """Listings over SQLite read DateTime columns as stored (db/filepages.py): the same text comes out."""
     stored = sqlite.DATETIME().bind_processor(sqlite.dialect())(value)  # what SQLAlchemy writes
     assert isinstance(stored, str)
     assert serialize_datetime(stored) == serialize_datetime(value)
@@ -144,7 +144,7 @@ def test_sqlites_text_of_a_datetime_reads_as_the_datetime(value: datetime) -> No
 def test_a_page_of_raw_sqlite_rows_is_sqlalchemys_rows(tmp_path: Path) -> None:
     """file_page_rows' DB-API path over SQLite gives SQLAlchemy's rows, dates as their stored text."""
     from wandb_files.server.db.database import create_db_engine, make_session_factory
-    from wandb_files.server.db.filerows import file_page_rows
+    from wandb_files.server.db.filepages import file_page_rows
     from wandb_files.server.db.models import File, Project, Run
     from wandb_files.server.db.users import create_user
     from wandb_files.server.graphql.resolvers.runs import _FILE_ROW_COLUMNS

@@ -78,10 +78,7 @@ def file_page_rows(
         pattern: Only names matching this SQL LIKE pattern (backslash escapes), or None.
 
     Returns:
-        The rows, in name order. Over SQLite (without `names`) they are the DB-API cursor's own tuples, date
-        and time columns as SQLite's text (``2026-12-01 17:56:00.123456``): SQLAlchemy's result rows and date
-        parsing cost as much as the query, and a listing only prints the dates again (the DateTime scalar
-        reads that text).
+        SQLAlchemy's rows, in name order, with the columns' Python types (date columns as datetimes).
     """
     shape = (columns, after_name is not None, bool(names), pattern is not None)
     stmt = _PAGE_TEMPLATES.get(shape)
@@ -102,31 +99,4 @@ def file_page_rows(
     if pattern is not None:
         params["pattern"] = pattern
     # The session's connection, not the session: column rows need no ORM result processing.
-    connection = session.connection()
-    if connection.dialect.name == "sqlite" and not names:
-        sql, order, defaults = _sqlite_text(shape, stmt, connection)
-        values = [params[name] if name in params else defaults[name] for name in order]
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            rows: Sequence[Any] = cursor.execute(sql, values).fetchall()
-        finally:
-            cursor.close()
-        return rows
-    return connection.execute(stmt, params).all()
-
-
-# _PAGE_TEMPLATES' statements compiled for SQLite, by the same shape: the SQL text, the order of its
-# parameters and the values of those the statement fixes itself (SQLite's OFFSET 0).
-_SQLITE_TEXTS: dict[tuple[tuple[Any, ...], bool, bool, bool], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
-
-
-def _sqlite_text(
-    shape: tuple[tuple[Any, ...], bool, bool, bool], stmt: Select[Any], connection: Any
-) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-    known = _SQLITE_TEXTS.get(shape)
-    if known is None:
-        compiled = stmt.compile(dialect=connection.dialect)
-        known = _SQLITE_TEXTS.setdefault(
-            shape, (str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params))
-        )
-    return known
+    return session.connection().execute(stmt, params).all()

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine
 from tests.support import ADMIN_KEY, RUN_FILES, Client, LiveServer
 from tests.support.services import postgres_cluster
 from wandb_files.server.db.database import create_db_engine
-from wandb_files.server.db.filerows import files_page_statement
+from wandb_files.server.db.filepages import files_page_statement
 from wandb_files.server.graphql.ids import encode_cursor
 
 from .seed import file_name, seed_run

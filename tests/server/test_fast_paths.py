@@ -14,8 +14,6 @@ from urllib.parse import quote
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select
-from sqlalchemy.dialects import sqlite
 
 from wandb_files.server.graphql.ids import (
     cursors_of,
@@ -133,18 +131,10 @@ def test_a_pages_direct_urls_are_blob_tokens(prefix: str, items: list[tuple[str,
         assert (ref.blob_key, ref.size, ref.md5, ref.mimetype, ref.filename) == (key, size, md5, mimetype, filename)
 
 
-@given(value=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)))
-def test_sqlites_text_of_a_datetime_reads_as_the_datetime(value: datetime) -> None:
-    """Listings over SQLite read DateTime columns as stored (db/filerows.py): the same text comes out."""
-    stored = sqlite.DATETIME().bind_processor(sqlite.dialect())(value)  # what SQLAlchemy writes
-    assert isinstance(stored, str)
-    assert serialize_datetime(stored) == serialize_datetime(value)
-
-
-def test_a_page_of_raw_sqlite_rows_is_sqlalchemys_rows(tmp_path: Path) -> None:
-    """file_page_rows' DB-API path over SQLite gives SQLAlchemy's rows, dates as their stored text."""
+def test_a_page_of_file_rows_is_the_page_statements_rows(tmp_path: Path) -> None:
+    """file_page_rows (statements made once a shape, every value a parameter) gives files_page_statement's rows."""
     from wandb_files.server.db.database import create_db_engine, make_session_factory
-    from wandb_files.server.db.filerows import file_page_rows
+    from wandb_files.server.db.filepages import file_page_rows, files_page_statement
     from wandb_files.server.db.models import File, Project, Run
     from wandb_files.server.db.users import create_user
     from wandb_files.server.graphql.resolvers.runs import _FILE_ROW_COLUMNS
@@ -168,19 +158,20 @@ def test_a_page_of_raw_sqlite_rows_is_sqlalchemys_rows(tmp_path: Path) -> None:
                 )
             )  # fmt: skip
         session.commit()
-        date_text = sqlite.DATETIME().bind_processor(sqlite.dialect())
-        cases: list[dict[str, Any]] = [{}, {"after_name": "b_1.txt"}, {"pattern": "b\\_%"}, {"pattern": "%.txt"}]
+        cases: list[dict[str, Any]] = [
+            {},
+            {"after_name": "b_1.txt"},
+            {"pattern": "b\\_%"},
+            {"pattern": "%.txt"},
+            {"names": ["a.txt", "ü.bin", "nope"]},
+            {"after_name": "a.txt", "names": ["a.txt", "c/d.txt"]},
+        ]
         for case in cases:
             for limit in (1, 3, 10):
-                raw = file_page_rows(session, _FILE_ROW_COLUMNS, run.id, case.get("after_name"), limit,
-                                     pattern=case.get("pattern"))  # fmt: skip
-                stmt = select(*_FILE_ROW_COLUMNS).where(File.run_id == run.id)
-                if "after_name" in case:
-                    stmt = stmt.where(File.name > case["after_name"])
-                if "pattern" in case:
-                    stmt = stmt.where(File.name.like(case["pattern"], escape="\\"))
-                expected = session.execute(stmt.order_by(File.name).limit(limit)).all()
-                assert [tuple(r) for r in raw] == [(*r[:-1], date_text(r[-1])) for r in expected], case
-        # With names, SQLAlchemy's own rows (an IN list of any length is its to render).
-        by_name = file_page_rows(session, _FILE_ROW_COLUMNS, run.id, None, 10, names=["a.txt", "ü.bin"])
-        assert [r.name for r in by_name] == ["a.txt", "ü.bin"]
+                after = case.get("after_name")
+                rows = file_page_rows(session, _FILE_ROW_COLUMNS, run.id, after, limit,
+                                      names=case.get("names"), pattern=case.get("pattern"))  # fmt: skip
+                stmt = files_page_statement(run.id, after, limit, names=case.get("names"), pattern=case.get("pattern"))
+                expected = [tuple(getattr(f, c.key) for c in _FILE_ROW_COLUMNS) for f in session.scalars(stmt)]
+                assert [tuple(r) for r in rows] == expected, case
+                assert all(isinstance(r.updated_at, datetime) for r in rows)

@@ -8,6 +8,7 @@ import http.client
 import socket
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from tests.support import (
     start_server,
     stop_server,
 )
+from tests.support.web import seed_files
 
 RunPath = tuple[str, str, str]
 
@@ -344,6 +346,23 @@ def test_names_and_pattern_filters(admin: Client, run_path: RunPath) -> None:
     ).json()["errors"][0]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert "pattern" in error["message"]
+
+
+def test_updated_at_is_utc_to_the_second_with_a_z(live_server: LiveServer, admin: Client, run_path: RunPath) -> None:
+    """The wire text of updatedAt, which W&B's clients parse: seconds truncated (never rounded up), a Z, no offset;
+    the same for every shape of page query (plain, after a cursor, by names, by pattern)."""
+    seed_files(live_server, run_path, ["a.txt"], updated_at=datetime(2026, 12, 31, 23, 59, 59, 999999))
+    seed_files(live_server, run_path, ["b.txt"], updated_at=datetime(2026, 1, 2, 3, 4, 5))
+    wire = {"a.txt": "2026-12-31T23:59:59Z", "b.txt": "2026-01-02T03:04:05Z"}
+    first = admin.files(*run_path, fileLimit=1)["files"]
+    pages = [
+        first,
+        admin.files(*run_path, fileCursor=first["pageInfo"]["endCursor"])["files"],
+        admin.files(*run_path, fileNames=["b.txt", "a.txt"])["files"],
+        admin.files(*run_path, pattern="%.txt")["files"],
+    ]
+    seen = [{e["node"]["name"]: e["node"]["updatedAt"] for e in page["edges"]} for page in pages]
+    assert seen == [{"a.txt": wire["a.txt"]}, {"b.txt": wire["b.txt"]}, wire, wire]
 
 
 @pytest.mark.parametrize("first", [-1, 10001])

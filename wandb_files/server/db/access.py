@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from sqlalchemy import ColumnElement, Connection, Select, bindparam, select
 from sqlalchemy.orm import Session, contains_eager, lazyload
 
-from .filerows import files_page_statement
 from .models import Entity, File, Project, Run, User
 
 if TYPE_CHECKING:
@@ -21,11 +20,9 @@ if TYPE_CHECKING:
 
     _Ts = TypeVarTuple("_Ts")
 
-# The page of a run's files lives with the writers of file rows (filerows); re-exported as part of this access path.
 __all__ = [
     "KeyedFile",
     "file_for_key",
-    "files_page_statement",
     "like_pattern_problem",
     "owned_entity",
     "owned_file",

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Row, Select, bindparam, delete, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..mediatypes import guess_mimetype
@@ -176,108 +176,3 @@ def clean_abandoned_uploads(
         for row in rows:
             store.delete(row.blob_key)
         removed += len(rows)
-
-
-def files_page_statement(
-    run_id: int,
-    after_name: str | None,
-    limit: int,
-    *,
-    names: list[str] | None = None,
-    pattern: str | None = None,
-    before_name: str | None = None,
-) -> Select[File]:
-    """One page of a run's files: WHERE run_id = ? AND name > ? ORDER BY name LIMIT ?, which walks the unique
-    (run_id, name) index from the cursor on, so page 2,000 costs what page 1 does (never OFFSET).
-
-    Args:
-        run_id: The run's row id.
-        after_name: Only names after this one (the previous page's last), or None.
-        limit: At most this many rows.
-        names: Only these names (None or empty: no such filter).
-        pattern: Only names matching this SQL LIKE pattern (backslash escapes), or None.
-        before_name: Only names before this one (where a folder's range of the index ends), or None.
-
-    Returns:
-        The SELECT of `File` rows.
-    """
-    stmt = select(File).where(File.run_id == run_id)
-    if after_name is not None:
-        stmt = stmt.where(File.name > after_name)
-    if before_name is not None:
-        stmt = stmt.where(File.name < before_name)
-    if names:
-        stmt = stmt.where(File.name.in_(set(names)))
-    if pattern is not None:
-        stmt = stmt.where(File.name.like(pattern, escape="\\"))
-    return stmt.order_by(File.name).limit(limit)
-
-
-# The shapes of files_page_statement with every value a parameter, made once a shape: building a statement
-# costs more than running it. Keyed by (columns, after, names, pattern).
-_PAGE_TEMPLATES: dict[tuple[tuple[Any, ...], bool, bool, bool], Select[Any]] = {}
-
-
-def file_page_rows(
-    session: Session,
-    columns: tuple[Any, ...],
-    run_id: int,
-    after_name: str | None,
-    limit: int,
-    *,
-    names: list[str] | None = None,
-    pattern: str | None = None,
-) -> Sequence[Any]:
-    """The rows (just `columns`) of files_page_statement(run_id, after_name, limit, names, pattern).
-
-    Over SQLite (without `names`) they are the DB-API cursor's own tuples, date and time columns as SQLite's
-    text (``2026-12-01 17:56:00.123456``): SQLAlchemy's result rows and date parsing cost as much as the
-    query, and a listing only prints the dates again (the DateTime scalar reads that text).
-    """
-    shape = (columns, after_name is not None, bool(names), pattern is not None)
-    stmt = _PAGE_TEMPLATES.get(shape)
-    if stmt is None:
-        stmt = select(*columns).where(File.run_id == bindparam("run_id"))
-        if after_name is not None:
-            stmt = stmt.where(File.name > bindparam("after"))
-        if names:
-            stmt = stmt.where(File.name.in_(bindparam("names", expanding=True)))
-        if pattern is not None:
-            stmt = stmt.where(File.name.like(bindparam("pattern"), escape="\\"))
-        stmt = _PAGE_TEMPLATES.setdefault(shape, stmt.order_by(File.name).limit(bindparam("limit")))
-    params: dict[str, Any] = {"run_id": run_id, "limit": limit}
-    if after_name is not None:
-        params["after"] = after_name
-    if names:
-        params["names"] = sorted(set(names))
-    if pattern is not None:
-        params["pattern"] = pattern
-    # The session's connection, not the session: column rows need no ORM result processing.
-    connection = session.connection()
-    if connection.dialect.name == "sqlite" and not names:
-        sql, order, defaults = _sqlite_text(shape, stmt, connection)
-        values = [params[name] if name in params else defaults[name] for name in order]
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            rows: Sequence[Any] = cursor.execute(sql, values).fetchall()
-        finally:
-            cursor.close()
-        return rows
-    return connection.execute(stmt, params).all()
-
-
-# _PAGE_TEMPLATES' statements compiled for SQLite, by the same shape: the SQL text, the order of its
-# parameters and the values of those the statement fixes itself (SQLite's OFFSET 0).
-_SQLITE_TEXTS: dict[tuple[tuple[Any, ...], bool, bool, bool], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
-
-
-def _sqlite_text(
-    shape: tuple[tuple[Any, ...], bool, bool, bool], stmt: Select[Any], connection: Any
-) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-    known = _SQLITE_TEXTS.get(shape)
-    if known is None:
-        compiled = stmt.compile(dialect=connection.dialect)
-        known = _SQLITE_TEXTS.setdefault(
-            shape, (str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params))
-        )
-    return known

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from .filerows import files_page_statement
+from .filepages import files_page_statement
 from .models import File
 
 #: Past every name that starts with ``folder/``: no name is longer than 1,024 bytes, so none under the folder

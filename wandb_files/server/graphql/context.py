@@ -46,8 +46,7 @@ class FileRow(NamedTuple):
     md5: str
     mimetype: str
     blob_key: str
-    # A datetime, or over SQLite its text as stored (see file_page_rows): only ever printed again.
-    updated_at: datetime | str
+    updated_at: datetime
 
 
 class FileView(NamedTuple):

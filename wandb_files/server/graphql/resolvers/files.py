@@ -113,13 +113,13 @@ def resolve_file_mimetype(view: FileView, info: Info) -> str:
     return view.file.mimetype
 
 
-def _updated(views: Sequence[FileView], info: Info) -> list[datetime | str]:
+def _updated(views: Sequence[FileView], info: Info) -> list[datetime]:
     return [view.file.updated_at for view in views]
 
 
 @file_type.field("updatedAt")
 @plannable(batch=_updated)
-def resolve_file_updated_at(view: FileView, info: Info) -> datetime | str:
+def resolve_file_updated_at(view: FileView, info: Info) -> datetime:
     """When the bytes were last stored."""
     return view.file.updated_at
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ...db import access
 from ...db.database import write_transaction
-from ...db.filerows import file_page_rows
+from ...db.filepages import file_page_rows
 from ...db.models import File, Project, Run, utcnow
 from ...db.runvalues import store_run_values
 from ...names import InvalidName, validate_run_or_project_name

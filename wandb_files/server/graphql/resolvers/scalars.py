@@ -15,13 +15,15 @@ int64_scalar = ScalarType("Int64")
 
 
 @datetime_scalar.serializer
-def serialize_datetime(value: datetime | str) -> str:
-    """Naive UTC datetimes as ISO-8601 with a Z; also SQLite's text of one (listings read it raw)."""
-    if isinstance(value, str):
-        # "YYYY-MM-DD HH:MM:SS[.ffffff]", as SQLAlchemy stores a DateTime in SQLite: the same text as below.
-        if len(value) >= 19 and value[10] == " " and value[0] != "0" and value[4] == "-" and value[16] == ":":
-            return f"{value[:10]}T{value[11:19]}Z"
-        value = datetime.fromisoformat(value)
+def serialize_datetime(value: datetime) -> str:
+    """A datetime as ISO-8601 to the second with a Z (the columns hold naive UTC).
+
+    Args:
+        value: The column's value.
+
+    Returns:
+        ``YYYY-MM-DDTHH:MM:SSZ``, as ``strftime("%Y-%m-%dT%H:%M:%SZ")`` writes it.
+    """
     if value.tzinfo is None and value.year >= 1000:
         # strftime's very text, from C code (strftime goes through time.strftime): a listing has one a file.
         return value.isoformat(timespec="seconds") + "Z"

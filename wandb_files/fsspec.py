@@ -860,7 +860,10 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
             self._collecting.downloads = None
             self._collecting.local_root = None
         if jobs:
-            transfer.download_many(self.api.client, jobs, max_workers=self.max_workers, progress=False)
+            client = self.api.client
+            transfer.download_many(
+                client, jobs, engine=transfer.choose_engine(client), max_workers=self.max_workers, progress=False
+            )
 
     # --- writing -------------------------------------------------------------------------------------
 

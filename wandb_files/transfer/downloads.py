@@ -22,8 +22,7 @@ from wandb_files.http import (
 )
 from wandb_files.retry import Backoff
 from wandb_files.transfer import ranges
-from wandb_files.transfer.curl import download_engine
-from wandb_files.transfer.flow import NEVER, Cancel
+from wandb_files.transfer.flow import NEVER, Cancel, ProgressCallback
 from wandb_files.transfer.hashing import (
     BACKGROUND_HASH_BYTES,
     CHUNK_SIZE,
@@ -33,10 +32,10 @@ from wandb_files.transfer.hashing import (
     md5_matches,
     remote_changed,
 )
-from wandb_files.transfer.jobs import DownloadJob, clashing_jobs, refusing_clashes
+from wandb_files.transfer.jobs import DownloadEngine, DownloadJob, clashing_jobs, refusing_clashes
 from wandb_files.transfer.locks import claim_part, release_if_empty
 from wandb_files.transfer.paths import local_copy_matches, make_parent, part_path
-from wandb_files.transfer.runner import DOWNLOAD, ProgressCallback, run_parallel
+from wandb_files.transfer.runner import DOWNLOAD, run_parallel
 from wandb_files.transfer.settings import check_max_bandwidth
 
 if TYPE_CHECKING:
@@ -237,6 +236,7 @@ def download_many(
     client: HTTPClient,
     jobs: Iterable[DownloadJob],
     *,
+    engine: DownloadEngine,
     max_workers: int | None = None,
     progress: bool | None = None,
     refused: Sequence[tuple[str, BaseException]] = (),
@@ -252,6 +252,8 @@ def download_many(
     Args:
         client: The GraphQL client whose session (pooled for `max_workers`) moves the bytes.
         jobs: What to download; targets must be distinct.
+        engine: What runs the jobs (`choose_engine`'s pick for the client, or `runner.ThreadPool`); it is given
+            this module's download of one job to run, or to fall back on.
         max_workers: Parallel transfers; default `WANDB_FILES_MAX_WORKERS` or `DEFAULT_MAX_WORKERS`.
         progress: One tqdm bar for bytes and files; None shows it on terminals only.
         refused: Files the caller already refused (e.g. unsafe names), reported with the failures; it may grow
@@ -296,5 +298,5 @@ def download_many(
         direction=DOWNLOAD,
         refused=refused,
         max_bandwidth=bandwidth,
-        engine=download_engine(client),
+        engine=engine,
     )

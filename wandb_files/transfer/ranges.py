@@ -55,10 +55,9 @@ from wandb_files.http import (
     parse_content_range,
 )
 from wandb_files.retry import Backoff
-from wandb_files.transfer.flow import Cancel, Cancelled
+from wandb_files.transfer.flow import Cancel, Cancelled, ProgressCallback
 from wandb_files.transfer.hashing import CHUNK_SIZE, etag_from_md5, md5_base64, md5_matches, remote_changed
 from wandb_files.transfer.paths import NO_FOLLOW, open_no_follow
-from wandb_files.transfer.runner import ProgressCallback
 from wandb_files.transfer.settings import DEFAULT_MAX_WORKERS, default_max_workers
 
 if TYPE_CHECKING:

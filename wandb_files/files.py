@@ -230,7 +230,7 @@ class File:
                 f"File {str(job.target)!r}{link} already exists; pass replace=True to overwrite it "
                 "or exist_ok=True to keep it as is."
             )
-        transfer.download(client, job.url, job.target, name=job.name, size=job.size, md5=job.md5)
+        transfer.download_one(client, job)
         return open(job.target)
 
     def download_job(

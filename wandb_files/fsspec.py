@@ -817,15 +817,7 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
             return
         callback.set_size(file.size)
         with _os_errors(rpath):
-            transfer.download(
-                self.api.client,
-                job.url,
-                job.target,
-                name=job.name,
-                size=job.size,
-                md5=job.md5,
-                progress=callback.relative_update,
-            )
+            transfer.download_one(self.api.client, job, progress=callback.relative_update)
 
     def get(
         self,

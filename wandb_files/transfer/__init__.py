@@ -30,7 +30,7 @@ downloads) and `engines` (which engine a bulk download runs on: `downloads` and 
 
 from __future__ import annotations
 
-from wandb_files.transfer.downloads import download, download_many
+from wandb_files.transfer.downloads import download, download_many, download_one
 from wandb_files.transfer.engines import choose_engine
 from wandb_files.transfer.flow import Cancel
 from wandb_files.transfer.hashing import CHUNK_SIZE, file_md5, md5_base64, md5_matches
@@ -70,6 +70,7 @@ __all__ = [
     "default_max_workers",
     "download",
     "download_many",
+    "download_one",
     "file_md5",
     "local_copy_matches",
     "md5_base64",

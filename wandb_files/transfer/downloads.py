@@ -19,6 +19,7 @@ from wandb_files.http import (
     check_status,
     connection_broke,
     parse_content_range,
+    read_arrived,
 )
 from wandb_files.retry import Backoff
 from wandb_files.transfer import ranges
@@ -105,6 +106,22 @@ def download(
             return _download_claimed(client, url, target, part, fd, name, _Attempt(size, md5), progress, cancel)
         finally:
             release_if_empty(fd, part)
+
+
+def download_one(
+    client: HTTPClient, job: DownloadJob, *, progress: ProgressCallback | None = None, cancel: Cancel | None = None
+) -> Path:
+    """`download` of one `DownloadJob`: its url to its target, checked against its size and md5.
+
+    Returns:
+        The job's target.
+
+    Raises:
+        As `download`.
+    """
+    return download(
+        client, job.url, job.target, name=job.name, size=job.size, md5=job.md5, progress=progress, cancel=cancel
+    )
 
 
 def _download_claimed(
@@ -204,11 +221,7 @@ def _fetch_into(
 
 
 def _chunks(response: HTTPResponse) -> Iterator[bytes]:
-    # read1: what has arrived, up to a chunk, without waiting for a whole chunk. On a slow link the bytes reach
-    # the temp file (and the progress bar) as they come, so an interruption keeps them for the resume.
-    # decode_content=False: write the bytes exactly as stored, whatever Content-Encoding says.
-    read = response.raw.read1
-    while chunk := read(CHUNK_SIZE, decode_content=False):
+    while chunk := read_arrived(response, CHUNK_SIZE):
         yield chunk
 
 
@@ -285,9 +298,7 @@ def download_many(
 
     def one(job: DownloadJob, advance: ProgressCallback, cancel: Cancel) -> Path:
         # download() skips a target that already holds these bytes, checked under its claim.
-        return download(
-            client, job.url, job.target, name=job.name, size=job.size, md5=job.md5, progress=advance, cancel=cancel
-        )
+        return download_one(client, job, progress=advance, cancel=cancel)
 
     return run_parallel(
         client,

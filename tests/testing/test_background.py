@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support import server_in_this_python
 from wandb_files.testing import BackgroundServer
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+pytestmark = [pytest.mark.skipif(sys.platform != "linux", reason="reads /proc"), server_in_this_python]
 
 
 def children(pid: int) -> list[int]:

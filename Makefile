@@ -2,9 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# test-min: the same suites at the oldest supported versions (constraints/minimum.txt), in a venv of its own.
+# test-min: the same suites at the oldest supported versions (constraints/minimum.txt), in a venv of its own, and the
+# client's tests with the client alone at its own floors (constraints/minimum-client.txt) in another.
 VENV_MIN ?= .venv-min
 PY_MIN := $(VENV_MIN)/bin/python
+VENV_MIN_CLIENT ?= .venv-min-client
+PY_MIN_CLIENT := $(VENV_MIN_CLIENT)/bin/python
 # bench-runs: MLflow (for its search_runs, side by side) in a venv of its own, never in $(VENV).
 VENV_MLFLOW ?= .venv-mlflow
 PY_MLFLOW := $(VENV_MLFLOW)/bin/python
@@ -50,10 +53,23 @@ $(PY_MIN):
 	$(PYTHON) -m venv $(VENV_MIN)
 	$(PY_MIN) -m pip install --quiet --upgrade pip
 
+$(PY_MIN_CLIENT):
+	$(PYTHON) -m venv $(VENV_MIN_CLIENT)
+	$(PY_MIN_CLIENT) -m pip install --quiet --upgrade pip
+
+# Tests that need the server's own modules in the test process; the others start their servers with .venv-min's
+# Python (WANDB_FILES_TEST_SERVER_PYTHON).
+NEEDS_SERVER := --ignore=tests/server --ignore=tests/scale --ignore=tests/test_docs.py \
+	--ignore=tests/transfer/test_names_property.py
+
 # The compat suite needs the real wandb client, which brings its own modern dependencies: not run here.
-test-min: $(PY_MIN) postgresql chromium
+test-min: $(PY_MIN) $(PY_MIN_CLIENT) postgresql chromium
 	$(PY_MIN) -m pip install --quiet -e ".[all,dev]" -c constraints/minimum.txt
 	$(PY_MIN) -m pytest -q tests --ignore=tests/compat
+	$(PY_MIN_CLIENT) -m pip install --quiet -e ".[pandas,fsspec,parquet,proxy]" pytest pytest-xdist hypothesis \
+		trustme -c constraints/minimum-client.txt
+	WANDB_FILES_TEST_SERVER_PYTHON=$(abspath $(PY_MIN)) $(PY_MIN_CLIENT) -m pytest -q -n $(TEST_WORKERS) \
+		--dist loadfile tests --ignore=tests/compat $(NEEDS_SERVER)
 
 # The PostgreSQL server the scale-out tests start (initdb + pg_ctl in a temp folder, loopback only): Debian's
 # package, installed only when missing and we are root. Otherwise those tests skip and say why.
@@ -94,4 +110,4 @@ bench-runs: $(PY) $(PY_MLFLOW) postgresql
 	nice -n 10 $(PY) benchmarks/bench_runs.py --mlflow-python $(PY_MLFLOW)
 
 clean:
-	rm -rf $(VENV) $(VENV_MIN) $(VENV_MLFLOW) build site *.egg-info .pytest_cache
+	rm -rf $(VENV) $(VENV_MIN) $(VENV_MIN_CLIENT) $(VENV_MLFLOW) build site *.egg-info .pytest_cache

@@ -73,7 +73,8 @@ def test_identical_local_files_are_not_downloaded_again(api: wandb_files.Api, tm
     before = target.stat().st_mtime_ns
     dead_url = "http://127.0.0.1:9/never-contacted"  # discard port: any request would fail
     job = transfer.DownloadJob(dead_url, target, "same.bin", len(data), md5_b64(data))
-    assert transfer.download_many(api.client, [job], progress=False) == [target]
+    engine = transfer.choose_engine(api.client)
+    assert transfer.download_many(api.client, [job], engine=engine, progress=False) == [target]
     assert target.stat().st_mtime_ns == before
 
 
@@ -112,7 +113,8 @@ def test_failures_are_aggregated_and_never_stop_the_others(
     missing = File(api.client, {"name": "gone.bin", "url": good[0].url + "-no-such-file", "sizeBytes": 1}, run)
     evil = File(api.client, {"name": "../../evil.bin", "url": good[0].url}, run)
     with pytest.raises(DownloadError) as info:
-        transfer.download_many(api.client, [f.download_job(tmp_path) for f in [*good, missing]], progress=False)
+        jobs = [f.download_job(tmp_path) for f in [*good, missing]]
+        transfer.download_many(api.client, jobs, engine=transfer.choose_engine(api.client), progress=False)
     assert [name for name, _ in info.value.failures] == ["gone.bin"]
     assert isinstance(info.value.failures[0][1], wandb_files.NotFoundError)
     assert len(info.value.results) == 20

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import LiveServer
+from tests.support import LiveServer, server_in_this_python
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -40,6 +40,7 @@ def test_upload_folder_then_download_run(live_server: LiveServer, tmp_path: Path
     assert (dest / "summary.json").exists() and not (dest / "model.bin").exists()
 
 
+@server_in_this_python
 def test_demo_runs_end_to_end() -> None:
     out = run_example("demo.py")
     assert "uploaded 300 files" in out

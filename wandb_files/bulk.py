@@ -247,6 +247,7 @@ def download_files(
             done += transfer.download_many(
                 group_client,
                 group,
+                engine=transfer.choose_engine(group_client),
                 max_workers=max_workers,
                 progress=progress,
                 refused=group_refused,

@@ -230,7 +230,7 @@ class File:
                 f"File {str(job.target)!r}{link} already exists; pass replace=True to overwrite it "
                 "or exist_ok=True to keep it as is."
             )
-        transfer.download(client, job.url, job.target, name=job.name, size=job.size, md5=job.md5)
+        transfer.download_one(client, job)
         return open(job.target)
 
     def download_job(
@@ -533,6 +533,7 @@ class Files(Paginator[File]):
             return transfer.plan_downloads(
                 _jobs_of(self, destination, refused), refused, replace=replace, exist_ok=exist_ok
             )
+        engine = transfer.choose_engine(self.client)
         if replace or exist_ok or _empty_folder(destination.root):
             targets: list[Path] = []
 
@@ -545,7 +546,7 @@ class Files(Paginator[File]):
                         refused.append((job.name, LocalFilesDifferError([job.target])))  # written meanwhile
 
             transfer.download_many(
-                self.client, todo(), max_workers=max_workers, progress=progress, refused=refused,
+                self.client, todo(), engine=engine, max_workers=max_workers, progress=progress, refused=refused,
                 max_bandwidth=bandwidth,
             )  # fmt: skip
             return targets
@@ -559,8 +560,9 @@ class Files(Paginator[File]):
         if conflicts:
             raise LocalFilesDifferError(conflicts)
         transfer.download_many(
-            self.client, listed, max_workers=max_workers, progress=progress, refused=refused, max_bandwidth=bandwidth
-        )
+            self.client, listed, engine=engine, max_workers=max_workers, progress=progress, refused=refused,
+            max_bandwidth=bandwidth,
+        )  # fmt: skip
         return [job.target for job in jobs]
 
     def delete(self) -> list[File]:

@@ -817,15 +817,7 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
             return
         callback.set_size(file.size)
         with _os_errors(rpath):
-            transfer.download(
-                self.api.client,
-                job.url,
-                job.target,
-                name=job.name,
-                size=job.size,
-                md5=job.md5,
-                progress=callback.relative_update,
-            )
+            transfer.download_one(self.api.client, job, progress=callback.relative_update)
 
     def get(
         self,
@@ -860,7 +852,10 @@ class WandbFileSystem(AbstractFileSystem, metaclass=_PerKeyCache):  # type: igno
             self._collecting.downloads = None
             self._collecting.local_root = None
         if jobs:
-            transfer.download_many(self.api.client, jobs, max_workers=self.max_workers, progress=False)
+            client = self.api.client
+            transfer.download_many(
+                client, jobs, engine=transfer.choose_engine(client), max_workers=self.max_workers, progress=False
+            )
 
     # --- writing -------------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ through `HTTPClient`, and read failures through the same few names:
   words and whether nothing answers there at all;
 - `retryable` says which HTTP statuses are worth another attempt, `check_status` raises the mapped `APIError`
   for any other error status (wrapped in `Retryable` for those that are);
-- `parse_content_range` reads a ``Content-Range`` header;
+- `parse_content_range` reads a ``Content-Range`` header, `read_arrived` the next bytes of a streamed body;
 - the waits between attempts are `wandb_files.retry`'s `Backoff`.
 """
 
@@ -232,6 +232,19 @@ class StreamedResponse:
 
 #: What byte transfers read: requests' response, or the lean one of the fast path.
 HTTPResponse: typing.TypeAlias = "StreamedResponse | requests.Response"
+
+
+def read_arrived(response: HTTPResponse, limit: int) -> bytes:
+    """What has arrived of the body, up to `limit` bytes, exactly as stored; ``b""`` at its end.
+
+    It does not wait for a whole `limit`: on a slow link the bytes reach the temp file (and the progress bar) as
+    they come, so an interruption keeps them for the resume. A ``Content-Encoding`` is not undone: the md5 a
+    download is checked against is of the stored bytes.
+
+    Raises:
+        OSError, urllib3.exceptions.HTTPError: the connection broke (see `BROKEN_CONNECTION`).
+    """
+    return response.raw.read1(limit, decode_content=False)
 
 
 def _read_range(response: HTTPResponse, start: int, end: int | None) -> bytes | None:

@@ -43,7 +43,7 @@ from wandb_files.files import File, Files
 from wandb_files.paginator import MAX_PER_PAGE, batches
 from wandb_files.patterns import like_to_regex
 from wandb_files.runs import Run
-from wandb_files.transfer import Destination, DownloadJob, download_many, file_md5, md5_matches
+from wandb_files.transfer import Destination, DownloadJob, choose_engine, download_many, file_md5, md5_matches
 from wandb_files.transfer.paths import name_problem, part_path
 
 if TYPE_CHECKING:
@@ -507,6 +507,7 @@ def _fetch(
     progress: bool | None,
 ) -> None:
     by_target = {job.target: file for job, file in jobs}
+    todo = [job for job, _ in jobs]
 
     def record(paths: list[Path]) -> None:
         for path in paths:
@@ -515,7 +516,8 @@ def _fetch(
             result.fetched.append(path)
 
     try:
-        record(download_many(api.client, [job for job, _ in jobs], max_workers=max_workers, progress=progress))
+        engine = choose_engine(api.client)
+        record(download_many(api.client, todo, engine=engine, max_workers=max_workers, progress=progress))
     except DownloadError as exc:
         record(list(exc.results))
         result.failed += exc.failures

@@ -12,16 +12,18 @@ from pathlib import Path
 import pytest
 
 import wandb_files
-from tests.support import LiveServer, cli, md5_b64, write_files
+from tests.support import LiveServer, cli, md5_b64, server_in_this_python, write_files
 from wandb_files.patterns import glob_to_like
 
 
+@server_in_this_python
 def test_help_lists_the_server_commands() -> None:
     out = cli("--help").stdout
     assert "server" in out and "user" in out
     assert "--data-dir" in cli("server", "--help").stdout
 
 
+@server_in_this_python
 def test_user_add_prints_a_working_key_and_refuses_bad_or_taken_names(live_server: LiveServer) -> None:
     data = str(live_server.data_dir)
     out = cli("user", "add", "carol", "--data-dir", data).stdout
@@ -367,6 +369,7 @@ def test_a_closed_pipe_is_a_quiet_success_for_the_table_and_for_json(
         assert reader.returncode == 0 and err == b"", (extra, reader.returncode, err)
 
 
+@server_in_this_python
 def test_debug_shows_the_sdks_log_on_success_and_every_command_has_examples(
     live_server: LiveServer, tmp_path: Path, unique: str
 ) -> None:
@@ -392,6 +395,7 @@ def _help_pages() -> dict[str, str]:
     return pages
 
 
+@server_in_this_python
 def test_help_pages_print_no_literal_backslash_b_and_keep_each_example_on_its_line() -> None:
     pages = _help_pages()
     for command, page in pages.items():

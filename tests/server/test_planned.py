@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.executors import HOSTILE_NAMES, Seeded, same_answer, seeded_state
-from wandb_files import documents as queries
+from wandb_files import documents
 from wandb_files.server.graphql.planned import PLAN_COUNTS, PlannedExecutor, _Plan
 from wandb_files.server.graphql.schema import SCHEMA_PATH
 
@@ -72,7 +72,7 @@ class ProbeExecutor(PlannedExecutor):
 def test_the_listing_is_planned_and_answers_alike(seeded: Seeded) -> None:
     entity, project, run = seeded.runs[0]
     variables = {"entity": entity, "project": project, "name": run, "fileLimit": 1000}
-    request = body(queries.RUN_FILES, variables)
+    request = body(documents.RUN_FILES, variables)
     ProbeExecutor.planned.clear()
     status, _ = seeded.state.execute_graphql(seeded.admin_key, request, "http://x", executor_class=ProbeExecutor)
     assert status == 200
@@ -93,7 +93,7 @@ def test_a_list_completed_the_ordinary_way_is_counted_and_logged(
     seeded: Seeded, caplog: pytest.LogCaptureFixture
 ) -> None:
     entity, project, run = seeded.runs[0]
-    request = body(queries.RUN_FILES, {"entity": entity, "project": project, "name": run, "upload": True})
+    request = body(documents.RUN_FILES, {"entity": entity, "project": project, "name": run, "upload": True})
     before = PLAN_COUNTS.snapshot()
     with caplog.at_level(logging.DEBUG, logger="wandb_files.server.planned"):
         status, _ = seeded.state.execute_graphql(seeded.admin_key, request, "http://x")
@@ -139,7 +139,7 @@ SDK_CASES: list[tuple[str, dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("name", "variables"), SDK_CASES)
 def test_sdk_documents_answer_alike(seeded: Seeded, name: str, variables: dict[str, Any]) -> None:
-    check_json(same_answer(seeded, body(getattr(queries, name), variables)))
+    check_json(same_answer(seeded, body(getattr(documents, name), variables)))
 
 
 def test_every_page_of_a_listing_answers_alike(seeded: Seeded) -> None:
@@ -147,7 +147,7 @@ def test_every_page_of_a_listing_answers_alike(seeded: Seeded) -> None:
     cursor, seen = None, []
     while True:
         variables = {"entity": entity, "project": project, "name": run, "fileLimit": 4, "fileCursor": cursor}
-        _, result = same_answer(seeded, body(queries.RUN_FILES, variables))
+        _, result = same_answer(seeded, body(documents.RUN_FILES, variables))
         files = result["data"]["project"]["run"]["files"]
         seen += [e["node"]["name"] for e in files["edges"]]
         if not files["pageInfo"]["hasNextPage"]:
@@ -218,7 +218,7 @@ def test_aliases_fragments_directives_and_errors_answer_alike(
 def test_another_users_view_answers_alike(seeded: Seeded) -> None:
     for entity, project, run in seeded.runs:
         variables = {"entity": entity, "project": project, "name": run}
-        same_answer(seeded, body(queries.RUN_FILES, variables), api_key=seeded.bob_key)
+        same_answer(seeded, body(documents.RUN_FILES, variables), api_key=seeded.bob_key)
 
 
 def test_a_failing_resolver_gives_graphql_cores_errors(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 
 import wandb_files
@@ -49,6 +50,7 @@ __all__ = [
     "random_bytes",
     "random_files",
     "run_with_files",
+    "server_in_this_python",
     "start_server",
     "stop_server",
     "write_files",
@@ -71,10 +73,22 @@ def cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -> su
     )
 
 
+#: For tests that run the server or its commands in the test's own Python, which the client-only run of
+#: `make test-min` does not have (it names another in ``WANDB_FILES_TEST_SERVER_PYTHON``).
+server_in_this_python = pytest.mark.skipif(
+    bool(os.environ.get("WANDB_FILES_TEST_SERVER_PYTHON")), reason="the server runs in another Python here"
+)
+
+
 class LiveServer(BackgroundServer):
-    """The embedded server, with users created once per name and shared by the tests that ask for them."""
+    """The embedded server, with users created once per name and shared by the tests that ask for them.
+
+    ``WANDB_FILES_TEST_SERVER_PYTHON`` names another Python to run it: `make test-min` runs the client's tests at
+    the client's own floors, in a venv without the server.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("python", os.environ.get("WANDB_FILES_TEST_SERVER_PYTHON") or None)
         super().__init__(*args, **kwargs)
         self._users: dict[str, str] = {}
 

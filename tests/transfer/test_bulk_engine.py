@@ -7,8 +7,10 @@ from __future__ import annotations
 import http.server
 import io
 import os
+import sys
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,10 @@ from wandb_files.errors import DownloadError, IntegrityError, LocalFilesDifferEr
 from wandb_files.formatting import BYTE_UNIT, human_size
 from wandb_files.graphql import GraphQLClient
 from wandb_files.retry import RetryPolicy
-from wandb_files.transfer.curl import curl_available
+from wandb_files.transfer.curl import CurlPool, curl_available
+from wandb_files.transfer.flow import Cancel, ProgressCallback
+from wandb_files.transfer.jobs import DownloadJob
+from wandb_files.transfer.runner import Pool, ThreadPool
 
 ENGINES = ["python", pytest.param("curl", marks=pytest.mark.skipif(not curl_available(), reason="no pycurl"))]
 
@@ -116,7 +121,7 @@ def test_both_engines_raise_the_same_errors(
     )
     jobs = [listed[n].download_job(tmp_path / "out") for n in sorted(listed)]
     with pytest.raises(DownloadError) as caught:
-        transfer.download_many(client, jobs, progress=False)
+        transfer.download_many(client, jobs, engine=transfer.choose_engine(client), progress=False)
     failures = dict(caught.value.failures)
     assert isinstance(failures["bad.bin"], IntegrityError) and isinstance(failures["gone.bin"], NotFoundError)
     assert caught.value.results == [tmp_path / "out/good.bin"]
@@ -132,6 +137,59 @@ def test_both_engines_resume_a_temp_file_left_by_a_crash(engine: str, forty: tup
     part.write_bytes(contents[name][:7_000])  # what a killed download left
     run.files(names=[name]).download(tmp_path, progress=False)
     assert (tmp_path / name).read_bytes() == contents[name] and not part.exists()
+
+
+def test_the_engine_a_caller_passes_is_the_one_used(
+    engine: str, api: wandb_files.Api, forty: tuple, tmp_path: Path
+) -> None:
+    """`download_many` runs the engine its caller gives it: every job of the call goes to that engine's pool,
+    which is the one `choose_engine` picked for the setting (wrapped here to count what it is given)."""
+    run, contents = forty
+    chosen = transfer.choose_engine(api.client)
+    pools: list[Pool[DownloadJob, Path]] = []
+    submitted: list[str] = []
+
+    class Counting:
+        def __init__(self, workers: int, fallback: Any, advance: ProgressCallback, cancel: Cancel) -> None:
+            self.pool = chosen(workers, fallback, advance, cancel)
+            pools.append(self.pool)
+
+        def submit(self, job: DownloadJob) -> Future[Path]:
+            submitted.append(job.name)
+            return self.pool.submit(job)
+
+        def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+            self.pool.shutdown(wait, cancel_futures=cancel_futures)
+
+    jobs = [f.download_job(tmp_path) for f in run.files(per_page=50)]
+    paths = transfer.download_many(api.client, jobs, engine=Counting, progress=False)
+    assert sorted(submitted) == sorted(contents) and len(pools) == 1
+    assert type(pools[0]) is (CurlPool if engine == "curl" else ThreadPool)
+    assert paths == [job.target for job in jobs]
+    assert all((tmp_path / n).read_bytes() == d for n, d in contents.items())
+
+
+def test_the_engine_follows_the_setting_pycurl_and_the_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`choose_engine`'s rules: ``WANDB_FILES_ENGINE`` (``python``, ``curl``, ``auto``), whether pycurl imports,
+    and whether the session is one only requests understands (proxies of its own)."""
+    client = GraphQLClient("http://127.0.0.1:9", "k" * 40)  # never contacted
+    monkeypatch.setenv("WANDB_FILES_ENGINE", "python")
+    assert transfer.choose_engine(client) is ThreadPool
+    monkeypatch.setenv("WANDB_FILES_ENGINE", "fastest")
+    with pytest.raises(ValueError, match="WANDB_FILES_ENGINE must be one of auto, curl, python"):
+        transfer.choose_engine(client)
+    if curl_available():
+        for choice in ("auto", "curl"):
+            monkeypatch.setenv("WANDB_FILES_ENGINE", choice)
+            assert transfer.choose_engine(client) is not ThreadPool
+        client.session.proxies = {"https": "http://127.0.0.1:9"}
+        assert transfer.choose_engine(client) is ThreadPool
+    monkeypatch.setitem(sys.modules, "pycurl", None)  # as without pycurl: importing it fails
+    monkeypatch.setenv("WANDB_FILES_ENGINE", "auto")
+    assert transfer.choose_engine(client) is ThreadPool
+    monkeypatch.setenv("WANDB_FILES_ENGINE", "curl")
+    with pytest.raises(ImportError, match="WANDB_FILES_ENGINE=curl needs pycurl"):
+        transfer.choose_engine(client)
 
 
 # --- politeness -----------------------------------------------------------------------------------------
@@ -227,7 +285,9 @@ def test_429s_lower_the_concurrency_and_the_download_completes(engine: str, tmp_
             transfer.DownloadJob(f"{base}/{i}", tmp_path / f"{i:03d}.bin", f"{i:03d}.bin", len(b), md5_b64(b))
             for i, b in enumerate(bodies)
         ]
-        paths = transfer.download_many(client, jobs, max_workers=32, progress=False)
+        paths = transfer.download_many(
+            client, jobs, engine=transfer.choose_engine(client), max_workers=32, progress=False
+        )
     finally:
         server.shutdown()
     assert all(p.read_bytes() == b for p, b in zip(paths, bodies, strict=True))

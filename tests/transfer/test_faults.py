@@ -106,7 +106,11 @@ def test_at_100_percent_faults_it_fails_fast_with_one_clear_error(
         started = time.monotonic()
         with pytest.raises(wandb_files.DownloadError) as info:
             wandb_files.transfer.download_many(
-                broken.client, [f.download_job(tmp_path / "out") for f in moved], max_workers=16, progress=False
+                broken.client,
+                [f.download_job(tmp_path / "out") for f in moved],
+                engine=wandb_files.transfer.choose_engine(broken.client),
+                max_workers=16,
+                progress=False,
             )
         elapsed = time.monotonic() - started
     assert elapsed < 20

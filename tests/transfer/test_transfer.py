@@ -204,7 +204,8 @@ def test_a_name_and_a_folder_of_that_name_in_one_download_clash_before_any_byte(
         for n in ("a", "a/b", "a/c/d")
     ]
     with pytest.raises(wandb_files.DownloadError) as info:
-        transfer.download_many(api.client, [f.download_job(tmp_path / "dest") for f in files], progress=False)
+        jobs = [f.download_job(tmp_path / "dest") for f in files]
+        transfer.download_many(api.client, jobs, engine=transfer.choose_engine(api.client), progress=False)
     assert sorted(name for name, _ in info.value.failures) == ["a/b", "a/c/d"]
     assert all("a path cannot be both" in str(exc) for _, exc in info.value.failures)
     assert (tmp_path / "dest" / "a").read_bytes() == contents["one.bin"]

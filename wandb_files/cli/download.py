@@ -168,7 +168,7 @@ def _download_project(
     stops everything before any byte moves, unless --replace or --skip-existing."""
     from wandb_files.errors import LocalFilesDifferError
     from wandb_files.files import download_jobs
-    from wandb_files.transfer import download_many, local_copy_matches, plan_downloads
+    from wandb_files.transfer import choose_engine, download_many, local_copy_matches, plan_downloads
 
     where = f"{runs.entity}/{runs.project}"
     files = runs.files(names=list(dict.fromkeys(names)) or None, pattern=like, per_page=1000)
@@ -195,6 +195,7 @@ def _download_project(
         lambda: download_many(
             runs.client,
             todo,
+            engine=choose_engine(runs.client),
             max_workers=workers,
             progress=False if no_progress else None,
             refused=refused,

@@ -47,6 +47,8 @@ class BackgroundServer:
         blob_store: ``s3://bucket/prefix`` to keep the bytes in S3 instead of `data_dir`.
         s3_endpoint_url: The endpoint of an S3-compatible service.
         env: Environment variables for the server process (e.g. AWS credentials), over the current ones.
+        python: The Python that runs the server (and `add_user`): one with the ``[server]`` extra, so that code
+            with the client alone can be tested against a server; this process's own when omitted.
 
     Attributes:
         base_url: ``http://host:port``, for `WANDB_BASE_URL`.
@@ -68,8 +70,10 @@ class BackgroundServer:
         blob_store: str | None = None,
         s3_endpoint_url: str | None = None,
         env: Mapping[str, str] | None = None,
+        python: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.python = python or sys.executable
         self.api_key = api_key or secrets.token_hex(20)
         self.host = host
         self.port = port or free_port(host)
@@ -101,7 +105,7 @@ class BackgroundServer:
         # The key goes through the environment: a command line is visible to every local user (`ps`).
         self.process = subprocess.Popen(
             [
-                sys.executable,
+                self.python,
                 "-m",
                 "wandb_files.server",
                 "--host",
@@ -150,6 +154,8 @@ class BackgroundServer:
         Raises:
             ValueError: the name is taken or not a valid name.
         """
+        if self.python != sys.executable:
+            return self._add_user_in(self.python, name, api_key)
         # The server's own modules, imported only here: starting a server needs none of them in this process.
         from wandb_files.server.config import ServerConfig
         from wandb_files.server.db.database import create_db_engine, make_session_factory
@@ -161,6 +167,18 @@ class BackgroundServer:
                 return create_user(session, name, api_key)[1]
         finally:
             engine.dispose()
+
+    def _add_user_in(self, python: str, name: str, api_key: str | None) -> str:
+        """`add_user` by ``wandb-files user add`` in the server's Python (this one may not have the server)."""
+        command = [python, "-m", "wandb_files", "user", "add", name, "--data-dir", str(self.data_dir)]
+        if self.database_url:
+            command += ["--database-url", self.database_url]
+        if api_key:
+            command += ["--api-key", api_key]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            raise ValueError(done.stderr.strip().removeprefix("Error: "))
+        return done.stdout.strip().rpartition(": ")[2]
 
     def log(self) -> str:
         """What the server has printed so far."""

@@ -23,14 +23,15 @@ Every request goes through `wandb_files.http` (the session, the streaming GET, w
 here knows GraphQL. The rooms: `paths` (where a file may go), `hashing` (md5 and ETags), `locks` (claiming temp
 files), `jobs` (what a bulk download is asked to fetch), `runner` (the thread pool, progress bar, Ctrl-C and failure
 aggregation of bulk calls), `flow` (stopping one call, its bandwidth limit and its concurrency), `settings`
-(workers, bandwidth and progress from arguments or the environment), `downloads` and `uploads` (by local path and
-name), `ranges` (big files in parallel parts), `plan` (dry runs) and `curl` (the optional native engine for bulk
-downloads).
+(workers, bandwidth, progress and the engine from arguments or the environment), `downloads` and `uploads` (by local
+path and name), `ranges` (big files in parallel parts), `plan` (dry runs), `curl` (the native engine for bulk
+downloads) and `engines` (which engine a bulk download runs on: `downloads` and `curl` do not know each other).
 """
 
 from __future__ import annotations
 
-from wandb_files.transfer.downloads import download, download_many
+from wandb_files.transfer.downloads import download, download_many, download_one
+from wandb_files.transfer.engines import choose_engine
 from wandb_files.transfer.flow import Cancel
 from wandb_files.transfer.hashing import CHUNK_SIZE, file_md5, md5_base64, md5_matches
 from wandb_files.transfer.jobs import DownloadJob, clashing_jobs
@@ -64,10 +65,12 @@ __all__ = [
     "check_max_bandwidth",
     "check_max_workers",
     "check_root",
+    "choose_engine",
     "clashing_jobs",
     "default_max_workers",
     "download",
     "download_many",
+    "download_one",
     "file_md5",
     "local_copy_matches",
     "md5_base64",

@@ -11,13 +11,13 @@ writes, hashes and checks it and renames it into place. Creating a file can take
 disk, and in the loop thread that would hold up every transfer at once. A file that is slow to arrive is claimed
 by the loop when its first bytes have waited `FLUSH_SECONDS`, so that an interruption keeps them for the resume.
 Anything else (a bigger file, a temp file to resume, a claim held by another process, a redirect, any other
-status, a broken connection, bytes that disagree) goes to the pure-Python `download` of that file, which resumes what was
-written and has the retries, the backoff and the typed errors: the two engines cannot differ in what they raise.
+status, a broken connection, bytes that disagree) goes to the pure-Python download of that file (the fallback the
+engine is given), which resumes what was written and has the retries, the backoff and the typed errors: the two
+engines cannot differ in what they raise. Whether this engine runs at all is `engines.choose_engine`'s decision
+(``WANDB_FILES_ENGINE``, pycurl, the session), not this module's: it knows nothing of `downloads`.
 
-``WANDB_FILES_ENGINE`` chooses: ``auto`` (the default: this engine when pycurl is installed), ``curl`` (fail if
-pycurl is missing) or ``python``. Both engines trust the same certificates: the CA bundle requests would use for
-that URL (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, the session's ``verify``, else certifi's) is libcurl's
-``CAINFO`` (or ``CAPATH`` for a folder). A session with proxies or client certificates of its own, URLs that go
+Both engines trust the same certificates: the CA bundle requests would use for that URL (``REQUESTS_CA_BUNDLE``,
+``CURL_CA_BUNDLE``, the session's ``verify``, else certifi's) is libcurl's ``CAINFO`` (or ``CAPATH`` for a folder). A session with proxies or client certificates of its own, URLs that go
 through a proxy (``HTTPS_PROXY`` and the like) and ``verify=False`` stay with requests, which knows what they mean.
 
 Far from the server, what counts is how many transfers run at once and that each new one finds a connection ready:
@@ -46,11 +46,10 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from wandb_files.formatting import safe_name
 from wandb_files.http import origin
 from wandb_files.transfer import ranges
-from wandb_files.transfer.flow import Cancel, Cancelled
+from wandb_files.transfer.flow import Cancel, Cancelled, ProgressCallback
 from wandb_files.transfer.hashing import BACKGROUND_HASH_BYTES, md5_matches
 from wandb_files.transfer.locks import release_if_empty
 from wandb_files.transfer.paths import NO_FOLLOW, local_copy_matches, make_parent, part_path
-from wandb_files.transfer.runner import PoolFactory, ProgressCallback
 
 if TYPE_CHECKING:
     from wandb_files.http import HTTPClient
@@ -63,7 +62,6 @@ log = logging.getLogger(__name__)
 
 _EXCLUSIVE = os.O_RDWR | os.O_CREAT | os.O_EXCL | NO_FOLLOW
 
-ENGINES = ("auto", "curl", "python")
 #: libcurl's receive buffer: fewer, larger writes into Python (libcurl accepts up to 10 MiB).
 BUFFER_SIZE = 1 << 20
 #: Files this big go to the Python path: the per-file overhead this engine saves is nothing beside their bytes.
@@ -74,18 +72,6 @@ FLUSH_SECONDS = 0.2
 SELECT_SECONDS = 0.05
 
 
-def engine_choice() -> str:
-    """`WANDB_FILES_ENGINE`, lower-cased; ``auto`` when unset.
-
-    Raises:
-        ValueError: it names no engine.
-    """
-    choice = os.environ.get("WANDB_FILES_ENGINE", "").strip().lower() or "auto"
-    if choice not in ENGINES:
-        raise ValueError(f"WANDB_FILES_ENGINE must be one of {', '.join(ENGINES)}, got {choice!r}")
-    return choice
-
-
 def curl_available() -> bool:
     """Whether pycurl can be imported (installed with wandb-files where pycurl ships wheels)."""
     try:
@@ -93,32 +79,6 @@ def curl_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def download_engine(client: HTTPClient) -> PoolFactory[DownloadJob, Path] | None:
-    """The pool bulk downloads run on: the curl engine, or None for the pure-Python thread pool.
-
-    Raises:
-        ValueError: `WANDB_FILES_ENGINE` names no engine.
-        ImportError: it says ``curl`` and pycurl is not installed.
-    """
-    choice = engine_choice()
-    if choice == "python" or os.name == "nt":
-        return None
-    if not curl_available():
-        if choice == "curl":
-            raise ImportError("WANDB_FILES_ENGINE=curl needs pycurl: pip install pycurl")
-        return None
-    session = client.session
-    if session.proxies or session.cert is not None:
-        return None  # a session set up by hand (proxies, client certificates): only requests knows what it means
-
-    def factory(
-        workers: int, fallback: Callable[[DownloadJob], Path], advance: ProgressCallback, cancel: Cancel
-    ) -> CurlPool:
-        return CurlPool(client, workers, fallback, advance, cancel)
-
-    return factory
 
 
 class _Transfer:
@@ -532,4 +492,4 @@ def _text(value: str | bytes) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
-__all__ = ["ENGINES", "CurlPool", "curl_available", "download_engine", "engine_choice"]
+__all__ = ["CurlPool", "curl_available"]

@@ -19,11 +19,11 @@ from wandb_files.http import (
     check_status,
     connection_broke,
     parse_content_range,
+    read_arrived,
 )
 from wandb_files.retry import Backoff
 from wandb_files.transfer import ranges
-from wandb_files.transfer.curl import download_engine
-from wandb_files.transfer.flow import NEVER, Cancel
+from wandb_files.transfer.flow import NEVER, Cancel, ProgressCallback
 from wandb_files.transfer.hashing import (
     BACKGROUND_HASH_BYTES,
     CHUNK_SIZE,
@@ -33,10 +33,10 @@ from wandb_files.transfer.hashing import (
     md5_matches,
     remote_changed,
 )
-from wandb_files.transfer.jobs import DownloadJob, clashing_jobs, refusing_clashes
+from wandb_files.transfer.jobs import DownloadEngine, DownloadJob, clashing_jobs, refusing_clashes
 from wandb_files.transfer.locks import claim_part, release_if_empty
 from wandb_files.transfer.paths import local_copy_matches, make_parent, part_path
-from wandb_files.transfer.runner import DOWNLOAD, ProgressCallback, run_parallel
+from wandb_files.transfer.runner import DOWNLOAD, run_parallel
 from wandb_files.transfer.settings import check_max_bandwidth
 
 if TYPE_CHECKING:
@@ -106,6 +106,22 @@ def download(
             return _download_claimed(client, url, target, part, fd, name, _Attempt(size, md5), progress, cancel)
         finally:
             release_if_empty(fd, part)
+
+
+def download_one(
+    client: HTTPClient, job: DownloadJob, *, progress: ProgressCallback | None = None, cancel: Cancel | None = None
+) -> Path:
+    """`download` of one `DownloadJob`: its url to its target, checked against its size and md5.
+
+    Returns:
+        The job's target.
+
+    Raises:
+        As `download`.
+    """
+    return download(
+        client, job.url, job.target, name=job.name, size=job.size, md5=job.md5, progress=progress, cancel=cancel
+    )
 
 
 def _download_claimed(
@@ -205,11 +221,7 @@ def _fetch_into(
 
 
 def _chunks(response: HTTPResponse) -> Iterator[bytes]:
-    # read1: what has arrived, up to a chunk, without waiting for a whole chunk. On a slow link the bytes reach
-    # the temp file (and the progress bar) as they come, so an interruption keeps them for the resume.
-    # decode_content=False: write the bytes exactly as stored, whatever Content-Encoding says.
-    read = response.raw.read1
-    while chunk := read(CHUNK_SIZE, decode_content=False):
+    while chunk := read_arrived(response, CHUNK_SIZE):
         yield chunk
 
 
@@ -237,6 +249,7 @@ def download_many(
     client: HTTPClient,
     jobs: Iterable[DownloadJob],
     *,
+    engine: DownloadEngine,
     max_workers: int | None = None,
     progress: bool | None = None,
     refused: Sequence[tuple[str, BaseException]] = (),
@@ -252,6 +265,8 @@ def download_many(
     Args:
         client: The GraphQL client whose session (pooled for `max_workers`) moves the bytes.
         jobs: What to download; targets must be distinct.
+        engine: What runs the jobs (`choose_engine`'s pick for the client, or `runner.ThreadPool`); it is given
+            this module's download of one job to run, or to fall back on.
         max_workers: Parallel transfers; default `WANDB_FILES_MAX_WORKERS` or `DEFAULT_MAX_WORKERS`.
         progress: One tqdm bar for bytes and files; None shows it on terminals only.
         refused: Files the caller already refused (e.g. unsafe names), reported with the failures; it may grow
@@ -283,9 +298,7 @@ def download_many(
 
     def one(job: DownloadJob, advance: ProgressCallback, cancel: Cancel) -> Path:
         # download() skips a target that already holds these bytes, checked under its claim.
-        return download(
-            client, job.url, job.target, name=job.name, size=job.size, md5=job.md5, progress=advance, cancel=cancel
-        )
+        return download_one(client, job, progress=advance, cancel=cancel)
 
     return run_parallel(
         client,
@@ -296,5 +309,5 @@ def download_many(
         direction=DOWNLOAD,
         refused=refused,
         max_bandwidth=bandwidth,
-        engine=download_engine(client),
+        engine=engine,
     )

@@ -1,5 +1,5 @@
-"""Flow control of one bulk call: stopping it (`Cancel`), its bandwidth limit (`Throttle`) and how many of its
-attempts run at once (`AdaptiveGate`, lowered on 429s)."""
+"""Flow control of one bulk call: stopping it (`Cancel`), its bandwidth limit (`Throttle`), how many of its
+attempts run at once (`AdaptiveGate`, lowered on 429s), and the progress callback its transfers report to."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from wandb_files.http import HTTPResponse
 
 log = logging.getLogger(__name__)
+
+#: What a transfer calls with each count of new bytes (negative when an attempt starts over); in a bulk call it
+#: also paces the call to its bandwidth limit.
+ProgressCallback = Callable[[int], None]
 
 
 class Cancelled(Exception):

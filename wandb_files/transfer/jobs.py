@@ -1,4 +1,5 @@
-"""The jobs of a bulk download, and which of them cannot all be written (``a`` beside ``a/b``)."""
+"""The jobs of a bulk download, which of them cannot all be written (``a`` beside ``a/b``), and the type of the
+engine that runs them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wandb_files.formatting import safe_name
+from wandb_files.transfer.runner import PoolFactory
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,11 @@ class DownloadJob:
     name: str
     size: int | None
     md5: str | None
+
+
+#: What runs the jobs of a bulk download (`engines.choose_engine` picks one): made for each call from its workers,
+#: the pure-Python download of one job (an engine may hand it any job), the progress callback and the call's controls.
+DownloadEngine = PoolFactory[DownloadJob, Path]
 
 
 def clashing_jobs(jobs: Sequence[DownloadJob]) -> list[tuple[str, BaseException]]:

@@ -53,12 +53,12 @@ from wandb_files.http import (
     check_status,
     connection_broke,
     parse_content_range,
+    read_arrived,
 )
 from wandb_files.retry import Backoff
-from wandb_files.transfer.flow import Cancel, Cancelled
+from wandb_files.transfer.flow import Cancel, Cancelled, ProgressCallback
 from wandb_files.transfer.hashing import CHUNK_SIZE, etag_from_md5, md5_base64, md5_matches, remote_changed
 from wandb_files.transfer.paths import NO_FOLLOW, open_no_follow
-from wandb_files.transfer.runner import ProgressCallback
 from wandb_files.transfer.settings import DEFAULT_MAX_WORKERS, default_max_workers
 
 if TYPE_CHECKING:
@@ -709,12 +709,10 @@ class _Attempt:
 
     def _write_body(self, i: int, response: HTTPResponse, start: int, last: int) -> None:
         """Write the body of a 206 at its offset, chunk by chunk."""
-        read = response.raw.read1
         offset = start
         while offset <= last:
             try:
-                # read1: what has arrived, up to a chunk; decode_content=False: the bytes exactly as stored.
-                chunk = read(min(CHUNK_SIZE, last + 1 - offset), decode_content=False)
+                chunk = read_arrived(response, min(CHUNK_SIZE, last + 1 - offset))
             except BROKEN_CONNECTION as exc:
                 self._check()  # a shutdown by Ctrl-C or by another part's failure looks like a broken connection
                 raise connection_broke(self.r.name, exc) from None

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from wandb_files.errors import BulkTransferError, DownloadError, Interrupted, UploadError
 from wandb_files.formatting import BYTE_UNIT
-from wandb_files.transfer.flow import AdaptiveGate, Cancel, Cancelled
+from wandb_files.transfer.flow import AdaptiveGate, Cancel, Cancelled, ProgressCallback
 from wandb_files.transfer.settings import check_max_workers, progress_enabled
 
 if TYPE_CHECKING:
@@ -33,8 +33,6 @@ COLLECT_SECONDS = 0.02
 WINDOW_PER_WORKER = 64
 
 log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ R = TypeVar("R")
 
 
 class Pool(Protocol[J_contra, R]):
-    """What runs the jobs of a bulk call: a thread pool by default, or another engine (`engine=`)."""
+    """What runs the jobs of a bulk call: a `ThreadPool` by default, or another engine (`engine=`)."""
 
     def submit(self, job: J_contra) -> Future[R]: ...
 
@@ -82,8 +80,17 @@ class Pool(Protocol[J_contra, R]):
 PoolFactory = Callable[[int, Callable[[J], R], ProgressCallback, Cancel], Pool[J, R]]
 
 
-class _ThreadPool(Generic[J, R]):
-    def __init__(self, workers: int, work: Callable[[J], R]) -> None:
+class ThreadPool(Generic[J, R]):
+    """The default engine (a `PoolFactory`): each job's work on a thread of its own, `workers` at once.
+
+    Args:
+        workers: How many threads.
+        work: The work of one job.
+        advance: The call's progress callback (the work reports to it itself).
+        cancel: The call's controls (the work checks them itself).
+    """
+
+    def __init__(self, workers: int, work: Callable[[J], R], advance: ProgressCallback, cancel: Cancel) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wandb-files")
         self._work = work
 
@@ -131,9 +138,10 @@ def run_parallel(
     direction: Direction,
     refused: Sequence[tuple[str, BaseException]] = (),
     max_bandwidth: float | None = None,
-    engine: PoolFactory[J, R] | None = None,
+    engine: PoolFactory[J, R] = ThreadPool,
 ) -> list[R]:
-    """Run `work` over `jobs` on a thread pool with one progress bar (bytes, and files done).
+    """Run `work` over `jobs` on `engine` (a thread pool unless the caller gives another) with one progress bar
+    (bytes, and files done).
 
     `jobs` is read as the work goes (a listing that arrives page by page starts moving bytes with its first
     page) and at most `WINDOW_PER_WORKER` jobs a worker are taken ahead of the work, so a huge listing is never
@@ -175,7 +183,7 @@ def run_parallel(
         def run(job: J) -> R:
             return work(job, advance, cancel)
 
-        pool: Pool[J, R] = engine(workers, run, advance, cancel) if engine is not None else _ThreadPool(workers, run)
+        pool: Pool[J, R] = engine(workers, run, advance, cancel)
 
         def on_done(future: Future[R]) -> None:
             window.release()

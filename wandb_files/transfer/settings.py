@@ -1,4 +1,5 @@
-"""The settings of bulk calls, from their arguments or the environment: workers, bandwidth and progress bars."""
+"""The settings of bulk calls, from their arguments or the environment: workers, bandwidth, progress bars and the
+download engine."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import re
 
 #: Parallel transfers unless told otherwise (chosen by measurement: docs/performance.md).
 DEFAULT_MAX_WORKERS = 32
+#: What `WANDB_FILES_ENGINE` may say (see `engines.choose_engine`).
+ENGINES = ("auto", "curl", "python")
 
 
 def default_max_workers() -> int:
@@ -84,3 +87,15 @@ def progress_enabled(progress: bool | None) -> bool | None:
     if os.environ.get("WANDB_FILES_DISABLE_PROGRESS", "").strip() not in ("", "0", "false", "False"):
         return True
     return None  # tqdm: off when stderr is not a terminal
+
+
+def engine_choice() -> str:
+    """`WANDB_FILES_ENGINE`, lower-cased; ``auto`` when unset.
+
+    Raises:
+        ValueError: it names no engine.
+    """
+    choice = os.environ.get("WANDB_FILES_ENGINE", "").strip().lower() or "auto"
+    if choice not in ENGINES:
+        raise ValueError(f"WANDB_FILES_ENGINE must be one of {', '.join(ENGINES)}, got {choice!r}")
+    return choice

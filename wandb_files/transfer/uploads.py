@@ -15,10 +15,10 @@ from wandb_files.errors import LocalFileChangedError, PermissionDeniedError
 from wandb_files.formatting import safe_name
 from wandb_files.http import BROKEN_CONNECTION, Retryable, check_status, connection_failure
 from wandb_files.retry import Backoff
-from wandb_files.transfer.flow import NEVER, Cancel
+from wandb_files.transfer.flow import NEVER, Cancel, ProgressCallback
 from wandb_files.transfer.hashing import CHUNK_SIZE, md5_base64
 from wandb_files.transfer.paths import name_problem
-from wandb_files.transfer.runner import UPLOAD, ProgressCallback, run_parallel
+from wandb_files.transfer.runner import UPLOAD, run_parallel
 from wandb_files.transfer.settings import check_max_bandwidth
 
 if TYPE_CHECKING:

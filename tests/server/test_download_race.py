@@ -17,7 +17,7 @@ from tests.support.inprocess import ADMIN_KEY as KEY
 from tests.support.inprocess import in_process_server
 from wandb_files.server.http.app import _Server
 from wandb_files.server.http.downloads import BlobResponse
-from wandb_files.server.http.state import _HttpError
+from wandb_files.server.http.state import HttpError
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_blob_gone_for_good_is_404(server: _Server) -> None:
     for blob in (server.config.blob_dir).rglob("*"):
         if blob.is_file():
             blob.unlink()
-    with pytest.raises(_HttpError) as exc:
+    with pytest.raises(HttpError) as exc:
         server.open_file(KEY, "admin", "p", "r", "model.bin")
     assert exc.value.status == 404
 

@@ -26,7 +26,7 @@ from wandb_files.server.db.database import write_transaction
 from wandb_files.server.db.filerows import PathClash
 from wandb_files.server.db.models import File, Run
 from wandb_files.server.http.app import _Server
-from wandb_files.server.http.state import _HttpError
+from wandb_files.server.http.state import HttpError
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_same_name_twice_in_one_group_keeps_one_blob(server: _Server) -> None:
 
 
 def test_upload_to_a_missing_run_is_404_and_leaves_no_blob(server: _Server) -> None:
-    with pytest.raises(_HttpError) as caught:
+    with pytest.raises(HttpError) as caught:
         commit(server, "x.txt", b"x", run_id=999)
     assert caught.value.status == 404
     assert blob_files(server.config.data_dir) == []

@@ -34,7 +34,7 @@ from ..web import MOUNT, create_web_app
 from .downloads import Downloads
 from .filestream import FileStream, mark_silent_runs_periodically
 from .graphql_endpoint import GraphQLEndpoint
-from .state import ServerState, _json_error
+from .state import ServerState, json_error
 from .uploads import Uploads
 
 logger = logging.getLogger("wandb_files.server")
@@ -53,11 +53,11 @@ async def _healthz(request: Request) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     message = {404: "not found", 405: "method not allowed"}.get(status, "error")
-    return _json_error(status, message)
+    return json_error(status, message)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    return _json_error(500, "internal server error")
+    return json_error(500, "internal server error")
 
 
 def _remove_stale_temp_files(tmp_dir: Path) -> None:

@@ -23,7 +23,7 @@ from ..signing import BlobRef
 from ..storage import LocalBlobStore, S3BlobStore
 from ..web.pages import attachment_disposition
 from .auth import api_key_from_authorization
-from .state import LocatedFile, ServerState, _HttpError, _json_error
+from .state import HttpError, LocatedFile, ServerState, json_error
 
 logger = logging.getLogger("wandb_files.server")
 
@@ -130,8 +130,8 @@ class Downloads(ServerState):
                 return located
             with self.sessions() as session:
                 if authenticate(session, api_key) is not None:
-                    raise _HttpError(404, "no such file")
-        raise _HttpError(401, "an API key is missing or not valid")
+                    raise HttpError(404, "no such file")
+        raise HttpError(401, "an API key is missing or not valid")
 
     def open_attachment(self, file: File) -> Response | None:
         """The web page's download of `file`: its bytes as an attachment (with S3, a redirect to a presigned
@@ -161,7 +161,7 @@ class Downloads(ServerState):
                 return response
             # Re-uploaded or deleted between the lookup and the open: look again on a fresh snapshot.
         logger.error("the file %s/%s/%s/%s keeps pointing at a missing blob", entity, project, run, name)
-        raise _HttpError(404, "the file's bytes are missing")
+        raise HttpError(404, "the file's bytes are missing")
 
     def _open_cached(self, api_key: str, entity: str, project: str, run: str, name: str) -> Response | None:
         """The response from the caches alone (no database), or None to look the file up.
@@ -193,8 +193,8 @@ class Downloads(ServerState):
                 return cached
         try:
             return await run_in_threadpool(self.open_file, api_key, p["entity"], p["project"], p["run"], p["path"])
-        except _HttpError as exc:
-            response = _json_error(exc.status, exc.message)
+        except HttpError as exc:
+            response = json_error(exc.status, exc.message)
             if exc.status == 401:
                 response.headers["www-authenticate"] = 'Basic realm="wandb-files"'
             return response
@@ -214,7 +214,7 @@ class Downloads(ServerState):
         """GET|HEAD /blobs/{token}: a blob by signed token, no API key and no database."""
         try:
             ref = self._read_token(self.signer.read_blob_token, request.path_params["token"])
-        except _HttpError as exc:
-            return _json_error(exc.status, exc.message)
+        except HttpError as exc:
+            return json_error(exc.status, exc.message)
         response = self.open_blob_ref(ref)
-        return response if response is not None else _json_error(404, "no such file")
+        return response if response is not None else json_error(404, "no such file")

@@ -43,7 +43,7 @@ from ..graphql.context import RequestContext, Viewer
 from ..graphql.errors import ApiError
 from ..graphql.resolvers.file_mutations import resolve_mark_run_files_uploaded
 from .auth import api_key_from_authorization
-from .state import ServerState, _HttpError, _json_error
+from .state import HttpError, ServerState, json_error
 
 logger = logging.getLogger("wandb_files.server")
 
@@ -58,27 +58,27 @@ class FileStream(ServerState):
         """POST /files/{entity}/{project}/{run}/file_stream."""
         api_key = api_key_from_authorization(request.headers.get("authorization"))
         if api_key is None:
-            return _json_error(401, "an API key is missing (HTTP Basic auth)")
+            return json_error(401, "an API key is missing (HTTP Basic auth)")
         raw = bytearray()
         async for chunk in request.stream():
             raw += chunk
             if len(raw) > MAX_STREAM_BODY_BYTES:
-                return _json_error(413, "request body too large")
+                return json_error(413, "request body too large")
         try:
             if request.headers.get("content-encoding", "").lower() == "gzip":
                 raw = bytearray(gzip.decompress(raw))
             stream = parse_stream_request(orjson.loads(raw))
         except (orjson.JSONDecodeError, OSError, EOFError, zlib.error):
-            return _json_error(400, "the body is not (gzipped) JSON")
+            return json_error(400, "the body is not (gzipped) JSON")
         except StreamError as exc:
-            return _json_error(400, str(exc))
+            return json_error(400, str(exc))
         params = request.path_params
         try:
             await run_in_threadpool(
                 self.store_stream, api_key, params["entity"], params["project"], params["run"], stream
             )
-        except _HttpError as exc:
-            return _json_error(exc.status, exc.message)
+        except HttpError as exc:
+            return json_error(exc.status, exc.message)
         # W&B's answer; the client reads only an optional "stopped": true (a stop asked for in the web UI).
         return JSONResponse({"exitcode": None, "limits": {}})
 
@@ -86,19 +86,19 @@ class FileStream(ServerState):
         """Apply one checked file stream request to run `entity/project/run_name` (in a worker thread).
 
         Raises:
-            _HttpError: the key is not valid (401) or the run is not the key owner's (404).
+            HttpError: the key is not valid (401) or the run is not the key owner's (404).
         """
         with self.sessions() as session:
             viewer = self.viewer(session, api_key)
             if viewer is None:
-                raise _HttpError(401, "the API key is not valid")
+                raise HttpError(401, "the API key is not valid")
             run = access.owned_run(session, viewer.id, entity, project, run_name)
             if run is None:
-                raise _HttpError(404, f"run {entity}/{project}/{run_name} not found")
+                raise HttpError(404, f"run {entity}/{project}/{run_name} not found")
             run_id = run.id
             with write_transaction(session):
                 if not lock_run(session, run_id):
-                    raise _HttpError(404, f"run {entity}/{project}/{run_name} not found")
+                    raise HttpError(404, f"run {entity}/{project}/{run_name} not found")
                 run = session.get(Run, run_id, populate_existing=True)
                 assert run is not None
                 output_changed = apply_stream_request(session, run, stream)

@@ -23,7 +23,7 @@ from .cache import TtlCache
 _T = TypeVar("_T")
 
 
-class _HttpError(Exception):
+class HttpError(Exception):
     """Ends a non-GraphQL request with a JSON error."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -32,7 +32,7 @@ class _HttpError(Exception):
         self.message = message
 
 
-def _json_error(status: int, message: str) -> JSONResponse:
+def json_error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
@@ -97,6 +97,6 @@ class ServerState:
         try:
             return read(token)
         except ExpiredToken:
-            raise _HttpError(403, "the signed URL has expired") from None
+            raise HttpError(403, "the signed URL has expired") from None
         except InvalidToken:
-            raise _HttpError(403, "the signed URL is not valid") from None
+            raise HttpError(403, "the signed URL is not valid") from None

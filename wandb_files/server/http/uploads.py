@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from ..db.database import lock_runs, write_transaction
 from ..db.filerows import PathClash, store_file
 from ..names import InvalidName, validate_file_name
-from .state import ServerState, _HttpError, _json_error
+from .state import HttpError, ServerState, json_error
 
 WRITE_BUFFER_BYTES = 1024 * 1024
 #: A body (or last part of one) up to this size is hashed and written on the event loop.
@@ -84,7 +84,7 @@ class _GroupCommit:
             live = lock_runs(session, {each.run_id for each in batch})
             for each in batch:
                 if each.run_id not in live:
-                    each.error = _HttpError(404, "the run of this upload URL no longer exists")
+                    each.error = HttpError(404, "the run of this upload URL no longer exists")
                     continue
                 try:
                     each.old_key = store_file(session, each.run_id, each.name, each.blob_key, each.size, each.md5_b64)
@@ -104,7 +104,7 @@ class Uploads(ServerState):
         """Move a finished upload into the blob store and point the file row at it.
 
         Raises:
-            _HttpError: the run no longer exists (404).
+            HttpError: the run no longer exists (404).
             PathClash: the name clashes with the run's files.
         """
         arrival = _Arrival(run_id, name, uuid.uuid4().hex, size, md5_b64)
@@ -128,18 +128,18 @@ class Uploads(ServerState):
             validate_file_name(name)
             declared = self._content_length(request)
             if declared is not None and declared > self.config.max_upload_bytes:
-                raise _HttpError(413, f"upload is larger than the limit of {self.config.max_upload_bytes} bytes")
+                raise HttpError(413, f"upload is larger than the limit of {self.config.max_upload_bytes} bytes")
             temp_path, size, md5_b64 = await self._spool(request, declared)
             try:
                 await run_in_threadpool(self.commit_upload, run_id, name, temp_path, size, md5_b64)
             finally:
                 temp_path.unlink(missing_ok=True)  # already moved on success
-        except _HttpError as exc:
-            return _json_error(exc.status, exc.message)
+        except HttpError as exc:
+            return json_error(exc.status, exc.message)
         except InvalidName:
-            return _json_error(403, "the signed URL is not valid")
+            return json_error(403, "the signed URL is not valid")
         except PathClash as exc:
-            return _json_error(409, str(exc))
+            return json_error(409, str(exc))
         return JSONResponse({"name": name, "sizeBytes": size, "md5": md5_b64})
 
     @staticmethod
@@ -148,7 +148,7 @@ class Uploads(ServerState):
         if header is None:
             return None
         if not header.isdigit():
-            raise _HttpError(400, "invalid Content-Length")
+            raise HttpError(400, "invalid Content-Length")
         return int(header)
 
     async def _spool(self, request: Request, declared: int | None) -> tuple[Path, int, str]:
@@ -170,7 +170,7 @@ class Uploads(ServerState):
                     async for chunk in request.stream():
                         size += len(chunk)
                         if size > self.config.max_upload_bytes:
-                            raise _HttpError(
+                            raise HttpError(
                                 413, f"upload is larger than the limit of {self.config.max_upload_bytes} bytes"
                             )
                         buffer += chunk
@@ -178,13 +178,13 @@ class Uploads(ServerState):
                             await run_in_threadpool(flush, fh, bytes(buffer))
                             buffer.clear()
                 except ClientDisconnect:
-                    raise _HttpError(400, "upload body ended early") from None
+                    raise HttpError(400, "upload body ended early") from None
                 if len(buffer) > INLINE_WRITE_BYTES:
                     await run_in_threadpool(flush, fh, bytes(buffer))
                 elif buffer:
                     flush(fh, bytes(buffer))  # a small body: cheaper here than the hop to a worker thread
             if declared is not None and size != declared:
-                raise _HttpError(400, "upload body ended early")
+                raise HttpError(400, "upload body ended early")
         except BaseException:
             temp_path.unlink(missing_ok=True)
             raise

@@ -20,7 +20,7 @@ MAX_PAGE_SIZE = 10_000
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _page_size(first: int | None) -> int:
+def page_size(first: int | None) -> int:
     if first is None:
         return DEFAULT_PAGE_SIZE
     if not 0 <= first <= MAX_PAGE_SIZE:
@@ -28,7 +28,7 @@ def _page_size(first: int | None) -> int:
     return first
 
 
-def _connection(edges: list[dict[str, Any]], *, has_next: bool) -> dict[str, Any]:
+def page_connection(edges: list[dict[str, Any]], *, has_next: bool) -> dict[str, Any]:
     """A Relay connection of keyset-paged edges (only forward paging exists)."""
     return {
         "edges": edges,
@@ -41,7 +41,7 @@ def _connection(edges: list[dict[str, Any]], *, has_next: bool) -> dict[str, Any
     }
 
 
-def _entity_for(ctx: RequestContext, entity_name: str | None) -> Entity:
+def entity_for(ctx: RequestContext, entity_name: str | None) -> Entity:
     """The entity named (or the viewer's own), if the viewer may use it.
 
     Another user's entity gets the very answer a missing one gets, so names cannot be probed for existence.
@@ -53,15 +53,15 @@ def _entity_for(ctx: RequestContext, entity_name: str | None) -> Entity:
     return entity
 
 
-def _project(ctx: RequestContext, entity: Entity, name: str) -> Project | None:
+def find_project(ctx: RequestContext, entity: Entity, name: str) -> Project | None:
     return access.project_named(ctx.session, entity.id, name)
 
 
-def _run(ctx: RequestContext, project: Project, name: str) -> Run | None:
+def find_run(ctx: RequestContext, project: Project, name: str) -> Run | None:
     return access.run_named(ctx.session, project.id, name)
 
 
-def _json_object_text(value: object, field: str) -> str:
+def json_object_text(value: object, field: str) -> str:
     """Check a JSONString input holds a JSON object; return it re-serialized compactly.
 
     NaN and ±Infinity, which Python clients (W&B's included) write for such floats, stay numbers (Python's
@@ -79,13 +79,13 @@ def _json_object_text(value: object, field: str) -> str:
     return json.dumps(parsed, separators=(",", ":"))
 
 
-def _check_like_pattern(pattern: str) -> None:
+def check_like_pattern(pattern: str) -> None:
     problem = access.like_pattern_problem(pattern)
     if problem is not None:
         raise bad_input(problem)
 
 
-def _files_url_prefix(run: Run) -> str:
+def files_url_prefix(run: Run) -> str:
     return "/".join(quote(p, safe="") for p in (run.project.entity.name, run.project.name, run.name))
 
 
@@ -98,7 +98,7 @@ def quote_path(name: str) -> str:
 _UNQUOTED_PATH = re.compile(r"[A-Za-z0-9_.\-~/]*")
 
 
-def _file_url(ctx: RequestContext, view: FileView) -> str:
+def file_url(ctx: RequestContext, view: FileView) -> str:
     return f"{ctx.public_url}/files/{view.url_prefix}/{quote_path(view.file.name)}"
 
 
@@ -106,14 +106,14 @@ def _name_error(field: str, exc: InvalidName) -> Exception:
     return bad_input(f"invalid {field}: {exc}")
 
 
-def _optional_text(inp: dict[str, Any], field: str) -> str | None:
+def optional_text(inp: dict[str, Any], field: str) -> str | None:
     value = inp.get(field)
     if value is not None and not isinstance(value, str):
         raise bad_input(f"`{field}` must be a string")
     return value
 
 
-def _validate_file_names(names: list[str]) -> None:
+def validate_file_names(names: list[str]) -> None:
     for name in names:
         try:
             validate_file_name(name)
@@ -121,10 +121,10 @@ def _validate_file_names(names: list[str]) -> None:
             raise bad_input(f"invalid file name {name!r}: {exc}") from None
 
 
-def _run_for_input(ctx: RequestContext, input: dict[str, Any]) -> Run:
-    entity = _entity_for(ctx, input["entityName"])
-    project = _project(ctx, entity, input["projectName"])
-    run = _run(ctx, project, input["runName"]) if project is not None else None
+def run_for_input(ctx: RequestContext, input: dict[str, Any]) -> Run:
+    entity = entity_for(ctx, input["entityName"])
+    project = find_project(ctx, entity, input["projectName"])
+    run = find_run(ctx, project, input["runName"]) if project is not None else None
     if run is None:
         raise not_found(f"run {entity.name}/{input['projectName']}/{input['runName']} not found")
     return run

@@ -27,12 +27,12 @@ from ...storage import ObjectInfo, S3BlobStore
 from ..context import Info, RequestContext, ctx_of
 from ..errors import bad_input, not_found
 from ..ids import decode_node_id, encode_node_id
-from .common import _run_for_input, _validate_file_names
+from .common import run_for_input, validate_file_names
 
 mutation = MutationType()
 
 
-def _upload_urls(
+def upload_urls(
     ctx: RequestContext,
     session: Session,
     run_id: int,
@@ -105,19 +105,19 @@ def resolve_create_run_files(_: None, info: Info, input: dict[str, Any]) -> dict
     until markRunFilesUploaded (S3)."""
     ctx = ctx_of(info)
     names: list[str] = input["files"]
-    _validate_file_names(names)
+    validate_file_names(names)
     # Before any lookup: a file over the limit is refused before a byte is sent, in both modes.
     specs = _file_specs(input, names, ctx.max_upload_bytes)
-    run_id = _run_for_input(ctx, input).id
+    run_id = run_for_input(ctx, input).id
     clashes = find_clashes(ctx.session, run_id, names)
     if clashes:
         raise bad_input(str(clashes[0]))
     signed = isinstance(ctx.store, S3BlobStore)
     if signed:
         with write_transaction(ctx.session):
-            urls = _upload_urls(ctx, ctx.session, run_id, names, specs)
+            urls = upload_urls(ctx, ctx.session, run_id, names, specs)
     else:
-        urls = _upload_urls(ctx, ctx.session, run_id, names)
+        urls = upload_urls(ctx, ctx.session, run_id, names)
     return {
         "runID": encode_node_id("Run", run_id),
         "uploadHeaders": [],
@@ -185,8 +185,8 @@ def resolve_mark_run_files_uploaded(_: None, info: Info, input: dict[str, Any]) 
     """
     ctx = ctx_of(info)
     names: list[str] = list(dict.fromkeys(input["files"]))
-    _validate_file_names(names)
-    run = _run_for_input(ctx, input)
+    validate_file_names(names)
+    run = run_for_input(ctx, input)
     run_id = run.id
     store = ctx.store
     if not isinstance(store, S3BlobStore):

@@ -12,8 +12,8 @@ from ...storage import S3BlobStore
 from ..context import FileView, Info, ctx_of
 from ..ids import encode_node_id, node_ids_of
 from ..planned import plannable
-from .common import _file_url, quote_path
-from .file_mutations import _upload_urls
+from .common import file_url, quote_path
+from .file_mutations import upload_urls
 
 # --- File ------------------------------------------------------------------------------------------
 
@@ -58,13 +58,13 @@ def resolve_file_url(view: FileView, info: Info, upload: bool | None = None) -> 
     ctx = ctx_of(info)
     if upload:
         if not isinstance(ctx.store, S3BlobStore):
-            return _upload_urls(ctx, ctx.session, view.run.id, [view.file.name])[0]
+            return upload_urls(ctx, ctx.session, view.run.id, [view.file.name])[0]
         # The pending upload is written in a session of its own: this request's session is in the
         # middle of reading the page.
         assert ctx.sessions is not None
         with ctx.sessions() as session, write_transaction(session):
-            return _upload_urls(ctx, session, view.run.id, [view.file.name])[0]
-    return _file_url(ctx, view)
+            return upload_urls(ctx, session, view.run.id, [view.file.name])[0]
+    return file_url(ctx, view)
 
 
 def _direct_urls(views: Sequence[FileView], info: Info) -> list[str]:

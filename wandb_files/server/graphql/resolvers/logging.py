@@ -12,7 +12,7 @@ from ...db import access
 from ...db.models import Entity, Project, Run
 from ...db.streams import EVENTS, HISTORY, TAIL_LINES, tail_json
 from ..context import Info, ctx_of
-from .common import _run
+from .common import find_run
 from .query import query, resolve_project
 
 DEFAULT_PROJECT = "uncategorized"  # W&B's project when none is named
@@ -43,7 +43,7 @@ def resolve_entity(_: None, info: Info, name: str) -> Entity | None:
 @logging_project_type.field("bucket")
 def resolve_bucket(project: Project, info: Info, name: str, missingOk: bool | None = None) -> Run | None:
     """A run by its run id, or null (whatever missingOk says: a missing run is never an error here)."""
-    return _run(ctx_of(info), project, name)
+    return find_run(ctx_of(info), project, name)
 
 
 @logging_run_type.field("historyTail")

@@ -12,7 +12,7 @@ from ...db.models import Project, Run, User
 from ..context import Info, ctx_of
 from ..errors import bad_input
 from ..ids import decode_cursor, encode_cursor, encode_node_id
-from .common import _connection, _page_size, _run
+from .common import find_run, page_connection, page_size
 
 # --- Project ---------------------------------------------------------------------------------------
 
@@ -79,7 +79,7 @@ def resolve_run_count(project: Project, info: Info, filters: str | None = None) 
 @project_type.field("run")
 def resolve_project_run(project: Project, info: Info, name: str) -> Run | None:
     """A run by its run id, or null."""
-    return _run(ctx_of(info), project, name)
+    return find_run(ctx_of(info), project, name)
 
 
 @project_type.field("runs")
@@ -93,7 +93,7 @@ def resolve_project_runs(
 ) -> dict[str, Any]:
     """A page of the runs `filters` selects in `order`, keyset-paged (see db/runfilters.py)."""
     sel = _selection(info, filters, order)
-    limit = _page_size(first)
+    limit = page_size(first)
     position = None
     if after is not None:
         try:
@@ -105,7 +105,7 @@ def resolve_project_runs(
         {"node": run, "cursor": encode_cursor(_CURSOR_KIND, runfilters.position_text(sel.order, pos))}
         for run, pos in found[:limit]
     ]
-    return _connection(edges, has_next=len(found) > limit)
+    return page_connection(edges, has_next=len(found) > limit)
 
 
 _CURSOR_KIND = "runs"

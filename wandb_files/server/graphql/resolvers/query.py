@@ -10,7 +10,7 @@ from ...db import access
 from ...db.models import Project
 from ..context import Info, Viewer, ctx_of
 from ..ids import decode_cursor, encode_cursor
-from .common import _connection, _entity_for, _page_size
+from .common import entity_for, page_connection, page_size
 
 # --- Query -----------------------------------------------------------------------------------------
 
@@ -29,7 +29,7 @@ def resolve_project(_: None, info: Info, name: str, entityName: str | None = Non
     ctx = ctx_of(info)
     project = access.owned_project(ctx.session, ctx.viewer.id, entityName or ctx.viewer.name, name)
     if project is None:
-        _entity_for(ctx, entityName)  # an entity missing or not the viewer's is an error, a missing project null
+        entity_for(ctx, entityName)  # an entity missing or not the viewer's is an error, a missing project null
     return project
 
 
@@ -39,12 +39,12 @@ def resolve_models(
 ) -> dict[str, Any]:
     """The projects of an entity (W&B's old word for them is models), keyset-paged by name."""
     ctx = ctx_of(info)
-    entity = _entity_for(ctx, entityName)
-    limit = _page_size(first)
+    entity = entity_for(ctx, entityName)
+    limit = page_size(first)
     after_name = decode_cursor("project", after) if after is not None else None
     projects = access.projects_page(ctx.session, entity.id, after_name, limit + 1)
     edges = [{"node": p, "cursor": encode_cursor("project", p.name)} for p in projects[:limit]]
-    return _connection(edges, has_next=len(projects) > limit)
+    return page_connection(edges, has_next=len(projects) > limit)
 
 
 MARK_RUN_FILES_UPLOADED = "MARK_RUN_FILES_UPLOADED"

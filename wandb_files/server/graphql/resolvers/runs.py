@@ -20,15 +20,15 @@ from ..context import FileRow, FileView, Info, RequestContext, ctx_of
 from ..errors import bad_input, not_found
 from ..ids import cursors_of, decode_cursor, decode_node_id, encode_node_id
 from .common import (
-    _check_like_pattern,
-    _connection,
-    _entity_for,
-    _files_url_prefix,
-    _json_object_text,
-    _optional_text,
-    _page_size,
-    _project,
-    _run,
+    check_like_pattern,
+    entity_for,
+    files_url_prefix,
+    find_project,
+    find_run,
+    json_object_text,
+    optional_text,
+    page_connection,
+    page_size,
 )
 from .projects import resolve_read_only
 
@@ -106,20 +106,20 @@ def resolve_run_files(
     pattern: str | None = None,
 ) -> dict[str, Any]:
     """A page of files ordered by name: one keyset query (never OFFSET), first+1 rows to see if more follow."""
-    limit = _page_size(first)
+    limit = page_size(first)
     wanted = [n for n in names or [] if n is not None]
     if pattern == "":
         pattern = None
     if wanted and pattern is not None:
         raise bad_input("`names` and `pattern` cannot be combined")
     if pattern is not None:
-        _check_like_pattern(pattern)
+        check_like_pattern(pattern)
     after_name = decode_cursor("file", after) if after is not None else None
     # Only the columns the fields read, as plain tuples: ORM objects cost more than the rest of a page.
     rows = file_page_rows(
         ctx_of(info).session, _FILE_ROW_COLUMNS, run.id, after_name, limit + 1, names=wanted, pattern=pattern
     )
-    prefix = _files_url_prefix(run)
+    prefix = files_url_prefix(run)
     # tuple.__new__ and cursors_of: the namedtuples' and encode_cursor's very values, without a Python frame
     # for each of them (a page makes three a file).
     new = tuple.__new__
@@ -128,7 +128,7 @@ def resolve_run_files(
         {"node": new(FileView, (row, run, prefix)), "cursor": cursor}
         for row, cursor in zip(page, cursors_of("file", [row.name for row in page]), strict=True)
     ]
-    return _connection(edges, has_next=len(rows) > limit)
+    return page_connection(edges, has_next=len(rows) > limit)
 
 
 _FILE_ROW_COLUMNS = tuple(getattr(File, field) for field in FileRow._fields)
@@ -161,7 +161,7 @@ def normalized_config_text(value: object) -> str:
     A top-level entry that is not an object with a "value" key becomes ``{"value": entry}``, so every stored
     entry has its value at ``$.key.value`` whichever client wrote it (the run filters rely on that).
     """
-    config = json.loads(_json_object_text(value, "config"))
+    config = json.loads(json_object_text(value, "config"))
     wrapped = {
         key: entry if isinstance(entry, dict) and "value" in entry else {"value": entry}
         for key, entry in config.items()
@@ -173,14 +173,14 @@ def _upsert_updates(input: dict[str, Any]) -> dict[str, Any]:
     """The columns an upsertBucket input sets, checked (BAD_USER_INPUT naming the field otherwise)."""
     updates: dict[str, Any] = {}
     for field, column in _TEXT_FIELDS.items():
-        text = _optional_text(input, field)
+        text = optional_text(input, field)
         if text is not None:
             updates[column] = text or None
     if input.get("config") is not None:
         updates["config"] = normalized_config_text(input["config"])
     if input.get("summaryMetrics") is not None:
         # The whole summary: W&B's clients send all of it (HTTPSummary writes its full dict), so it replaces.
-        updates["summary"] = _json_object_text(input["summaryMetrics"], "summaryMetrics")
+        updates["summary"] = json_object_text(input["summaryMetrics"], "summaryMetrics")
     state = input.get("state")
     if state is not None:
         if state not in RUN_STATES:
@@ -234,17 +234,17 @@ def resolve_upsert_bucket(_: None, info: Info, input: dict[str, Any]) -> dict[st
                 if by_id:
                     run = _run_by_node_id(ctx, input)
                 else:
-                    entity = _entity_for(ctx, input.get("entityName"))
-                    project = _project(ctx, entity, project_name)
+                    entity = entity_for(ctx, input.get("entityName"))
+                    project = find_project(ctx, entity, project_name)
                     if project is None:
                         project = Project(entity_id=entity.id, name=project_name, created_at=now)
                         ctx.session.add(project)
                         ctx.session.flush()
                     name = run_name
-                    found = _run(ctx, project, name) if name is not None else None
+                    found = find_run(ctx, project, name) if name is not None else None
                     if found is None:
                         inserted = True
-                        while name is None or _run(ctx, project, name) is not None:
+                        while name is None or find_run(ctx, project, name) is not None:
                             name = "".join(secrets.choice(_RUN_ID_ALPHABET) for _ in range(8))
                         found = Run(
                             project_id=project.id,

@@ -10,7 +10,7 @@ from ...db import access
 from ...db.models import Entity, User
 from ..context import Info, Viewer, ctx_of
 from ..ids import encode_cursor, encode_node_id
-from .common import _page_size
+from .common import page_size
 
 # --- User / Entity ---------------------------------------------------------------------------------
 
@@ -51,7 +51,7 @@ def resolve_user_api_keys(user: Viewer | User, info: Info) -> dict[str, Any]:
 @user_type.field("teams")
 def resolve_user_teams(user: Viewer | User, info: Info, first: int | None = None) -> dict[str, Any]:
     """The entities the user owns."""
-    entities = access.viewer_entities(ctx_of(info).session, user.id, _page_size(first) if first is not None else None)
+    entities = access.viewer_entities(ctx_of(info).session, user.id, page_size(first) if first is not None else None)
     return {"edges": [{"node": e, "cursor": encode_cursor("entity", e.name)} for e in entities]}
 
 

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from ..db.database import lock_runs, write_transaction
-from ..db.filerows import PathClash, store_file
+from ..db.filerows import FileArrival, PathClash, store_files
 from ..names import InvalidName, validate_file_name
 from .state import ServerState, _HttpError, _json_error
 
@@ -80,16 +80,24 @@ class _GroupCommit:
 
     @staticmethod
     def _commit_batch(sessions: sessionmaker[Session], batch: list[_Arrival]) -> None:
+        by_run: dict[int, list[_Arrival]] = {}
+        for each in batch:
+            by_run.setdefault(each.run_id, []).append(each)
         with sessions() as session, write_transaction(session):
-            live = lock_runs(session, {each.run_id for each in batch})
-            for each in batch:
-                if each.run_id not in live:
-                    each.error = _HttpError(404, "the run of this upload URL no longer exists")
+            live = lock_runs(session, set(by_run))
+            for run_id, arrivals in by_run.items():
+                if run_id not in live:
+                    for each in arrivals:
+                        each.error = _HttpError(404, "the run of this upload URL no longer exists")
                     continue
-                try:
-                    each.old_key = store_file(session, each.run_id, each.name, each.blob_key, each.size, each.md5_b64)
-                except PathClash as exc:  # raised before anything is written: the others still commit
-                    each.error = exc
+                results = store_files(
+                    session, run_id, [FileArrival(a.name, a.blob_key, a.size, a.md5_b64) for a in arrivals]
+                )
+                for each, result in zip(arrivals, results, strict=True):
+                    if isinstance(result, PathClash):  # nothing of it written: the others still commit
+                        each.error = result
+                    else:
+                        each.old_key = result
 
 
 class Uploads(ServerState):

@@ -6,12 +6,13 @@ PostgreSQL two writers of one run queue up (SQLite's write lock covers the whole
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from sqlalchemy import Row, Select, bindparam, delete, insert, select, union_all, update
+from sqlalchemy import Row, Select, bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..mediatypes import guess_mimetype
@@ -41,8 +42,22 @@ def _folders(name: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-#: Names a statement looks up at once: well under SQLite's limits on bound values and compound SELECTs.
-_CHUNK = 200
+#: Names a statement looks up at once: well under SQLite's limit on bound values.
+_CHUNK = 500
+
+# For each name of a JSON array, the first stored file inside a folder of that name, or NULL. Names inside
+# folder `name` sort between "name/" and "name0" ('0' follows '/'), byte-wise on both databases (the name
+# column's collation): one step on the (run_id, name) index a name.
+_INSIDE_WHERE = "f.run_id = :run_id AND f.name >= n.value || '/' AND f.name < n.value || '0' ORDER BY f.name LIMIT 1"
+_INSIDE = {
+    "sqlite": text(
+        f"SELECT n.value, (SELECT f.name FROM files AS f WHERE {_INSIDE_WHERE}) FROM json_each(:names) AS n"
+    ),
+    "postgresql": text(
+        f"SELECT n.value, (SELECT f.name FROM files AS f WHERE {_INSIDE_WHERE}) "
+        "FROM json_array_elements_text(CAST(:names AS json)) AS n(value)"
+    ),
+}
 
 
 def _stored_clashes(session: Session, run_id: int, names: Iterable[str]) -> dict[str, PathClash]:
@@ -61,23 +76,13 @@ def _stored_clashes(session: Session, run_id: int, names: Iterable[str]) -> dict
             for name in folders[folder]:
                 clashes.setdefault(name, PathClash(name, folder))
     unclashed = [name for name in names if name not in clashes]
-    for i in range(0, len(unclashed), _CHUNK):
-        chunk = unclashed[i : i + _CHUNK]
-        # Names inside folder `name` sort between "name/" and "name0" ('0' follows '/'), byte-wise on both
-        # databases: one step on the (run_id, name) index a name, all in one statement.
-        firsts = [
-            select(File.name)
-            .where(File.run_id == run_id, File.name >= name + "/", File.name < name + "0")
-            .limit(1)
-            .subquery()
-            for name in chunk
-        ]
-        wanted = set(chunk)
-        for other in session.scalars(union_all(*(select(sub.c.name) for sub in firsts))):
-            # A stored name is inside every one of its folders that was asked about.
-            for folder in _folders(other):
-                if folder in wanted:
-                    clashes.setdefault(folder, PathClash(folder, other))
+    if unclashed:
+        # One statement of a fixed text for any number of names: building and compiling one of a shape per
+        # count cost more than running it.
+        inside = _INSIDE[session.get_bind().dialect.name]
+        for folder, other in session.execute(inside, {"run_id": run_id, "names": json.dumps(unclashed)}):
+            if other is not None:
+                clashes[folder] = PathClash(folder, other)
     return clashes
 
 

@@ -24,7 +24,8 @@ from ..names import InvalidName, validate_file_name
 from .state import ServerState, _HttpError, _json_error
 
 WRITE_BUFFER_BYTES = 1024 * 1024
-#: A body (or last part of one) up to this size is hashed and written on the event loop.
+#: A body that declares up to this size is read into memory whole; one sent without a length is written on the
+#: event loop when its last part is up to this size.
 INLINE_WRITE_BYTES = 64 * 1024
 
 
@@ -137,11 +138,16 @@ class Uploads(ServerState):
             declared = self._content_length(request)
             if declared is not None and declared > self.config.max_upload_bytes:
                 raise _HttpError(413, f"upload is larger than the limit of {self.config.max_upload_bytes} bytes")
-            temp_path, size, md5_b64 = await self._spool(request, declared)
-            try:
-                await run_in_threadpool(self.commit_upload, run_id, name, temp_path, size, md5_b64)
-            finally:
-                temp_path.unlink(missing_ok=True)  # already moved on success
+            if declared is not None and declared <= INLINE_WRITE_BYTES:
+                # A small body is read whole; its temp file is made in the worker thread, not on the event loop.
+                body = await self._small_body(request, declared)
+                size, md5_b64 = len(body), await run_in_threadpool(self._commit_small_upload, run_id, name, body)
+            else:
+                temp_path, size, md5_b64 = await self._spool(request, declared)
+                try:
+                    await run_in_threadpool(self.commit_upload, run_id, name, temp_path, size, md5_b64)
+                finally:
+                    temp_path.unlink(missing_ok=True)  # already moved on success
         except _HttpError as exc:
             return _json_error(exc.status, exc.message)
         except InvalidName:
@@ -149,6 +155,34 @@ class Uploads(ServerState):
         except PathClash as exc:
             return _json_error(409, str(exc))
         return JSONResponse({"name": name, "sizeBytes": size, "md5": md5_b64})
+
+    def _commit_small_upload(self, run_id: int, name: str, body: bytes) -> str:
+        """Write a small upload's bytes to a temp file and commit it as commit_upload does; its base64 md5."""
+        md5_b64 = base64.b64encode(hashlib.md5(body).digest()).decode()
+        fd, temp = tempfile.mkstemp(dir=self.config.tmp_dir, prefix="upload-")
+        temp_path = Path(temp)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(body)
+            self.commit_upload(run_id, name, temp_path, len(body), md5_b64)
+        finally:
+            temp_path.unlink(missing_ok=True)  # already moved on success
+        return md5_b64
+
+    @staticmethod
+    async def _small_body(request: Request, declared: int) -> bytes:
+        """The whole body of a request that declared `declared` bytes (at most INLINE_WRITE_BYTES)."""
+        body = bytearray()
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > declared:
+                    break
+        except ClientDisconnect:
+            raise _HttpError(400, "upload body ended early") from None
+        if len(body) != declared:
+            raise _HttpError(400, "upload body ended early")
+        return bytes(body)
 
     @staticmethod
     def _content_length(request: Request) -> int | None:

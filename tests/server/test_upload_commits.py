@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, select
 
 from tests.support import CREATE_FILES, Client, blob_files, md5_b64
 from tests.support.inprocess import in_process_server
@@ -163,3 +163,137 @@ def test_concurrent_puts_all_land(admin: Client, run_path: tuple[str, str, str])
     assert [a.status_code for a in answers] == [200] * len(data)
     files = admin.files(entity, project, run, fileLimit=100)["files"]["edges"]
     assert {e["node"]["name"]: e["node"]["md5"] for e in files} == {n: md5_b64(b) for n, b in data.items()}
+
+
+# --- the batched file rows: each arrival as if committed after the ones before it ------------------------------
+
+
+def queued_in_order(srv: _Server, uploads: list[tuple[str, bytes, int]]) -> dict[str, BaseException | None]:
+    """Queue `uploads` (name, body, run id) for one group commit in exactly this order; how each went, by name
+    (the last one of a name)."""
+    results: dict[str, BaseException | None] = {}
+
+    def attempt(name: str, body: bytes, run_id: int) -> None:
+        try:
+            commit(srv, name, body, run_id)
+            results[name] = None
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertions
+            results[name] = exc
+
+    commits = srv._upload_commits
+    pool = ThreadPoolExecutor(len(uploads))
+    with held_commits(srv, len(uploads)):
+        for n, (name, body, run_id) in enumerate(uploads, 1):
+            pool.submit(attempt, name, body, run_id)
+            deadline = time.monotonic() + 10
+            while len(commits._queue) < n:  # the next one queues behind this one
+                assert time.monotonic() < deadline, "upload did not queue"
+                time.sleep(0.005)
+    pool.shutdown(wait=True)
+    return results
+
+
+def blob_md5s(srv: _Server) -> list[str]:
+    return sorted(md5_b64(p.read_bytes()) for p in blob_files(srv.config.data_dir))
+
+
+def file_count(srv: _Server, run_id: int = 1) -> int:
+    with srv.sessions() as session:
+        count = session.scalar(select(Run.file_count).where(Run.id == run_id))
+        assert count is not None
+        return count
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("a", "a/b"), ("a/b", "a"), ("x/y/z", "x"), ("x", "x/y/z")],
+    ids=["a,a/b", "a/b,a", "x/y/z,x", "x,x/y/z"],
+)
+def test_clashing_names_in_one_group_the_later_fails(server: _Server, first: str, second: str) -> None:
+    results = queued_in_order(server, [(first, b"1st", 1), ("c", b"c", 1), (second, b"2nd", 1)])
+    assert results[first] is None and results["c"] is None
+    assert isinstance(results[second], PathClash)
+    assert results[second].name == second and results[second].other == first  # type: ignore[union-attr]
+    assert stored(server) == {first: (3, md5_b64(b"1st")), "c": (1, md5_b64(b"c"))}
+    assert blob_md5s(server) == sorted([md5_b64(b"1st"), md5_b64(b"c")])  # the refused blob is gone
+    assert file_count(server) == 2
+
+
+def test_same_name_twice_in_one_group_the_later_wins(server: _Server) -> None:
+    commit(server, "config.yaml", b"stored")
+    commit(server, "b.txt", b"stored")
+    results = queued_in_order(
+        server,
+        [("config.yaml", b"first", 1), ("new.txt", b"n1", 1), ("config.yaml", b"second!", 1), ("new.txt", b"n22", 1)],
+    )
+    assert set(results.values()) == {None}
+    assert stored(server) == {
+        "config.yaml": (7, md5_b64(b"second!")),
+        "new.txt": (3, md5_b64(b"n22")),
+        "b.txt": (6, md5_b64(b"stored")),
+    }
+    # Every replaced blob (the stored one and the group's earlier ones) deleted; none lost.
+    assert blob_md5s(server) == sorted(md5_b64(b) for b in (b"second!", b"n22", b"stored"))
+    assert file_count(server) == 3
+
+
+def test_a_name_refused_then_the_same_name_again_in_one_group(server: _Server) -> None:
+    commit(server, "m/x", b"x")
+    results = queued_in_order(server, [("m", b"1", 1), ("ok", b"2", 1), ("m", b"3", 1)])
+    assert isinstance(results["m"], PathClash)
+    assert set(stored(server)) == {"m/x", "ok"}
+    assert len(blob_files(server.config.data_dir)) == 2
+
+
+def test_a_deleted_run_fails_only_its_own_uploads(server: _Server) -> None:
+    with server.sessions() as session:
+        session.add(Run(project_id=1, name="doomed", user_id=1))
+        session.commit()
+        doomed = session.scalar(select(Run.id).where(Run.name == "doomed"))
+    assert doomed is not None
+    commits = server._upload_commits
+    results: dict[str, BaseException | None] = {}
+
+    def attempt(name: str, run_id: int) -> None:
+        try:
+            commit(server, name, name.encode(), run_id)
+            results[name] = None
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertions
+            results[name] = exc
+
+    pool = ThreadPoolExecutor(3)
+    with held_commits(server, 3):
+        pool.submit(attempt, "gone1.txt", doomed)
+        pool.submit(attempt, "kept.txt", 1)
+        pool.submit(attempt, "gone2.txt", doomed)
+        deadline = time.monotonic() + 10
+        while len(commits._queue) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        with server.sessions() as session, write_transaction(session):
+            session.execute(delete(Run).where(Run.id == doomed))
+    pool.shutdown(wait=True)
+    assert results["kept.txt"] is None
+    for name in ("gone1.txt", "gone2.txt"):
+        assert isinstance(results[name], HttpError) and results[name].status == 404  # type: ignore[union-attr]
+    assert stored(server) == {"kept.txt": (8, md5_b64(b"kept.txt"))}
+    assert len(blob_files(server.config.data_dir)) == 1
+
+
+def test_a_group_of_new_files_takes_the_same_statements_as_one(server: _Server) -> None:
+    """The rows of a group are read, checked and written a few statements at a time, not a few a file."""
+    commit(server, "media/images/old.png", b"old")
+    statements: list[str] = []
+    event.listen(server.engine, "before_cursor_execute", lambda _c, _cu, sql, *_: statements.append(sql))
+
+    def group_statements(names: list[str]) -> int:
+        statements.clear()
+        with grouped(server, len(names)) as submit:
+            for name in names:
+                submit(name, name.encode())
+        return len(statements)
+
+    few = group_statements(["media/images/a.png", "top.txt"])
+    many = group_statements([f"media/images/b{i}.png" for i in range(40)] + [f"t{i}.txt" for i in range(40)])
+    assert many == few
+    assert file_count(server) == 83

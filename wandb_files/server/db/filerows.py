@@ -6,12 +6,13 @@ PostgreSQL two writers of one run queue up (SQLite's write lock covers the whole
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, Table, bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..mediatypes import guess_mimetype
@@ -41,6 +42,50 @@ def _folders(name: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
+#: Names a statement looks up at once: well under SQLite's limit on bound values.
+_CHUNK = 500
+
+# For each name of a JSON array, the first stored file inside a folder of that name, or NULL. Names inside
+# folder `name` sort between "name/" and "name0" ('0' follows '/'), byte-wise on both databases (the name
+# column's collation): one step on the (run_id, name) index a name.
+_INSIDE_WHERE = "f.run_id = :run_id AND f.name >= n.value || '/' AND f.name < n.value || '0' ORDER BY f.name LIMIT 1"
+_INSIDE = {
+    "sqlite": text(
+        f"SELECT n.value, (SELECT f.name FROM files AS f WHERE {_INSIDE_WHERE}) FROM json_each(:names) AS n"
+    ),
+    "postgresql": text(
+        f"SELECT n.value, (SELECT f.name FROM files AS f WHERE {_INSIDE_WHERE}) "
+        "FROM json_array_elements_text(CAST(:names AS json)) AS n(value)"
+    ),
+}
+
+
+def _stored_clashes(session: Session, run_id: int, names: Iterable[str]) -> dict[str, PathClash]:
+    """The names that clash with files the run has stored: a stored file where a folder of the name would be,
+    or stored files inside a folder of that name. Two statements a chunk of names, whatever their number."""
+    clashes: dict[str, PathClash] = {}
+    names = list(dict.fromkeys(names))
+    folders: dict[str, list[str]] = {}
+    for name in names:
+        for folder in _folders(name):
+            folders.setdefault(folder, []).append(name)
+    folder_list = list(folders)
+    for i in range(0, len(folder_list), _CHUNK):
+        chunk = folder_list[i : i + _CHUNK]
+        for folder in session.scalars(select(File.name).where(File.run_id == run_id, File.name.in_(chunk))):
+            for name in folders[folder]:
+                clashes.setdefault(name, PathClash(name, folder))
+    unclashed = [name for name in names if name not in clashes]
+    if unclashed:
+        # One statement of a fixed text for any number of names: building and compiling one of a shape per
+        # count cost more than running it.
+        inside = _INSIDE[session.get_bind().dialect.name]
+        for folder, other in session.execute(inside, {"run_id": run_id, "names": json.dumps(unclashed)}):
+            if other is not None:
+                clashes[folder] = PathClash(folder, other)
+    return clashes
+
+
 def find_clashes(session: Session, run_id: int, names: list[str]) -> list[PathClash]:
     """The names that could not be downloaded beside the run's files or each other (``a`` beside ``a/b``).
 
@@ -48,29 +93,124 @@ def find_clashes(session: Session, run_id: int, names: list[str]) -> list[PathCl
     """
     wanted = set(names)
     clashes: dict[str, PathClash] = {}
-    folders = {folder: name for name in names for folder in _folders(name)}
-    for folder, name in folders.items():
-        if folder in wanted:
-            clashes.setdefault(name, PathClash(name, folder))
-    # Top-level names have no folders to look up: no query (a round trip, on PostgreSQL) for them.
-    existing = (
-        set(session.scalars(select(File.name).where(File.run_id == run_id, File.name.in_(folders))))
-        if folders
-        else set()
-    )
-    for folder in existing:
-        clashes.setdefault(folders[folder], PathClash(folders[folder], folder))
     for name in names:
-        if name in clashes:
-            continue
-        # Names inside folder `name` sort between "name/" and "name0" ('0' follows '/'), byte-wise on both
-        # databases: one step on the (run_id, name) index.
-        inside = session.scalar(
-            select(File.name).where(File.run_id == run_id, File.name >= name + "/", File.name < name + "0").limit(1)
-        )
-        if inside is not None:
-            clashes[name] = PathClash(name, inside)
+        for folder in _folders(name):
+            if folder in wanted:
+                clashes.setdefault(name, PathClash(name, folder))
+    for name, clash in _stored_clashes(session, run_id, [n for n in names if n not in clashes]).items():
+        clashes.setdefault(name, clash)
     return [clashes[name] for name in names if name in clashes]
+
+
+_files = cast("Table", File.__table__)
+_runs = cast("Table", Run.__table__)
+_INSERT_FILES = insert(_files)
+_ADD_TO_FILE_COUNT = (
+    update(_runs).where(_runs.c.id == bindparam("run")).values(file_count=_runs.c.file_count + bindparam("added"))
+)
+_REPLACE_FILE = (
+    update(_files)
+    .where(_files.c.id == bindparam("row"))
+    .values(
+        blob_key=bindparam("blob_key"),
+        size_bytes=bindparam("size_bytes"),
+        md5=bindparam("md5"),
+        mimetype=bindparam("mimetype"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+
+
+class FileArrival(NamedTuple):
+    """New bytes for a run file: its name, the blob holding them, their size and base64 md5."""
+
+    name: str
+    blob_key: str
+    size: int
+    md5_b64: str
+
+
+def store_files(session: Session, run_id: int, arrivals: Sequence[FileArrival]) -> list[str | PathClash | None]:
+    """Point run `run_id`'s files at the arrivals' blobs, as if each were stored in turn, in a few statements.
+
+    Stored in turn means: a name that clashes (with the run's files or an earlier arrival) fails alone and the
+    others are stored; of ``a`` and ``a/b`` in one call, the later one fails; a name arriving twice ends with the
+    later blob, and the later arrival reports the earlier one's blob as replaced, so every blob that no row
+    points at is reported once.
+
+    Args:
+        session: Inside `write_transaction`, the run locked (`lock_runs`).
+        run_id: The run's row id.
+        arrivals: The files, in the order they arrived.
+
+    Returns:
+        For each arrival, in order: the blob key it replaced (to delete after the commit), None for a new
+        file, or the PathClash that kept it out (its own blob is then unused).
+    """
+    if not arrivals:
+        return []
+    names = list(dict.fromkeys(a.name for a in arrivals))
+    stored: dict[str, tuple[int, str]] = {}
+    for i in range(0, len(names), _CHUNK):
+        chunk = names[i : i + _CHUNK]
+        rows = session.execute(
+            select(File.name, File.id, File.blob_key).where(File.run_id == run_id, File.name.in_(chunk))
+        )
+        stored.update((name, (row_id, key)) for name, row_id, key in rows)
+    stored_clashes = _stored_clashes(session, run_id, [n for n in names if n not in stored])
+    # The files as the arrivals leave them: name -> blob key, for every name the run has after each one.
+    current = {name: key for name, (_, key) in stored.items()}
+    added: set[str] = set()
+    results: list[str | PathClash | None] = []
+    final: dict[str, FileArrival] = {}
+    for arrival in arrivals:
+        name = arrival.name
+        if name in current:
+            results.append(current[name])
+        else:
+            clash = stored_clashes.get(name) or _clash_with_added(name, added)
+            if clash is not None:
+                results.append(clash)
+                continue
+            added.add(name)
+            results.append(None)
+        current[name] = arrival.blob_key
+        final[name] = arrival
+    now = utcnow()
+    values = [
+        {
+            "run_id": run_id,
+            "name": a.name,
+            "size_bytes": a.size,
+            "md5": a.md5_b64,
+            "mimetype": guess_mimetype(a.name),
+            "blob_key": a.blob_key,
+            "updated_at": now,
+        }
+        for a in final.values()
+    ]
+    new = [v for v in values if v["name"] in added]
+    # Core statements made once: the ORM's bulk forms cost more than the SQL they run.
+    connection = session.connection()
+    if new:
+        connection.execute(_INSERT_FILES, new)
+        connection.execute(_ADD_TO_FILE_COUNT, {"run": run_id, "added": len(new)})
+    replaced = [{**v, "row": stored[v["name"]][0]} for v in values if v["name"] in stored]
+    if replaced:
+        connection.execute(_REPLACE_FILE, replaced)
+    return results
+
+
+def _clash_with_added(name: str, added: set[str]) -> PathClash | None:
+    """The clash of new name `name` with the names an earlier arrival of the same call added."""
+    for folder in _folders(name):
+        if folder in added:
+            return PathClash(name, folder)
+    prefix = name + "/"
+    for other in added:
+        if other.startswith(prefix):
+            return PathClash(name, other)
+    return None
 
 
 def store_file(session: Session, run_id: int, name: str, blob_key: str, size: int, md5_b64: str) -> str | None:
@@ -79,32 +219,10 @@ def store_file(session: Session, run_id: int, name: str, blob_key: str, size: in
     Raises:
         PathClash: the run has a file where a folder of `name` would go, or files inside a folder `name`.
     """
-    existing = session.scalar(select(File).where(File.run_id == run_id, File.name == name))
-    mimetype = guess_mimetype(name)
-    if existing is None:
-        clashes = find_clashes(session, run_id, [name])
-        if clashes:
-            raise clashes[0]
-        session.add(
-            File(
-                run_id=run_id,
-                name=name,
-                size_bytes=size,
-                md5=md5_b64,
-                mimetype=mimetype,
-                blob_key=blob_key,
-                updated_at=utcnow(),
-            )
-        )
-        session.execute(update(Run).where(Run.id == run_id).values(file_count=Run.file_count + 1))
-        return None
-    old_key = existing.blob_key
-    existing.blob_key = blob_key
-    existing.size_bytes = size
-    existing.md5 = md5_b64
-    existing.mimetype = mimetype
-    existing.updated_at = utcnow()
-    return old_key
+    [result] = store_files(session, run_id, [FileArrival(name, blob_key, size, md5_b64)])
+    if isinstance(result, PathClash):
+        raise result
+    return result
 
 
 def delete_files(session: Session, files: list[File]) -> list[str]:

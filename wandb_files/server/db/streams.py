@@ -236,12 +236,6 @@ def console_text(lines: Iterable[str]) -> bytes:
     return b"".join(_CONSOLE_PREFIX.sub("", line, count=1).encode() + b"\n" for line in lines)
 
 
-def output_log(session: Session, run_id: int) -> tuple[bytes, str]:
-    """output.log made from a run's streamed console lines, and its md5 (base64 of the digest)."""
-    data = console_text(stream_lines(session, run_id, OUTPUT))
-    return data, md5_b64_of(data)
-
-
 def md5_b64_of(data: bytes) -> str:
     """W&B's form of an md5: the base64 of the binary digest."""
     return base64.b64encode(hashlib.md5(data).digest()).decode()

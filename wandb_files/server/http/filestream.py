@@ -8,17 +8,20 @@ file can be downloaded, through every client, while the run still runs and after
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import logging
 import os
 import tempfile
 import uuid
 import zlib
+from functools import cached_property
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,8 +30,9 @@ from starlette.responses import JSONResponse, Response
 from ..db import access
 from ..db.database import write_transaction
 from ..db.filerows import PathClash, lock_run, store_file
-from ..db.models import Run
+from ..db.models import File, Run
 from ..db.streams import (
+    OUTPUT,
     OUTPUT_FILE,
     SUMMARY_FILE,
     StreamError,
@@ -36,13 +40,15 @@ from ..db.streams import (
     apply_stream_request,
     mark_silent_runs,
     md5_b64_of,
-    output_log,
     parse_stream_request,
+    stream_lines,
 )
 from ..graphql.context import RequestContext, Viewer
 from ..graphql.errors import ApiError
 from ..graphql.resolvers.file_mutations import resolve_mark_run_files_uploaded
+from ..storage import LocalBlobStore
 from .auth import api_key_from_authorization
+from .outputlog import OutputLogs
 from .state import HttpError, ServerState, json_error
 
 logger = logging.getLogger("wandb_files.server")
@@ -101,12 +107,12 @@ class FileStream(ServerState):
                     raise HttpError(404, f"run {entity}/{project}/{run_name} not found")
                 run = session.get(Run, run_id, populate_existing=True)
                 assert run is not None
+                line_count = run.log_line_count
                 output_changed = apply_stream_request(session, run, stream)
                 # In the same transaction: two requests of a run never store their files out of order.
                 old_keys = []
                 if output_changed:
-                    data, md5_b64 = output_log(session, run_id)
-                    old_keys.append(self._store_text_file(session, run_id, OUTPUT_FILE, data, md5_b64))
+                    old_keys.append(self._store_output_log(session, run, line_count, stream))
                 if stream.summary is not None:
                     # The summary as a file too, as the client uploads it when it finishes: in step with
                     # summaryMetrics while the run runs (and after a crash).
@@ -145,27 +151,75 @@ class FileStream(ServerState):
         except ApiError as exc:
             logger.info("file stream: uploaded files of run %s not all committed: %s", mark_input["runName"], exc)
 
+    @cached_property
+    def _output_logs(self) -> OutputLogs:
+        return OutputLogs()
+
+    def _store_output_log(self, session: Session, run: Run, line_count: int, stream: StreamRequest) -> str | None:
+        """Store the run's output.log after `stream` stored its console lines (`line_count` of them before it);
+        the replaced blob key.
+
+        Made from the previous file when this process made that one (see http/outputlog.py), else from every
+        stored console line.
+        """
+        current = session.scalar(select(File.blob_key).where(File.run_id == run.id, File.name == OUTPUT_FILE))
+        chunk = stream.lines.get(OUTPUT)
+        if chunk is None and self._output_logs.current(run.id, current, line_count):
+            return None  # the final request: the file already holds every line
+        old_file = (
+            self.store.resolve(current) if current is not None and isinstance(self.store, LocalBlobStore) else None
+        )
+        fd, temp = tempfile.mkstemp(dir=self.config.tmp_dir, prefix="output-")
+        temp_path = Path(temp)
+        try:
+            with os.fdopen(fd, "w+b") as fh:
+                made = None
+                if chunk is not None:
+                    offset, lines = chunk
+                    made = self._output_logs.extend(run.id, current, line_count, offset, lines, old_file, fh)
+                if made is None:
+                    fh.seek(0)
+                    fh.truncate()
+                    made = OutputLogs.remake(stream_lines(session, run.id, OUTPUT), fh)
+            md5_b64 = base64.b64encode(made.md5_digest).decode()
+            key, replaced = self._store_temp_file(session, run.id, OUTPUT_FILE, temp_path, made.size, md5_b64)
+        finally:
+            temp_path.unlink(missing_ok=True)
+        if key is None:
+            self._output_logs.forget(run.id)
+        else:
+            self._output_logs.stored(run.id, key, made)
+        return replaced
+
     def _store_text_file(self, session: Session, run_id: int, name: str, data: bytes, md5_b64: str) -> str | None:
         """Store `data` as run file `name` (a new blob; the row added or pointed at it); the replaced blob key."""
         fd, temp = tempfile.mkstemp(dir=self.config.tmp_dir, prefix="output-")
         temp_path = Path(temp)
-        key = uuid.uuid4().hex
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+            return self._store_temp_file(session, run_id, name, temp_path, len(data), md5_b64)[1]
+        finally:
+            temp_path.unlink(missing_ok=True)
+
+    def _store_temp_file(
+        self, session: Session, run_id: int, name: str, temp_path: Path, size: int, md5_b64: str
+    ) -> tuple[str | None, str | None]:
+        """Store a finished temp file as run file `name`: the new blob key (None when the name clashes) and the
+        replaced one."""
+        key = uuid.uuid4().hex
+        try:
             self.store.put(key, temp_path)
             try:
-                return store_file(session, run_id, name, key, len(data), md5_b64)
+                return key, store_file(session, run_id, name, key, size, md5_b64)
             except PathClash as exc:
                 # A folder of that name: what was streamed is kept all the same; only the file cannot be made.
                 logger.warning("%s of run %d not made: %s", name, run_id, exc)
                 self.store.delete(key)
-                return None
+                return None, None
         except BaseException:
             self.store.delete(key)
             raise
-        finally:
-            temp_path.unlink(missing_ok=True)
 
 
 async def mark_silent_runs_periodically(sessions: sessionmaker[Session], timeout_seconds: float) -> None:

@@ -19,12 +19,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from ..db.database import lock_runs, write_transaction
-from ..db.filerows import PathClash, store_file
+from ..db.filerows import FileArrival, PathClash, store_files
 from ..names import InvalidName, validate_file_name
 from .state import HttpError, ServerState, json_error
 
 WRITE_BUFFER_BYTES = 1024 * 1024
-#: A body (or last part of one) up to this size is hashed and written on the event loop.
+#: A body that declares up to this size is read into memory whole; one sent without a length is written on the
+#: event loop when its last part is up to this size.
 INLINE_WRITE_BYTES = 64 * 1024
 
 
@@ -80,16 +81,24 @@ class _GroupCommit:
 
     @staticmethod
     def _commit_batch(sessions: sessionmaker[Session], batch: list[_Arrival]) -> None:
+        by_run: dict[int, list[_Arrival]] = {}
+        for each in batch:
+            by_run.setdefault(each.run_id, []).append(each)
         with sessions() as session, write_transaction(session):
-            live = lock_runs(session, {each.run_id for each in batch})
-            for each in batch:
-                if each.run_id not in live:
-                    each.error = HttpError(404, "the run of this upload URL no longer exists")
+            live = lock_runs(session, set(by_run))
+            for run_id, arrivals in by_run.items():
+                if run_id not in live:
+                    for each in arrivals:
+                        each.error = HttpError(404, "the run of this upload URL no longer exists")
                     continue
-                try:
-                    each.old_key = store_file(session, each.run_id, each.name, each.blob_key, each.size, each.md5_b64)
-                except PathClash as exc:  # raised before anything is written: the others still commit
-                    each.error = exc
+                results = store_files(
+                    session, run_id, [FileArrival(a.name, a.blob_key, a.size, a.md5_b64) for a in arrivals]
+                )
+                for each, result in zip(arrivals, results, strict=True):
+                    if isinstance(result, PathClash):  # nothing of it written: the others still commit
+                        each.error = result
+                    else:
+                        each.old_key = result
 
 
 class Uploads(ServerState):
@@ -129,11 +138,16 @@ class Uploads(ServerState):
             declared = self._content_length(request)
             if declared is not None and declared > self.config.max_upload_bytes:
                 raise HttpError(413, f"upload is larger than the limit of {self.config.max_upload_bytes} bytes")
-            temp_path, size, md5_b64 = await self._spool(request, declared)
-            try:
-                await run_in_threadpool(self.commit_upload, run_id, name, temp_path, size, md5_b64)
-            finally:
-                temp_path.unlink(missing_ok=True)  # already moved on success
+            if declared is not None and declared <= INLINE_WRITE_BYTES:
+                # A small body is read whole; its temp file is made in the worker thread, not on the event loop.
+                body = await self._small_body(request, declared)
+                size, md5_b64 = len(body), await run_in_threadpool(self._commit_small_upload, run_id, name, body)
+            else:
+                temp_path, size, md5_b64 = await self._spool(request, declared)
+                try:
+                    await run_in_threadpool(self.commit_upload, run_id, name, temp_path, size, md5_b64)
+                finally:
+                    temp_path.unlink(missing_ok=True)  # already moved on success
         except HttpError as exc:
             return json_error(exc.status, exc.message)
         except InvalidName:
@@ -141,6 +155,34 @@ class Uploads(ServerState):
         except PathClash as exc:
             return json_error(409, str(exc))
         return JSONResponse({"name": name, "sizeBytes": size, "md5": md5_b64})
+
+    def _commit_small_upload(self, run_id: int, name: str, body: bytes) -> str:
+        """Write a small upload's bytes to a temp file and commit it as commit_upload does; its base64 md5."""
+        md5_b64 = base64.b64encode(hashlib.md5(body).digest()).decode()
+        fd, temp = tempfile.mkstemp(dir=self.config.tmp_dir, prefix="upload-")
+        temp_path = Path(temp)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(body)
+            self.commit_upload(run_id, name, temp_path, len(body), md5_b64)
+        finally:
+            temp_path.unlink(missing_ok=True)  # already moved on success
+        return md5_b64
+
+    @staticmethod
+    async def _small_body(request: Request, declared: int) -> bytes:
+        """The whole body of a request that declared `declared` bytes (at most INLINE_WRITE_BYTES)."""
+        body = bytearray()
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > declared:
+                    break
+        except ClientDisconnect:
+            raise HttpError(400, "upload body ended early") from None
+        if len(body) != declared:
+            raise HttpError(400, "upload body ended early")
+        return bytes(body)
 
     @staticmethod
     def _content_length(request: Request) -> int | None:

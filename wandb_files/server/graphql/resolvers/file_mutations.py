@@ -14,13 +14,14 @@ from sqlalchemy.orm import Session
 from ...db import access
 from ...db.database import lock_runs, write_transaction
 from ...db.filerows import (
+    FileArrival,
     PathClash,
     delete_files,
     existing_names,
     find_clashes,
     forget_pending_upload,
     pending_uploads,
-    store_file,
+    store_files,
 )
 from ...db.models import PendingUpload, utcnow
 from ...storage import ObjectInfo, S3BlobStore
@@ -233,17 +234,18 @@ def resolve_mark_run_files_uploaded(_: None, info: Info, input: dict[str, Any]) 
     with write_transaction(ctx.session) as session:
         if not lock_runs(session, [run_id]):
             raise not_found("the run no longer exists")
+        owned: list[FileArrival] = []
         for name, arrived in chosen.items():
             # Whoever deletes the pending row commits it; a concurrent mark of the same upload skips it.
             if not forget_pending_upload(session, arrived.pending_id):
                 continue
             assert arrived.md5 is not None
-            try:
-                old_key = store_file(session, run_id, name, arrived.blob_key, arrived.size, arrived.md5)
-            except PathClash as exc:
-                raise bad_input(str(exc)) from None  # all of this call is rolled back
-            if old_key is not None:
-                garbage.append(old_key)
+            owned.append(FileArrival(name, arrived.blob_key, arrived.size, arrived.md5))
+        for result in store_files(session, run_id, owned):
+            if isinstance(result, PathClash):
+                raise bad_input(str(result))  # all of this call is rolled back
+            if result is not None:
+                garbage.append(result)
         for pending_id, key in superseded:
             if forget_pending_upload(session, pending_id):
                 garbage.append(key)

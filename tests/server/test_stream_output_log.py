@@ -1,0 +1,140 @@
+"""output.log follows the wandb file stream's console lines: appended, rewritten by line number (a progress bar
+redrawn with a carriage return), with lines missing in between, after the client uploads its own output.log, and
+after the server forgets what it made; each request costs what it carries, not what the run has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import event, select
+
+from tests.support import Client, md5_b64
+from tests.support.inprocess import ADMIN_KEY, in_process_server
+from wandb_files.server.db.models import File
+from wandb_files.server.db.streams import OUTPUT, StreamRequest
+from wandb_files.server.http.app import _Server
+
+RunPath = tuple[str, str, str]
+
+
+def stream(client: Client, run_path: RunPath, offset: int, lines: list[str], **extra: object) -> None:
+    entity, project, run = run_path
+    body = {"files": {"output.log": {"offset": offset, "content": lines}}, **extra}
+    answer = requests.post(
+        f"{client.base_url}/files/{entity}/{project}/{run}/file_stream", json=body, auth=client.auth, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def console(text: str) -> str:
+    """A console line as the client streams it: its timestamp, then the text."""
+    return f"2026-12-06T10:13:20.876729 {text}"
+
+
+def output_log(client: Client, run_path: RunPath) -> bytes:
+    """output.log as a client downloads it, checked against the size and md5 the listing gives."""
+    [edge] = client.files(*run_path, fileNames=["output.log"])["files"]["edges"]
+    node = edge["node"]
+    data = requests.get(node["url"], auth=client.auth, timeout=30).content
+    assert (len(data), md5_b64(data)) == (node["sizeBytes"], node["md5"])
+    return data
+
+
+def expected(texts: list[str]) -> bytes:
+    return b"".join(t.encode() + b"\n" for t in texts)
+
+
+def test_appends_and_rewrites_by_line_number(admin: Client, run_path: RunPath) -> None:
+    texts = [f"epoch {i}" for i in range(5)]
+    stream(admin, run_path, 0, [console(t) for t in texts])
+    assert output_log(admin, run_path) == expected(texts)
+    # A progress bar redrawn: its line again, then a new one.
+    for percent in (10, 50, 100):
+        texts[4:] = [f"train {percent}%|###", "next"]
+        stream(admin, run_path, 4, [console(t) for t in texts[4:]])
+        assert output_log(admin, run_path) == expected(texts)
+    texts += [f"line {i}" for i in range(100)]
+    stream(admin, run_path, 6, [console(t) for t in texts[6:]])
+    assert output_log(admin, run_path) == expected(texts)
+    # Further back than the server keeps line positions for; and a line in the middle (the later ones stay).
+    texts[2] = "rewritten long ago"
+    stream(admin, run_path, 2, [console("rewritten long ago")])
+    assert output_log(admin, run_path) == expected(texts)
+    texts[-1] = "the last again"
+    stream(admin, run_path, len(texts) - 1, [console("the last again")])
+    assert output_log(admin, run_path) == expected(texts)
+    texts[-3] = "an outer progress bar, two lines up"  # nested progress bars redraw lines above the last
+    stream(admin, run_path, len(texts) - 3, [console(texts[-3])])
+    assert output_log(admin, run_path) == expected(texts)
+
+
+def test_lines_missing_in_between_then_more(admin: Client, run_path: RunPath) -> None:
+    stream(admin, run_path, 0, [console("a"), console("b")])
+    stream(admin, run_path, 5, [console("f")])  # lines 2-4 never arrived (a lost request)
+    assert output_log(admin, run_path) == expected(["a", "b", "f"])
+    stream(admin, run_path, 6, [console("g")])
+    assert output_log(admin, run_path) == expected(["a", "b", "f", "g"])
+    stream(admin, run_path, 2, [console("c"), console("d"), console("e")])  # the lost request, retried
+    assert output_log(admin, run_path) == expected(["a", "b", "c", "d", "e", "f", "g"])
+    stream(admin, run_path, 7, [console("h")])
+    assert output_log(admin, run_path) == expected(list("abcdefgh"))
+
+
+def test_the_clients_own_output_log_is_replaced_by_the_streamed_lines(admin: Client, run_path: RunPath) -> None:
+    stream(admin, run_path, 0, [console("first session")])
+    admin.upload(*run_path, "output.log", b"only this session\n")  # as the client does when it finishes
+    stream(admin, run_path, 1, [console("second")])
+    assert output_log(admin, run_path) == expected(["first session", "second"])
+    admin.upload(*run_path, "output.log", b"only this session\n")
+    entity, project, run = run_path
+    answer = requests.post(
+        f"{admin.base_url}/files/{entity}/{project}/{run}/file_stream",
+        json={"complete": True, "exitcode": 0},
+        auth=admin.auth,
+        timeout=30,
+    )
+    assert answer.status_code == 200
+    assert output_log(admin, run_path) == expected(["first session", "second"])
+
+
+# --- in one process: what a request reads and what survives the server forgetting ----------------------------
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> _Server:
+    return in_process_server(tmp_path)
+
+
+def send(srv: _Server, offset: int, texts: list[str]) -> None:
+    srv.store_stream(ADMIN_KEY, "admin", "p", "r", StreamRequest(lines={OUTPUT: (offset, [console(t) for t in texts])}))
+
+
+def stored_output_log(srv: _Server) -> bytes:
+    with srv.sessions() as session:
+        row = session.scalars(select(File).where(File.run_id == 1, File.name == "output.log")).one()
+    data = srv.store.resolve(row.blob_key).read_bytes()
+    assert (len(data), md5_b64(data)) == (row.size_bytes, row.md5)
+    return data
+
+
+def test_a_console_request_does_not_read_the_stored_lines(server: _Server) -> None:
+    texts = [f"line {i}" for i in range(2000)]
+    send(server, 0, texts)
+    statements: list[str] = []
+    event.listen(server.engine, "before_cursor_execute", lambda _c, _cu, sql, *_: statements.append(sql))
+    send(server, 2000, ["new"])
+    send(server, 2000, ["new 50%"])  # rewritten
+    send(server, 1998, ["two up"])  # a line above the last rewritten: the ones after it stay
+    assert not [s for s in statements if s.lstrip().upper().startswith("SELECT") and "run_lines" in s]
+    assert stored_output_log(server) == expected([*texts[:1998], "two up", texts[1999], "new 50%"])
+
+
+def test_a_server_that_forgot_makes_the_file_from_the_stored_lines(server: _Server) -> None:
+    send(server, 0, ["a", "b"])
+    del server.__dict__["_output_logs"]  # as after a restart, or another server process
+    send(server, 1, ["B", "c"])
+    assert stored_output_log(server) == expected(["a", "B", "c"])
+    send(server, 3, ["d"])
+    assert stored_output_log(server) == expected(["a", "B", "c", "d"])

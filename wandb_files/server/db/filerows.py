@@ -213,6 +213,11 @@ def _clash_with_added(name: str, added: set[str]) -> PathClash | None:
     return None
 
 
+def file_blob_key(session: Session, run_id: int, name: str) -> str | None:
+    """The blob key of run `run_id`'s file `name`, or None when the run has no such file."""
+    return session.scalar(select(File.blob_key).where(File.run_id == run_id, File.name == name))
+
+
 def store_file(session: Session, run_id: int, name: str, blob_key: str, size: int, md5_b64: str) -> str | None:
     """Point file `name` of run `run_id` at `blob_key` (adding the row if new); return the replaced blob key.
 

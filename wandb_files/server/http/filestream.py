@@ -21,7 +21,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,8 +28,8 @@ from starlette.responses import JSONResponse, Response
 
 from ..db import access
 from ..db.database import write_transaction
-from ..db.filerows import PathClash, lock_run, store_file
-from ..db.models import File, Run
+from ..db.filerows import PathClash, file_blob_key, lock_run, store_file
+from ..db.models import Run
 from ..db.streams import (
     OUTPUT,
     OUTPUT_FILE,
@@ -162,7 +161,7 @@ class FileStream(ServerState):
         Made from the previous file when this process made that one (see http/outputlog.py), else from every
         stored console line.
         """
-        current = session.scalar(select(File.blob_key).where(File.run_id == run.id, File.name == OUTPUT_FILE))
+        current = file_blob_key(session, run.id, OUTPUT_FILE)
         chunk = stream.lines.get(OUTPUT)
         if chunk is None and self._output_logs.current(run.id, current, line_count):
             return None  # the final request: the file already holds every line

@@ -475,7 +475,8 @@ def test_a_slow_query_does_not_hold_up_other_requests(tmp_path: Path) -> None:
             time.sleep(0.005)
         lister.join()
         assert len(listings) == 2 and len(waits) >= 2
-        # On the event loop, a /healthz sent while a page is computed would wait for all of it.
-        assert max(waits) < min(listings) / 2, (waits, listings)
+        # On the event loop, the first /healthz sent while a page is computed would wait for nearly all of it;
+        # the longer listing is the yardstick (a busy machine can make one wait as long as a fast listing).
+        assert max(waits) < max(listings) / 2, (waits, listings)
     finally:
         stop_server(server)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -119,6 +120,9 @@ class Run(Base):
     history_line_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     events_line_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     log_line_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # W&B's historyKeys of the streamed history, kept as rows arrive (a JSON object string; null before the
+    # first row): {"keys": {key: {"typeCounts": [...], "previousValue": v}}, "lastStep": n}.
+    history_keys: Mapped[str | None] = mapped_column(Text)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     # The time of the last file stream request: a run whose stream went silent is marked crashed.
     streamed_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -161,12 +165,26 @@ class RunLine(Base):
     console line the client rewrites (a progress bar) replaces its row."""
 
     __tablename__ = "run_lines"
+    __table_args__ = (
+        # History pages and samples find their rows by step: history rows only (the other lines have no step).
+        Index(
+            "ix_run_lines_step",
+            "run_id",
+            "kind",
+            "step",
+            "line_no",
+            sqlite_where=text("step IS NOT NULL"),
+            postgresql_where=text("step IS NOT NULL"),
+        ),
+    )
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     # streams.HISTORY, EVENTS or OUTPUT.
     kind: Mapped[int] = mapped_column(Integer, primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
     content: Mapped[str] = mapped_column(Text)
+    # A history row's _step (the client numbers steps upwards, so step order is line order); null otherwise.
+    step: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class File(Base):

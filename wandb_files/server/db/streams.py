@@ -6,8 +6,8 @@ line number (`RunLine`), so a retried request rewrites the very rows it wrote be
 twice, and a console line the client rewrites (a progress bar redrawn with a carriage return) replaces its
 row. `wandb-summary.json` is sent whole each time and becomes the run's summary.
 
-History rows stay in the database, one row a step, in the order the client numbered them: a later
-`history()`/`scan_history()` reads a range of line numbers through the primary key.
+History rows stay in the database, one row a step, in the order the client numbered them, each with its
+`_step` (db/history.py reads them by step range); the run's historyKeys are kept up to date as they arrive.
 """
 
 from __future__ import annotations
@@ -144,7 +144,15 @@ def apply_stream_request(session: Session, run: Run, request: StreamRequest) -> 
         Whether output.log must be made again.
     """
     for kind, (offset, lines) in request.lines.items():
-        _upsert_lines(session, run.id, kind, offset, lines)
+        steps: list[int | None] | None = None
+        if kind == HISTORY:
+            rows = [_json_object(line) for line in lines]
+            steps = [history_step(row) for row in rows]
+            # Lines below the count were stored before (a retried request): counted once only.
+            new = rows[max(run.history_line_count - offset, 0) :]
+            if new:
+                run.history_keys = updated_history_keys(run.history_keys, new)
+        _upsert_lines(session, run.id, kind, offset, lines, steps)
         end = offset + len(lines)
         if kind == HISTORY:
             run.history_line_count = max(run.history_line_count, end)
@@ -173,14 +181,20 @@ def apply_stream_request(session: Session, run: Run, request: StreamRequest) -> 
     return OUTPUT in request.lines or (request.complete and run.log_line_count > 0)
 
 
-def _upsert_lines(session: Session, run_id: int, kind: int, offset: int, lines: Sequence[str]) -> None:
-    rows = [{"run_id": run_id, "kind": kind, "line_no": offset + i, "content": line} for i, line in enumerate(lines)]
+def _upsert_lines(
+    session: Session, run_id: int, kind: int, offset: int, lines: Sequence[str], steps: Sequence[int | None] | None
+) -> None:
+    rows = [
+        {"run_id": run_id, "kind": kind, "line_no": offset + i, "content": line, "step": steps[i] if steps else None}
+        for i, line in enumerate(lines)
+    ]
+    key = [RunLine.run_id, RunLine.kind, RunLine.line_no]
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         pg = postgresql.insert(RunLine)
         session.execute(
             pg.on_conflict_do_update(
-                index_elements=[RunLine.run_id, RunLine.kind, RunLine.line_no], set_={"content": pg.excluded.content}
+                index_elements=key, set_={"content": pg.excluded.content, "step": pg.excluded.step}
             ),
             rows,
         )
@@ -188,12 +202,80 @@ def _upsert_lines(session: Session, run_id: int, kind: int, offset: int, lines: 
         lite = sqlite.insert(RunLine)
         session.execute(
             lite.on_conflict_do_update(
-                index_elements=[RunLine.run_id, RunLine.kind, RunLine.line_no], set_={"content": lite.excluded.content}
+                index_elements=key, set_={"content": lite.excluded.content, "step": lite.excluded.step}
             ),
             rows,
         )
     else:  # pragma: no cover - create_db_engine opens nothing else
         raise RuntimeError(f"file streams are not supported on {dialect}")
+
+
+def history_step(row: dict[str, Any] | None) -> int | None:
+    """A history row's `_step` when it is an integer (the client sends one with every row), else None."""
+    step = row.get("_step") if row is not None else None
+    if isinstance(step, float) and step.is_integer():
+        return int(step)
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def updated_history_keys(keys_text: str | None, rows: Iterable[dict[str, Any] | None]) -> str:
+    """W&B's historyKeys after `rows` more history rows: each key's value types counted and its last value,
+    and the last step. A nested object is counted under its dotted keys ("a.b"), as W&B flattens them; one
+    with a `_type` (a logged image, table, histogram) is one value of that type.
+
+    Args:
+        keys_text: The stored historyKeys (a JSON object string), or None before the first row.
+        rows: The new rows, decoded (None for a line that is not a JSON object: skipped).
+
+    Returns:
+        The historyKeys as a JSON object string.
+    """
+    summary: dict[str, Any] = json.loads(keys_text) if keys_text else {"keys": {}}
+    keys: dict[str, Any] = summary.setdefault("keys", {})
+    for row in rows:
+        if row is None:
+            continue
+        for key, value in _flat_items(row, ""):
+            entry = keys.get(key)
+            if entry is None:
+                entry = keys[key] = {"typeCounts": []}
+            kind = _value_type(value)
+            for counted in entry["typeCounts"]:
+                if counted["type"] == kind:
+                    counted["count"] += 1
+                    break
+            else:
+                entry["typeCounts"].append({"type": kind, "count": 1})
+            entry["previousValue"] = value
+        step = history_step(row)
+        if step is not None and step > summary.get("lastStep", -1):
+            summary["lastStep"] = step
+    return json.dumps(summary)
+
+
+def _flat_items(row: dict[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
+    for key, value in row.items():
+        if isinstance(value, dict) and value and "_type" not in value:
+            yield from _flat_items(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
+def _value_type(value: Any) -> str:
+    """The type name W&B's historyKeys counts a value under."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "nil"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict) and isinstance(value.get("_type"), str):
+        return str(value["_type"])
+    return "map"
 
 
 def stream_lines(session: Session, run_id: int, kind: int, start: int = 0, stop: int | None = None) -> list[str]:

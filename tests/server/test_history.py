@@ -96,6 +96,20 @@ def test_pages_samples_and_keys(admin: Client, run_path: RunPath) -> None:
     assert sampled[3] == []
 
 
+def test_step_ranges_pass_over_missing_lines(admin: Client, run_path: RunPath) -> None:
+    """Line numbers never sent (a gap) do not upset the bisection that finds a step range."""
+    lines = [history_line(i) for i in range(40)]
+    stream(admin, run_path, {"wandb-history.jsonl": {"offset": 0, "content": lines[:10]}})
+    stream(admin, run_path, {"wandb-history.jsonl": {"offset": 20, "content": lines[20:]}})
+    for low, high, expected in [
+        (10, 45, lines[5:10] + lines[20:23]),
+        (19, 40, []),
+        (0, 1, lines[:1]),
+        (78, 99, lines[39:]),
+    ]:
+        assert read(admin, run_path, min=low, max=high)["history"] == expected, (low, high)
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -140,8 +154,8 @@ def test_sample_evenly_in_one_pass(count: int, samples: int, room: int) -> None:
         assert all(0.5 * ideal <= gap <= 1.5 * ideal for gap in gaps), gaps
 
 
-def test_migration_fills_steps_and_history_keys(tmp_path: Path) -> None:
-    """History streamed before steps were stored is served by step after the upgrade."""
+def test_migration_fills_history_keys(tmp_path: Path) -> None:
+    """History streamed before historyKeys were kept has them after the upgrade, and is served by step."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     db_path = data_dir / "wandb-files.db"

@@ -1,24 +1,25 @@
 """Reading a run's streamed history (and system-metrics lines) back: by step range, and sampled.
 
-The client numbers steps upwards (wandb-core drops a `log(step=...)` below the current step), so a run's
-history rows are in step order when they are in line order. A step range is found through the index on
-`(run, kind, step, line_no)` (two lookups: its first and last row); the rows in it are then read by line
-number through the primary key, a page or a chunk at a time. Sampling is deterministic: evenly spaced rows
-of the range, the first and the last always among them, in step order (W&B's own sampling is random).
+The client numbers steps upwards (wandb-core drops a `log(step=...)` below the current step, and a resumed run
+goes on after its last step), so a run's history rows are in step order when they are in line order. A step
+range is therefore a range of line numbers, found by bisecting them (each probe one primary-key lookup and
+one row decoded: about 2 * log2(rows) of them); the rows in it are read by line number through the primary
+key, a page or a chunk at a time. No step is stored, so logging pays nothing for this. Sampling is
+deterministic: evenly spaced rows of the range, the first and the last always among them, in step order
+(W&B's own sampling is random).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .models import RunLine
-from .streams import HISTORY
+from .streams import HISTORY, history_step, json_object
 
 T = TypeVar("T")
 
@@ -46,13 +47,29 @@ def evenly_spaced(count: int, samples: int) -> list[int] | None:
     return [(k * (count - 1) + (samples - 1) // 2) // (samples - 1) for k in range(samples)]
 
 
-def _step_terms(kind: int, min_step: int | None, max_step: int | None) -> list[ColumnElement[bool]]:
-    terms: list[ColumnElement[bool]] = []
-    if kind == HISTORY and min_step is not None:
-        terms.append(RunLine.step >= min_step)
-    if kind == HISTORY and max_step is not None:
-        terms.append(RunLine.step < max_step)
-    return terms
+def _first_line_from(session: Session, run_id: int, start: int, stop: int, step: int) -> int:
+    """The first history line number in `[start, stop)` whose row's `_step` is at least `step`; `stop` when
+    none is. Bisects the line numbers; a number never sent (a gap) is passed over, as is a row without a step
+    (counted as before any step)."""
+    low, high = start, stop
+    while low < high:
+        middle = (low + high) // 2
+        found = session.execute(
+            select(RunLine.line_no, RunLine.content)
+            .where(RunLine.run_id == run_id, RunLine.kind == HISTORY, RunLine.line_no >= middle, RunLine.line_no < high)
+            .order_by(RunLine.line_no)
+            .limit(1)
+        ).first()
+        if found is None:
+            high = middle  # no line in [middle, high)
+            continue
+        line_no, content = found
+        at = history_step(json_object(content))
+        if at is None or at < step:
+            low = line_no + 1
+        else:
+            high = line_no  # lines [middle, line_no) do not exist
+    return low
 
 
 def line_range(
@@ -64,34 +81,25 @@ def line_range(
         session: An open session.
         run_id: The run's row id.
         kind: HISTORY or EVENTS (the steps bound history rows only).
-        line_count: The run's line count of that kind (the stop when no step bounds are given).
+        line_count: The run's line count of that kind.
         min_step: The first step, or None.
         max_step: One past the last step, or None.
 
     Returns:
-        The range, or None when it holds no row.
+        The range, or None when it is empty.
     """
-    terms = _step_terms(kind, min_step, max_step)
-    if not terms:
-        return (0, line_count) if line_count > 0 else None
-    where = [RunLine.run_id == run_id, RunLine.kind == kind, RunLine.step.is_not(None), *terms]
-    first = session.scalar(select(RunLine.line_no).where(*where).order_by(RunLine.step, RunLine.line_no).limit(1))
-    if first is None:
-        return None
-    last = session.scalar(
-        select(RunLine.line_no).where(*where).order_by(RunLine.step.desc(), RunLine.line_no.desc()).limit(1)
-    )
-    assert last is not None  # the first row's range holds it
-    return first, last + 1
+    start, stop = 0, line_count
+    if kind == HISTORY and min_step is not None:
+        start = _first_line_from(session, run_id, start, stop, min_step)
+    if kind == HISTORY and max_step is not None:
+        stop = _first_line_from(session, run_id, start, stop, max_step)
+    return (start, stop) if start < stop else None
 
 
-def _lines_between(
-    session: Session, run_id: int, kind: int, start: int, stop: int, terms: Sequence[ColumnElement[bool]]
-) -> list[str]:
+def _lines_between(session: Session, run_id: int, kind: int, start: int, stop: int) -> list[str]:
     stmt = (
         select(RunLine.content)
         .where(RunLine.run_id == run_id, RunLine.kind == kind, RunLine.line_no >= start, RunLine.line_no < stop)
-        .where(*terms)
         .order_by(RunLine.line_no)
     )
     return list(session.scalars(stmt))
@@ -108,7 +116,8 @@ def sampled_lines(
 ) -> list[str]:
     """At most `samples` lines of a run (every one when there are no more), evenly spaced, in line order.
 
-    Reads only the lines it returns: the picked line numbers through the primary key.
+    Reads only the lines it returns (the picked line numbers, through the primary key) and the probes that
+    find the step range.
 
     Args:
         session: An open session.
@@ -126,16 +135,15 @@ def sampled_lines(
     if found is None:
         return []
     start, stop = found
-    terms = _step_terms(kind, min_step, max_step)
     picks = evenly_spaced(stop - start, samples)
     if picks is None:
-        return _lines_between(session, run_id, kind, start, stop, terms)
+        return _lines_between(session, run_id, kind, start, stop)
     lines: list[str] = []
     for i in range(0, len(picks), CHUNK):
         numbers = [start + pick for pick in picks[i : i + CHUNK]]
         stmt = (
             select(RunLine.content)
-            .where(RunLine.run_id == run_id, RunLine.kind == kind, RunLine.line_no.in_(numbers), *terms)
+            .where(RunLine.run_id == run_id, RunLine.kind == kind, RunLine.line_no.in_(numbers))
             .order_by(RunLine.line_no)
         )
         lines.extend(session.scalars(stmt))
@@ -143,7 +151,7 @@ def sampled_lines(
 
 
 def edge_lines(session: Session, run_id: int) -> list[str]:
-    """The history rows of a run's first and last steps (one row when they are the same; none without history).
+    """The first and the last history rows of a run (one when they are the same; none without history).
 
     Args:
         session: An open session.
@@ -153,11 +161,11 @@ def edge_lines(session: Session, run_id: int) -> list[str]:
         The rows' text, in step order.
     """
     found: list[tuple[int, str]] = []
-    for order in ((RunLine.step, RunLine.line_no), (RunLine.step.desc(), RunLine.line_no.desc())):
+    for order in (RunLine.line_no, RunLine.line_no.desc()):
         stmt = (
             select(RunLine.line_no, RunLine.content)
-            .where(RunLine.run_id == run_id, RunLine.kind == HISTORY, RunLine.step.is_not(None))
-            .order_by(*order)
+            .where(RunLine.run_id == run_id, RunLine.kind == HISTORY)
+            .order_by(order)
             .limit(1)
         )
         row = session.execute(stmt).first()
@@ -191,16 +199,13 @@ def wire_value(value: Any) -> Any:
 
 
 def _rows_with_keys(
-    session: Session, run_id: int, start: int, stop: int, terms: Sequence[ColumnElement[bool]], keys: Sequence[str]
+    session: Session, run_id: int, start: int, stop: int, keys: Sequence[str]
 ) -> Iterator[dict[str, Any]]:
     """The rows in the line range that hold every key, as `{key: value}` of those keys only."""
     for chunk in range(start, stop, CHUNK):
-        for line in _lines_between(session, run_id, HISTORY, chunk, min(chunk + CHUNK, stop), terms):
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(row, dict):
+        for line in _lines_between(session, run_id, HISTORY, chunk, min(chunk + CHUNK, stop)):
+            row = json_object(line)
+            if row is None:
                 continue
             picked = {}
             for key in keys:
@@ -241,8 +246,7 @@ def sampled_rows(
     found = line_range(session, run_id, HISTORY, line_count, min_step, max_step) if samples > 0 else None
     if found is None:
         return []
-    terms = _step_terms(HISTORY, min_step, max_step)
-    rows = _rows_with_keys(session, run_id, *found, terms, keys)
+    rows = _rows_with_keys(session, run_id, *found, keys)
     return sample_evenly(rows, samples, max(4 * samples, KEPT_ROWS))
 
 

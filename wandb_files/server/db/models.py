@@ -16,7 +16,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -165,26 +164,12 @@ class RunLine(Base):
     console line the client rewrites (a progress bar) replaces its row."""
 
     __tablename__ = "run_lines"
-    __table_args__ = (
-        # History pages and samples find their rows by step: history rows only (the other lines have no step).
-        Index(
-            "ix_run_lines_step",
-            "run_id",
-            "kind",
-            "step",
-            "line_no",
-            sqlite_where=text("step IS NOT NULL"),
-            postgresql_where=text("step IS NOT NULL"),
-        ),
-    )
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     # streams.HISTORY, EVENTS or OUTPUT.
     kind: Mapped[int] = mapped_column(Integer, primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
     content: Mapped[str] = mapped_column(Text)
-    # A history row's _step (the client numbers steps upwards, so step order is line order); null otherwise.
-    step: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class File(Base):

@@ -6,8 +6,8 @@ line number (`RunLine`), so a retried request rewrites the very rows it wrote be
 twice, and a console line the client rewrites (a progress bar redrawn with a carriage return) replaces its
 row. `wandb-summary.json` is sent whole each time and becomes the run's summary.
 
-History rows stay in the database, one row a step, in the order the client numbered them, each with its
-`_step` (db/history.py reads them by step range); the run's historyKeys are kept up to date as they arrive.
+History rows stay in the database, one row a step, in the order the client numbered them (and in step order:
+db/history.py finds a step range by bisecting line numbers); the run's historyKeys are kept as they arrive.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -99,7 +100,7 @@ def parse_stream_request(body: object) -> StreamRequest:
             raise StreamError(f"`files.{name}.content` must be a list of strings")
         if name == SUMMARY_FILE:
             if content:
-                summary = _json_object(content[-1])
+                summary = json_object(content[-1])
                 if summary is None:
                     raise StreamError(f"`files.{name}.content` must hold a JSON object")
                 request.summary = content[-1]
@@ -122,11 +123,17 @@ def parse_stream_request(body: object) -> StreamRequest:
     return request
 
 
-def _json_object(text: str) -> dict[str, Any] | None:
+def json_object(text: str) -> dict[str, Any] | None:
+    """A line decoded when it is a JSON object, else None. NaN and ±Infinity (the client writes them as the bare
+    words, as Python's json does) decode to floats."""
     try:
-        value = json.loads(text)
-    except ValueError:
-        return None
+        # orjson is several times faster; it refuses those words (and integers beyond 64 bits), json takes them.
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
     return value if isinstance(value, dict) else None
 
 
@@ -144,15 +151,12 @@ def apply_stream_request(session: Session, run: Run, request: StreamRequest) -> 
         Whether output.log must be made again.
     """
     for kind, (offset, lines) in request.lines.items():
-        steps: list[int | None] | None = None
         if kind == HISTORY:
-            rows = [_json_object(line) for line in lines]
-            steps = [history_step(row) for row in rows]
             # Lines below the count were stored before (a retried request): counted once only.
-            new = rows[max(run.history_line_count - offset, 0) :]
+            new = lines[max(run.history_line_count - offset, 0) :]
             if new:
-                run.history_keys = updated_history_keys(run.history_keys, new)
-        _upsert_lines(session, run.id, kind, offset, lines, steps)
+                run.history_keys = updated_history_keys(run.history_keys, map(json_object, new))
+        _upsert_lines(session, run.id, kind, offset, lines)
         end = offset + len(lines)
         if kind == HISTORY:
             run.history_line_count = max(run.history_line_count, end)
@@ -181,20 +185,14 @@ def apply_stream_request(session: Session, run: Run, request: StreamRequest) -> 
     return OUTPUT in request.lines or (request.complete and run.log_line_count > 0)
 
 
-def _upsert_lines(
-    session: Session, run_id: int, kind: int, offset: int, lines: Sequence[str], steps: Sequence[int | None] | None
-) -> None:
-    rows = [
-        {"run_id": run_id, "kind": kind, "line_no": offset + i, "content": line, "step": steps[i] if steps else None}
-        for i, line in enumerate(lines)
-    ]
-    key = [RunLine.run_id, RunLine.kind, RunLine.line_no]
+def _upsert_lines(session: Session, run_id: int, kind: int, offset: int, lines: Sequence[str]) -> None:
+    rows = [{"run_id": run_id, "kind": kind, "line_no": offset + i, "content": line} for i, line in enumerate(lines)]
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         pg = postgresql.insert(RunLine)
         session.execute(
             pg.on_conflict_do_update(
-                index_elements=key, set_={"content": pg.excluded.content, "step": pg.excluded.step}
+                index_elements=[RunLine.run_id, RunLine.kind, RunLine.line_no], set_={"content": pg.excluded.content}
             ),
             rows,
         )
@@ -202,7 +200,7 @@ def _upsert_lines(
         lite = sqlite.insert(RunLine)
         session.execute(
             lite.on_conflict_do_update(
-                index_elements=key, set_={"content": lite.excluded.content, "step": lite.excluded.step}
+                index_elements=[RunLine.run_id, RunLine.kind, RunLine.line_no], set_={"content": lite.excluded.content}
             ),
             rows,
         )
@@ -231,34 +229,49 @@ def updated_history_keys(keys_text: str | None, rows: Iterable[dict[str, Any] | 
         The historyKeys as a JSON object string.
     """
     summary: dict[str, Any] = json.loads(keys_text) if keys_text else {"keys": {}}
-    keys: dict[str, Any] = summary.setdefault("keys", {})
+    # Counted in plain dicts first (a request brings a thousand rows of the same few keys), merged at the end.
+    counts: dict[str, dict[str, int]] = {}
+    values: dict[str, Any] = {}
+    last_step = summary.get("lastStep", -1)
     for row in rows:
         if row is None:
             continue
         for key, value in _flat_items(row, ""):
-            entry = keys.get(key)
-            if entry is None:
-                entry = keys[key] = {"typeCounts": []}
-            kind = _value_type(value)
-            for counted in entry["typeCounts"]:
-                if counted["type"] == kind:
-                    counted["count"] += 1
-                    break
-            else:
-                entry["typeCounts"].append({"type": kind, "count": 1})
-            entry["previousValue"] = value
+            kind = _TYPE_NAMES.get(type(value)) or _value_type(value)
+            of_key = counts.get(key)
+            if of_key is None:
+                of_key = counts[key] = {}
+            of_key[kind] = of_key.get(kind, 0) + 1
+            values[key] = value
         step = history_step(row)
-        if step is not None and step > summary.get("lastStep", -1):
-            summary["lastStep"] = step
+        if step is not None and step > last_step:
+            last_step = step
+    keys: dict[str, Any] = summary.setdefault("keys", {})
+    for key, of_key in counts.items():
+        entry = keys.get(key)
+        if entry is None:
+            entry = keys[key] = {"typeCounts": []}
+        counted = {c["type"]: c for c in entry["typeCounts"]}
+        for kind, n in of_key.items():
+            if kind in counted:
+                counted[kind]["count"] += n
+            else:
+                entry["typeCounts"].append({"type": kind, "count": n})
+        entry["previousValue"] = values[key]
+    if last_step >= 0:
+        summary["lastStep"] = last_step
     return json.dumps(summary)
 
 
 def _flat_items(row: dict[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
     for key, value in row.items():
-        if isinstance(value, dict) and value and "_type" not in value:
+        if type(value) is dict and value and "_type" not in value:
             yield from _flat_items(value, f"{prefix}{key}.")
         else:
             yield prefix + key, value
+
+
+_TYPE_NAMES = {int: "number", float: "number", str: "string", bool: "boolean", type(None): "nil", list: "list"}
 
 
 def _value_type(value: Any) -> str:

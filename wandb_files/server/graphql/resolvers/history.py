@@ -11,7 +11,7 @@ from ariadne import ObjectType
 
 from ...db.history import edge_lines, sampled_lines, sampled_rows, wire_value
 from ...db.models import Run
-from ...db.streams import EVENTS, HISTORY
+from ...db.streams import EVENTS, HISTORY, json_object
 from ..context import Info, ctx_of
 from ..errors import bad_input
 
@@ -105,6 +105,6 @@ def resolve_parquet_history(run: Run, info: Info, liveKeys: list[str]) -> dict[s
     live = []
     if run.history_line_count:
         for line in edge_lines(ctx_of(info).session, run.id):
-            row = json.loads(line)
+            row = json_object(line) or {}
             live.append({key: wire_value(row[key]) for key in wanted if key in row})
     return {"parquetUrls": [], "liveData": live}

@@ -1,5 +1,5 @@
-"""Serving history: each history line's _step (indexed, for step ranges) and the run's historyKeys, filled for
-the history already stored.
+"""Serving history: the run's historyKeys (W&B's summary of its history keys and last step), kept as history rows
+arrive, filled for the history already stored.
 
 Revision ID: 0006
 Revises: 0005
@@ -7,12 +7,12 @@ Revises: 0005
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 
-from wandb_files.server.db.streams import HISTORY, history_step, updated_history_keys
+from wandb_files.server.db.streams import HISTORY, json_object, updated_history_keys
 
 revision = "0006"
 down_revision = "0005"
@@ -23,24 +23,8 @@ BATCH = 1_000
 
 
 def upgrade() -> None:
-    op.add_column("run_lines", sa.Column("step", sa.BigInteger(), nullable=True))
     op.add_column("runs", sa.Column("history_keys", sa.Text(), nullable=True))
     _backfill()
-    op.create_index(
-        "ix_run_lines_step",
-        "run_lines",
-        ["run_id", "kind", "step", "line_no"],
-        sqlite_where=sa.text("step IS NOT NULL"),
-        postgresql_where=sa.text("step IS NOT NULL"),
-    )
-
-
-def _row(line: str) -> dict[str, object] | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _backfill() -> None:
@@ -51,14 +35,8 @@ def _backfill() -> None:
         sa.column("kind", sa.Integer),
         sa.column("line_no", sa.Integer),
         sa.column("content", sa.Text),
-        sa.column("step", sa.BigInteger),
     )
     runs = sa.table("runs", sa.column("id", sa.Integer), sa.column("history_keys", sa.Text))
-    set_step = (
-        sa.update(lines)
-        .where(lines.c.run_id == sa.bindparam("r"), lines.c.kind == HISTORY, lines.c.line_no == sa.bindparam("n"))
-        .values(step=sa.bindparam("s"))
-    )
     run_id: int | None = None
     keys: str | None = None
     last = (0, -1)
@@ -70,23 +48,16 @@ def _backfill() -> None:
             .order_by(lines.c.run_id, lines.c.line_no)
             .limit(BATCH)
         ).all()
-        steps = []
-        rows: list[dict[str, object] | None] = []
-        for line_run, line_no, content in batch:
+        rows: list[dict[str, Any] | None] = []
+        for line_run, _, content in batch:
             if line_run != run_id:
                 if run_id is not None:
                     keys = updated_history_keys(keys, rows)
                     conn.execute(sa.update(runs).where(runs.c.id == run_id).values(history_keys=keys))
                 run_id, keys, rows = line_run, None, []
-            row = _row(content)
-            rows.append(row)
-            step = history_step(row)
-            if step is not None:
-                steps.append({"r": line_run, "n": line_no, "s": step})
+            rows.append(json_object(content))
         if rows:
             keys = updated_history_keys(keys, rows)
-        if steps:
-            conn.execute(set_step, steps)
         if not batch:
             break
         last = (batch[-1][0], batch[-1][1])
@@ -95,8 +66,5 @@ def _backfill() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_run_lines_step", "run_lines")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("history_keys")
-    with op.batch_alter_table("run_lines") as batch:
-        batch.drop_column("step")

@@ -107,7 +107,8 @@ def read_file(run: wandb_files.Run, name: str, tmp_path: Path) -> bytes:
 
 
 def history_rows(server: LiveServer, run: wandb_files.Run) -> list[dict[str, Any]]:
-    """The history rows the server stored for `run`, from its database (serving history is not an API yet)."""
+    """The history rows the server stored for `run`, read from its database: what was stored, whatever serving
+    it does (test_wandb_history.py reads it through W&B's client)."""
     from wandb_files.server.config import ServerConfig
     from wandb_files.server.db.database import create_db_engine, make_session_factory
     from wandb_files.server.db.models import Run
@@ -211,6 +212,11 @@ def test_resume_allow_continues_and_never_is_refused(
     run = our_api.run(f"admin/{project}/{run_id}")
     rows = history_rows(live_server, run)
     assert [(r["_step"], r["x"]) for r in rows] == [(s, 1 + s // 3) for s in range(6)]
+    # W&B's client reads the history of both sessions back.
+    theirs = wandb_api.run(f"admin/{project}/{run_id}")
+    assert theirs.lastHistoryStep == 5
+    assert [(r["_step"], r["x"]) for r in theirs.scan_history()] == [(s, 1 + s // 3) for s in range(6)]
+    assert [r["x"] for r in theirs.history(keys=["x"], pandas=False)] == [1, 1, 1, 2, 2, 2]
     # The client uploads an output.log of its own session only as it finishes; the server's holds both.
     output = read_file(run, "output.log", tmp_path).decode()
     assert [line for line in output.splitlines() if line.startswith("session")] == ["session 1", "session 2"]

@@ -119,6 +119,9 @@ class Run(Base):
     history_line_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     events_line_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     log_line_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # W&B's historyKeys of the streamed history, kept as rows arrive (a JSON object string; null before the
+    # first row): {"keys": {key: {"typeCounts": [...], "previousValue": v}}, "lastStep": n}.
+    history_keys: Mapped[str | None] = mapped_column(Text)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     # The time of the last file stream request: a run whose stream went silent is marked crashed.
     streamed_at: Mapped[datetime | None] = mapped_column(DateTime)

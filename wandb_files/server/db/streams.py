@@ -6,8 +6,8 @@ line number (`RunLine`), so a retried request rewrites the very rows it wrote be
 twice, and a console line the client rewrites (a progress bar redrawn with a carriage return) replaces its
 row. `wandb-summary.json` is sent whole each time and becomes the run's summary.
 
-History rows stay in the database, one row a step, in the order the client numbered them: a later
-`history()`/`scan_history()` reads a range of line numbers through the primary key.
+History rows stay in the database, one row a step, in the order the client numbered them (and in step order:
+db/history.py finds a step range by bisecting line numbers); the run's historyKeys are kept as they arrive.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -99,7 +100,7 @@ def parse_stream_request(body: object) -> StreamRequest:
             raise StreamError(f"`files.{name}.content` must be a list of strings")
         if name == SUMMARY_FILE:
             if content:
-                summary = _json_object(content[-1])
+                summary = json_object(content[-1])
                 if summary is None:
                     raise StreamError(f"`files.{name}.content` must hold a JSON object")
                 request.summary = content[-1]
@@ -122,11 +123,17 @@ def parse_stream_request(body: object) -> StreamRequest:
     return request
 
 
-def _json_object(text: str) -> dict[str, Any] | None:
+def json_object(text: str) -> dict[str, Any] | None:
+    """A line decoded when it is a JSON object, else None. NaN and ±Infinity (the client writes them as the bare
+    words, as Python's json does) decode to floats."""
     try:
-        value = json.loads(text)
-    except ValueError:
-        return None
+        # orjson is several times faster; it refuses those words (and integers beyond 64 bits), json takes them.
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
     return value if isinstance(value, dict) else None
 
 
@@ -144,6 +151,11 @@ def apply_stream_request(session: Session, run: Run, request: StreamRequest) -> 
         Whether output.log must be made again.
     """
     for kind, (offset, lines) in request.lines.items():
+        if kind == HISTORY:
+            # Lines below the count were stored before (a retried request): counted once only.
+            new = lines[max(run.history_line_count - offset, 0) :]
+            if new:
+                run.history_keys = updated_history_keys(run.history_keys, map(json_object, new))
         _upsert_lines(session, run.id, kind, offset, lines)
         end = offset + len(lines)
         if kind == HISTORY:
@@ -194,6 +206,89 @@ def _upsert_lines(session: Session, run_id: int, kind: int, offset: int, lines: 
         )
     else:  # pragma: no cover - create_db_engine opens nothing else
         raise RuntimeError(f"file streams are not supported on {dialect}")
+
+
+def history_step(row: dict[str, Any] | None) -> int | None:
+    """A history row's `_step` when it is an integer (the client sends one with every row), else None."""
+    step = row.get("_step") if row is not None else None
+    if isinstance(step, float) and step.is_integer():
+        return int(step)
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def updated_history_keys(keys_text: str | None, rows: Iterable[dict[str, Any] | None]) -> str:
+    """W&B's historyKeys after `rows` more history rows: each key's value types counted and its last value,
+    and the last step. A nested object is counted under its dotted keys ("a.b"), as W&B flattens them; one
+    with a `_type` (a logged image, table, histogram) is one value of that type.
+
+    Args:
+        keys_text: The stored historyKeys (a JSON object string), or None before the first row.
+        rows: The new rows, decoded (None for a line that is not a JSON object: skipped).
+
+    Returns:
+        The historyKeys as a JSON object string.
+    """
+    summary: dict[str, Any] = json.loads(keys_text) if keys_text else {"keys": {}}
+    # Counted in plain dicts first (a request brings a thousand rows of the same few keys), merged at the end.
+    counts: dict[str, dict[str, int]] = {}
+    values: dict[str, Any] = {}
+    last_step = summary.get("lastStep", -1)
+    for row in rows:
+        if row is None:
+            continue
+        for key, value in _flat_items(row, ""):
+            kind = _TYPE_NAMES.get(type(value)) or _value_type(value)
+            of_key = counts.get(key)
+            if of_key is None:
+                of_key = counts[key] = {}
+            of_key[kind] = of_key.get(kind, 0) + 1
+            values[key] = value
+        step = history_step(row)
+        if step is not None and step > last_step:
+            last_step = step
+    keys: dict[str, Any] = summary.setdefault("keys", {})
+    for key, of_key in counts.items():
+        entry = keys.get(key)
+        if entry is None:
+            entry = keys[key] = {"typeCounts": []}
+        counted = {c["type"]: c for c in entry["typeCounts"]}
+        for kind, n in of_key.items():
+            if kind in counted:
+                counted[kind]["count"] += n
+            else:
+                entry["typeCounts"].append({"type": kind, "count": n})
+        entry["previousValue"] = values[key]
+    if last_step >= 0:
+        summary["lastStep"] = last_step
+    return json.dumps(summary)
+
+
+def _flat_items(row: dict[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
+    for key, value in row.items():
+        if type(value) is dict and value and "_type" not in value:
+            yield from _flat_items(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
+_TYPE_NAMES = {int: "number", float: "number", str: "string", bool: "boolean", type(None): "nil", list: "list"}
+
+
+def _value_type(value: Any) -> str:
+    """The type name W&B's historyKeys counts a value under."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "nil"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict) and isinstance(value.get("_type"), str):
+        return str(value["_type"])
+    return "map"
 
 
 def stream_lines(session: Session, run_id: int, kind: int, start: int = 0, stop: int | None = None) -> list[str]:

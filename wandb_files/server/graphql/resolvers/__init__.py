@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ariadne import SchemaBindable
 
-from . import file_mutations, files, logging, projects, query, runs, scalars, users
+from . import file_mutations, files, history, logging, projects, query, runs, scalars, users
 
 #: Everything `make_executable_schema` binds to schema.graphql.
 BINDABLES: list[SchemaBindable] = [
@@ -17,6 +17,7 @@ BINDABLES: list[SchemaBindable] = [
     runs.run_type,
     logging.logging_run_type,
     logging.logging_project_type,
+    history.history_run_type,
     files.file_type,
     scalars.datetime_scalar,
     scalars.int64_scalar,

@@ -84,9 +84,8 @@ def resolve_run_tags(run: Run, info: Info) -> list[str]:
 
 
 @run_type.field("sweepName")
-@run_type.field("historyKeys")
 def resolve_none(obj: Any, info: Info) -> None:
-    """Sweeps are not kept by this server, nor history keys."""
+    """Sweeps are not kept by this server."""
     return None
 
 

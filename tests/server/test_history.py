@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from alembic import command
-from sqlalchemy import create_engine
 
-from tests.support import ADMIN_KEY, Client, LiveServer
-from wandb_files.server.db.database import _alembic_config, sqlite_url
+from tests.support import ADMIN_KEY, Client, LiveServer, database_at_revision
 from wandb_files.server.db.history import evenly_spaced, sample_evenly
-from wandb_files.server.db.users import hash_api_key
 
 RunPath = tuple[str, str, str]
 
@@ -113,7 +108,7 @@ def test_step_ranges_pass_over_missing_lines(admin: Client, run_path: RunPath) -
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("not json", "`specs[0]` is not JSON"),
+        ("not json", "`specs[0]` is not valid JSON"),
         ("[1]", "`specs[0]` must be a JSON object"),
         ('{"keys": []}', "`specs[0].keys` must be a non-empty list of strings"),
         ('{"keys": ["a"], "samples": -1}', "`specs[0].samples` must be a non-negative integer"),
@@ -157,16 +152,7 @@ def test_sample_evenly_in_one_pass(count: int, samples: int, room: int) -> None:
 def test_migration_fills_history_keys(tmp_path: Path) -> None:
     """History streamed before historyKeys were kept has them after the upgrade, and is served by step."""
     data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    db_path = data_dir / "wandb-files.db"
-    engine = create_engine(sqlite_url(db_path))
-    with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), "0005")
-    engine.dispose()
-    db = sqlite3.connect(db_path)
-    db.execute(f"INSERT INTO users VALUES (1, 'admin', '{hash_api_key(ADMIN_KEY)}', 1, '2026-01-01 00:00:00')")
-    db.execute("INSERT INTO entities VALUES (1, 'admin', 1)")
-    db.execute("INSERT INTO projects VALUES (1, 1, 'old', '2026-01-01 00:00:00')")
+    db = database_at_revision(data_dir, "0005")
     for run_id, count in ((1, 1500), (2, 3)):  # more lines than one batch of the migration, then another run
         db.execute(
             "INSERT INTO runs (id, project_id, name, state, created_at, updated_at, user_id, history_line_count)"

@@ -10,11 +10,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from alembic import command
-from sqlalchemy import create_engine
 
-from tests.support import ADMIN_KEY, Client, LiveServer
-from wandb_files.server.db.database import _alembic_config, sqlite_url
+from tests.support import ADMIN_KEY, Client, LiveServer, database_at_revision
 from wandb_files.server.db.runregex import RegexNotSupported, translate
 from wandb_files.server.db.runvalues import (
     MAX_TEXT,
@@ -26,7 +23,6 @@ from wandb_files.server.db.runvalues import (
     RANK_STRING,
     value_rows,
 )
-from wandb_files.server.db.users import hash_api_key
 
 RUNS = """
 query($filters: JSONString, $order: String) { project(name: "old", entityName: "admin") {
@@ -37,16 +33,7 @@ query($filters: JSONString, $order: String) { project(name: "old", entityName: "
 def test_migration_fills_run_values_and_normalises_config(tmp_path: Path) -> None:
     """Runs written before run_values existed (config in plain form too) are selectable after the upgrade."""
     data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    db_path = data_dir / "wandb-files.db"
-    engine = create_engine(sqlite_url(db_path))
-    with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), "0003")
-    engine.dispose()
-    db = sqlite3.connect(db_path)
-    db.execute(f"INSERT INTO users VALUES (1, 'admin', '{hash_api_key(ADMIN_KEY)}', 1, '2026-01-01 00:00:00')")
-    db.execute("INSERT INTO entities VALUES (1, 'admin', 1)")
-    db.execute("INSERT INTO projects VALUES (1, 1, 'old', '2026-01-01 00:00:00')")
+    db = database_at_revision(data_dir, "0003")
     rows = [
         ("a", {"lr": {"value": 0.01, "desc": None}}, {"acc": 0.9}, ["t"]),
         ("b", {"lr": 0.01, "opt": {"name": "adam"}}, {"acc": 0.7}, []),  # plain form, as older clients sent
@@ -77,7 +64,7 @@ def test_migration_fills_run_values_and_normalises_config(tmp_path: Path) -> Non
         assert names({}, "+summary_metrics.acc") == ["b", "a", "c"]
     finally:
         server.stop()
-    db = sqlite3.connect(db_path)
+    db = sqlite3.connect(data_dir / "wandb-files.db")
     config_b = json.loads(db.execute("SELECT config FROM runs WHERE name = 'b'").fetchone()[0])
     assert config_b == {"lr": {"value": 0.01}, "opt": {"value": {"name": "adam"}}}
     config_a = json.loads(db.execute("SELECT config FROM runs WHERE name = 'a'").fetchone()[0])

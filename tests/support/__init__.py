@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -45,6 +46,7 @@ __all__ = [
     "blob_files",
     "cli",
     "database_args",
+    "database_at_revision",
     "free_port",
     "md5_b64",
     "random_bytes",
@@ -381,3 +383,30 @@ class GraphQLRecorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- migrations ------------------------------------------------------------------------------------------------
+
+
+def database_at_revision(data_dir: Path, revision: str) -> sqlite3.Connection:
+    """A server data dir whose SQLite database is migrated only up to `revision`, with the admin (ADMIN_KEY),
+    its entity and a project "old" in it: rows written the way that revision stored them, for a test of the
+    migrations after it. The caller commits and closes the connection before starting a server on `data_dir`.
+    """
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from wandb_files.server.db.database import alembic_config, sqlite_url
+    from wandb_files.server.db.users import hash_api_key
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db_path = data_dir / "wandb-files.db"
+    engine = create_engine(sqlite_url(db_path))
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+    engine.dispose()
+    db = sqlite3.connect(db_path)
+    db.execute(f"INSERT INTO users VALUES (1, 'admin', '{hash_api_key(ADMIN_KEY)}', 1, '2026-01-01 00:00:00')")
+    db.execute("INSERT INTO entities VALUES (1, 'admin', 1)")
+    db.execute("INSERT INTO projects VALUES (1, 1, 'old', '2026-01-01 00:00:00')")
+    return db

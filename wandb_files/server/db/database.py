@@ -180,7 +180,15 @@ def data_version_for(engine: Engine) -> DataVersion | None:
 # --- migrations ------------------------------------------------------------------------------------
 
 
-def _alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration for the server's migrations, run on `connection` (None: only to read them).
+
+    Args:
+        connection: The connection the migrations run on; env.py takes it from the config's attributes.
+
+    Returns:
+        The configuration to pass to `alembic.command`.
+    """
     from alembic.config import Config
 
     config = Config()
@@ -194,7 +202,7 @@ def head_revision() -> str:
     """The newest migration's revision id."""
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 
@@ -220,7 +228,7 @@ def upgrade_database(engine: Engine) -> None:
         with conn.begin():
             if not sqlite:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-            command.upgrade(_alembic_config(conn), "head")
+            command.upgrade(alembic_config(conn), "head")
 
 
 # --- sessions and transactions ---------------------------------------------------------------------

@@ -68,6 +68,15 @@ def json_object_text(value: object, field: str) -> str:
     literals), so filters and orders treat them as MongoDB does (db/runvalues.py); the columns are text, and
     both clients read them with json.loads.
     """
+    return json.dumps(json_object_arg(value, field), separators=(",", ":"))
+
+
+def json_object_arg(value: object, field: str) -> dict[str, Any]:
+    """The JSON object a JSONString argument holds.
+
+    Raises:
+        ApiError: BAD_USER_INPUT naming `field` when `value` is not a JSON text of an object.
+    """
     if not isinstance(value, str):
         raise bad_input(f"`{field}` must be a JSON string of an object")
     try:
@@ -76,7 +85,7 @@ def json_object_text(value: object, field: str) -> str:
         raise bad_input(f"`{field}` is not valid JSON") from None
     if not isinstance(parsed, dict):
         raise bad_input(f"`{field}` must be a JSON object")
-    return json.dumps(parsed, separators=(",", ":"))
+    return parsed
 
 
 def check_like_pattern(pattern: str) -> None:

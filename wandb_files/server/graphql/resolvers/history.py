@@ -14,6 +14,7 @@ from ...db.models import Run
 from ...db.streams import EVENTS, HISTORY, json_object
 from ..context import Info, ctx_of
 from ..errors import bad_input
+from .common import json_object_arg
 
 DEFAULT_SAMPLES = 500  # W&B's when none is given
 
@@ -70,12 +71,7 @@ def resolve_sampled_history(run: Run, info: Info, specs: list[str]) -> list[list
     """One list of rows a spec (each checked first: a bad spec fails the field, naming what is wrong)."""
     checked = []
     for i, text in enumerate(specs):
-        try:
-            spec = json.loads(text)
-        except ValueError:
-            raise bad_input(f"`specs[{i}]` is not JSON") from None
-        if not isinstance(spec, dict):
-            raise bad_input(f"`specs[{i}]` must be a JSON object")
+        spec = json_object_arg(text, f"specs[{i}]")
         keys = spec.get("keys")
         if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
             raise bad_input(f"`specs[{i}].keys` must be a non-empty list of strings")

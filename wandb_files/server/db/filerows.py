@@ -161,6 +161,7 @@ def store_files(session: Session, run_id: int, arrivals: Sequence[FileArrival]) 
     # The files as the arrivals leave them: name -> blob key, for every name the run has after each one.
     current = {name: key for name, (_, key) in stored.items()}
     added: set[str] = set()
+    added_inside: dict[str, str] = {}  # folder -> a name added inside it (a lookup, not a scan of `added`)
     results: list[str | PathClash | None] = []
     final: dict[str, FileArrival] = {}
     for arrival in arrivals:
@@ -168,11 +169,13 @@ def store_files(session: Session, run_id: int, arrivals: Sequence[FileArrival]) 
         if name in current:
             results.append(current[name])
         else:
-            clash = stored_clashes.get(name) or _clash_with_added(name, added)
+            clash = stored_clashes.get(name) or _clash_with_added(name, added, added_inside)
             if clash is not None:
                 results.append(clash)
                 continue
             added.add(name)
+            for folder in _folders(name):
+                added_inside.setdefault(folder, name)
             results.append(None)
         current[name] = arrival.blob_key
         final[name] = arrival
@@ -201,16 +204,14 @@ def store_files(session: Session, run_id: int, arrivals: Sequence[FileArrival]) 
     return results
 
 
-def _clash_with_added(name: str, added: set[str]) -> PathClash | None:
-    """The clash of new name `name` with the names an earlier arrival of the same call added."""
+def _clash_with_added(name: str, added: set[str], added_inside: dict[str, str]) -> PathClash | None:
+    """The clash of new name `name` with the names an earlier arrival of the same call added (`added`, and
+    for each folder of those, one of them inside it)."""
     for folder in _folders(name):
         if folder in added:
             return PathClash(name, folder)
-    prefix = name + "/"
-    for other in added:
-        if other.startswith(prefix):
-            return PathClash(name, other)
-    return None
+    inside = added_inside.get(name)
+    return PathClash(name, inside) if inside is not None else None
 
 
 def file_blob_key(session: Session, run_id: int, name: str) -> str | None:

@@ -4,6 +4,9 @@ after the server forgets what it made; each request costs what it carries, not w
 
 from __future__ import annotations
 
+import gzip
+import json
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from tests.support.inprocess import ADMIN_KEY, in_process_server
 from wandb_files.server.db.models import File
 from wandb_files.server.db.streams import OUTPUT, StreamRequest
 from wandb_files.server.http.app import _Server
+from wandb_files.server.http.filestream import MAX_STREAM_BODY_BYTES, gunzip
 
 RunPath = tuple[str, str, str]
 
@@ -138,3 +142,42 @@ def test_a_server_that_forgot_makes_the_file_from_the_stored_lines(server: _Serv
     assert stored_output_log(server) == expected(["a", "B", "c"])
     send(server, 3, ["d"])
     assert stored_output_log(server) == expected(["a", "B", "c", "d"])
+
+
+def test_gzipped_requests_are_read_and_a_gzip_bomb_is_refused(admin: Client, run_path: RunPath) -> None:
+    """wandb-core may gzip its requests; what they expand to is bounded like the body itself, before any key
+    lookup (a few hundred kilobytes of zeros expand to more than the limit)."""
+    entity, project, run = run_path
+    url = f"{admin.base_url}/files/{entity}/{project}/{run}/file_stream"
+
+    def post(data: bytes) -> requests.Response:
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        return requests.post(url, data=data, headers=headers, auth=admin.auth, timeout=60)
+
+    body = json.dumps({"files": {"output.log": {"offset": 0, "content": [console("zipped")]}}}).encode()
+    assert post(gzip.compress(body)).status_code == 200
+    assert output_log(admin, run_path) == expected(["zipped"])
+    bomb = gzip.compress(b" " * (MAX_STREAM_BODY_BYTES + 1), compresslevel=9)
+    assert len(bomb) < MAX_STREAM_BODY_BYTES // 100
+    answer = post(bomb)
+    assert answer.status_code == 413, answer.text
+    assert post(gzip.compress(body)[:-5]).status_code == 400  # cut short
+    assert output_log(admin, run_path) == expected(["zipped"])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"x", b"{}" * 1000, bytes(range(256)) * 300],
+)
+def test_gunzip_agrees_with_the_gzip_module(data: bytes) -> None:
+    one = gzip.compress(data)
+    assert gunzip(one, 1 << 20) == gzip.decompress(one)
+    two = one + gzip.compress(data[::-1])  # two members, as `cat a.gz b.gz` makes
+    assert gunzip(two, 1 << 20) == gzip.decompress(two)
+    if data:
+        assert gunzip(one, len(data) - 1) is None
+        assert gunzip(one, len(data)) == data
+    with pytest.raises(EOFError):
+        gunzip(one[:-9], 1 << 20)
+    with pytest.raises(zlib.error):
+        gunzip(b"not gzip", 1 << 20)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gzip
 import logging
 import os
 import tempfile
@@ -48,12 +47,35 @@ from ..graphql.resolvers.file_mutations import resolve_mark_run_files_uploaded
 from ..storage import LocalBlobStore
 from .auth import api_key_from_authorization
 from .outputlog import OutputLogs
-from .state import HttpError, ServerState, json_error
+from .state import HttpError, ServerState, json_error, read_body
 
 logger = logging.getLogger("wandb_files.server")
 
 #: Larger bodies are refused; the client sends at most about 10 MiB a request.
 MAX_STREAM_BODY_BYTES = 64 * 1024 * 1024
+
+
+def gunzip(data: bytes | bytearray, limit: int) -> bytearray | None:
+    """The bytes of a gzip body (one member or several), or None once they pass `limit` bytes.
+
+    Decompressed a bounded piece at a time: the body's own limit says nothing of what a few compressed
+    megabytes expand to, and this runs before the key is checked.
+
+    Raises:
+        zlib.error: not gzip data.
+        EOFError: the data ends inside a member.
+    """
+    out = bytearray()
+    rest = bytes(data)
+    while rest:
+        member = zlib.decompressobj(wbits=31)
+        out += member.decompress(rest, limit + 1 - len(out))
+        if len(out) > limit:
+            return None
+        if not member.eof:
+            raise EOFError("the gzip data ends inside a member")
+        rest = member.unused_data
+    return out
 
 
 class FileStream(ServerState):
@@ -64,14 +86,15 @@ class FileStream(ServerState):
         api_key = api_key_from_authorization(request.headers.get("authorization"))
         if api_key is None:
             return json_error(401, "an API key is missing (HTTP Basic auth)")
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_STREAM_BODY_BYTES:
-                return json_error(413, "request body too large")
+        raw = await read_body(request, MAX_STREAM_BODY_BYTES)
+        if raw is None:
+            return json_error(413, "request body too large")
         try:
             if request.headers.get("content-encoding", "").lower() == "gzip":
-                raw = bytearray(gzip.decompress(raw))
+                unzipped = gunzip(raw, MAX_STREAM_BODY_BYTES)
+                if unzipped is None:
+                    return json_error(413, "request body too large once decompressed")
+                raw = unzipped
             stream = parse_stream_request(orjson.loads(raw))
         except (orjson.JSONDecodeError, OSError, EOFError, zlib.error):
             return json_error(400, "the body is not (gzipped) JSON")

@@ -217,7 +217,7 @@ class Filter:
 
         Args:
             attribute: An attribute name, e.g. ``"summary/acc"``.
-            value: A number, string, bool or datetime.
+            value: A number, string or datetime.
 
         Returns:
             The filter.
@@ -234,7 +234,7 @@ class Filter:
 
         Args:
             attribute: An attribute name, e.g. ``"summary/acc"``.
-            value: A number, string, bool or datetime.
+            value: A number, string or datetime.
 
         Returns:
             The filter.
@@ -251,7 +251,7 @@ class Filter:
 
         Args:
             attribute: An attribute name, e.g. ``"summary/acc"``.
-            value: A number, string, bool or datetime.
+            value: A number, string or datetime.
 
         Returns:
             The filter.
@@ -268,7 +268,7 @@ class Filter:
 
         Args:
             attribute: An attribute name, e.g. ``"summary/acc"``.
-            value: A number, string, bool or datetime.
+            value: A number, string or datetime.
 
         Returns:
             The filter.

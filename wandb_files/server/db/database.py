@@ -10,9 +10,10 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -175,6 +176,20 @@ def data_version_for(engine: Engine) -> DataVersion | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return DataVersion(database)
+
+
+def upsert_insert(session: Session) -> Any:
+    """The INSERT construct of the session's database, which has ON CONFLICT (SQLAlchemy's generic one has not).
+
+    Raises:
+        RuntimeError: a database other than SQLite or PostgreSQL (`create_db_engine` opens no other).
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert
+    if dialect == "sqlite":
+        return sqlite.insert
+    raise RuntimeError(f"upserts are not supported on {dialect}")
 
 
 # --- migrations ------------------------------------------------------------------------------------

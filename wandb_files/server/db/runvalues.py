@@ -92,7 +92,8 @@ def config_value(entry: object) -> object:
     return entry
 
 
-def _parsed(text: str | None) -> object:
+def parsed_json(text: str | None) -> object:
+    """The value a stored JSON column holds, or None when it is empty or not JSON."""
     if not text:
         return None
     try:
@@ -127,19 +128,19 @@ def value_rows(config: str | None, summary: str | None, tags: str | None) -> lis
         rows.setdefault((row.key, row.txt), row)
         return True
 
-    parsed_config = _parsed(config)
+    parsed_config = parsed_json(config)
     if isinstance(parsed_config, dict):
         for name, entry in parsed_config.items():
             for row in _walk(f"config.{name}", config_value(entry), 1):
                 if not add(row):
                     return list(rows.values())
-    parsed_summary = _parsed(summary)
+    parsed_summary = parsed_json(summary)
     if isinstance(parsed_summary, dict):
         for name, item in parsed_summary.items():
             for row in _walk(f"summary.{name}", item, 1):
                 if not add(row):
                     return list(rows.values())
-    parsed_tags = _parsed(tags)
+    parsed_tags = parsed_json(tags)
     if isinstance(parsed_tags, list):
         for tag in parsed_tags:
             if isinstance(tag, str) and not add(ValueRow(TAGS_KEY, RANK_STRING, 0.0, tag[:MAX_TEXT])):

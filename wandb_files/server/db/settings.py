@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .database import write_transaction
+from .database import upsert_insert, write_transaction
 from .models import Setting
-
-
-def _insert(session: Session) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT (the generic one has not)."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def setting_or_create(session: Session, key: str, value: str) -> str:
@@ -29,7 +21,7 @@ def setting_or_create(session: Session, key: str, value: str) -> str:
         The value every process sees.
     """
     # INSERT … ON CONFLICT DO NOTHING, then read: processes starting at once end up with the same value.
-    session.execute(_insert(session)(Setting).values(key=key, value=value).on_conflict_do_nothing())
+    session.execute(upsert_insert(session)(Setting).values(key=key, value=value).on_conflict_do_nothing())
     session.commit()
     return session.scalars(select(Setting.value).where(Setting.key == key)).one()
 
@@ -43,5 +35,5 @@ def put_setting(session: Session, key: str, value: str) -> None:
         value: Its new value.
     """
     with write_transaction(session):
-        stmt = _insert(session)(Setting).values(key=key, value=value)
+        stmt = upsert_insert(session)(Setting).values(key=key, value=value)
         session.execute(stmt.on_conflict_do_update(index_elements=[Setting.key], set_={"value": value}))

@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from .database import upsert_insert, write_transaction
 from .models import Run, RunLine, utcnow
 
 HISTORY = 0
@@ -187,25 +187,11 @@ def apply_stream_request(session: Session, run: Run, request: StreamRequest) -> 
 
 def _upsert_lines(session: Session, run_id: int, kind: int, offset: int, lines: Sequence[str]) -> None:
     rows = [{"run_id": run_id, "kind": kind, "line_no": offset + i, "content": line} for i, line in enumerate(lines)]
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        pg = postgresql.insert(RunLine)
-        session.execute(
-            pg.on_conflict_do_update(
-                index_elements=[RunLine.run_id, RunLine.kind, RunLine.line_no], set_={"content": pg.excluded.content}
-            ),
-            rows,
-        )
-    elif dialect == "sqlite":
-        lite = sqlite.insert(RunLine)
-        session.execute(
-            lite.on_conflict_do_update(
-                index_elements=[RunLine.run_id, RunLine.kind, RunLine.line_no], set_={"content": lite.excluded.content}
-            ),
-            rows,
-        )
-    else:  # pragma: no cover - create_db_engine opens nothing else
-        raise RuntimeError(f"file streams are not supported on {dialect}")
+    insert = upsert_insert(session)(RunLine)
+    conflict = [RunLine.run_id, RunLine.kind, RunLine.line_no]
+    session.execute(
+        insert.on_conflict_do_update(index_elements=conflict, set_={"content": insert.excluded.content}), rows
+    )
 
 
 def history_step(row: dict[str, Any] | None) -> int | None:
@@ -347,8 +333,6 @@ def mark_silent_runs(session: Session, timeout_seconds: float, now: datetime | N
     Returns:
         How many runs changed state.
     """
-    from .database import write_transaction
-
     cutoff = (now or utcnow()) - timedelta(seconds=timeout_seconds)
     changed = 0
     with write_transaction(session):

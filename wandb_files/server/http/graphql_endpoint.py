@@ -21,7 +21,7 @@ from ..graphql.planned import PlannedExecutor
 from ..graphql.unimplemented import explain_unimplemented
 from .auth import api_key_from_authorization
 from .readahead import Queries, TimeLimitExceeded
-from .state import ServerState
+from .state import ServerState, read_body
 
 __all__ = ["GraphQLEndpoint"]
 
@@ -146,11 +146,9 @@ class GraphQLEndpoint(ServerState):
         api_key = api_key_from_authorization(request.headers.get("authorization"))
         if api_key is None:
             return JSONResponse(error_body(UNAUTHENTICATED, "an API key is missing (HTTP Basic auth)"), 401)
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_GRAPHQL_BODY_BYTES:
-                return JSONResponse(error_body("BAD_USER_INPUT", "request body too large"), 413)
+        raw = await read_body(request, MAX_GRAPHQL_BODY_BYTES)
+        if raw is None:
+            return JSONResponse(error_body("BAD_USER_INPUT", "request body too large"), 413)
         try:
             body = json.loads(raw)
         except ValueError:

@@ -33,7 +33,18 @@ class HttpError(Exception):
 
 
 def json_error(status: int, message: str) -> JSONResponse:
+    """A JSON error answer: ``{"error": message}`` with `status`."""
     return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_body(request: Request, limit: int) -> bytearray | None:
+    """The request's whole body, or None as soon as it is longer than `limit` bytes (the rest is not read)."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            return None
+    return raw
 
 
 @dataclass(frozen=True)

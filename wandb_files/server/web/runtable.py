@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..db import runfilters
 from ..db.models import Run
-from ..db.runvalues import config_value
+from ..db.runvalues import config_value, parsed_json
 
 #: Config columns, and summary columns, shown (more when the filter and the order name more).
 MAX_VALUE_COLUMNS = 3
@@ -73,15 +73,6 @@ class RunsTable:
     rows: list[RunRow]
 
 
-def _loads(text: str | None) -> object:
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
 def _flat(prefix: str, value: object, depth: int = 0) -> Iterator[tuple[str, object]]:
     if isinstance(value, Mapping) and value and depth < _MAX_DEPTH:
         for key, item in value.items():
@@ -93,12 +84,12 @@ def _flat(prefix: str, value: object, depth: int = 0) -> Iterator[tuple[str, obj
 def run_values(run: Run) -> dict[str, object]:
     """The run's config (plain values) and summary as ``config.KEY`` and ``summary.KEY``, nested keys dotted."""
     values: dict[str, object] = {}
-    config = _loads(run.config)
+    config = parsed_json(run.config)
     if isinstance(config, dict):
         for name, entry in config.items():
             if name not in ("_wandb", "wandb_version"):
                 values.update(_flat(f"config.{name}", config_value(entry)))
-    summary = _loads(run.summary)
+    summary = parsed_json(run.summary)
     if isinstance(summary, dict):
         for name, item in summary.items():
             values.update(_flat(f"summary.{name}", item))
@@ -107,7 +98,7 @@ def run_values(run: Run) -> dict[str, object]:
 
 def run_tags(run: Run) -> list[str]:
     """The run's tags (a JSON list in the row)."""
-    tags = _loads(run.tags)
+    tags = parsed_json(run.tags)
     return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
 

@@ -15,6 +15,7 @@ argument or a bad value in the docs fails here.
 from __future__ import annotations
 
 import doctest
+import json
 import os
 import re
 import shlex
@@ -23,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from sybil import Document, Example, Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
 import wandb_files
 from tests.support import ADMIN_KEY, UPSERT, Client, LiveServer, start_server, stop_server
+from tests.support.wandb_env import point_wandb_at
 
 ROOT = Path(__file__).parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -135,6 +138,16 @@ def _seed(server: LiveServer, source: Path, work: Path) -> None:
         config, summary = {"model": model, "lr": lr}, {"acc": acc}
         _upload(api, f"team/proj/{run_id}", files, source, config=config, summary=summary, tags=tags, group="sweep-1")
         raw.gql(UPSERT, {"entity": "team", "project": "proj", "name": run_id, "state": state})
+    # "Logging runs with the wandb SDK": a run whose history came through the file stream, as wandb-core sends it.
+    raw.make_run("training", "run-1", entity="admin")
+    history = [json.dumps({"_step": step, "loss": 0.5**step, "_runtime": step}) for step in range(1, 4)]
+    answer = requests.post(
+        f"{server.base_url}/files/admin/training/run-1/file_stream",
+        json={"files": {"wandb-history.jsonl": {"offset": 0, "content": history}}},
+        auth=("api", server.api_key),
+        timeout=30,
+    )
+    answer.raise_for_status()
     api.close()
     for name, data in {
         "outputs/model.ckpt": b"m" * 1000,
@@ -163,8 +176,7 @@ def test_markdown_examples_run(
     path: Path, index: int, docs_server: tuple[LiveServer, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server, work = docs_server
-    monkeypatch.setenv("WANDB_BASE_URL", server.base_url)
-    monkeypatch.setenv("WANDB_API_KEY", server.api_key)
+    point_wandb_at(monkeypatch, server.base_url, server.api_key, work / ".wandb-client")  # our SDK's variables too
     monkeypatch.chdir(work)
     READERS[path].run_through(index)
 

@@ -58,7 +58,8 @@ $(PY_MIN_CLIENT):
 	$(PY_MIN_CLIENT) -m pip install --quiet --upgrade pip
 
 # Tests that need the server's own modules in the test process; the others start their servers with .venv-min's
-# Python (WANDB_FILES_TEST_SERVER_PYTHON).
+# Python (WANDB_FILES_TEST_SERVER_PYTHON). The S3-compatible server (moto) runs in the test process, so the client's
+# venv has it too: a test tool, like pytest.
 NEEDS_SERVER := --ignore=tests/server --ignore=tests/scale --ignore=tests/test_docs.py \
 	--ignore=tests/transfer/test_names_property.py
 
@@ -67,7 +68,7 @@ test-min: $(PY_MIN) $(PY_MIN_CLIENT) postgresql chromium
 	$(PY_MIN) -m pip install --quiet -e ".[all,dev]" -c constraints/minimum.txt
 	$(PY_MIN) -m pytest -q tests --ignore=tests/compat
 	$(PY_MIN_CLIENT) -m pip install --quiet -e ".[pandas,fsspec,parquet,proxy]" pytest pytest-xdist hypothesis \
-		trustme -c constraints/minimum-client.txt
+		trustme "moto[server]" -c constraints/minimum-client.txt
 	WANDB_FILES_TEST_SERVER_PYTHON=$(abspath $(PY_MIN)) $(PY_MIN_CLIENT) -m pytest -q -n $(TEST_WORKERS) \
 		--dist loadfile tests --ignore=tests/compat $(NEEDS_SERVER)
 

@@ -8,6 +8,7 @@ import gzip
 import json
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -15,10 +16,12 @@ from sqlalchemy import event, select
 
 from tests.support import Client, md5_b64
 from tests.support.inprocess import ADMIN_KEY, in_process_server
+from tests.support.services import s3_service
 from wandb_files.server.db.models import File
 from wandb_files.server.db.streams import OUTPUT, StreamRequest
 from wandb_files.server.http.app import _Server
 from wandb_files.server.http.filestream import MAX_STREAM_BODY_BYTES, gunzip
+from wandb_files.server.storage import LocalBlobStore, S3BlobStore
 
 RunPath = tuple[str, str, str]
 
@@ -106,33 +109,62 @@ def test_the_clients_own_output_log_is_replaced_by_the_streamed_lines(admin: Cli
 # --- in one process: what a request reads and what survives the server forgetting ----------------------------
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> _Server:
-    return in_process_server(tmp_path)
+@pytest.fixture(params=["local", "s3"])
+def server(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> _Server:
+    """A server in this process over local blobs, and one over a bucket of the moto S3 server on loopback."""
+    if request.param == "local":
+        return in_process_server(tmp_path)
+    s3 = s3_service()
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    return in_process_server(tmp_path, blob_store=f"s3://{s3.create_bucket()}/blobs", s3_endpoint_url=s3.endpoint_url)
 
 
 def send(srv: _Server, offset: int, texts: list[str]) -> None:
     srv.store_stream(ADMIN_KEY, "admin", "p", "r", StreamRequest(lines={OUTPUT: (offset, [console(t) for t in texts])}))
 
 
+def read_blob(srv: _Server, key: str) -> bytes:
+    store = srv.store
+    if isinstance(store, S3BlobStore):
+        data: bytes = store.client.get_object(Bucket=store.bucket, Key=store.object_key(key))["Body"].read()
+        return data
+    assert isinstance(store, LocalBlobStore)
+    return store.resolve(key).read_bytes()
+
+
 def stored_output_log(srv: _Server) -> bytes:
     with srv.sessions() as session:
         row = session.scalars(select(File).where(File.run_id == 1, File.name == "output.log")).one()
-    data = srv.store.resolve(row.blob_key).read_bytes()
+    data = read_blob(srv, row.blob_key)
     assert (len(data), md5_b64(data)) == (row.size_bytes, row.md5)
     return data
 
 
 def test_a_console_request_does_not_read_the_stored_lines(server: _Server) -> None:
+    """Whatever the blob store: a request reads no stored line but those after a line it rewrites above the
+    last (a bounded range), and the new file is right."""
     texts = [f"line {i}" for i in range(2000)]
     send(server, 0, texts)
-    statements: list[str] = []
-    event.listen(server.engine, "before_cursor_execute", lambda _c, _cu, sql, *_: statements.append(sql))
+    reads: list[tuple[str, Any]] = []
+
+    def record(_conn: object, _cursor: object, sql: str, params: Any, *_: object) -> None:
+        if sql.lstrip().upper().startswith("SELECT") and "run_lines" in sql:
+            reads.append((sql, params))
+
+    event.listen(server.engine, "before_cursor_execute", record)
     send(server, 2000, ["new"])
     send(server, 2000, ["new 50%"])  # rewritten
+    assert reads == []
+    assert stored_output_log(server) == expected([*texts, "new 50%"])
     send(server, 1998, ["two up"])  # a line above the last rewritten: the ones after it stay
-    assert not [s for s in statements if s.lstrip().upper().startswith("SELECT") and "run_lines" in s]
+    [(sql, params)] = reads
+    assert "line_no <" in sql and tuple(params)[-2:] == (1999, 2001)  # only the two lines after it
     assert stored_output_log(server) == expected([*texts[:1998], "two up", texts[1999], "new 50%"])
+    send(server, 1990, ["ten up", "nine up"])
+    assert stored_output_log(server) == expected(
+        [*texts[:1990], "ten up", "nine up", *texts[1992:1998], "two up", texts[1999], "new 50%"]
+    )
 
 
 def test_a_server_that_forgot_makes_the_file_from_the_stored_lines(server: _Server) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from wandb_files.server.config import ServerConfig
 from wandb_files.server.db.models import Entity, Project, Run
@@ -13,9 +14,10 @@ from wandb_files.server.http.app import _Server, create_app
 ADMIN_KEY = "k" * 40
 
 
-def in_process_server(tmp_path: Path) -> _Server:
-    """A server over a new data folder under `tmp_path`, holding the admin and its run admin/p/r (id 1)."""
-    app = create_app(ServerConfig(data_dir=tmp_path / "data"))
+def in_process_server(tmp_path: Path, **config: Any) -> _Server:
+    """A server over a new data folder under `tmp_path`, holding the admin and its run admin/p/r (id 1);
+    `config` holds further ServerConfig fields (an S3 blob store, say)."""
+    app = create_app(ServerConfig(data_dir=tmp_path / "data", **config))
     srv: _Server = app.state.server
     with srv.sessions() as session:
         ensure_admin(session, ADMIN_KEY)

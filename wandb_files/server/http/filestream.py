@@ -44,7 +44,6 @@ from ..db.streams import (
 from ..graphql.context import RequestContext, Viewer
 from ..graphql.errors import ApiError
 from ..graphql.resolvers.file_mutations import resolve_mark_run_files_uploaded
-from ..storage import LocalBlobStore
 from .auth import api_key_from_authorization
 from .outputlog import OutputLogs
 from .state import HttpError, ServerState, json_error, read_body
@@ -188,9 +187,6 @@ class FileStream(ServerState):
         chunk = stream.lines.get(OUTPUT)
         if chunk is None and self._output_logs.current(run.id, current, line_count):
             return None  # the final request: the file already holds every line
-        old_file = (
-            self.store.resolve(current) if current is not None and isinstance(self.store, LocalBlobStore) else None
-        )
         fd, temp = tempfile.mkstemp(dir=self.config.tmp_dir, prefix="output-")
         temp_path = Path(temp)
         try:
@@ -198,13 +194,22 @@ class FileStream(ServerState):
                 made = None
                 if chunk is not None:
                     offset, lines = chunk
-                    made = self._output_logs.extend(run.id, current, line_count, offset, lines, old_file, fh)
+                    made = self._output_logs.extend(
+                        run.id,
+                        current,
+                        line_count,
+                        offset,
+                        lines,
+                        lambda start, stop: stream_lines(session, run.id, OUTPUT, start, stop),
+                        fh,
+                    )
                 if made is None:
                     fh.seek(0)
                     fh.truncate()
                     made = OutputLogs.remake(stream_lines(session, run.id, OUTPUT), fh)
             md5_b64 = base64.b64encode(made.md5_digest).decode()
-            key, replaced = self._store_temp_file(session, run.id, OUTPUT_FILE, temp_path, made.size, md5_b64)
+            prefix = (current, made.prefix_len) if made.prefix_len and current is not None else None
+            key, replaced = self._store_temp_file(session, run.id, OUTPUT_FILE, temp_path, made.size, md5_b64, prefix)
         finally:
             temp_path.unlink(missing_ok=True)
         if key is None:
@@ -225,13 +230,24 @@ class FileStream(ServerState):
             temp_path.unlink(missing_ok=True)
 
     def _store_temp_file(
-        self, session: Session, run_id: int, name: str, temp_path: Path, size: int, md5_b64: str
+        self,
+        session: Session,
+        run_id: int,
+        name: str,
+        temp_path: Path,
+        size: int,
+        md5_b64: str,
+        prefix: tuple[str, int] | None = None,
     ) -> tuple[str | None, str | None]:
-        """Store a finished temp file as run file `name`: the new blob key (None when the name clashes) and the
+        """Store a finished temp file as run file `name` (after the first bytes of another blob: `prefix` is
+        its key and how many), of `size` bytes in all: the new blob key (None when the name clashes) and the
         replaced one."""
         key = uuid.uuid4().hex
         try:
-            self.store.put(key, temp_path)
+            if prefix is None:
+                self.store.put(key, temp_path)
+            else:
+                self.store.put_composed(key, prefix[0], prefix[1], temp_path)
             try:
                 return key, store_file(session, run_id, name, key, size, md5_b64)
             except PathClash as exc:

@@ -2,11 +2,16 @@
 
 The file is the run's streamed console lines, in line order (db/streams.console_text). After each request that
 carries console lines it is stored again as a new blob (blobs are never changed in place: a download may be
-reading the old one). Remade from every stored line, that costs time in the number of lines the run has; made
-from the previous blob, it is a copy of the bytes up to the first line the request (re)writes, in the kernel,
-plus the new lines' bytes. The md5 is carried on the same way: this process keeps the md5 state at the start of
-each of the last lines it wrote, so a request that rewrites one of them (a progress bar redrawn with a
-carriage return) hashes only the new bytes.
+reading the old one). Remade from every stored line, that costs time in the number of lines the run has. Made
+from the previous blob, the new file is described as the first bytes of that blob, up to the first line the
+request (re)writes, followed by a tail this process writes: the new lines and, when the request rewrote lines
+above the last (nested progress bars), the lines after them, read back from the database (at most the last
+REWRITABLE_LINES). The blob store puts the two together (BlobStore.put_composed): a copy in the kernel for the
+local store, a copy inside the bucket (or a ranged read of a short prefix) on S3, so the prefix never passes
+through the database or, on S3, through this process once it is long. The md5 is carried on the same way: this
+process keeps the md5 state at the start of each of the last lines it wrote, so a request that rewrites one of
+them (a progress bar redrawn with a carriage return) hashes only the new bytes. The md5 stored in the file row is
+this one, never the store's (a multipart ETag is not an md5).
 
 What this process knows about a run's file is used only while the run's output.log row still points at the
 blob it made and the run's line count is what it left; anything else (another server process stored a newer
@@ -16,15 +21,11 @@ makes the file from the stored lines again.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import itertools
-import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..db.streams import console_text
@@ -33,7 +34,6 @@ from ..db.streams import console_text
 REWRITABLE_LINES = 64
 #: Runs whose file state this process keeps (the least recently streamed are forgotten).
 KEPT_RUNS = 1024
-_COPY_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -66,11 +66,13 @@ class _Made:
 
 @dataclass
 class MadeFile:
-    """A new output.log in a temp file: its size and base64-less md5 digest, and the state to keep once stored."""
+    """A new output.log: the first `prefix_len` bytes of the previous blob followed by what was written to the
+    temp file; its size and base64-less md5 digest, and the state to keep once stored."""
 
     size: int
     md5_digest: bytes
     state: _Made
+    prefix_len: int = 0
 
 
 class OutputLogs:
@@ -87,11 +89,12 @@ class OutputLogs:
         line_count: int,
         offset: int,
         lines: Sequence[str],
-        old_file: Path | None,
+        read_lines: Callable[[int, int], Sequence[str]],
         fh: BinaryIO,
     ) -> MadeFile | None:
-        """Write into `fh` the run's output.log with `lines` stored from line `offset` on, made from its current
-        file; None (nothing written) when this process cannot: then make it with `remake`.
+        """Write into `fh` what follows the kept prefix of the run's current output.log (blob `blob_key`) once
+        `lines` are stored from line `offset` on; None (nothing written) when this process cannot: then make it
+        with `remake`.
 
         Args:
             run_id: The run's row id.
@@ -99,12 +102,16 @@ class OutputLogs:
             line_count: The run's console line count before these lines.
             offset: The line number of the first of `lines`.
             lines: The console lines the request carries.
-            old_file: The local file of `blob_key`, if the blob store has one.
+            read_lines: The run's stored console lines from a line number up to (not including) another; called
+                only for the lines after a rewritten range, at most REWRITABLE_LINES of them.
             fh: A new, empty temp file.
+
+        Returns:
+            The new file: its first `prefix_len` bytes are blob `blob_key`'s, the rest is in `fh`.
         """
         with self._lock:
             known = self._runs.get(run_id)
-        if known is None or old_file is None or known.blob_key != blob_key or known.line_count != line_count:
+        if known is None or blob_key is None or known.blob_key != blob_key or known.line_count != line_count:
             return None
         new = [console_text([line]) for line in lines]
         if offset == line_count:
@@ -119,16 +126,13 @@ class OutputLogs:
             starts = known.starts[: at[offset]]
             end = offset + len(lines)
             if end < line_count:  # lines after the rewritten ones stay (nested progress bars)
-                later = known.starts[at[end] :]
-                with open(old_file, "rb") as src:
-                    src.seek(later[0].offset)
-                    rest = src.read(known.size - later[0].offset)
-                bounds = [each.offset - later[0].offset for each in later] + [len(rest)]
-                new += [rest[a:b] for a, b in itertools.pairwise(bounds)]
-        _copy_prefix(old_file, fh, keep)
+                rest = read_lines(end, line_count)
+                if len(rest) != line_count - end:
+                    return None  # not the lines this process wrote: made from them all instead
+                new += [console_text([line]) for line in rest]
         state = _Made("", offset, keep, md5, starts)
         state.add(fh, offset, new)
-        return MadeFile(state.size, state.md5.digest(), state)
+        return MadeFile(state.size, state.md5.digest(), state, keep)
 
     @staticmethod
     def remake(lines: Sequence[str], fh: BinaryIO) -> MadeFile:
@@ -162,27 +166,3 @@ class OutputLogs:
         """Drop what is kept about run `run_id` (its file was not stored after all)."""
         with self._lock:
             self._runs.pop(run_id, None)
-
-
-def _copy_prefix(source: Path, fh: BinaryIO, length: int) -> None:
-    """Copy the first `length` bytes of file `source` to the empty file `fh` (in the kernel where it can)."""
-    fh.flush()
-    copied = 0
-    with open(source, "rb") as src:
-        copy_file_range = getattr(os, "copy_file_range", None)
-        # A file system that cannot: the rest is copied through this process from where it stopped.
-        with contextlib.suppress(OSError):
-            while copy_file_range is not None and copied < length:
-                n = copy_file_range(src.fileno(), fh.fileno(), length - copied, copied)
-                if n == 0:
-                    break
-                copied += n
-        src.seek(copied)
-        fh.seek(copied)
-        while copied < length:
-            chunk = src.read(min(_COPY_BYTES, length - copied))
-            if not chunk:
-                raise OSError(f"{source} is shorter than the {length} bytes this process wrote to it")
-            fh.write(chunk)
-            copied += len(chunk)
-    fh.seek(0, os.SEEK_END)

@@ -28,6 +28,24 @@ class BlobStore(ABC):
         """Take ownership of a complete temp file and make it the blob `key` (the temp file is moved)."""
 
     @abstractmethod
+    def put_composed(self, key: str, prefix_of: str, prefix_len: int, tail_file: Path) -> None:
+        """Make blob `key` the first `prefix_len` bytes of blob `prefix_of` followed by a complete temp file's
+        bytes, without bringing the whole prefix through this process where the store can (the temp file is
+        taken over and removed).
+
+        Args:
+            key: The new blob's key.
+            prefix_of: The blob whose first bytes come first; it is left as it is.
+            prefix_len: How many of its bytes (at most its size).
+            tail_file: The bytes that follow.
+
+        Raises:
+            OSError: blob `prefix_of` is shorter than `prefix_len` (local store), or a file cannot be read.
+            botocore.exceptions.ClientError, BotoCoreError: the bucket refused or could not be reached (S3);
+                no new object is left behind.
+        """
+
+    @abstractmethod
     def delete(self, key: str) -> None:
         """Remove blob `key`; removing a missing blob is not an error."""
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +26,9 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 # Concurrent HEADs (and fallback hashes) one server process sends the bucket, shared by all its requests;
 # well under boto3's connection pool (max_pool_connections below).
 S3_CHECK_WORKERS = 16
+# S3's bounds on the size of a multipart upload's part: every part but the last is at least the minimum.
+MIN_PART_BYTES = 5 * 1024 * 1024
+MAX_PART_BYTES = 5 * 1024 * 1024 * 1024
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -91,6 +97,68 @@ class S3BlobStore(BlobStore):
         """Upload a temp file as the object (multipart when big), then remove the temp file."""
         self.client.upload_file(str(finished_temp_file), self.bucket, self.object_key(key))
         finished_temp_file.unlink(missing_ok=True)
+
+    def put_composed(self, key: str, prefix_of: str, prefix_len: int, tail_file: Path) -> None:
+        """A prefix of at least MIN_PART_BYTES is copied inside the bucket: a multipart upload whose first
+        parts are ranges of the old object (UploadPartCopy) and whose last is the tail; a shorter one is read
+        (a ranged GET) and uploaded again with the tail. The new object's ETag is then not an md5 of its bytes.
+        """
+        try:
+            if prefix_len < MIN_PART_BYTES:
+                self._put_read_prefix(key, prefix_of, prefix_len, tail_file)
+            else:
+                self._put_copied_prefix(key, prefix_of, prefix_len, tail_file)
+        finally:
+            tail_file.unlink(missing_ok=True)
+
+    def _put_read_prefix(self, key: str, prefix_of: str, prefix_len: int, tail_file: Path) -> None:
+        fd, temp = tempfile.mkstemp(dir=tail_file.parent, prefix="composed-")
+        temp_path = Path(temp)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                if prefix_len:
+                    answer = self.client.get_object(
+                        Bucket=self.bucket, Key=self.object_key(prefix_of), Range=f"bytes=0-{prefix_len - 1}"
+                    )
+                    shutil.copyfileobj(answer["Body"], fh)
+                    if fh.tell() != prefix_len:
+                        raise OSError(f"blob {prefix_of} is shorter than {prefix_len} bytes")
+                with open(tail_file, "rb") as tail:
+                    shutil.copyfileobj(tail, fh)
+            self.put(key, temp_path)
+        finally:
+            temp_path.unlink(missing_ok=True)
+
+    def _put_copied_prefix(self, key: str, prefix_of: str, prefix_len: int, tail_file: Path) -> None:
+        target = {"Bucket": self.bucket, "Key": self.object_key(key)}
+        source = {"Bucket": self.bucket, "Key": self.object_key(prefix_of)}
+        # As few copied parts as S3 allows, of equal size, so none is below the minimum.
+        count = -(-prefix_len // MAX_PART_BYTES)
+        size = -(-prefix_len // count)
+        upload_id = self.client.create_multipart_upload(**target)["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, prefix_len, size), 1):
+                end = min(start + size, prefix_len) - 1
+                answer = self.client.upload_part_copy(
+                    **target,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
+                parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
+            if tail_file.stat().st_size:
+                with open(tail_file, "rb") as tail:
+                    number = len(parts) + 1
+                    answer = self.client.upload_part(**target, UploadId=upload_id, PartNumber=number, Body=tail)
+                parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+            self.client.complete_multipart_upload(**target, UploadId=upload_id, MultipartUpload={"Parts": parts})
+        except BaseException:
+            # Nothing left behind: S3 keeps (and bills) the parts of an unfinished upload until it is aborted.
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(**target, UploadId=upload_id)
+            raise
 
     def delete(self, key: str) -> None:
         """Delete the object (S3 answers success for a missing one)."""

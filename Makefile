@@ -67,7 +67,7 @@ NEEDS_SERVER := --ignore=tests/server --ignore=tests/scale --ignore=tests/test_d
 test-min: $(PY_MIN) $(PY_MIN_CLIENT) postgresql chromium
 	$(PY_MIN) -m pip install --quiet -e ".[all,dev]" -c constraints/minimum.txt
 	$(PY_MIN) -m pytest -q tests --ignore=tests/compat
-	$(PY_MIN_CLIENT) -m pip install --quiet -e ".[pandas,fsspec,parquet,proxy]" pytest pytest-xdist hypothesis \
+	$(PY_MIN_CLIENT) -m pip install --quiet -e ".[pandas,fsspec,parquet,proxy]" pytest pytest-xdist pytest-timeout hypothesis \
 		trustme "moto[server]" -c constraints/minimum-client.txt
 	WANDB_FILES_TEST_SERVER_PYTHON=$(abspath $(PY_MIN)) $(PY_MIN_CLIENT) -m pytest -q -n $(TEST_WORKERS) \
 		--dist loadfile tests --ignore=tests/compat $(NEEDS_SERVER)

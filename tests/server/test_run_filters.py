@@ -7,6 +7,7 @@ import json
 import math
 import random
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -460,6 +461,18 @@ def test_run_created_mid_walk_does_not_break_it(pool: Pool) -> None:
         assert new == [extra[1].name, extra[2].name, extra[3].name]
     finally:
         pool.runs.extend(extra)  # later tests of the module see them as they are
+
+
+def test_a_pattern_that_backtracks_exponentially_is_answered_at_once(pool: Pool) -> None:
+    """`^(a+)+$` against 32 a's and a "!": a backtracking engine (Python's `re`, which SQLite used) tries every
+    split of the a's, minutes while holding the GIL; RE2 and PostgreSQL's engine answer in linear time."""
+    run = RefRun(2000, f"redos-{uuid.uuid4().hex[:6]}", "finished", "a" * 32 + "!", None, None, [])
+    create(pool.admin, pool.project, run)
+    pool.runs.append(run)
+    started = time.perf_counter()
+    assert pool.page({"display_name": {"$regex": "^(a+)+$"}}, None)["runCount"] == 0
+    assert pool.page({"display_name": {"$regex": "^(a+)+!$"}}, None)["runCount"] == 1
+    assert time.perf_counter() - started < 5.0
 
 
 # --- errors ---------------------------------------------------------------------------------------------------------

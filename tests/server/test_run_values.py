@@ -7,12 +7,13 @@ import json
 import math
 import re
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.support import ADMIN_KEY, Client, LiveServer, database_at_revision
-from wandb_files.server.db.runregex import RegexNotSupported, translate
+from wandb_files.server.db.runregex import RegexNotSupported, sqlite_regexp, translate
 from wandb_files.server.db.runvalues import (
     MAX_TEXT,
     RANK_ARRAY,
@@ -89,9 +90,9 @@ def test_values_are_stored_with_their_type_rank() -> None:
 
 
 @pytest.mark.parametrize(
-    ("pattern", "python", "postgres"),
+    ("pattern", "re2_pattern", "postgres"),
     [
-        ("^res(net)?$", "(?s)^res(net)?\\Z", "^res(net)?$"),
+        ("^res(net)?$", "(?s)^res(net)?\\z", "^res(net)?$"),
         ("\\bnet\\B", "(?s)\\bnet\\B", "\\ynet\\Y"),
         ("\\d+\\s\\w", "(?s)[0-9]+[\\t\\n\\f\\r ][0-9A-Za-z_]", "[0-9]+[\\t\\n\\f\\r ][0-9A-Za-z_]"),
         ("[\\d_]\\D", "(?s)[0-9_][^0-9]", "[0-9_][^0-9]"),
@@ -101,15 +102,26 @@ def test_values_are_stored_with_their_type_rank() -> None:
         ("a{2,}?", "(?s)a{2,}?", "a{2,}?"),
     ],
 )
-def test_regex_translation(pattern: str, python: str, postgres: str) -> None:
-    assert translate(pattern) == (python, postgres)
+def test_regex_translation(pattern: str, re2_pattern: str, postgres: str) -> None:
+    assert translate(pattern) == (re2_pattern, postgres)
 
 
 def test_regex_translation_keeps_re2_meanings() -> None:
-    py, _ = translate("^\\d$")
-    assert re.search(py, "7") and not re.search(py, "7\n") and not re.search(py, "٣")  # ASCII digits, true end
-    py, _ = translate("a.b")
-    assert re.search(py, "a\nb")  # . matches a newline on both databases (RE2's default does not: documented)
+    ours, _ = translate("^\\d$")
+    assert sqlite_regexp(ours, "7") and not sqlite_regexp(ours, "7\n") and not sqlite_regexp(ours, "٣")
+    ours, _ = translate("a.b")
+    assert sqlite_regexp(ours, "a\nb")  # . matches a newline on both databases (RE2's default does not: documented)
+    ours, _ = translate("\\bnet$")
+    assert sqlite_regexp(ours, "a net") and sqlite_regexp(ours, "énet")  # RE2's \b, as W&B's: é is no word character
+
+
+def test_a_pattern_a_backtracking_engine_takes_exponential_time_on_answers_at_once() -> None:
+    """`(a+)+$` against 40 a's and a "!": Python's `re` would take days, holding the GIL."""
+    ours, _ = translate("(a+)+$")
+    started = time.perf_counter()
+    assert sqlite_regexp(ours, "a" * 40 + "!") == 0
+    assert sqlite_regexp(ours, "a" * 100_000) == 1
+    assert time.perf_counter() - started < 1.0
 
 
 @pytest.mark.parametrize(

@@ -383,11 +383,11 @@ def _compile(node: Node | None, to: _Target) -> ColumnElement[bool]:
 
 
 def _regexp(column: Any, translated: tuple[str, str], dialect: str) -> ColumnElement[bool]:
-    python_pattern, postgres_pattern = translated
+    re2_pattern, postgres_pattern = translated
     if dialect == "postgresql":
         matched: ColumnElement[bool] = column.op("~")(literal(postgres_pattern))
         return matched
-    return func.wf_regexp(literal(python_pattern), column) == 1
+    return func.wf_regexp(literal(re2_pattern), column) == 1
 
 
 def _has_value(to: _Target, key: str, *conds: Any) -> ColumnElement[bool]:

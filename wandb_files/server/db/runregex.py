@@ -1,15 +1,22 @@
-"""The `$regex` subset run filters accept: checked once, then written for Python's `re` (SQLite) and for
-PostgreSQL's `~`, so both databases answer alike.
+"""The `$regex` subset run filters accept: checked once, then written for RE2 (SQLite) and for PostgreSQL's `~`,
+so both databases answer alike.
 
-The subset is what RE2 (W&B's engine), Python and PostgreSQL's advanced regular expressions agree on, with the
-class escapes spelled out as RE2 defines them (`\\d` is `[0-9]`, `\\w` is `[0-9A-Za-z_]`, `\\s` is
-`[\\t\\n\\f\\r ]`) so no locale changes them. docs/run-filters.md lists what is refused and what differs.
+The subset is what RE2 (W&B's engine) and PostgreSQL's advanced regular expressions agree on, with the class
+escapes spelled out as RE2 defines them (`\\d` is `[0-9]`, `\\w` is `[0-9A-Za-z_]`, `\\s` is `[\\t\\n\\f\\r ]`)
+so no locale changes them. docs/run-filters.md lists what is refused and what differs.
+
+On SQLite the patterns run in RE2 (google-re2), not Python's `re`: RE2 takes time linear in the text, where a
+backtracking engine can take exponential time on a pattern such as `(a+)+$` while holding the GIL, which would
+stall every request of the process. PostgreSQL's engine is not a backtracking one either.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from typing import Any
+
+import re2
 
 #: Longest pattern accepted, in characters.
 MAX_REGEX = 1_000
@@ -31,13 +38,13 @@ class RegexNotSupported(ValueError):
 
 @functools.lru_cache(maxsize=256)
 def translate(pattern: str) -> tuple[str, str]:
-    """Check `pattern` is in the subset; return it written for Python's `re` and for PostgreSQL.
+    """Check `pattern` is in the subset; return it written for RE2 (on SQLite) and for PostgreSQL.
 
     Args:
         pattern: The `$regex` operand (RE2 syntax, searched anywhere in the value).
 
     Returns:
-        (python_pattern, postgres_pattern). The Python one carries its flags inline ("(?s)…").
+        (re2_pattern, postgres_pattern). The RE2 one carries its flags inline ("(?s)…").
 
     Raises:
         RegexNotSupported: the pattern is too long, uses something outside the subset, or is invalid.
@@ -46,7 +53,7 @@ def translate(pattern: str) -> tuple[str, str]:
         raise RegexNotSupported(f"a pattern may have at most {MAX_REGEX} characters")
     if "\x00" in pattern:
         raise RegexNotSupported("a pattern cannot hold a NUL character")
-    py: list[str] = []
+    r2: list[str] = []
     pg: list[str] = []
     flags = "s"
     i = 0
@@ -58,14 +65,14 @@ def translate(pattern: str) -> tuple[str, str]:
     can_repeat = False  # whether the previous item is something a quantifier may follow
 
     def both(text: str) -> None:
-        py.append(text)
+        r2.append(text)
         pg.append(text)
 
     while i < n:
         c = pattern[i]
         if c == "\\":
             escaped, i = _escape(pattern, i, in_class=False)
-            py.append(escaped[0])
+            r2.append(escaped[0])
             pg.append(escaped[1])
             can_repeat = escaped[0] not in ("\\b", "\\B")
         elif c == "[":
@@ -113,8 +120,8 @@ def translate(pattern: str) -> tuple[str, str]:
                 raise RegexNotSupported(f"a quantifier cannot follow another (possessive or repeated) at position {i}")
             can_repeat = False
         elif c == "$":
-            # Python's $ also matches before a final newline; \Z is the end of the text, like RE2's and ARE's $.
-            py.append("\\Z")
+            # \z: the end of the text whatever the flags, as RE2's $ without (?m) and ARE's $ are.
+            r2.append("\\z")
             pg.append("$")
             i += 1
             can_repeat = False
@@ -130,16 +137,16 @@ def translate(pattern: str) -> tuple[str, str]:
             can_repeat = True
     if depth:
         raise RegexNotSupported("unbalanced '(': missing ')'")
-    python_pattern = f"(?{flags})" + "".join(py)
+    re2_pattern = f"(?{flags})" + "".join(r2)
     try:
-        re.compile(python_pattern)
-    except re.error as exc:
+        _compiled(re2_pattern)
+    except re2.error as exc:
         raise RegexNotSupported(f"invalid regular expression: {exc}") from None
-    return python_pattern, "".join(pg)
+    return re2_pattern, "".join(pg)
 
 
 def _escape(pattern: str, i: int, *, in_class: bool) -> tuple[tuple[str, str], int]:
-    """The (Python, PostgreSQL) spelling of the escape at `pattern[i]` (a backslash) and the index after it."""
+    """The (RE2, PostgreSQL) spelling of the escape at `pattern[i]` (a backslash) and the index after it."""
     if i + 1 >= len(pattern):
         raise RegexNotSupported("the pattern ends with a lone backslash")
     d = pattern[i + 1]
@@ -201,7 +208,7 @@ def _char_class(pattern: str, i: int) -> tuple[str, int]:
             out.append("\\[")
             j += 1
         elif c in "]&~|":
-            out.append("\\" + c)  # a leading ], and what Python may read as set operations, as literals
+            out.append("\\" + c)  # a leading ], and &~| as plain literals (escaped: no engine reads them otherwise)
             j += 1
         else:
             out.append(c)
@@ -210,15 +217,16 @@ def _char_class(pattern: str, i: int) -> tuple[str, int]:
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(python_pattern: str) -> re.Pattern[str]:
-    return re.compile(python_pattern)
+def _compiled(re2_pattern: str) -> Any:
+    return re2.compile(re2_pattern)
 
 
-def sqlite_regexp(python_pattern: str | None, value: object) -> int:
+def sqlite_regexp(re2_pattern: str | None, value: object) -> int:
     """SQLite's `wf_regexp(pattern, value)`: 1 when the translated pattern is found in the text value, else 0."""
-    if python_pattern is None or not isinstance(value, str):
+    if re2_pattern is None or not isinstance(value, str):
         return 0
-    return 1 if _compiled(python_pattern).search(value) else 0
+    # As UTF-8 bytes, RE2's own text: given a str, google-re2 also works out character offsets for the match.
+    return 1 if _compiled(re2_pattern).search(value.encode("utf-8", "surrogatepass")) is not None else 0
 
 
 _GROUP_KINDS = (

@@ -176,6 +176,28 @@ def test_a_server_that_forgot_makes_the_file_from_the_stored_lines(server: _Serv
     assert stored_output_log(server) == expected(["a", "B", "c", "d"])
 
 
+def test_a_blob_removed_behind_the_servers_back_is_made_again_from_the_stored_lines(
+    server: _Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The previous file is gone (an operator's cleanup, a lifecycle rule): the request still succeeds, and the
+    file is made from every stored line, once; the next request builds on that one again."""
+    send(server, 0, ["a", "b"])
+    with server.sessions() as session:
+        key = session.scalars(select(File.blob_key).where(File.run_id == 1, File.name == "output.log")).one()
+    server.store.delete(key)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "wandb_files.server" and r.levelname == "WARNING"]
+
+    with caplog.at_level("WARNING", logger="wandb_files.server"):
+        send(server, 2, ["c"])
+        assert stored_output_log(server) == expected(["a", "b", "c"])
+        assert len(warnings()) == 1 and "made from every stored line" in warnings()[0]
+        send(server, 3, ["d"])
+        assert stored_output_log(server) == expected(["a", "b", "c", "d"])
+        assert len(warnings()) == 1
+
+
 def test_gzipped_requests_are_read_and_a_gzip_bomb_is_refused(admin: Client, run_path: RunPath) -> None:
     """wandb-core may gzip its requests; what they expand to is bounded like the body itself, before any key
     lookup (a few hundred kilobytes of zeros expand to more than the limit)."""

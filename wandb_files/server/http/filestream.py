@@ -14,10 +14,11 @@ import os
 import tempfile
 import uuid
 import zlib
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,8 +45,9 @@ from ..db.streams import (
 from ..graphql.context import RequestContext, Viewer
 from ..graphql.errors import ApiError
 from ..graphql.resolvers.file_mutations import resolve_mark_run_files_uploaded
+from ..storage import PrefixUnavailable
 from .auth import api_key_from_authorization
-from .outputlog import OutputLogs
+from .outputlog import MadeFile, OutputLogs
 from .state import HttpError, ServerState, json_error, read_body
 
 logger = logging.getLogger("wandb_files.server")
@@ -180,36 +182,62 @@ class FileStream(ServerState):
         """Store the run's output.log after `stream` stored its console lines (`line_count` of them before it);
         the replaced blob key.
 
-        Made from the previous file when this process made that one (see http/outputlog.py), else from every
-        stored console line.
+        Made from the previous file when this process made that one (see http/outputlog.py), else, or when the
+        store cannot make it so (the previous blob is gone), from every stored console line.
         """
         current = file_blob_key(session, run.id, OUTPUT_FILE)
         chunk = stream.lines.get(OUTPUT)
         if chunk is None and self._output_logs.current(run.id, current, line_count):
             return None  # the final request: the file already holds every line
+        if chunk is not None and current is not None:
+            offset, lines = chunk
+            made = self._output_log_file(
+                lambda fh: self._output_logs.extend(
+                    run.id,
+                    current,
+                    line_count,
+                    offset,
+                    lines,
+                    lambda start, stop: stream_lines(session, run.id, OUTPUT, start, stop),
+                    fh,
+                )
+            )
+            if made is not None:
+                try:
+                    return self._store_made_output_log(session, run, made, current)
+                except PrefixUnavailable as exc:  # removed behind the server's back: the lines still make it
+                    logger.warning("output.log of run %d made from every stored line: %s", run.id, exc)
+        made = self._output_log_file(lambda fh: OutputLogs.remake(stream_lines(session, run.id, OUTPUT), fh))
+        assert made is not None
+        return self._store_made_output_log(session, run, made, None)
+
+    def _output_log_file(self, make: Callable[[BinaryIO], MadeFile | None]) -> tuple[Path, MadeFile] | None:
+        """`make` run on a new temp file: the file and what it made, or None (the file removed) if it made none."""
         fd, temp = tempfile.mkstemp(dir=self.config.tmp_dir, prefix="output-")
         temp_path = Path(temp)
         try:
             with os.fdopen(fd, "w+b") as fh:
-                made = None
-                if chunk is not None:
-                    offset, lines = chunk
-                    made = self._output_logs.extend(
-                        run.id,
-                        current,
-                        line_count,
-                        offset,
-                        lines,
-                        lambda start, stop: stream_lines(session, run.id, OUTPUT, start, stop),
-                        fh,
-                    )
-                if made is None:
-                    fh.seek(0)
-                    fh.truncate()
-                    made = OutputLogs.remake(stream_lines(session, run.id, OUTPUT), fh)
-            md5_b64 = base64.b64encode(made.md5_digest).decode()
-            prefix = (current, made.prefix_len) if made.prefix_len and current is not None else None
+                made = make(fh)
+        except BaseException:
+            temp_path.unlink(missing_ok=True)
+            raise
+        if made is None:
+            temp_path.unlink(missing_ok=True)
+            return None
+        return temp_path, made
+
+    def _store_made_output_log(
+        self, session: Session, run: Run, file: tuple[Path, MadeFile], prefix_of: str | None
+    ) -> str | None:
+        """Store an output.log `file` made (after the first bytes of blob `prefix_of`, if any); the replaced key."""
+        temp_path, made = file
+        md5_b64 = base64.b64encode(made.md5_digest).decode()
+        prefix = (prefix_of, made.prefix_len) if made.prefix_len and prefix_of is not None else None
+        try:
             key, replaced = self._store_temp_file(session, run.id, OUTPUT_FILE, temp_path, made.size, md5_b64, prefix)
+        except BaseException:
+            self._output_logs.forget(run.id)
+            raise
         finally:
             temp_path.unlink(missing_ok=True)
         if key is None:

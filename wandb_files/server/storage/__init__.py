@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import BlobStore, ObjectInfo
+from .base import BlobStore, ObjectInfo, PrefixUnavailable
 from .local import LocalBlobStore
 from .s3 import S3BlobStore, parse_s3_url
 
-__all__ = ["BlobStore", "LocalBlobStore", "ObjectInfo", "S3BlobStore", "open_blob_store", "parse_s3_url"]
+__all__ = [
+    "BlobStore",
+    "LocalBlobStore",
+    "ObjectInfo",
+    "PrefixUnavailable",
+    "S3BlobStore",
+    "open_blob_store",
+    "parse_s3_url",
+]
 
 
 def open_blob_store(

@@ -17,6 +17,10 @@ def check_key(key: str) -> str:
     return key
 
 
+class PrefixUnavailable(OSError):
+    """`BlobStore.put_composed`: the blob whose first bytes were to come first is gone or shorter than asked."""
+
+
 class BlobStore(ABC):
     """Where file bytes live. Keys are opaque lowercase hex strings chosen by the server."""
 
@@ -40,7 +44,8 @@ class BlobStore(ABC):
             tail_file: The bytes that follow.
 
         Raises:
-            OSError: blob `prefix_of` is shorter than `prefix_len` (local store), or a file cannot be read.
+            PrefixUnavailable: blob `prefix_of` is missing or shorter than `prefix_len`; nothing is stored.
+            OSError: a local file cannot be read or written.
             botocore.exceptions.ClientError, BotoCoreError: the bucket refused or could not be reached (S3);
                 no new object is left behind.
         """

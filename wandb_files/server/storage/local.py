@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from .base import BlobStore, check_key
+from .base import BlobStore, PrefixUnavailable, check_key
 
 _COPY_BYTES = 1024 * 1024
 
@@ -36,7 +36,10 @@ class LocalBlobStore(BlobStore):
         temp_path = Path(temp)
         try:
             with os.fdopen(fd, "w+b") as fh:
-                append_file(self._path(prefix_of), fh, prefix_len)
+                try:
+                    append_file(self._path(prefix_of), fh, prefix_len)
+                except FileNotFoundError:
+                    raise PrefixUnavailable(f"blob {prefix_of} is missing") from None
                 append_file(tail_file, fh, tail_file.stat().st_size)
             self.put(key, temp_path)
         finally:
@@ -61,7 +64,8 @@ def append_file(source: Path, fh: BinaryIO, length: int) -> None:
     for writing), in the kernel where the file system can.
 
     Raises:
-        OSError: `source` is shorter than `length` bytes, or cannot be read.
+        PrefixUnavailable: `source` is shorter than `length` bytes.
+        OSError: `source` cannot be read.
     """
     fh.seek(0, os.SEEK_END)
     fh.flush()
@@ -81,7 +85,7 @@ def append_file(source: Path, fh: BinaryIO, length: int) -> None:
         while copied < length:
             chunk = src.read(min(_COPY_BYTES, length - copied))
             if not chunk:
-                raise OSError(f"{source} is shorter than {length} bytes")
+                raise PrefixUnavailable(f"{source} is shorter than {length} bytes")
             fh.write(chunk)
             copied += len(chunk)
     fh.seek(0, os.SEEK_END)

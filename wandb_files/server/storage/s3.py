@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-from .base import BlobStore, ObjectInfo, check_key
+from .base import BlobStore, ObjectInfo, PrefixUnavailable, check_key
 
 _HEX_MD5 = re.compile(r"[0-9a-f]{32}")
 # The longest lifetime SigV4 allows a presigned URL.
@@ -29,6 +29,8 @@ S3_CHECK_WORKERS = 16
 # S3's bounds on the size of a multipart upload's part: every part but the last is at least the minimum.
 MIN_PART_BYTES = 5 * 1024 * 1024
 MAX_PART_BYTES = 5 * 1024 * 1024 * 1024
+# What the bucket answers when an object, or the range asked of it, is not there.
+_MISSING_PREFIX = frozenset({"NoSuchKey", "404", "InvalidRange"})
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -103,11 +105,17 @@ class S3BlobStore(BlobStore):
         parts are ranges of the old object (UploadPartCopy) and whose last is the tail; a shorter one is read
         (a ranged GET) and uploaded again with the tail. The new object's ETag is then not an md5 of its bytes.
         """
+        from botocore.exceptions import ClientError
+
         try:
             if prefix_len < MIN_PART_BYTES:
                 self._put_read_prefix(key, prefix_of, prefix_len, tail_file)
             else:
                 self._put_copied_prefix(key, prefix_of, prefix_len, tail_file)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING_PREFIX:
+                raise PrefixUnavailable(f"blob {prefix_of} is missing or shorter than {prefix_len} bytes") from exc
+            raise
         finally:
             tail_file.unlink(missing_ok=True)
 
@@ -122,7 +130,7 @@ class S3BlobStore(BlobStore):
                     )
                     shutil.copyfileobj(answer["Body"], fh)
                     if fh.tell() != prefix_len:
-                        raise OSError(f"blob {prefix_of} is shorter than {prefix_len} bytes")
+                        raise PrefixUnavailable(f"blob {prefix_of} is shorter than {prefix_len} bytes")
                 with open(tail_file, "rb") as tail:
                     shutil.copyfileobj(tail, fh)
             self.put(key, temp_path)

@@ -8,11 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
-import requests
 
 import wandb_files
 from tests.scale.test_s3 import put_and_mark
-from tests.server.test_stream_output_log import console, expected, output_log, stream
+from tests.server.test_stream_output_log import complete, console, expected, output_log, stream
 from tests.support import Client, LiveServer, md5_b64
 from tests.support.services import S3Service
 from wandb_files.server.storage import PrefixUnavailable, S3BlobStore
@@ -56,14 +55,7 @@ def test_console_requests_on_s3(s3_admin: Client, s3_run: RunPath, s3: S3Service
     texts.append("after the upload")
     stream(s3_admin, s3_run, len(texts) - 1, [console(texts[-1])])
     assert output_log(s3_admin, s3_run) == expected(texts)
-    entity, project, run = s3_run
-    answer = requests.post(
-        f"{s3_admin.base_url}/files/{entity}/{project}/{run}/file_stream",
-        json={"complete": True, "exitcode": 0},
-        auth=s3_admin.auth,
-        timeout=30,
-    )
-    assert answer.status_code == 200
+    complete(s3_admin, s3_run)
     assert output_log(s3_admin, s3_run) == expected(texts)
     assert not s3.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
 

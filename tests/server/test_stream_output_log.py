@@ -26,13 +26,21 @@ from wandb_files.server.storage import LocalBlobStore, S3BlobStore
 RunPath = tuple[str, str, str]
 
 
-def stream(client: Client, run_path: RunPath, offset: int, lines: list[str], **extra: object) -> None:
+def post_stream(client: Client, run_path: RunPath, body: dict[str, Any]) -> None:
     entity, project, run = run_path
-    body = {"files": {"output.log": {"offset": offset, "content": lines}}, **extra}
     answer = requests.post(
         f"{client.base_url}/files/{entity}/{project}/{run}/file_stream", json=body, auth=client.auth, timeout=30
     )
     assert answer.status_code == 200, answer.text
+
+
+def stream(client: Client, run_path: RunPath, offset: int, lines: list[str], **extra: object) -> None:
+    post_stream(client, run_path, {"files": {"output.log": {"offset": offset, "content": lines}}, **extra})
+
+
+def complete(client: Client, run_path: RunPath) -> None:
+    """The file stream's last request, as the client sends it when the run finishes."""
+    post_stream(client, run_path, {"complete": True, "exitcode": 0})
 
 
 def console(text: str) -> str:
@@ -95,14 +103,7 @@ def test_the_clients_own_output_log_is_replaced_by_the_streamed_lines(admin: Cli
     stream(admin, run_path, 1, [console("second")])
     assert output_log(admin, run_path) == expected(["first session", "second"])
     admin.upload(*run_path, "output.log", b"only this session\n")
-    entity, project, run = run_path
-    answer = requests.post(
-        f"{admin.base_url}/files/{entity}/{project}/{run}/file_stream",
-        json={"complete": True, "exitcode": 0},
-        auth=admin.auth,
-        timeout=30,
-    )
-    assert answer.status_code == 200
+    complete(admin, run_path)
     assert output_log(admin, run_path) == expected(["first session", "second"])
 
 

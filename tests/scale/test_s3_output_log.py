@@ -5,6 +5,7 @@ UploadPartCopy); the bytes, size and md5 a client gets always those of the strea
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,28 @@ def test_a_failed_composition_leaves_nothing_behind(
     with pytest.raises(PrefixUnavailable, match="shorter"):
         store.put_composed("ab" * 16, "cd" * 16, 101, tail)  # a short source, read back
     assert not store.exists("ab" * 16)
+
+
+def test_unfinished_multipart_uploads_of_the_stores_blobs_are_aborted(
+    s3: S3Service, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a process killed mid-upload leaves is aborted once old enough; another prefix's uploads, and keys under
+    this prefix the server never makes, are left alone."""
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    store = S3BlobStore(f"s3://{s3_bucket}/sweep", endpoint_url=s3.endpoint_url)
+    bucket = s3.client()
+    ours = [store.object_key(f"{i:02d}" * 16) for i in range(2)]
+    others = ["elsewhere/" + "ab" * 16, "sweep/not-a-blob-key.bin"]
+    for key in ours + others:
+        bucket.create_multipart_upload(Bucket=s3_bucket, Key=key)
+
+    def open_uploads() -> dict[str, datetime]:
+        return {u["Key"]: u["Initiated"] for u in bucket.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])}
+
+    # The age the bucket gives (moto's listing gives every upload one fixed day in 2010; S3 the real one).
+    age = (datetime.now(timezone.utc) - max(open_uploads().values())).total_seconds()
+    assert store.abort_stale_uploads(int(age) + 3600) == 0  # not that old yet
+    assert set(open_uploads()) == set(ours + others)
+    assert store.abort_stale_uploads(max(0, int(age) - 3600)) == 2
+    assert set(open_uploads()) == set(others)

@@ -69,20 +69,24 @@ def _remove_stale_temp_files(tmp_dir: Path) -> None:
                 path.unlink()
 
 
+def _clean_abandoned(config: ServerConfig, sessions: sessionmaker[Session], store: BlobStore) -> None:
+    """Remove presigned uploads nobody marked long after their URLs expired (their objects are litter), and
+    abort the store's unfinished uploads as old (a process killed mid-upload left them)."""
+    removed = clean_abandoned_uploads(sessions, store, older_than_seconds=config.abandoned_upload_seconds)
+    aborted = store.abort_stale_uploads(config.abandoned_upload_seconds)
+    if removed or aborted:
+        logger.info("removed %d abandoned uploads, aborted %d unfinished ones", removed, aborted)
+
+
 async def _clean_periodically(config: ServerConfig, sessions: sessionmaker[Session], store: BlobStore) -> None:
-    """Every `upload_cleanup_interval` seconds, remove abandoned presigned uploads (in a worker thread);
-    several instances may do so at once. Runs until cancelled; a failed sweep is logged and retried."""
+    """Every `upload_cleanup_interval` seconds, `_clean_abandoned` (in a worker thread); several instances may
+    do so at once. Runs until cancelled; a failed sweep is logged and retried."""
     while True:
         await asyncio.sleep(config.upload_cleanup_interval)
         try:
-            removed = await anyio.to_thread.run_sync(
-                clean_abandoned_uploads, sessions, store, config.abandoned_upload_seconds
-            )
+            await anyio.to_thread.run_sync(_clean_abandoned, config, sessions, store)
         except Exception as exc:  # noqa: BLE001 - the database or bucket may be back at the next sweep
             logger.warning("removing abandoned uploads failed: %s", exc)
-            continue
-        if removed:
-            logger.info("removed %d abandoned uploads", removed)
 
 
 # Young-generation collections once per this many net allocations (CPython's default is 700).
@@ -137,10 +141,7 @@ def create_app(config: ServerConfig, *, prepare: bool = True) -> Starlette:
     with sessions() as session:
         secret = load_or_create_secret(session)
     if prepare and store.presigned:
-        # Upload URLs nobody marked as uploaded long after they expired: their objects are litter.
-        removed = clean_abandoned_uploads(sessions, store, older_than_seconds=config.abandoned_upload_seconds)
-        if removed:
-            logger.info("removed %d abandoned uploads", removed)
+        _clean_abandoned(config, sessions, store)
     server = _Server(
         config=config,
         engine=engine,

@@ -61,6 +61,15 @@ class BlobStore(ABC):
     def check(self) -> None:  # noqa: B027 - an optional hook: most stores have nothing to check
         """Fail at startup, with a message for the operator, when the store cannot be used."""
 
+    def abort_stale_uploads(self, older_than_seconds: int) -> int:
+        """Abort this store's unfinished uploads begun more than `older_than_seconds` ago (a process killed
+        mid-upload leaves them, and a bucket keeps and bills their parts until they are aborted).
+
+        Returns:
+            How many were aborted; a store without such uploads aborts none.
+        """
+        return 0
+
 
 @dataclass(frozen=True)
 class ObjectInfo:

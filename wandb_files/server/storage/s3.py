@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from .base import BlobStore, ObjectInfo, PrefixUnavailable, check_key
+
+logger = logging.getLogger("wandb_files.server")
 
 _HEX_MD5 = re.compile(r"[0-9a-f]{32}")
 # The longest lifetime SigV4 allows a presigned URL.
@@ -94,6 +97,31 @@ class S3BlobStore(BlobStore):
             self.client.head_bucket(Bucket=self.bucket)
         except (BotoCoreError, ClientError) as exc:
             raise RuntimeError(f"the blob store s3://{self.bucket} cannot be used: {exc}") from None
+
+    def abort_stale_uploads(self, older_than_seconds: int) -> int:
+        """Abort the multipart uploads of this store's blobs (its prefix and a blob key) begun before the cutoff:
+        what a server process killed during `put` or `put_composed` left. Several processes may do this at once."""
+        from botocore.exceptions import ClientError
+
+        cutoff = datetime.now(timezone.utc).timestamp() - older_than_seconds
+        aborted = 0
+        try:
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            ):
+                for upload in page.get("Uploads", []):
+                    # Only keys this server makes: a bucket (or a prefix) shared with others keeps their uploads.
+                    if _is_blob_key(upload["Key"][len(self.prefix) :]) and upload["Initiated"].timestamp() < cutoff:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        aborted += 1
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "AccessDenied":
+                raise
+            # Credentials without the permission: the server works all the same, and a lifecycle rule can do it.
+            logger.warning("unfinished multipart uploads not aborted (s3:ListBucketMultipartUploads): %s", exc)
+        return aborted
 
     def put(self, key: str, finished_temp_file: Path) -> None:
         """Upload a temp file as the object (multipart when big), then remove the temp file."""
@@ -266,6 +294,14 @@ class S3BlobStore(BlobStore):
         if md5_b64 is not None:
             headers["content-md5"] = md5_b64
         return self._presigner.url("PUT", self.object_key(key), {}, now, headers)
+
+
+def _is_blob_key(text: str) -> bool:
+    try:
+        check_key(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _uri_encode(text: str, *, keep_slash: bool = False) -> str:
